@@ -1,0 +1,71 @@
+//! The built-in rules of the `im/` namespace (PROTOCOL.md section 3).
+//!
+//! The sender is part of every chat topic, and these rules only let a user
+//! publish where that segment is their own id: the ACL check *is* the
+//! anti-spoofing rule, with no payload rewriting. Config rules never reach
+//! in here.
+//!
+//! Both functions take a topic or filter already split and validated by
+//! [`super::filter`], whose first level is `im`.
+
+use crate::id::is_valid_id;
+use crate::token::Identity;
+
+/// May `who` publish to the `im/` topic `levels`?
+pub(crate) fn may_publish(who: &Identity, levels: &[&str]) -> bool {
+    if who.role.is_trusted_backend() {
+        // Services publish as anybody (bots, history workers, the server's
+        // own helpers); the topic just has to be a valid one.
+        return true;
+    }
+    let me = who.user.as_str();
+    // An Identity built by hand (e.g. for anonymous clients) might carry a
+    // user like `+`; such a user must not own any topic.
+    if !is_valid_id(me) {
+        return false;
+    }
+    match levels {
+        ["im", "dm", to, from] | ["im", "sig", "dm", to, from] => is_valid_id(to) && *from == me,
+        ["im", "grp", group, from] | ["im", "sig", "grp", group, from] => {
+            is_group_of(who, group) && *from == me
+        }
+        // Own status (the server publishes the retained online/offline).
+        ["im", "presence", user] => *user == me,
+        // Requests to the server.
+        ["im", "req", user] => *user == me,
+        // Notably `im/sys/...`: the server's voice, never a user's.
+        _ => false,
+    }
+}
+
+/// May `who` subscribe to the `im/` filter `levels`?
+///
+/// A `+` is accepted only where the contract says "any"; `#` never (it would
+/// sweep up other people's conversations under any level).
+pub(crate) fn may_subscribe(who: &Identity, levels: &[&str]) -> bool {
+    if who.role.is_trusted_backend() {
+        return true;
+    }
+    let me = who.user.as_str();
+    if !is_valid_id(me) {
+        return false;
+    }
+    let any = |level: &str| level == "+" || is_valid_id(level);
+    match levels {
+        // DMs to me, and those I sent from my other devices.
+        ["im", "dm", to, from] | ["im", "sig", "dm", to, from] => {
+            (*to == me && any(from)) || (*from == me && any(to))
+        }
+        ["im", "grp", group, from] | ["im", "sig", "grp", group, from] => {
+            is_group_of(who, group) && any(from)
+        }
+        ["im", "presence", user] => any(user),
+        ["im", "sys", user] => *user == me,
+        // `im/req/...` is read by the server only.
+        _ => false,
+    }
+}
+
+fn is_group_of(who: &Identity, group: &str) -> bool {
+    is_valid_id(group) && who.is_member(group)
+}

@@ -1,0 +1,198 @@
+//! Who may publish and subscribe where.
+//!
+//! Two regimes, split on the first topic level:
+//! - `im/...` follows only the built-in rules of the wire contract
+//!   ([`builtin`]), whatever the config says;
+//! - every other topic follows the configured `[[acl.rules]]`, in order, the
+//!   first matching rule deciding, and nothing matching means deny.
+//!
+//! Topics starting with `$` are denied, except shared subscriptions
+//! (`$share/{name}/{filter}`), which are judged by their filter.
+
+mod builtin;
+mod filter;
+
+#[cfg(test)]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+
+use crate::token::Identity;
+use filter::{filter_levels, topic_levels, Pattern, Subject};
+
+/// One `[[acl.rules]]` entry of the config.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AclRule {
+    /// Allow or deny when the rule matches.
+    pub permission: Permission,
+    /// Which operations the rule is about.
+    pub action: Action,
+    /// An MQTT filter; `{user}`, `{client}` and `{group}` may stand for whole
+    /// levels.
+    pub topic: String,
+}
+
+/// What a matching rule decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    /// Let it through.
+    Allow,
+    /// Refuse it.
+    Deny,
+}
+
+/// The operation a rule is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// PUBLISH to a topic.
+    Publish,
+    /// SUBSCRIBE with a filter.
+    Subscribe,
+    /// Both.
+    All,
+}
+
+impl Action {
+    fn applies_to(self, operation: Action) -> bool {
+        self == Action::All || self == operation
+    }
+}
+
+/// A configured rule that is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum AclError {
+    /// The rule's topic is not a valid filter or misuses a placeholder.
+    #[error("acl.rules[{index}] (topic `{topic}`): {problem}")]
+    InvalidRule {
+        /// Position in `[[acl.rules]]`, from 0.
+        index: usize,
+        /// The rule's topic as configured.
+        topic: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// The compiled access rules. Cheap to query; build once per config.
+#[derive(Clone, Debug, Default)]
+pub struct Acl {
+    rules: Vec<Rule>,
+}
+
+#[derive(Clone, Debug)]
+struct Rule {
+    permission: Permission,
+    action: Action,
+    pattern: Pattern,
+}
+
+impl Acl {
+    /// Validates and compiles the configured rules, keeping their order.
+    ///
+    /// Rules whose topic starts with `im/` are accepted but can never apply
+    /// (that namespace has its own rules); a warning says so.
+    pub fn new(rules: &[AclRule]) -> Result<Acl, AclError> {
+        let mut compiled = Vec::with_capacity(rules.len());
+        for (index, rule) in rules.iter().enumerate() {
+            let pattern = Pattern::parse(&rule.topic).map_err(|problem| AclError::InvalidRule {
+                index,
+                topic: rule.topic.clone(),
+                problem,
+            })?;
+            if pattern.is_im_only() {
+                tracing::warn!(
+                    "acl.rules[{index}] (topic `{}`) never applies: topics under im/ follow \
+                     the built-in rules",
+                    rule.topic
+                );
+                continue;
+            }
+            compiled.push(Rule {
+                permission: rule.permission,
+                action: rule.action,
+                pattern,
+            });
+        }
+        Ok(Acl { rules: compiled })
+    }
+
+    /// May `who`, connected as `client_id`, publish to `topic`?
+    pub fn can_publish(&self, who: &Identity, client_id: &str, topic: &str) -> bool {
+        if topic.starts_with('$') {
+            return false;
+        }
+        let Some(levels) = topic_levels(topic) else {
+            return false;
+        };
+        if levels.first() == Some(&"im") {
+            return builtin::may_publish(who, &levels);
+        }
+        self.decide(Action::Publish, &levels, &Subject { who, client_id })
+    }
+
+    /// May `who`, connected as `client_id`, subscribe with `filter`?
+    pub fn can_subscribe(&self, who: &Identity, client_id: &str, filter: &str) -> bool {
+        let (filter, shared) = match filter.strip_prefix('$') {
+            None => (filter, false),
+            Some(rest) => match shared_filter(rest) {
+                Some(inner) => (inner, true),
+                None => return false,
+            },
+        };
+        if filter.starts_with('$') {
+            return false;
+        }
+        let Some(levels) = filter_levels(filter) else {
+            return false;
+        };
+        let subject = Subject { who, client_id };
+        match levels.first().copied() {
+            // Shared subscriptions under im/ are for back-ends (e.g. a pool of
+            // history workers), never for users.
+            Some("im") => {
+                who.role.is_trusted_backend() || (!shared && builtin::may_subscribe(who, &levels))
+            }
+            // `#`, `+/dm/...` also reach into im/: that part needs a back-end
+            // role, and the rest must be allowed by the config.
+            Some("+" | "#") => {
+                who.role.is_trusted_backend() && self.decide(Action::Subscribe, &levels, &subject)
+            }
+            _ => self.decide(Action::Subscribe, &levels, &subject),
+        }
+    }
+
+    /// The config rules: the first rule that matches decides, else deny.
+    ///
+    /// For a subscription an allow rule matches only if it covers everything
+    /// the filter can match, while a deny rule matches if it could match any
+    /// of it: when in doubt, deny.
+    fn decide(&self, operation: Action, request: &[&str], subject: &Subject<'_>) -> bool {
+        for rule in &self.rules {
+            if !rule.action.applies_to(operation) {
+                continue;
+            }
+            let matched = match rule.permission {
+                Permission::Allow => rule.pattern.covers(request, subject),
+                Permission::Deny => rule.pattern.overlaps(request, subject),
+            };
+            if matched {
+                return rule.permission == Permission::Allow;
+            }
+        }
+        false
+    }
+}
+
+/// The filter of `share/{name}/{filter}` (after the `$`), if that is what
+/// `rest` is and the share name is valid (non-empty, no wildcards).
+fn shared_filter(rest: &str) -> Option<&str> {
+    let rest = rest.strip_prefix("share/")?;
+    let (name, filter) = rest.split_once('/')?;
+    if name.is_empty() || name.contains(['+', '#']) {
+        return None;
+    }
+    Some(filter)
+}

@@ -1,0 +1,153 @@
+//! Sign-in: what a CONNECT must carry to be let in, and the CONNACK codes for each refusal
+//! (PROTOCOL.md section 1).
+
+use crate::codec::Version;
+use roost_auth::{id, Identity, Role, TokenError, Verifier};
+use rumqttd::protocol::{ConnectReturnCode, LastWill, LastWillProperties, Login};
+
+/// Why a CONNECT was refused.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The token is missing or bad in any way.
+    BadToken(TokenError),
+    NoToken,
+    /// The client id is neither `{sub}` nor `{sub}:{device}`, or empty where that is not allowed.
+    ClientIdNotBound,
+    /// A username that is not the token's `sub`.
+    UsernameNotBound,
+    /// A last will on a topic the user may not publish to.
+    WillNotAllowed,
+    MaxConnections,
+    ServerBusy,
+}
+
+impl Refusal {
+    pub fn code(&self, version: Version) -> ConnectReturnCode {
+        use ConnectReturnCode as C;
+        match (self, version) {
+            (Refusal::BadToken(_) | Refusal::NoToken, Version::V311) => C::BadUserNamePassword,
+            (Refusal::BadToken(_) | Refusal::NoToken, Version::V5) => C::BadUserNamePassword,
+            (Refusal::ClientIdNotBound, _) => C::ClientIdentifierNotValid,
+            (Refusal::UsernameNotBound | Refusal::WillNotAllowed, _) => C::NotAuthorized,
+            (Refusal::MaxConnections, Version::V311) => C::ServiceUnavailable,
+            (Refusal::MaxConnections, Version::V5) => C::QuotaExceeded,
+            (Refusal::ServerBusy, Version::V311) => C::ServiceUnavailable,
+            (Refusal::ServerBusy, Version::V5) => C::ServerBusy,
+        }
+    }
+
+    /// Stable label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::BadToken(e) => e.reason(),
+            Refusal::NoToken => "no_token",
+            Refusal::ClientIdNotBound => "client_id_not_bound",
+            Refusal::UsernameNotBound => "username_not_bound",
+            Refusal::WillNotAllowed => "will_not_allowed",
+            Refusal::MaxConnections => "max_connections",
+            Refusal::ServerBusy => "server_busy",
+        }
+    }
+}
+
+/// Who connected, as established from a CONNECT.
+#[derive(Debug)]
+pub struct SignIn {
+    pub identity: Identity,
+    pub client_id: String,
+    /// The client id was empty and the server made one up (v5 returns it in the CONNACK).
+    pub assigned: bool,
+}
+
+/// Checks the token and binds the client id and username to it.
+pub fn sign_in(
+    verifier: &Verifier,
+    allow_anonymous: bool,
+    version: Version,
+    client_id: &str,
+    clean: bool,
+    login: Option<&Login>,
+) -> Result<SignIn, Refusal> {
+    let password = login.map(|l| l.password.as_str()).unwrap_or_default();
+    let username = login.map(|l| l.username.as_str()).unwrap_or_default();
+
+    if password.is_empty() && allow_anonymous {
+        // Development mode: the client id names the anonymous user.
+        if !id::is_valid_id(client_id) || client_id.len() > 59 {
+            return Err(Refusal::ClientIdNotBound);
+        }
+        return Ok(SignIn {
+            identity: Identity {
+                user: format!("anon-{client_id}"),
+                groups: Vec::new(),
+                role: Role::User,
+                expires_at: u64::MAX,
+            },
+            client_id: client_id.to_owned(),
+            assigned: false,
+        });
+    }
+    if password.is_empty() {
+        return Err(Refusal::NoToken);
+    }
+    let identity = verifier.verify(password).map_err(Refusal::BadToken)?;
+    if !username.is_empty() && username != identity.user {
+        return Err(Refusal::UsernameNotBound);
+    }
+
+    let (client_id, assigned) = if client_id.is_empty() {
+        // MQTT 3.1.1 allows a server-assigned id only for a clean session.
+        if version == Version::V311 && !clean {
+            return Err(Refusal::ClientIdNotBound);
+        }
+        (format!("{}:{}", identity.user, random_device()), true)
+    } else if id::client_id_belongs_to(&identity.user, client_id) {
+        (client_id.to_owned(), false)
+    } else {
+        return Err(Refusal::ClientIdNotBound);
+    };
+    Ok(SignIn {
+        identity,
+        client_id,
+        assigned,
+    })
+}
+
+fn random_device() -> String {
+    use rand::Rng;
+    let n: u64 = rand::thread_rng().gen();
+    format!("{n:016x}")
+}
+
+/// A last will, kept by the front-end (not the router) so that it is published exactly
+/// when the connection ends without a normal DISCONNECT.
+#[derive(Debug, Clone)]
+pub struct Will {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+    pub delay_secs: u32,
+}
+
+impl Will {
+    /// The will of a CONNECT, or `Err` when its topic is not a valid publish topic.
+    pub fn from_connect(
+        will: Option<LastWill>,
+        props: Option<&LastWillProperties>,
+        session_expiry: u32,
+    ) -> Result<Option<Will>, ()> {
+        let Some(will) = will else { return Ok(None) };
+        let topic = String::from_utf8(will.topic.to_vec()).map_err(|_| ())?;
+        if !crate::session::valid_publish_topic(&topic) {
+            return Err(());
+        }
+        // A will waits for the shorter of its delay and the session's expiry.
+        let delay = props.and_then(|p| p.delay_interval).unwrap_or(0);
+        Ok(Some(Will {
+            topic,
+            payload: will.message.to_vec(),
+            retain: will.retain,
+            delay_secs: delay.min(session_expiry),
+        }))
+    }
+}

@@ -1,0 +1,25 @@
+//! The roost node: an MQTT front-end that owns every client connection, in front of
+//! rumqttd's router.
+//!
+//! The front-end signs clients in with a JWT, binds their client id to the token's user,
+//! checks every PUBLISH and SUBSCRIBE against the ACL (`roost-auth`), keeps wills and
+//! presence, and hands what is allowed to the router over one local link per client.
+//! rumqttd's own listeners are never opened: rumqttd has no ACL, so no client may reach it
+//! directly. The router does the routing: subscriptions, QoS 1/2 flows, retained messages
+//! and persistent sessions.
+//!
+//! It does not store chat history or link nodes into a cluster; those are separate crates.
+
+pub mod cli;
+mod codec;
+mod connect;
+mod http;
+mod listener;
+mod metrics;
+pub mod node;
+mod notice;
+mod presence;
+mod router;
+mod session;
+mod sessions;
+mod transport;

@@ -1,0 +1,136 @@
+//! The node's MQTT listeners: accept sockets, finish TLS and WebSocket handshakes, and hand
+//! each connection to [`crate::session::serve`].
+
+use crate::node::Context;
+use crate::transport::{Io, Transport};
+use anyhow::{anyhow, Context as _};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::{self, ServerConfig};
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tracing::{debug, error, info, warn};
+
+/// How a listener's sockets carry MQTT.
+#[derive(Clone)]
+pub enum Kind {
+    Tcp,
+    Tls(TlsAcceptor),
+    Ws,
+    Wss(TlsAcceptor),
+}
+
+impl Kind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Tcp => "mqtt",
+            Kind::Tls(_) => "mqtt+tls",
+            Kind::Ws => "ws",
+            Kind::Wss(_) => "wss",
+        }
+    }
+}
+
+/// Binds `addr` and serves it until the process ends. Returns the bound address (the port
+/// is chosen by the OS when `addr` has port 0).
+pub async fn start(addr: SocketAddr, kind: Kind, ctx: Arc<Context>) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {} listener on {addr}", kind.name()))?;
+    let local = listener.local_addr()?;
+    info!(kind = kind.name(), addr = %local, "listening");
+    tokio::spawn(accept_loop(listener, kind, ctx));
+    Ok(local)
+}
+
+async fn accept_loop(listener: TcpListener, kind: Kind, ctx: Arc<Context>) {
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, most likely: back off instead of spinning.
+                error!(error = %e, kind = kind.name(), "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let kind = kind.clone();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            // Handshakes count against the connect timeout like a slow CONNECT does.
+            let handshake = tokio::time::timeout(ctx.limits.connect_timeout, upgrade(socket, &kind));
+            match handshake.await {
+                Ok(Ok(transport)) => crate::session::serve(transport, peer, ctx).await,
+                Ok(Err(e)) => warn!(%peer, kind = kind.name(), error = %e, "handshake failed"),
+                Err(_) => debug!(%peer, kind = kind.name(), "handshake timed out"),
+            }
+        });
+    }
+}
+
+async fn upgrade(socket: TcpStream, kind: &Kind) -> anyhow::Result<Transport> {
+    Ok(match kind {
+        Kind::Tcp => Transport::Tcp(socket),
+        Kind::Tls(tls) => Transport::Tls(Box::new(tls.accept(socket).await?)),
+        Kind::Ws => websocket(Box::new(socket)).await?,
+        Kind::Wss(tls) => websocket(Box::new(tls.accept(socket).await?)).await?,
+    })
+}
+
+/// MQTT over WebSocket: path `/mqtt`, subprotocol `mqtt` (MQTT spec, section 6).
+async fn websocket(stream: Box<dyn Io>) -> anyhow::Result<Transport> {
+    let check = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
+        if request.uri().path() != "/mqtt" {
+            let mut refusal = ErrorResponse::new(Some("MQTT is served at /mqtt".to_owned()));
+            *refusal.status_mut() = StatusCode::NOT_FOUND;
+            return Err(refusal);
+        }
+        let offers_mqtt = request
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim().eq_ignore_ascii_case("mqtt"));
+        if offers_mqtt {
+            response
+                .headers_mut()
+                .insert("sec-websocket-protocol", HeaderValue::from_static("mqtt"));
+        }
+        Ok(response)
+    };
+    let ws = tokio_tungstenite::accept_hdr_async(stream, check).await?;
+    Ok(Transport::Ws(Box::new(ws)))
+}
+
+/// A TLS acceptor from PEM files: the certificate chain and its private key.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    let certs: Vec<CertificateDer<'static>> = {
+        let pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+        rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("parsing certificates in {}", cert.display()))?
+    };
+    if certs.is_empty() {
+        return Err(anyhow!("no certificate found in {}", cert.display()));
+    }
+    let key: PrivateKeyDer<'static> = {
+        let pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+        rustls_pemfile::private_key(&mut pem.as_slice())
+            .with_context(|| format!("parsing the private key in {}", key.display()))?
+            .ok_or_else(|| anyhow!("no private key found in {}", key.display()))?
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the TLS certificate and key do not fit together")?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}

@@ -1,0 +1,51 @@
+//! Prometheus metrics served on `/metrics`.
+//!
+//! Names (all prefixed `roost_`): `connections` (gauge), `sign_ins_total{result, reason}`,
+//! `messages_in_total`, `messages_out_total`, `acl_denials_total{action}`,
+//! `protocol_errors_total{cause}`.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns the handle that renders it.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed, in which case ours stays unused.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+pub fn sign_in_accepted() {
+    metrics::counter!("roost_sign_ins_total", "result" => "accepted", "reason" => "ok").increment(1);
+}
+
+pub fn sign_in_refused(reason: &'static str) {
+    metrics::counter!("roost_sign_ins_total", "result" => "refused", "reason" => reason).increment(1);
+}
+
+pub fn connections(delta: f64) {
+    metrics::gauge!("roost_connections").increment(delta);
+}
+
+pub fn message_in() {
+    metrics::counter!("roost_messages_in_total").increment(1);
+}
+
+pub fn messages_out(n: u64) {
+    metrics::counter!("roost_messages_out_total").increment(n);
+}
+
+pub fn acl_denied(action: &'static str) {
+    metrics::counter!("roost_acl_denials_total", "action" => action).increment(1);
+}
+
+pub fn protocol_error(cause: &'static str) {
+    metrics::counter!("roost_protocol_errors_total", "cause" => cause).increment(1);
+}

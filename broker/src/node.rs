@@ -1,0 +1,182 @@
+//! A running node: everything `roost serve` starts, and what its connections share.
+
+use crate::listener::{self, Kind};
+use crate::presence::Presence;
+use crate::router::{Router, Sizing, SystemPublisher};
+use crate::sessions::Sessions;
+use anyhow::Context as _;
+use roost_auth::{Acl, KeySettings, Verifier};
+use roost_config::{Config, Limits};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tracing::{error, info, warn};
+
+/// What every connection of a node shares.
+pub struct Context {
+    pub verifier: Arc<Verifier>,
+    pub acl: Acl,
+    pub limits: Limits,
+    pub allow_anonymous: bool,
+    pub router: Router,
+    pub system: SystemPublisher,
+    pub presence: Presence,
+    pub sessions: Sessions,
+    /// Signed-in connections right now.
+    pub active: AtomicUsize,
+}
+
+/// Addresses a started node listens on.
+#[derive(Debug)]
+pub struct Bound {
+    pub mqtt: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// Starts a node on `config`. The node runs in the background until the process ends.
+pub async fn start(config: Config) -> anyhow::Result<Bound> {
+    let data_dir = &config.node.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+
+    let verifier = Arc::new(Verifier::new(key_settings(&config)?)?);
+    let acl = Acl::new(&config.acl.rules)?;
+    if config.cluster.node_id.is_some() || !config.cluster.peers.is_empty() || config.cluster.hub.is_some() {
+        warn!("[cluster] is set but clustering is not part of this version yet; running alone");
+    }
+
+    let router = Router::start(Sizing {
+        max_connections: config.limits.max_connections,
+        segment_size: 16 * 1024,
+        segment_count: 2,
+    });
+    let system = SystemPublisher::start(&router)
+        .await
+        .context("linking the node to its router")?;
+    let ctx = Arc::new(Context {
+        verifier: verifier.clone(),
+        acl,
+        limits: config.limits.clone(),
+        allow_anonymous: config.auth.allow_anonymous,
+        router,
+        presence: Presence::new(system.clone()),
+        system,
+        sessions: Sessions::default(),
+        active: AtomicUsize::new(0),
+    });
+
+    let mqtt = &config.mqtt;
+    let tls = match (&mqtt.tls_cert, &mqtt.tls_key) {
+        (Some(cert), Some(key)) => Some(listener::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let mqtt_addr = listener::start(mqtt.listen, Kind::Tcp, ctx.clone()).await?;
+    if let Some(addr) = mqtt.ws_listen {
+        listener::start(addr, Kind::Ws, ctx.clone()).await?;
+    }
+    if let (Some(addr), Some(tls)) = (mqtt.tls_listen, &tls) {
+        listener::start(addr, Kind::Tls(tls.clone()), ctx.clone()).await?;
+    }
+    if let (Some(addr), Some(tls)) = (mqtt.wss_listen, &tls) {
+        listener::start(addr, Kind::Wss(tls.clone()), ctx.clone()).await?;
+    }
+    let http = crate::http::start(config.http.listen).await?;
+
+    tokio::spawn(reload_keys(verifier));
+    Ok(Bound {
+        mqtt: mqtt_addr,
+        http,
+    })
+}
+
+fn key_settings(config: &Config) -> anyhow::Result<KeySettings> {
+    let auth = &config.auth;
+    let uses_public_keys = !auth.jwt_public_keys.is_empty() || auth.jwks_file.is_some();
+    let hs256_secret = match &auth.jwt_secret {
+        Some(secret) => Some(secret.expose().to_owned()),
+        // With no keys at all, the node makes itself a secret (embedded defaults).
+        None if !uses_public_keys && !auth.allow_anonymous => {
+            Some(stored_secret(&config.node.data_dir)?)
+        }
+        None => None,
+    };
+    Ok(KeySettings {
+        hs256_secret,
+        public_keys: auth.jwt_public_keys.clone(),
+        jwks_file: auth.jwks_file.clone(),
+        issuer: auth.issuer.clone(),
+        audience: auth.audience.clone(),
+    })
+}
+
+/// The HS256 secret tokens are signed with: the configured one, or the one the node keeps
+/// in its data dir (created on first use).
+pub fn hs256_secret(config: &Config) -> anyhow::Result<String> {
+    match &config.auth.jwt_secret {
+        Some(secret) => Ok(secret.expose().to_owned()),
+        None => stored_secret(&config.node.data_dir),
+    }
+}
+
+fn stored_secret(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("jwt_secret");
+    match std::fs::read_to_string(&path) {
+        Ok(secret) if !secret.trim().is_empty() => return Ok(secret.trim().to_owned()),
+        Ok(_) => anyhow::bail!("{} is empty; delete it to have a new secret made", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+    let secret = roost_auth::random_secret();
+    write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    info!(path = %path.display(), "created a new HS256 secret");
+    Ok(secret)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+/// Reloads the token keys on SIGHUP and whenever a key file changes.
+async fn reload_keys(verifier: Arc<Verifier>) {
+    let files = verifier.key_files();
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(error = %e, "no SIGHUP handler; keys reload on file change only");
+            None
+        }
+    };
+    let mut seen = mtimes(&files);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        let why = tokio::select! {
+            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => "SIGHUP",
+            _ = tick.tick() => {
+                let now = mtimes(&files);
+                if now == seen { continue; }
+                seen = now;
+                "key file changed"
+            }
+        };
+        match verifier.reload() {
+            Ok(()) => info!(why, "token keys reloaded"),
+            Err(e) => error!(why, error = %e, "token keys not reloaded; the old keys stay in use"),
+        }
+    }
+}
+
+fn mtimes(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
+}

@@ -1,0 +1,54 @@
+//! Presence: a retained `im/presence/{user}` that says whether any of a user's devices is on.
+//!
+//! Users connect from several devices; the topic changes only when the first device of a
+//! user arrives and when the last one leaves, however it leaves.
+
+use crate::router::{SystemMessage, SystemPublisher};
+use std::collections::HashMap;
+use tokio::sync::Mutex;
+
+pub struct Presence {
+    /// Connected devices per user. Held across the publish so that an "offline" and the
+    /// next "online" of one user reach the router in the order they happened.
+    devices: Mutex<HashMap<String, usize>>,
+    system: SystemPublisher,
+}
+
+impl Presence {
+    pub fn new(system: SystemPublisher) -> Presence {
+        Presence {
+            devices: Mutex::new(HashMap::new()),
+            system,
+        }
+    }
+
+    pub async fn connected(&self, user: &str) {
+        let mut devices = self.devices.lock().await;
+        let count = devices.entry(user.to_owned()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.system.publish(status(user, "online")).await;
+        }
+    }
+
+    pub async fn disconnected(&self, user: &str) {
+        let mut devices = self.devices.lock().await;
+        let Some(count) = devices.get_mut(user) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            devices.remove(user);
+            self.system.publish(status(user, "offline")).await;
+        }
+    }
+}
+
+fn status(user: &str, status: &str) -> SystemMessage {
+    let payload = serde_json::json!({ "status": status, "ts": crate::notice::now_ms() });
+    SystemMessage {
+        topic: format!("im/presence/{user}"),
+        payload: payload.to_string().into_bytes(),
+        retain: true,
+    }
+}

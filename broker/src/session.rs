@@ -1,0 +1,815 @@
+//! One client connection, from its first byte to its close.
+//!
+//! The front-end owns the socket. It signs the client in, checks every PUBLISH and SUBSCRIBE
+//! against the ACL, and passes what is allowed to the router over the client's link. What the
+//! router sends back (deliveries and acks) is encoded in the client's own MQTT version.
+
+use crate::codec::{sniff_connect, Codec, Incoming, Sniff, Version};
+use crate::connect::{sign_in, Refusal, SignIn, Will};
+use crate::node::Context;
+use crate::notice::{self, ErrorCode};
+use crate::router::{Link, SystemMessage};
+use crate::transport::Transport;
+use crate::metrics;
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use roost_auth::Identity;
+use rumqttd::protocol::{
+    self, ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectProperties,
+    DisconnectReasonCode, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason, PubRec,
+    PubRecReason, Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason,
+};
+use rumqttd::Notification;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::{sleep_until, timeout_at, Instant};
+use tracing::{debug, field, info, info_span, warn, Instrument};
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(transport: Transport, peer: SocketAddr, ctx: Arc<Context>) {
+    let span = info_span!(
+        "conn",
+        %peer,
+        via = transport.kind(),
+        user = field::Empty,
+        client_id = field::Empty
+    );
+    run(transport, ctx).instrument(span).await
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum Close {
+    /// DISCONNECT from the client; `will` asks for the will anyway (v5 reason 0x04).
+    Disconnect { will: bool },
+    PeerGone,
+    Io(std::io::Error),
+    KeepAlive,
+    TokenExpired,
+    /// The router dropped the link: another connection took this client id.
+    TakenOver,
+    /// The client broke the protocol; v5 clients are told why.
+    Protocol(DisconnectReasonCode, &'static str),
+}
+
+impl Close {
+    /// The DISCONNECT a v5 client gets before the socket closes, if any.
+    fn v5_reason(&self) -> Option<DisconnectReasonCode> {
+        match self {
+            Close::KeepAlive => Some(DisconnectReasonCode::KeepAliveTimeout),
+            Close::TokenExpired => Some(DisconnectReasonCode::MaximumConnectTime),
+            Close::TakenOver => Some(DisconnectReasonCode::SessionTakenOver),
+            Close::Protocol(code, _) => Some(*code),
+            Close::Disconnect { .. } | Close::PeerGone | Close::Io(_) => None,
+        }
+    }
+
+    fn publishes_will(&self) -> bool {
+        !matches!(self, Close::Disconnect { will: false })
+    }
+}
+
+async fn run(mut transport: Transport, ctx: Arc<Context>) {
+    let mut buf = BytesMut::with_capacity(256);
+    let deadline = Instant::now() + ctx.limits.connect_timeout;
+
+    // 1. The CONNECT: which version, then the whole packet, all within the connect timeout.
+    let version = loop {
+        match sniff_connect(&buf) {
+            Sniff::Connect(version) => break version,
+            Sniff::NeedMore => {}
+            Sniff::NotConnect => {
+                metrics::protocol_error("first_packet_not_connect");
+                warn!("closed: first packet is not a CONNECT");
+                return;
+            }
+            Sniff::UnsupportedLevel(level) => {
+                metrics::protocol_error("unsupported_protocol_level");
+                warn!(level, "refused: unsupported MQTT protocol level");
+                // CONNACK 0x01 "unacceptable protocol version" in the 3.1.1 form every
+                // version understands.
+                let _ = transport.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+                transport.shutdown().await;
+                return;
+            }
+        }
+        if !read_before(&mut transport, &mut buf, deadline).await {
+            return;
+        }
+    };
+    let codec = Codec::new(version, ctx.limits.max_packet_size);
+    let connect = loop {
+        match codec.decode(&mut buf) {
+            Ok(Some(incoming)) => break incoming.packet,
+            Ok(None) => {
+                if !read_before(&mut transport, &mut buf, deadline).await {
+                    return;
+                }
+            }
+            Err(e) => {
+                metrics::protocol_error("malformed_connect");
+                warn!(error = %e, "refused: malformed CONNECT");
+                if version == Version::V5 {
+                    let code = match e {
+                        protocol::Error::PayloadSizeLimitExceeded(_) => {
+                            ConnectReturnCode::PacketTooLarge
+                        }
+                        _ => ConnectReturnCode::MalformedPacket,
+                    };
+                    refuse(&mut transport, codec, code).await;
+                }
+                return;
+            }
+        }
+    };
+    let Packet::Connect(connect, connect_props, will, will_props, login) = connect else {
+        return;
+    };
+
+    // 2. Who is it?
+    let clean = connect.clean_session;
+    let session_expiry = connect_props
+        .as_ref()
+        .and_then(|p| p.session_expiry_interval)
+        .unwrap_or(0);
+    let client_max_packet = connect_props.as_ref().and_then(|p| p.max_packet_size);
+    let signed_in = sign_in(
+        &ctx.verifier,
+        ctx.allow_anonymous,
+        version,
+        &connect.client_id,
+        clean,
+        login.as_ref(),
+    );
+    let SignIn {
+        identity,
+        client_id,
+        assigned,
+    } = match signed_in {
+        Ok(s) => s,
+        Err(refusal) => return refused(&mut transport, codec, refusal).await,
+    };
+    let span = tracing::Span::current();
+    span.record("user", identity.user.as_str());
+    span.record("client_id", client_id.as_str());
+
+    let will = match Will::from_connect(will, will_props.as_ref(), session_expiry) {
+        Ok(w) => w,
+        Err(()) => return refused(&mut transport, codec, Refusal::WillNotAllowed).await,
+    };
+    if let Some(w) = &will {
+        if !ctx.acl.can_publish(&identity, &client_id, &w.topic) {
+            return refused(&mut transport, codec, Refusal::WillNotAllowed).await;
+        }
+    }
+
+    // 3. Room for it?
+    if ctx.active.fetch_add(1, Ordering::AcqRel) >= ctx.limits.max_connections {
+        ctx.active.fetch_sub(1, Ordering::AcqRel);
+        return refused(&mut transport, codec, Refusal::MaxConnections).await;
+    }
+    let _slot = ActiveSlot(ctx.clone());
+
+    // A v5 session without an expiry ends with the connection, whatever Clean Start said.
+    let persistent = !clean && (version == Version::V311 || session_expiry > 0);
+    ctx.sessions.cancel_will(&client_id);
+    let link = match ctx.router.link(client_id.clone(), !persistent).await {
+        Ok(link) => link,
+        Err(e) => {
+            warn!(error = %e, "router refused the link");
+            return refused(&mut transport, codec, Refusal::ServerBusy).await;
+        }
+    };
+    let link = RouterLink::new(link);
+
+    // 4. Welcome.
+    let session_present = persistent && link.link.session_present;
+    let ack = ConnAck {
+        session_present,
+        code: ConnectReturnCode::Success,
+    };
+    let props = ConnAckProperties {
+        receive_max: Some(ctx.limits.receive_maximum),
+        max_packet_size: Some(ctx.limits.max_packet_size as u32),
+        assigned_client_identifier: assigned.then(|| client_id.clone()),
+        retain_available: Some(1),
+        shared_subscription_available: Some(1),
+        ..Default::default()
+    };
+    let mut out = BytesMut::with_capacity(64);
+    if codec.encode(Packet::ConnAck(ack, Some(props)), &mut out).is_err()
+        || transport.write_all(&out).await.is_err()
+    {
+        return;
+    }
+    out.clear();
+    metrics::sign_in_accepted();
+    metrics::connections(1.0);
+    info!(role = %identity.role, version = ?version, persistent, "signed in");
+
+    // A resumed session keeps the subscriptions of earlier tokens; drop those this token no
+    // longer allows (say, a group the user has left).
+    let revoked = if session_present {
+        ctx.sessions
+            .revalidate(&client_id, |f| ctx.acl.can_subscribe(&identity, &client_id, f))
+    } else {
+        ctx.sessions.reset(&client_id);
+        Vec::new()
+    };
+
+    ctx.presence.connected(&identity.user).await;
+
+    let mut conn = Connection {
+        ctx: ctx.clone(),
+        codec,
+        transport,
+        read: buf,
+        write: out,
+        identity,
+        client_id,
+        link,
+        persistent,
+        client_max_packet,
+        keepalive: Duration::from_secs(u64::from(connect.keep_alive)),
+        pending_subacks: HashMap::new(),
+        refused_qos2: HashSet::new(),
+        unacked_in: HashSet::new(),
+    };
+    if !revoked.is_empty() {
+        info!(filters = ?revoked, "resumed session: dropped subscriptions this token no longer allows");
+        let unsubscribe = protocol::Unsubscribe {
+            pkid: 0,
+            filters: revoked,
+        };
+        conn.link.send(vec![Packet::Unsubscribe(unsubscribe, None)]);
+    }
+    let close = conn.run().await;
+    conn.finish(close, will).await;
+}
+
+/// Reads more bytes, giving up at `deadline`. `false` when the connection is over.
+async fn read_before(transport: &mut Transport, buf: &mut BytesMut, deadline: Instant) -> bool {
+    match timeout_at(deadline, transport.read_into(buf)).await {
+        Ok(Ok(n)) if n > 0 => true,
+        Ok(Ok(_)) => {
+            debug!("closed before CONNECT");
+            false
+        }
+        Ok(Err(e)) => {
+            debug!(error = %e, "read error before CONNECT");
+            false
+        }
+        Err(_) => {
+            metrics::protocol_error("connect_timeout");
+            info!("closed: no CONNECT within the connect timeout");
+            false
+        }
+    }
+}
+
+async fn refused(transport: &mut Transport, codec: Codec, refusal: Refusal) {
+    metrics::sign_in_refused(refusal.reason());
+    match &refusal {
+        Refusal::BadToken(e) => warn!(cause = refusal.reason(), error = %e, "sign-in refused"),
+        _ => warn!(cause = refusal.reason(), "sign-in refused"),
+    }
+    refuse(transport, codec, refusal.code(codec.version)).await;
+}
+
+async fn refuse(transport: &mut Transport, codec: Codec, code: ConnectReturnCode) {
+    let mut out = BytesMut::new();
+    let ack = ConnAck {
+        session_present: false,
+        code,
+    };
+    if codec.encode(Packet::ConnAck(ack, None), &mut out).is_ok() {
+        let _ = transport.write_all(&out).await;
+    }
+    transport.shutdown().await;
+}
+
+/// Gives back a connection slot when the connection ends, however it ends.
+struct ActiveSlot(Arc<Context>);
+
+impl Drop for ActiveSlot {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The client's link to the router. Dropping it tells the router the client is gone, so a
+/// connection that ends any way at all (even by a panic) frees its router slot.
+struct RouterLink {
+    link: Link,
+    /// The router dropped the link (session taken over); nothing more may be sent.
+    gone: bool,
+}
+
+impl RouterLink {
+    fn new(link: Link) -> RouterLink {
+        RouterLink { link, gone: false }
+    }
+
+    /// Hands packets to the router with one wake-up for the whole batch.
+    fn send(&mut self, mut packets: Vec<Packet>) -> bool {
+        let Some(last) = packets.pop() else {
+            return true;
+        };
+        if self.gone {
+            return false;
+        }
+        self.link.tx.buffer().extend(packets);
+        // `send` is async in name only: it pushes and notifies without awaiting.
+        match self.link.tx.send(last).now_or_never() {
+            Some(Ok(_)) => true,
+            _ => {
+                self.gone = true;
+                false
+            }
+        }
+    }
+}
+
+impl Drop for RouterLink {
+    fn drop(&mut self) {
+        if !self.gone {
+            let disconnect = Disconnect {
+                reason_code: DisconnectReasonCode::NormalDisconnection,
+            };
+            let _ = self
+                .link
+                .tx
+                .send(Packet::Disconnect(disconnect, None))
+                .now_or_never();
+        }
+    }
+}
+
+struct Connection {
+    ctx: Arc<Context>,
+    codec: Codec,
+    transport: Transport,
+    read: BytesMut,
+    write: BytesMut,
+    identity: Identity,
+    client_id: String,
+    link: RouterLink,
+    persistent: bool,
+    /// The largest packet the client will take (v5 Maximum Packet Size).
+    client_max_packet: Option<u32>,
+    keepalive: Duration,
+    /// SUBACKs the router owes, with the codes of the filters the front-end refused itself.
+    pending_subacks: HashMap<u16, Vec<Option<SubscribeReasonCode>>>,
+    /// QoS 2 publishes refused with a successful PUBREC (v3.1.1): their PUBREL is ours to answer.
+    refused_qos2: HashSet<u16>,
+    /// QoS 1 and 2 publishes from the client the router has not acknowledged yet.
+    unacked_in: HashSet<u16>,
+}
+
+/// What handling a batch of input decided.
+enum Flow {
+    Continue,
+    Close(Close),
+}
+
+impl Connection {
+    async fn run(&mut self) -> Close {
+        // MQTT: the server closes a connection silent for one and a half keepalives.
+        let keepalive = (!self.keepalive.is_zero()).then(|| self.keepalive.mul_f32(1.5));
+        let far = Duration::from_secs(10 * 365 * 24 * 3600);
+        let idle = sleep_until(Instant::now() + keepalive.unwrap_or(far));
+        tokio::pin!(idle);
+        let expiry = sleep_until(instant_of(self.identity.expires_at));
+        tokio::pin!(expiry);
+
+        // Anything already read after the CONNECT.
+        if !self.read.is_empty() {
+            if let Flow::Close(close) = self.handle_input().await {
+                return close;
+            }
+        }
+
+        loop {
+            let mut unscheduled = false;
+            let flow = tokio::select! {
+                read = self.transport.read_into(&mut self.read) => match read {
+                    Ok(0) => Flow::Close(Close::PeerGone),
+                    Err(e) => Flow::Close(Close::Io(e)),
+                    Ok(_) => {
+                        if let Some(k) = keepalive {
+                            idle.as_mut().reset(Instant::now() + k);
+                        }
+                        self.handle_input().await
+                    }
+                },
+                notification = self.link.link.rx.next() => match notification {
+                    Ok(Some(first)) => {
+                        let mut flow = self.handle_notification(first, &mut unscheduled);
+                        // Drain whatever else the router has ready, to write it in one go.
+                        while matches!(flow, Flow::Continue) {
+                            match self.link.link.rx.next().now_or_never() {
+                                Some(Ok(Some(n))) => flow = self.handle_notification(n, &mut unscheduled),
+                                _ => break,
+                            }
+                        }
+                        flow
+                    }
+                    Ok(None) => Flow::Continue,
+                    Err(_) => {
+                        self.link.gone = true;
+                        Flow::Close(Close::TakenOver)
+                    }
+                },
+                () = &mut idle => Flow::Close(Close::KeepAlive),
+                () = &mut expiry => Flow::Close(Close::TokenExpired),
+            };
+            if !self.write.is_empty() {
+                if let Err(e) = self.transport.write_all(&self.write).await {
+                    return Close::Io(e);
+                }
+                self.write.clear();
+                if self.write.capacity() > 64 * 1024 {
+                    // Don't keep a large buffer around for one large message.
+                    self.write = BytesMut::with_capacity(1024);
+                }
+            }
+            if unscheduled && self.link.link.rx.wake().await.is_err() {
+                self.link.gone = true;
+                return Close::TakenOver;
+            }
+            if let Flow::Close(close) = flow {
+                return close;
+            }
+        }
+    }
+
+    /// Decodes and handles every whole packet in the read buffer.
+    async fn handle_input(&mut self) -> Flow {
+        let mut to_router = Vec::new();
+        let mut notices = Vec::new();
+        let flow = loop {
+            let incoming = match self.codec.decode(&mut self.read) {
+                Ok(Some(incoming)) => incoming,
+                Ok(None) => break Flow::Continue,
+                Err(e) => break Flow::Close(decode_error(e)),
+            };
+            match self.handle_packet(incoming, &mut to_router, &mut notices) {
+                Flow::Continue => {}
+                close => break close,
+            }
+        };
+        if self.read.is_empty() && self.read.capacity() > 64 * 1024 {
+            self.read = BytesMut::with_capacity(256);
+        }
+        // Allowed packets read before a protocol error still go through, in order.
+        if !self.link.send(to_router) {
+            return Flow::Close(Close::TakenOver);
+        }
+        for notice in notices {
+            self.ctx.system.publish(notice).await;
+        }
+        flow
+    }
+
+    fn handle_packet(
+        &mut self,
+        incoming: Incoming,
+        to_router: &mut Vec<Packet>,
+        notices: &mut Vec<SystemMessage>,
+    ) -> Flow {
+        let Incoming { packet, qos, pkid } = incoming;
+        match packet {
+            Packet::Publish(publish, props) => {
+                if props.as_ref().is_some_and(|p| p.topic_alias.is_some()) {
+                    return Flow::Close(Close::Protocol(
+                        DisconnectReasonCode::TopicAliasInvalid,
+                        "topic alias (the server allows none)",
+                    ));
+                }
+                let Some(topic) = std::str::from_utf8(&publish.topic)
+                    .ok()
+                    .filter(|t| valid_publish_topic(t))
+                else {
+                    return Flow::Close(Close::Protocol(
+                        DisconnectReasonCode::TopicNameInvalid,
+                        "invalid publish topic",
+                    ));
+                };
+                if qos > 0 && !self.unacked_in.contains(&pkid) {
+                    if self.unacked_in.len() >= usize::from(self.ctx.limits.receive_maximum) {
+                        return Flow::Close(Close::Protocol(
+                            DisconnectReasonCode::ReceiveMaximumExceeded,
+                            "more unacknowledged publishes than the receive maximum",
+                        ));
+                    }
+                }
+                if !self.ctx.acl.can_publish(&self.identity, &self.client_id, topic) {
+                    metrics::acl_denied("publish");
+                    info!(topic, "publish denied");
+                    notices.push(notice::error(
+                        &self.identity.user,
+                        notice::payload_id(&publish.payload).as_deref(),
+                        ErrorCode::Forbidden,
+                        format!("not allowed to publish to {topic}"),
+                    ));
+                    self.refuse_publish(qos, pkid);
+                    return Flow::Continue;
+                }
+                if qos > 0 {
+                    self.unacked_in.insert(pkid);
+                }
+                metrics::message_in();
+                to_router.push(Packet::Publish(publish, props));
+            }
+            Packet::Subscribe(subscribe, props) => self.subscribe(subscribe, props, to_router, notices),
+            Packet::Unsubscribe(unsubscribe, _) => {
+                for filter in &unsubscribe.filters {
+                    self.ctx.sessions.unsubscribed(&self.client_id, filter);
+                }
+                // The router acks only filters it knows, once per filter; the client is owed
+                // exactly one UNSUBACK with one reason per filter, so the front-end answers.
+                let reasons = vec![UnsubAckReason::Success; unsubscribe.filters.len()];
+                self.queue(Packet::UnsubAck(
+                    UnsubAck {
+                        pkid: unsubscribe.pkid,
+                        reasons,
+                    },
+                    None,
+                ));
+                to_router.push(Packet::Unsubscribe(unsubscribe, None));
+            }
+            Packet::PubRel(pubrel, props) => {
+                if self.refused_qos2.remove(&pubrel.pkid) {
+                    self.queue(Packet::PubComp(
+                        PubComp {
+                            pkid: pubrel.pkid,
+                            reason: PubCompReason::Success,
+                        },
+                        None,
+                    ));
+                } else {
+                    to_router.push(Packet::PubRel(pubrel, props));
+                }
+            }
+            ack @ (Packet::PubAck(..) | Packet::PubRec(..) | Packet::PubComp(..)) => {
+                to_router.push(ack)
+            }
+            Packet::PingReq(_) => self.queue(Packet::PingResp(PingResp)),
+            Packet::Disconnect(disconnect, _) => {
+                let will = disconnect.reason_code == DisconnectReasonCode::DisconnectWithWillMessage;
+                return Flow::Close(Close::Disconnect { will });
+            }
+            Packet::Connect(..) => {
+                return Flow::Close(Close::Protocol(
+                    DisconnectReasonCode::ProtocolError,
+                    "second CONNECT",
+                ))
+            }
+            _ => {
+                return Flow::Close(Close::Protocol(
+                    DisconnectReasonCode::ProtocolError,
+                    "packet a client may not send",
+                ))
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Answers a publish the ACL refused: v5 hears why, v3.1.1 (which has no way to say
+    /// it) gets a normal ack and the message is dropped. Both get an `error` notice.
+    fn refuse_publish(&mut self, qos: u8, pkid: u16) {
+        let v5 = self.codec.version == Version::V5;
+        match qos {
+            1 => {
+                let reason = if v5 {
+                    PubAckReason::NotAuthorized
+                } else {
+                    PubAckReason::Success
+                };
+                self.queue(Packet::PubAck(PubAck { pkid, reason }, None));
+            }
+            2 => {
+                let reason = if v5 {
+                    PubRecReason::NotAuthorized
+                } else {
+                    self.refused_qos2.insert(pkid);
+                    PubRecReason::Success
+                };
+                self.queue(Packet::PubRec(PubRec { pkid, reason }, None));
+            }
+            _ => {}
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        mut subscribe: Subscribe,
+        props: Option<protocol::SubscribeProperties>,
+        to_router: &mut Vec<Packet>,
+        notices: &mut Vec<SystemMessage>,
+    ) {
+        let v5 = self.codec.version == Version::V5;
+        let mut codes = Vec::with_capacity(subscribe.filters.len());
+        let mut allowed = Vec::with_capacity(subscribe.filters.len());
+        for filter in subscribe.filters.drain(..) {
+            let code = if !protocol::valid_filter(&filter.path) {
+                Some(if v5 {
+                    SubscribeReasonCode::TopicFilterInvalid
+                } else {
+                    SubscribeReasonCode::Failure
+                })
+            } else if !self
+                .ctx
+                .acl
+                .can_subscribe(&self.identity, &self.client_id, &filter.path)
+            {
+                metrics::acl_denied("subscribe");
+                info!(filter = filter.path, "subscribe denied");
+                notices.push(notice::error(
+                    &self.identity.user,
+                    None,
+                    ErrorCode::Forbidden,
+                    format!("not allowed to subscribe to {}", filter.path),
+                ));
+                Some(if v5 {
+                    SubscribeReasonCode::NotAuthorized
+                } else {
+                    SubscribeReasonCode::Failure
+                })
+            } else if !self.ctx.sessions.subscribed(
+                &self.client_id,
+                &filter.path,
+                self.ctx.limits.max_subscriptions,
+            ) {
+                Some(if v5 {
+                    SubscribeReasonCode::QuotaExceeded
+                } else {
+                    SubscribeReasonCode::Failure
+                })
+            } else {
+                None
+            };
+            if code.is_none() {
+                allowed.push(filter);
+            }
+            codes.push(code);
+        }
+        if allowed.is_empty() {
+            let return_codes = codes.into_iter().flatten().collect();
+            self.queue(Packet::SubAck(
+                protocol::SubAck {
+                    pkid: subscribe.pkid,
+                    return_codes,
+                },
+                None,
+            ));
+            return;
+        }
+        self.pending_subacks.insert(subscribe.pkid, codes);
+        subscribe.filters = allowed;
+        to_router.push(Packet::Subscribe(subscribe, props));
+    }
+
+    fn handle_notification(&mut self, notification: Notification, unscheduled: &mut bool) -> Flow {
+        let packet = match notification {
+            Notification::Forward(forward) => {
+                metrics::messages_out(1);
+                Packet::Publish(forward.publish, forward.properties)
+            }
+            Notification::DeviceAck(ack) => match Packet::from(ack) {
+                Packet::SubAck(mut suback, props) => {
+                    if let Some(codes) = self.pending_subacks.remove(&suback.pkid) {
+                        let mut granted = suback.return_codes.into_iter();
+                        suback.return_codes = codes
+                            .into_iter()
+                            .map(|own| own.or_else(|| granted.next()).unwrap_or(SubscribeReasonCode::Failure))
+                            .collect();
+                    }
+                    Packet::SubAck(suback, props)
+                }
+                // Answered by the front-end already (see Unsubscribe).
+                Packet::UnsubAck(..) => return Flow::Continue,
+                Packet::PubAck(puback, props) => {
+                    self.unacked_in.remove(&puback.pkid);
+                    Packet::PubAck(puback, props)
+                }
+                Packet::PubComp(pubcomp, props) => {
+                    self.unacked_in.remove(&pubcomp.pkid);
+                    Packet::PubComp(pubcomp, props)
+                }
+                packet => packet,
+            },
+            Notification::Unschedule => {
+                *unscheduled = true;
+                return Flow::Continue;
+            }
+            Notification::Disconnect(disconnect, _) => {
+                self.link.gone = true;
+                return Flow::Close(Close::Protocol(disconnect.reason_code, "router closed the link"));
+            }
+            _ => return Flow::Continue,
+        };
+        self.queue(packet);
+        Flow::Continue
+    }
+
+    /// Encodes a packet for the client; written out once the current batch is handled.
+    fn queue(&mut self, packet: Packet) {
+        let start = self.write.len();
+        if let Err(e) = self.codec.encode(packet, &mut self.write) {
+            warn!(error = %e, "could not encode a packet for the client; dropped");
+            self.write.truncate(start);
+            return;
+        }
+        if let Some(max) = self.client_max_packet {
+            if self.write.len() - start > max as usize {
+                // MQTT 5: a packet larger than the client accepts is discarded, not sent.
+                debug!("packet larger than the client's maximum packet size discarded");
+                self.write.truncate(start);
+            }
+        }
+    }
+
+    /// Tells the router, the will, presence and the log that this connection is over.
+    async fn finish(mut self, close: Close, will: Option<Will>) {
+        if self.codec.version == Version::V5 {
+            if let Some(reason_code) = close.v5_reason() {
+                let props = match &close {
+                    Close::TokenExpired => Some(DisconnectProperties {
+                        session_expiry_interval: None,
+                        reason_string: Some("token expired".to_owned()),
+                        user_properties: Vec::new(),
+                        server_reference: None,
+                    }),
+                    _ => None,
+                };
+                self.write.clear();
+                self.queue(Packet::Disconnect(Disconnect { reason_code }, props));
+                let _ = self.transport.write_all(&self.write).await;
+            }
+        }
+        self.transport.shutdown().await;
+
+        match &close {
+            Close::Disconnect { .. } | Close::PeerGone => info!(cause = ?close, "disconnected"),
+            Close::Protocol(_, why) => {
+                metrics::protocol_error("client_protocol_error");
+                warn!(cause = why, "closed: protocol error")
+            }
+            Close::Io(e) => info!(error = %e, "closed: connection error"),
+            _ => info!(cause = ?close, "closed"),
+        }
+
+        // Tell the router before the will goes out, so a subscriber sees this client gone
+        // by the time it reads the will.
+        drop(self.link);
+        if !self.persistent && !matches!(close, Close::TakenOver) {
+            self.ctx.sessions.ended(&self.client_id);
+        }
+        if close.publishes_will() {
+            if let Some(will) = will {
+                self.ctx.sessions.publish_will(&self.ctx, &self.client_id, will);
+            }
+        }
+        self.ctx.presence.disconnected(&self.identity.user).await;
+        metrics::connections(-1.0);
+    }
+}
+
+fn decode_error(e: protocol::Error) -> Close {
+    use protocol::Error as E;
+    let code = match e {
+        E::PayloadSizeLimitExceeded(_) => DisconnectReasonCode::PacketTooLarge,
+        E::PacketIdZero | E::InvalidQoS(_) => DisconnectReasonCode::ProtocolError,
+        _ => DisconnectReasonCode::MalformedPacket,
+    };
+    let why = match e {
+        E::PayloadSizeLimitExceeded(_) => "packet larger than the maximum packet size",
+        E::InvalidQoS(_) => "QoS 3",
+        E::TopicNotUtf8 | E::PayloadNotUtf8(_) => "invalid UTF-8",
+        _ => "malformed packet",
+    };
+    Close::Protocol(code, why)
+}
+
+/// A topic a client may publish to: UTF-8 (checked by the caller), not empty, no wildcards,
+/// no NUL, not a `$` system topic.
+pub fn valid_publish_topic(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= 65535
+        && !topic.contains(['+', '#', '\0'])
+        && !topic.starts_with('$')
+}
+
+/// The tokio instant of a unix time in seconds (far in the future for "never").
+fn instant_of(unix_secs: u64) -> Instant {
+    let now_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let left = unix_secs.saturating_sub(now_unix).min(10 * 365 * 24 * 3600);
+    Instant::now() + Duration::from_secs(left)
+}

@@ -1,0 +1,174 @@
+//! The configuration tree and its embedded defaults.
+//!
+//! Every struct is one `[section]` of the TOML file, every field one key. Field names are
+//! the operator contract (`OPERATING.md`): rename none of them.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use roost_auth::AclRule;
+
+use crate::Secret;
+
+/// A whole node configuration. `Config::default()` is what a node with no config file runs
+/// on.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub node: Node,
+    pub mqtt: Mqtt,
+    pub http: Http,
+    pub auth: Auth,
+    pub acl: Acl,
+    pub limits: Limits,
+    pub history: History,
+    pub cluster: Cluster,
+}
+
+/// `[node]`: where this node keeps its state.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Node {
+    /// SQLite history, the generated HS256 secret, ... Default `./roost-data`.
+    pub data_dir: PathBuf,
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Node {
+            data_dir: PathBuf::from("./roost-data"),
+        }
+    }
+}
+
+/// `[mqtt]`: the MQTT listeners. Only `listen` is always on.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mqtt {
+    /// Plain TCP. Default `127.0.0.1:1883`.
+    pub listen: SocketAddr,
+    /// MQTT over WebSocket, at path `/mqtt`.
+    pub ws_listen: Option<SocketAddr>,
+    /// MQTT over TLS; needs `tls_cert` and `tls_key`.
+    pub tls_listen: Option<SocketAddr>,
+    /// MQTT over WebSocket over TLS; needs `tls_cert` and `tls_key`.
+    pub wss_listen: Option<SocketAddr>,
+    /// PEM certificate chain.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for Mqtt {
+    fn default() -> Self {
+        Mqtt {
+            listen: localhost(1883),
+            ws_listen: None,
+            tls_listen: None,
+            wss_listen: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// `[http]`: `/healthz`, `/metrics`, `/api/v1/...`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            listen: localhost(8080),
+        }
+    }
+}
+
+/// `[auth]`: how client JWTs are verified.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// HS256 shared secret. `None`: the broker uses the secret it keeps in `data_dir`.
+    pub jwt_secret: Option<Secret>,
+    /// RS256 / ES256 public keys (PEM files).
+    pub jwt_public_keys: Vec<PathBuf>,
+    /// A JWKS file of public keys, chosen by `kid`.
+    pub jwks_file: Option<PathBuf>,
+    /// Required `iss` claim, when set.
+    pub issuer: Option<String>,
+    /// Required `aud` claim, when set.
+    pub audience: Option<String>,
+    /// Development only: clients without a token connect as `anon-{client id}`.
+    pub allow_anonymous: bool,
+}
+
+/// `[acl]`: deployment rules for topics outside `im/`, first match deciding, deny by
+/// default. Their meaning is checked by `roost_auth::Acl::new`, not here.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Acl {
+    pub rules: Vec<AclRule>,
+}
+
+/// `[limits]`: per node and per connection bounds.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Concurrent client connections. Default 100000.
+    pub max_connections: usize,
+    /// Largest MQTT packet accepted, in bytes. Default 65536.
+    pub max_packet_size: usize,
+    /// Time a new connection has to send CONNECT, e.g. `"5s"`. Default 5s.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// QoS > 0 publishes a client may have unacknowledged. Default 64.
+    pub receive_maximum: u16,
+    /// Subscriptions per connection. Default 100.
+    pub max_subscriptions: usize,
+    /// Messages buffered per connection before it is considered too slow. Default 1000.
+    pub outgoing_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 100_000,
+            max_packet_size: 65_536,
+            connect_timeout: Duration::from_secs(5),
+            receive_maximum: 64,
+            max_subscriptions: 100,
+            outgoing_queue: 1000,
+        }
+    }
+}
+
+/// `[history]`: where chat messages are stored.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct History {
+    /// `sqlite:...` or `postgres://...`. `None`: SQLite in `data_dir/history.db`.
+    pub database_url: Option<String>,
+}
+
+/// `[cluster]`: links to other nodes, either a mesh of `peers` or one `hub` broker.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// This node's name among its peers.
+    pub node_id: Option<String>,
+    /// Other roost nodes, as `mqtt://host:port`.
+    pub peers: Vec<String>,
+    /// An existing MQTT broker used as backplane, as `mqtt://host:port`.
+    pub hub: Option<String>,
+}
+
+fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}

@@ -1,0 +1,97 @@
+//! The effective config as TOML, fit to show a person: secrets are `***`.
+
+use crate::{Config, Secret};
+
+impl Config {
+    /// The config as a TOML document that [`load`](crate::load) reads back, with
+    /// `auth.jwt_secret` and any password in `history.database_url` replaced by `***`.
+    /// This is what `roost check-config` prints.
+    ///
+    /// # Panics
+    ///
+    /// If a path is not valid UTF-8, which TOML cannot hold. A config from `load` never
+    /// has one.
+    pub fn to_masked_toml(&self) -> String {
+        let mut masked = self.clone();
+        if let Some(secret) = &mut masked.auth.jwt_secret {
+            *secret = Secret::new(Secret::MASK.into());
+        }
+        if let Some(url) = &mut masked.history.database_url {
+            *url = mask_url_password(url);
+        }
+        toml::to_string(&masked).expect("a config with UTF-8 paths serializes to TOML")
+    }
+}
+
+/// `postgres://user:pw@host/db?password=pw` -> `postgres://user:***@host/db?password=***`.
+fn mask_url_password(url: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((url, query)) => (url, Some(query)),
+        None => (url, None),
+    };
+
+    let mut out = match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _password)) => {
+                    format!("{scheme}://{user}:{}@{host}", Secret::MASK)
+                }
+                None => url.to_string(),
+            },
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    };
+
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                    format!("{name}={}", Secret::MASK)
+                }
+                _ => param.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_passwords_are_masked() {
+        for (url, shown) in [
+            (
+                "sqlite://roost-data/history.db",
+                "sqlite://roost-data/history.db",
+            ),
+            ("sqlite::memory:", "sqlite::memory:"),
+            ("postgres://user@host/db", "postgres://user@host/db"),
+            ("postgres://user:pw@host/db", "postgres://user:***@host/db"),
+            (
+                "postgresql://u:p@ss@h:5432/db",
+                "postgresql://u:***@h:5432/db",
+            ),
+            (
+                "postgres://host/db?user=u&password=pw&sslmode=require",
+                "postgres://host/db?user=u&password=***&sslmode=require",
+            ),
+        ] {
+            assert_eq!(mask_url_password(url), shown);
+        }
+    }
+
+    #[test]
+    fn masked_toml_hides_the_secret() {
+        let mut config = Config::default();
+        config.auth.jwt_secret = Some(Secret::new("hunter2".into()));
+        let shown = config.to_masked_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains(r#"jwt_secret = "***""#), "{shown}");
+    }
+}

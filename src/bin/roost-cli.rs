@@ -1,0 +1,3 @@
+fn main() -> roost_cli::Result<()> {
+    roost_cli::main()
+}
