@@ -1,0 +1,218 @@
+//! Test harness: real `roost` processes on free ports, tokens signed with their secret, and
+//! real MQTT clients.
+#![allow(dead_code)]
+
+pub mod client;
+
+use roost_auth::{mint_hs256, Claims, Role};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const SECRET: &str = "test-secret-for-roost-e2e-0123456789";
+
+/// A `roost serve` process. Killed when dropped.
+pub struct Node {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub mqtt: SocketAddr,
+    pub http: SocketAddr,
+    pub ws: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
+    pub wss: Option<SocketAddr>,
+    /// Every log line the node wrote so far (stderr).
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// Builds a node's config; `Node::start()` for the defaults used by most tests.
+pub struct NodeBuilder {
+    extra_toml: String,
+    ws: bool,
+    tls: bool,
+}
+
+impl Node {
+    pub fn start() -> Node {
+        Node::builder().start()
+    }
+
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder {
+            extra_toml: String::new(),
+            ws: false,
+            tls: false,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits (bounded) until a log line contains `needle`; panics with the log otherwise.
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no log line with {needle:?}; log:\n{}", self.log_text());
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl NodeBuilder {
+    /// TOML appended to the generated config (use whole sections: `[limits]` etc. are not
+    /// written by the builder except `[limits] connect_timeout` via `limits()`).
+    pub fn toml(mut self, toml: &str) -> Self {
+        self.extra_toml.push_str(toml);
+        self.extra_toml.push('\n');
+        self
+    }
+
+    pub fn ws(mut self) -> Self {
+        self.ws = true;
+        self
+    }
+
+    /// TLS and WSS listeners with the test certificate in tests/certs.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    pub fn start(self) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = certs_dir();
+        let mut mqtt = String::from("[mqtt]\nlisten = \"127.0.0.1:0\"\n");
+        if self.ws {
+            mqtt.push_str("ws_listen = \"127.0.0.1:0\"\n");
+        }
+        if self.tls {
+            mqtt.push_str(&format!(
+                "tls_listen = \"127.0.0.1:0\"\nwss_listen = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                certs.join("server.crt").display(),
+                certs.join("server.key").display()
+            ));
+        }
+        let has_auth = self.extra_toml.contains("[auth]");
+        let auth = if has_auth {
+            String::new()
+        } else {
+            format!("[auth]\njwt_secret = \"{SECRET}\"\n")
+        };
+        let config = format!(
+            "[node]\ndata_dir = \"{}\"\n{mqtt}[http]\nlisten = \"127.0.0.1:0\"\n{auth}{}",
+            dir.path().join("data").display(),
+            self.extra_toml
+        );
+        let config_path = dir.path().join("roost.toml");
+        std::fs::write(&config_path, config).unwrap();
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("ROOST_LOG", "info,rumqttd=warn")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start roost");
+
+        // Read the log on a thread: listening addresses now, the rest for assertions.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("ROOST_TEST_LOG").is_some() {
+                    eprintln!("[roost] {line}");
+                }
+                let _ = tx.send(line.clone());
+                sink.lock().unwrap().push(line);
+            }
+        });
+
+        let mut addrs = std::collections::HashMap::new();
+        let expected = 2 + usize::from(self.ws) + 2 * usize::from(self.tls);
+        while addrs.len() < expected {
+            let line = match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "roost did not start; log:\n{}",
+                        log.lock().unwrap().join("\n")
+                    );
+                }
+            };
+            if let Some((kind, addr)) = parse_listening(&line) {
+                addrs.insert(kind, addr);
+            }
+        }
+        Node {
+            child,
+            dir,
+            mqtt: addrs["mqtt"],
+            http: addrs["http"],
+            ws: addrs.get("ws").copied(),
+            tls: addrs.get("mqtt+tls").copied(),
+            wss: addrs.get("wss").copied(),
+            log,
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `... listening kind="mqtt" addr=127.0.0.1:40841` -> ("mqtt", addr)
+fn parse_listening(line: &str) -> Option<(String, SocketAddr)> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let kind = line.split("kind=\"").nth(1)?.split('"').next()?.to_owned();
+    let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+    Some((kind, addr.parse().ok()?))
+}
+
+pub fn certs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/certs")
+}
+
+/// A token for `user` signed with the harness secret.
+pub fn token(user: &str) -> String {
+    token_with(user, &[], Role::User, Duration::from_secs(3600))
+}
+
+pub fn token_with(user: &str, groups: &[&str], role: Role, ttl: Duration) -> String {
+    let claims = Claims::new(
+        user,
+        groups.iter().map(|g| g.to_string()).collect(),
+        role,
+        ttl,
+    );
+    mint_hs256(SECRET, &claims).unwrap()
+}
+
+/// Signs arbitrary claims (for expired, not-yet-valid, odd claims...).
+pub fn token_from_claims(claims: &Claims) -> String {
+    mint_hs256(SECRET, claims).unwrap()
+}
