@@ -12,8 +12,7 @@ pub const MAX_ID_LEN: usize = 64;
 pub fn is_valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_ID_LEN
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
@@ -38,7 +37,16 @@ mod tests {
 
     #[test]
     fn valid_ids() {
-        for id in ["a", "alice", "Bob_2", "x.y-z", "0", "-", ".", &"a".repeat(64)] {
+        for id in [
+            "a",
+            "alice",
+            "Bob_2",
+            "x.y-z",
+            "0",
+            "-",
+            ".",
+            &"a".repeat(64),
+        ] {
             assert!(is_valid_id(id), "{id:?} should be valid");
         }
     }

@@ -87,9 +87,11 @@ impl Pattern {
             return Err("the topic contains a NUL character".to_owned());
         }
         if topic.starts_with('$') {
-            return Err("topics starting with `$` are never allowed, so no rule can govern them \
+            return Err(
+                "topics starting with `$` are never allowed, so no rule can govern them \
                  (a `$share/{name}/{filter}` subscription is judged by the rules for its filter)"
-                .to_owned());
+                    .to_owned(),
+            );
         }
         let parts: Vec<&str> = topic.split('/').collect();
         let last = parts.len().saturating_sub(1);
@@ -233,7 +235,9 @@ mod tests {
             client_id: "alice:phone",
         };
         let p = Pattern::parse("devices/{user}/#").unwrap();
-        let req = |f: &str| filter_levels(f).unwrap();
+        fn req(f: &str) -> Vec<&str> {
+            filter_levels(f).unwrap()
+        }
         assert!(p.covers(&req("devices/alice"), &s));
         assert!(p.covers(&req("devices/alice/#"), &s));
         assert!(p.covers(&req("devices/alice/temp/+"), &s));
@@ -243,7 +247,8 @@ mod tests {
         assert!(!p.covers(&req("devices"), &s));
         assert!(p.overlaps(&req("devices/+/temp"), &s));
         assert!(p.overlaps(&req("#"), &s));
-        assert!(p.overlaps(&req("devices"), &s)); // `#` matches the parent level
+        assert!(p.overlaps(&req("devices/alice"), &s)); // `#` matches the parent level
+        assert!(!p.overlaps(&req("devices"), &s)); // but not the grandparent
         assert!(!p.overlaps(&req("devices/bob/temp"), &s));
         assert!(!p.overlaps(&req("other/#"), &s));
 

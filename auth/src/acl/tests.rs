@@ -33,10 +33,18 @@ fn acl(rules: &[AclRule]) -> Acl {
 fn pubs(acl: &Acl, who: &Identity, allowed: &[&str], denied: &[&str]) {
     let cid = who.user.as_str();
     for topic in allowed {
-        assert!(acl.can_publish(who, cid, topic), "{} should publish {topic:?}", who.user);
+        assert!(
+            acl.can_publish(who, cid, topic),
+            "{} should publish {topic:?}",
+            who.user
+        );
     }
     for topic in denied {
-        assert!(!acl.can_publish(who, cid, topic), "{} must not publish {topic:?}", who.user);
+        assert!(
+            !acl.can_publish(who, cid, topic),
+            "{} must not publish {topic:?}",
+            who.user
+        );
     }
 }
 
@@ -44,10 +52,18 @@ fn pubs(acl: &Acl, who: &Identity, allowed: &[&str], denied: &[&str]) {
 fn subs(acl: &Acl, who: &Identity, allowed: &[&str], denied: &[&str]) {
     let cid = who.user.as_str();
     for filter in allowed {
-        assert!(acl.can_subscribe(who, cid, filter), "{} should subscribe {filter:?}", who.user);
+        assert!(
+            acl.can_subscribe(who, cid, filter),
+            "{} should subscribe {filter:?}",
+            who.user
+        );
     }
     for filter in denied {
-        assert!(!acl.can_subscribe(who, cid, filter), "{} must not subscribe {filter:?}", who.user);
+        assert!(
+            !acl.can_subscribe(who, cid, filter),
+            "{} must not subscribe {filter:?}",
+            who.user
+        );
     }
 }
 
@@ -58,21 +74,25 @@ fn user_publishes_dms_only_as_themselves() {
     pubs(
         &Acl::default(),
         &alice(),
-        &["im/dm/bob/alice", "im/dm/alice/alice", "im/sig/dm/bob/alice"],
         &[
-            "im/dm/bob/bob",      // someone else as from
-            "im/dm/bob/carol",    // someone else as from
-            "im/dm/alice/bob",    // reversed
-            "im/dm/+/alice",      // wildcard in a topic name
-            "im/dm/bob/+",        // wildcard in a topic name
-            "im/dm/#",            // wildcard in a topic name
-            "im/dm/b b/alice",    // `to` not an id
-            "im/dm//alice",       // empty `to`
-            "im/dm/bob",          // too short
-            "im/dm/bob/alice/x",  // too long
-            "im/sig/dm/bob/bob",  // signal as someone else
-            "im/sig/dm/bob",      // too short
-            "IM/dm/bob/alice",    // not the im namespace, and no config rule
+            "im/dm/bob/alice",
+            "im/dm/alice/alice",
+            "im/sig/dm/bob/alice",
+        ],
+        &[
+            "im/dm/bob/bob",     // someone else as from
+            "im/dm/bob/carol",   // someone else as from
+            "im/dm/alice/bob",   // reversed
+            "im/dm/+/alice",     // wildcard in a topic name
+            "im/dm/bob/+",       // wildcard in a topic name
+            "im/dm/#",           // wildcard in a topic name
+            "im/dm/b b/alice",   // `to` not an id
+            "im/dm//alice",      // empty `to`
+            "im/dm/bob",         // too short
+            "im/dm/bob/alice/x", // too long
+            "im/sig/dm/bob/bob", // signal as someone else
+            "im/sig/dm/bob",     // too short
+            "IM/dm/bob/alice",   // not the im namespace, and no config rule
         ],
     );
 }
@@ -82,7 +102,11 @@ fn user_publishes_to_own_groups_only() {
     pubs(
         &Acl::default(),
         &alice(),
-        &["im/grp/team/alice", "im/grp/ops/alice", "im/sig/grp/team/alice"],
+        &[
+            "im/grp/team/alice",
+            "im/grp/ops/alice",
+            "im/sig/grp/team/alice",
+        ],
         &[
             "im/grp/other/alice",     // not a member
             "im/grp/team/bob",        // someone else as from
@@ -125,13 +149,13 @@ fn user_subscribes_to_own_dms() {
             .map(|rest| format!("{prefix}/{rest}"))
             .collect();
         let denied: Vec<String> = [
-            "bob/+",   // someone else's inbox
-            "+/bob",   // someone else's outbox
-            "+/+",     // everybody's
+            "bob/+", // someone else's inbox
+            "+/bob", // someone else's outbox
+            "+/+",   // everybody's
             "bob/carol",
             "alice/#", // `#` under im/
             "#",
-            "alice",   // too short
+            "alice", // too short
             "alice/+/x",
             "alice/b b", // not an id
         ]
@@ -157,8 +181,8 @@ fn user_subscribes_to_own_groups() {
             "im/sig/grp/ops/carol",
         ],
         &[
-            "im/grp/other/+",     // not a member
-            "im/grp/+/+",         // every group
+            "im/grp/other/+", // not a member
+            "im/grp/+/+",     // every group
             "im/grp/+/alice",
             "im/grp/team/#",
             "im/grp/#",
@@ -174,7 +198,12 @@ fn user_subscribes_to_presence_and_own_sys() {
     subs(
         &Acl::default(),
         &alice(),
-        &["im/presence/+", "im/presence/bob", "im/presence/alice", "im/sys/alice"],
+        &[
+            "im/presence/+",
+            "im/presence/bob",
+            "im/presence/alice",
+            "im/sys/alice",
+        ],
         &[
             "im/presence/#",
             "im/presence/+/x",
@@ -208,15 +237,30 @@ fn user_cannot_sweep_the_im_namespace() {
             "$share/g/#",
         ],
     );
-    pubs(&acl, &alice(), &["anything/else"], &["im/sys/alice", "im/dm/bob/bob"]);
+    pubs(
+        &acl,
+        &alice(),
+        &["anything/else"],
+        &["im/sys/alice", "im/dm/bob/bob"],
+    );
 }
 
 #[test]
 fn admin_has_user_rights_in_im() {
     let admin = user("root", &["team"], Role::Admin);
     let acl = Acl::default();
-    pubs(&acl, &admin, &["im/dm/bob/root", "im/grp/team/root"], &["im/dm/bob/alice", "im/sys/root"]);
-    subs(&acl, &admin, &["im/dm/root/+", "im/sys/root"], &["im/#", "im/dm/bob/+", "im/sys/alice"]);
+    pubs(
+        &acl,
+        &admin,
+        &["im/dm/bob/root", "im/grp/team/root"],
+        &["im/dm/bob/alice", "im/sys/root"],
+    );
+    subs(
+        &acl,
+        &admin,
+        &["im/dm/root/+", "im/sys/root"],
+        &["im/#", "im/dm/bob/+", "im/sys/alice"],
+    );
 }
 
 #[test]
@@ -226,7 +270,12 @@ fn users_that_are_not_ids_own_nothing() {
     let plus = user("+", &[], Role::User);
     subs(&Acl::default(), &plus, &[], &["im/sys/+", "im/dm/+/+"]);
     let empty = user("", &[], Role::User);
-    pubs(&Acl::default(), &empty, &[], &["im/dm/bob/", "im/presence/"]);
+    pubs(
+        &Acl::default(),
+        &empty,
+        &[],
+        &["im/dm/bob/", "im/presence/"],
+    );
 }
 
 // ---- im/: back-ends -------------------------------------------------------
@@ -239,7 +288,13 @@ fn service_and_bridge_act_for_anybody_in_im() {
         pubs(
             &acl,
             &bot,
-            &["im/dm/bob/carol", "im/grp/any/alice", "im/sys/alice", "im/presence/bob", "im/x"],
+            &[
+                "im/dm/bob/carol",
+                "im/grp/any/alice",
+                "im/sys/alice",
+                "im/presence/bob",
+                "im/x",
+            ],
             &["im/dm/+/carol", "im/#", "$SYS/x", "elsewhere/x", ""],
         );
         subs(
@@ -254,7 +309,7 @@ fn service_and_bridge_act_for_anybody_in_im() {
                 "$share/workers/im/#",
             ],
             &[
-                "#",            // reaches outside im/: no config rule allows it
+                "#", // reaches outside im/: no config rule allows it
                 "+/dm/#",
                 "elsewhere/#",
                 "$SYS/#",
@@ -285,7 +340,11 @@ fn device_rules() -> Acl {
     acl(&[
         rule(Permission::Allow, Action::All, "devices/{user}/#"),
         rule(Permission::Allow, Action::Subscribe, "groups/{group}/+"),
-        rule(Permission::Allow, Action::Publish, "clients/{client}/status"),
+        rule(
+            Permission::Allow,
+            Action::Publish,
+            "clients/{client}/status",
+        ),
         rule(Permission::Deny, Action::All, "public/secret/#"),
         rule(Permission::Allow, Action::All, "public/#"),
     ])
@@ -303,8 +362,19 @@ fn user_placeholder() {
     subs(
         &acl,
         &alice(),
-        &["devices/alice/#", "devices/alice/temp/+", "devices/alice", "devices/alice/+"],
-        &["devices/+/temp", "devices/#", "devices/+", "devices/bob/#", "+/alice/#"],
+        &[
+            "devices/alice/#",
+            "devices/alice/temp/+",
+            "devices/alice",
+            "devices/alice/+",
+        ],
+        &[
+            "devices/+/temp",
+            "devices/#",
+            "devices/+",
+            "devices/bob/#",
+            "+/alice/#",
+        ],
     );
 }
 
@@ -315,7 +385,13 @@ fn group_placeholder_needs_membership_not_a_wildcard() {
         &acl,
         &alice(),
         &["groups/team/+", "groups/ops/x"],
-        &["groups/other/+", "groups/+/+", "groups/+/x", "groups/team/#", "groups/team"],
+        &[
+            "groups/other/+",
+            "groups/+/+",
+            "groups/+/x",
+            "groups/team/#",
+            "groups/team",
+        ],
     );
     // The rule is for subscribe only.
     pubs(&acl, &alice(), &[], &["groups/team/x"]);
@@ -337,15 +413,20 @@ fn client_placeholder_is_the_client_id() {
 #[test]
 fn deny_rules_overlap_allow_rules_cover() {
     let acl = device_rules();
-    pubs(&acl, &alice(), &["public/news", "public/secretive"], &["public/secret", "public/secret/x"]);
+    pubs(
+        &acl,
+        &alice(),
+        &["public/news", "public/secretive"],
+        &["public/secret", "public/secret/x"],
+    );
     subs(
         &acl,
         &alice(),
         &["public/news/+", "public/news"],
         &[
-            "public/+/x",      // includes public/secret/x
-            "public/#",        // includes public/secret/...
-            "public/+",        // includes public/secret (`#` matches its parent)
+            "public/+/x", // includes public/secret/x
+            "public/#",   // includes public/secret/...
+            "public/+",   // includes public/secret (`#` matches its parent)
             "public/secret/+",
             "public/+/#",
         ],
@@ -361,8 +442,17 @@ fn deny_rule_with_placeholder() {
     subs(
         &acl,
         &alice(),
-        &["devices/bob/secret", "devices/alice/public", "devices/+/public"],
-        &["devices/alice/secret", "devices/+/secret", "devices/#", "devices/alice/+"],
+        &[
+            "devices/bob/secret",
+            "devices/alice/public",
+            "devices/+/public",
+        ],
+        &[
+            "devices/alice/secret",
+            "devices/+/secret",
+            "devices/#",
+            "devices/alice/+",
+        ],
     );
 }
 
@@ -378,7 +468,12 @@ fn first_match_decides() {
         rule(Permission::Allow, Action::All, "a/#"),
     ]);
     pubs(&deny_first, &alice(), &["a/c"], &["a/b"]);
-    subs(&deny_first, &alice(), &["a/c", "a/c/#"], &["a/#", "a/+", "a/b"]);
+    subs(
+        &deny_first,
+        &alice(),
+        &["a/c", "a/c/#"],
+        &["a/#", "a/+", "a/b"],
+    );
 }
 
 #[test]
@@ -401,8 +496,18 @@ fn nothing_matching_is_denied() {
 #[test]
 fn config_rules_never_apply_under_im() {
     let allow_im = acl(&[rule(Permission::Allow, Action::All, "im/#")]);
-    pubs(&allow_im, &alice(), &["im/dm/bob/alice"], &["im/sys/alice", "im/dm/bob/bob"]);
-    subs(&allow_im, &alice(), &["im/sys/alice"], &["im/dm/bob/+", "im/#"]);
+    pubs(
+        &allow_im,
+        &alice(),
+        &["im/dm/bob/alice"],
+        &["im/sys/alice", "im/dm/bob/bob"],
+    );
+    subs(
+        &allow_im,
+        &alice(),
+        &["im/sys/alice"],
+        &["im/dm/bob/+", "im/#"],
+    );
     let deny_im = acl(&[
         rule(Permission::Deny, Action::All, "im/#"),
         rule(Permission::Allow, Action::All, "#"),
@@ -440,15 +545,30 @@ fn dollar_topics_are_denied() {
     let svc = user("svc", &[], Role::Service);
     for who in [alice(), svc] {
         pubs(&acl, &who, &[], &["$SYS/broker/load", "$share/g/x", "$x"]);
-        subs(&acl, &who, &[], &["$SYS/#", "$SYS/broker/+", "$share/g/$SYS/#", "$"]);
+        subs(
+            &acl,
+            &who,
+            &[],
+            &["$SYS/#", "$SYS/broker/+", "$share/g/$SYS/#", "$"],
+        );
     }
 }
 
 #[test]
 fn malformed_topics_and_filters_are_denied() {
     let acl = acl(&[rule(Permission::Allow, Action::All, "#")]);
-    pubs(&acl, &alice(), &["a", "a//b", "/"], &["", "a/+", "a/#", "+", "#", "a+b", "a#", "a\0b"]);
-    subs(&acl, &alice(), &["a/#", "a//+"], &["", "a/#/b", "a+b", "a/b#", "#/a", "a/++", "a\0"]);
+    pubs(
+        &acl,
+        &alice(),
+        &["a", "a//b", "/"],
+        &["", "a/+", "a/#", "+", "#", "a+b", "a#", "a\0b"],
+    );
+    subs(
+        &acl,
+        &alice(),
+        &["a/#", "a//+"],
+        &["", "a/#/b", "a+b", "a/b#", "#/a", "a/++", "a\0"],
+    );
 }
 
 // ---- rules: validation and serde -----------------------------------------
@@ -480,7 +600,10 @@ fn invalid_rules_are_named_by_index() {
 #[test]
 fn rules_that_reach_into_im_are_accepted() {
     for topic in ["im/#", "im/dm/+/+", "#", "+/dm/#", "{user}/#"] {
-        assert!(Acl::new(&[rule(Permission::Allow, Action::All, topic)]).is_ok(), "{topic}");
+        assert!(
+            Acl::new(&[rule(Permission::Allow, Action::All, topic)]).is_ok(),
+            "{topic}"
+        );
     }
 }
 
@@ -494,7 +617,10 @@ fn rules_deserialize_strictly() {
     let r: AclRule =
         serde_json::from_str(r#"{"permission": "deny", "action": "subscribe", "topic": "x"}"#)
             .unwrap();
-    assert_eq!((r.permission, r.action), (Permission::Deny, Action::Subscribe));
+    assert_eq!(
+        (r.permission, r.action),
+        (Permission::Deny, Action::Subscribe)
+    );
     for bad in [
         r#"{"permission": "allow", "action": "all", "topic": "x", "extra": 1}"#,
         r#"{"permission": "Allow", "action": "all", "topic": "x"}"#,

@@ -8,7 +8,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 
 use super::KeyError;
@@ -218,7 +220,8 @@ fn load_jwks(path: &Path) -> Result<Vec<PublicKey>, KeyError> {
                 continue;
             }
         }
-        let key = built.map_err(|problem| KeyError::invalid(path, format!("{}: {problem}", name())))?;
+        let key =
+            built.map_err(|problem| KeyError::invalid(path, format!("{}: {problem}", name())))?;
         keys.push(PublicKey { alg, kid, key });
     }
     if keys.is_empty() {

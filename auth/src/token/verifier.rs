@@ -57,7 +57,10 @@ impl Verifier {
     /// use and the error says which file is at fault.
     pub fn reload(&self) -> Result<(), KeyError> {
         let public = load_files(&self.settings)?;
-        let mut keys = self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut keys = self
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let hs256 = keys.hs256.clone();
         *keys = Arc::new(KeySet { hs256, public });
         Ok(())
@@ -99,7 +102,10 @@ impl Verifier {
     fn current(&self) -> Arc<KeySet> {
         // The lock only guards an Arc swap, so a poisoned lock still holds a
         // consistent key set.
-        let keys = self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         Arc::clone(&keys)
     }
 
@@ -138,7 +144,11 @@ impl KeySet {
 
     /// The keys to try for a token of `alg`: the one(s) named by `kid`, or
     /// every key of that algorithm when the token names none.
-    fn candidates(&self, alg: Algorithm, kid: Option<&str>) -> Result<Vec<&DecodingKey>, TokenError> {
+    fn candidates(
+        &self,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<Vec<&DecodingKey>, TokenError> {
         if alg == Algorithm::HS256 {
             // There is one secret and it has no kid; a kid in an HS256
             // header (some issuers always set one) changes nothing.
@@ -168,14 +178,16 @@ fn map_error(kind: &ErrorKind) -> TokenError {
         ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
             "iss" => TokenError::WrongIssuer,
             "aud" => TokenError::WrongAudience,
-            other => TokenError::InvalidClaims(format!("`{other}` is missing or has the wrong type")),
+            other => {
+                TokenError::InvalidClaims(format!("`{other}` is missing or has the wrong type"))
+            }
         },
         ErrorKind::InvalidClaimFormat(claim) => {
             TokenError::InvalidClaims(format!("`{claim}` has the wrong type"))
         }
-        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm | ErrorKind::UnsupportedAlgorithm => {
-            TokenError::AlgorithmNotAllowed
-        }
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::UnsupportedAlgorithm => TokenError::AlgorithmNotAllowed,
         ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat => {
             // Keys are checked when loaded, so this is a signature that does
             // not fit the key (e.g. a wrong-length ES256 signature).
