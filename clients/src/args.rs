@@ -15,6 +15,7 @@ pub struct Cli {
 
 /// Options shared by every subcommand.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection options")]
 pub struct ConnArgs {
     /// Broker host.
     #[arg(long, global = true, default_value = "127.0.0.1")]
@@ -54,6 +55,11 @@ pub struct ConnArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Interactive chat: type to send; shows DMs, group messages, presence, notices.
+    #[command(
+        after_help = "In the chat: TEXT sends to the current recipient, /to USER, \
+        /group G, /help, /quit (//TEXT sends /TEXT). Messages arrive as lines such as \
+        `[dm] bob: hi`, `[grp family] carol: hi`, `[presence] bob is online`, `[sys] ack ...`."
+    )]
     Chat {
         /// Start talking to this user.
         #[arg(long, conflicts_with = "group")]

@@ -7,8 +7,9 @@ use crate::payload::ChatMessage;
 use crate::send::Recipient;
 use crate::session::{Event, Session};
 use crate::topics::{chat_filters, is_valid_id, Topic};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const HELP: &str = "\
@@ -174,20 +175,27 @@ pub async fn run(conn: &ConnArgs, to: Option<String>, group: Option<String>) -> 
             ev = session.next() => chat.event(ev?),
         }
     }
-    // Leaving: let the pending messages get their PUBACK first.
+    // Leaving: let the pending messages get their PUBACK first, then linger a moment for
+    // the notices (`ack`, `error`) that follow them.
     let drain = async {
         while chat.busy() {
             chat.event(session.next().await?);
         }
-        anyhow::Ok(())
+        let linger = tokio::time::sleep(Duration::from_millis(300));
+        tokio::pin!(linger);
+        loop {
+            tokio::select! {
+                _ = &mut linger => return anyhow::Ok(()),
+                ev = session.next() => chat.event(ev?),
+            }
+        }
     };
-    match tokio::time::timeout(conn.timeout, drain).await {
-        Ok(result) => result?,
-        Err(_) => eprintln!(
-            "gave up waiting for {} PUBACK(s)",
-            chat.queued.len() + chat.inflight.len()
-        ),
-    }
+    let drained = tokio::time::timeout(conn.timeout, drain).await;
+    let unacked = chat.queued.len() + chat.inflight.len();
     session.close().await;
-    Ok(())
+    match drained {
+        Ok(result) => result,
+        Err(_) if unacked > 0 => bail!("gave up waiting for the PUBACK of {unacked} message(s)"),
+        Err(_) => Ok(()),
+    }
 }

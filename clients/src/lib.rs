@@ -41,6 +41,7 @@ pub use topics::{dm_topic, group_topic};
 use anyhow::Context;
 pub use anyhow::Result;
 use clap::Parser;
+use std::process::ExitCode;
 use std::time::Duration;
 
 /// Entry point of the `roost-cli` binary: parses the command line and runs it.
@@ -62,6 +63,18 @@ pub fn main() -> Result<()> {
     // Do not wait for a blocking stdin read that will never finish.
     rt.shutdown_timeout(Duration::from_millis(100));
     result
+}
+
+/// Exit status for a result of [`main`]: errors are printed as one line on stderr
+/// (`roost-cli: cause: detail`) without a backtrace, and exit with status 1.
+pub fn exit_code(result: Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("roost-cli: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Runs one parsed command line.

@@ -1,6 +1,7 @@
 //! `send`: one message, QoS 1, wait for the PUBACK (and optionally the server's `ack`).
 
 use crate::args::ConnArgs;
+use crate::display::sanitize;
 use crate::identity::Identity;
 use crate::payload::ChatMessage;
 use crate::session::{Event, Session};
@@ -70,29 +71,34 @@ pub async fn run(
         .client
         .publish(&recipient.topic(&me.user), msg.to_bytes())
         .await?;
-    let what = if wait_ack {
-        "the server's ack"
-    } else {
-        "the PUBACK"
-    };
-    match tokio::time::timeout(conn.timeout, confirm(&mut session, &msg.id, wait_ack)).await {
+    let mut acked = false;
+    let confirmed = confirm(&mut session, &msg.id, wait_ack, &mut acked);
+    match tokio::time::timeout(conn.timeout, confirmed).await {
         Ok(Ok(())) => println!("{}", msg.id),
         Ok(Err(e)) => {
             session.close().await;
             return Err(e);
         }
-        Err(_) => bail!(
-            "timed out after {:?} waiting for {what} of message {}",
-            conn.timeout,
-            msg.id
-        ),
+        Err(_) => {
+            let what = if acked {
+                "the server's ack"
+            } else {
+                "the PUBACK"
+            };
+            bail!(
+                "timed out after {:?} waiting for {what} of message {}",
+                conn.timeout,
+                msg.id
+            )
+        }
     }
     session.close().await;
     Ok(())
 }
 
-/// Waits for our PUBACK, then (with `wait_ack`) for the `ack` or `error` notice.
-async fn confirm(session: &mut Session, id: &str, wait_ack: bool) -> Result<()> {
+/// Waits for our PUBACK (then sets `acked`), then (with `wait_ack`) for the `ack` or
+/// `error` notice.
+async fn confirm(session: &mut Session, id: &str, wait_ack: bool, acked: &mut bool) -> Result<()> {
     let mut pkid = None;
     loop {
         match session.next().await? {
@@ -101,6 +107,7 @@ async fn confirm(session: &mut Session, id: &str, wait_ack: bool) -> Result<()> 
                 if let Some(why) = refused {
                     bail!("message {id} refused by the broker: {why}");
                 }
+                *acked = true;
                 if !wait_ack {
                     return Ok(());
                 }
@@ -114,8 +121,9 @@ async fn confirm(session: &mut Session, id: &str, wait_ack: bool) -> Result<()> 
                 match str_of("type") {
                     Some("ack") if str_of("id") == Some(id) => return Ok(()),
                     Some("error") if about_us => bail!(
-                        "the server refused message {id}: {}",
-                        crate::display::notice(&payload)
+                        "the server refused message {id}: {}: {}",
+                        sanitize(str_of("code").unwrap_or("?").as_bytes()),
+                        sanitize(str_of("message").unwrap_or("").as_bytes())
                     ),
                     _ => {}
                 }

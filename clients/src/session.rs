@@ -5,6 +5,7 @@ use anyhow::{anyhow, bail, Result};
 use rumqttc::v5::mqttbytes::v5 as p5;
 use rumqttc::v5::mqttbytes::QoS as QoS5;
 use rumqttc::{ConnectReturnCode, ConnectionError, QoS, SubscribeReasonCode};
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -95,12 +96,15 @@ pub struct Session {
     pub client: Client,
     pub client_id: String,
     events: mpsc::Receiver<Result<Event, String>>,
+    /// Events seen while connecting that the caller still has to see.
+    early: VecDeque<Event>,
     driver: tokio::task::JoinHandle<()>,
 }
 
 impl Session {
     /// Connects and waits for the CONNACK (and the SUBACK, when there are subscriptions).
-    /// Fails with the CONNACK code spelled out when the broker refuses.
+    /// Fails with the CONNACK code spelled out when the broker refuses. The SUBACK (with
+    /// any refused filters) is still returned by the first [`Session::next`].
     pub async fn connect(opts: &ConnectOptions) -> Result<Session> {
         let (tx, events) = mpsc::channel(1024);
         let (client, driver) = if opts.v5 {
@@ -114,7 +118,12 @@ impl Session {
             let client = Client::V5(c);
             (
                 client.clone(),
-                tokio::spawn(drive_v5(el, client, opts.subscriptions.clone(), tx)),
+                tokio::spawn(drive(
+                    Loop::V5(Box::new(el)),
+                    client,
+                    opts.subscriptions.clone(),
+                    tx,
+                )),
             )
         } else {
             let mut o = rumqttc::MqttOptions::new(&opts.client_id, &opts.host, opts.port);
@@ -127,27 +136,32 @@ impl Session {
             let client = Client::V4(c);
             (
                 client.clone(),
-                tokio::spawn(drive_v4(el, client, opts.subscriptions.clone(), tx)),
+                tokio::spawn(drive(
+                    Loop::V4(Box::new(el)),
+                    client,
+                    opts.subscriptions.clone(),
+                    tx,
+                )),
             )
         };
         let mut session = Session {
             client,
             client_id: opts.client_id.clone(),
             events,
+            early: VecDeque::new(),
             driver,
         };
         let addr = format!("{}:{}", opts.host, opts.port);
         let ready = async {
             loop {
-                match session.next().await? {
+                match session.recv().await? {
                     Event::Connected if opts.subscriptions.is_empty() => return anyhow::Ok(()),
-                    Event::Subscribed { refused } => {
-                        for f in refused {
-                            eprintln!("warning: subscription to {f} refused by the broker");
-                        }
+                    Event::Connected => {}
+                    ev @ Event::Subscribed { .. } => {
+                        session.early.push_back(ev);
                         return Ok(());
                     }
-                    _ => {}
+                    ev => session.early.push_back(ev),
                 }
             }
         };
@@ -161,6 +175,13 @@ impl Session {
     /// The next event; an error when the connection is lost for good (refused on
     /// reconnect, or closed).
     pub async fn next(&mut self) -> Result<Event> {
+        match self.early.pop_front() {
+            Some(ev) => Ok(ev),
+            None => self.recv().await,
+        }
+    }
+
+    async fn recv(&mut self) -> Result<Event> {
         match self.events.recv().await {
             Some(Ok(ev)) => Ok(ev),
             Some(Err(msg)) => Err(anyhow!(msg)),
@@ -178,148 +199,161 @@ impl Session {
     }
 }
 
-/// After the first CONNACK, connection losses are retried; before it, and on any CONNACK
-/// refusal, they are final.
-fn fatal_or_retry(connected_once: bool, refused: Option<String>, err: String) -> Option<String> {
-    match refused {
-        Some(why) => Some(why),
-        None if !connected_once => Some(err),
-        None => None,
-    }
+const NOT_MQTT: &str = "the server did not answer CONNECT with a CONNACK (not an MQTT port?)";
+
+/// The event loop of either protocol version.
+enum Loop {
+    V4(Box<rumqttc::EventLoop>),
+    V5(Box<rumqttc::v5::EventLoop>),
 }
 
-async fn drive_v4(
-    mut el: rumqttc::EventLoop,
-    client: Client,
-    subs: Vec<String>,
-    tx: mpsc::Sender<Result<Event, String>>,
-) {
-    use rumqttc::{Event as E, Outgoing, Packet};
-    let mut connected_once = false;
-    loop {
-        let ev = match el.poll().await {
-            Ok(E::Incoming(Packet::ConnAck(_))) => {
-                connected_once = true;
-                if !subs.is_empty() && client.subscribe_many(&subs).is_err() {
-                    return;
-                }
-                Event::Connected
-            }
-            Ok(E::Incoming(Packet::SubAck(s))) => Event::Subscribed {
-                refused: refused_filters(
-                    &subs,
-                    s.return_codes
-                        .iter()
-                        .map(|c| !matches!(c, SubscribeReasonCode::Success(_))),
-                ),
-            },
-            Ok(E::Incoming(Packet::Publish(p))) => Event::Message {
-                topic: p.topic,
-                payload: p.payload.to_vec(),
-                retain: p.retain,
-            },
-            Ok(E::Incoming(Packet::PubAck(a))) => Event::PubAck {
-                pkid: a.pkid,
-                refused: None,
-            },
-            Ok(E::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => Event::Published { pkid },
-            Ok(E::Outgoing(Outgoing::Disconnect)) => return,
-            Ok(_) => continue,
-            Err(e) => {
-                let refused = match &e {
-                    ConnectionError::ConnectionRefused(code) => Some(connack_v4(*code)),
-                    _ => None,
-                };
-                match fatal_or_retry(connected_once, refused, e.to_string()) {
-                    Some(msg) => {
-                        let _ = tx.send(Err(msg)).await;
-                        return;
-                    }
-                    None => {
-                        if tx
-                            .send(Ok(Event::Disconnected(e.to_string())))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                }
-            }
-        };
-        if tx.send(Ok(ev)).await.is_err() {
-            return;
+/// One poll of the event loop, version-independent.
+enum Polled {
+    ConnAck,
+    Event(Event),
+    /// Our DISCONNECT went out: the session is over.
+    Closed,
+    /// Nothing this client reports (pings, our own acks, ...).
+    Skip,
+    /// `refused`: a CONNACK refusal (final); else a connection error.
+    Failed {
+        refused: Option<String>,
+        error: String,
+    },
+}
+
+impl Loop {
+    async fn poll(&mut self, subs: &[String]) -> Polled {
+        match self {
+            Loop::V4(el) => poll_v4(el, subs).await,
+            Loop::V5(el) => poll_v5(el, subs).await,
         }
     }
 }
 
-async fn drive_v5(
-    mut el: rumqttc::v5::EventLoop,
+async fn poll_v4(el: &mut rumqttc::EventLoop, subs: &[String]) -> Polled {
+    use rumqttc::{Event as E, Outgoing, Packet};
+    Polled::Event(match el.poll().await {
+        Ok(E::Incoming(Packet::ConnAck(_))) => return Polled::ConnAck,
+        Ok(E::Incoming(Packet::SubAck(s))) => Event::Subscribed {
+            refused: refused_filters(
+                subs,
+                s.return_codes
+                    .iter()
+                    .map(|c| !matches!(c, SubscribeReasonCode::Success(_))),
+            ),
+        },
+        Ok(E::Incoming(Packet::Publish(p))) => Event::Message {
+            topic: p.topic,
+            payload: p.payload.to_vec(),
+            retain: p.retain,
+        },
+        Ok(E::Incoming(Packet::PubAck(a))) => Event::PubAck {
+            pkid: a.pkid,
+            refused: None,
+        },
+        Ok(E::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => Event::Published { pkid },
+        Ok(E::Outgoing(Outgoing::Disconnect)) => return Polled::Closed,
+        Ok(_) => return Polled::Skip,
+        Err(e) => {
+            return Polled::Failed {
+                refused: match &e {
+                    ConnectionError::ConnectionRefused(code) => Some(connack_v4(*code)),
+                    _ => None,
+                },
+                error: match &e {
+                    ConnectionError::NotConnAck(_) => NOT_MQTT.to_string(),
+                    e => e.to_string(),
+                },
+            }
+        }
+    })
+}
+
+async fn poll_v5(el: &mut rumqttc::v5::EventLoop, subs: &[String]) -> Polled {
+    use p5::Packet;
+    use rumqttc::v5::{ConnectionError as CE, Event as E};
+    use rumqttc::Outgoing;
+    Polled::Event(match el.poll().await {
+        Ok(E::Incoming(Packet::ConnAck(_))) => return Polled::ConnAck,
+        Ok(E::Incoming(Packet::SubAck(s))) => Event::Subscribed {
+            refused: refused_filters(
+                subs,
+                s.return_codes
+                    .iter()
+                    .map(|c| !matches!(c, p5::SubscribeReasonCode::Success(_))),
+            ),
+        },
+        Ok(E::Incoming(Packet::Publish(p))) => Event::Message {
+            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+            payload: p.payload.to_vec(),
+            retain: p.retain,
+        },
+        Ok(E::Incoming(Packet::PubAck(a))) => Event::PubAck {
+            pkid: a.pkid,
+            refused: puback_v5(&a),
+        },
+        Ok(E::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => Event::Published { pkid },
+        Ok(E::Outgoing(Outgoing::Disconnect)) => return Polled::Closed,
+        Ok(_) => return Polled::Skip,
+        Err(e) => {
+            return Polled::Failed {
+                refused: match &e {
+                    CE::ConnectionRefused(code) => Some(connack_v5(*code)),
+                    _ => None,
+                },
+                error: match &e {
+                    CE::NotConnAck(_) => NOT_MQTT.to_string(),
+                    e => e.to_string(),
+                },
+            }
+        }
+    })
+}
+
+/// Runs the event loop, (re)subscribing after every CONNACK, and forwards events to the
+/// session. Errors before the first CONNACK and CONNACK refusals are final; later
+/// connection losses are reported and retried every second.
+async fn drive(
+    mut el: Loop,
     client: Client,
     subs: Vec<String>,
     tx: mpsc::Sender<Result<Event, String>>,
 ) {
-    use p5::Packet;
-    use rumqttc::v5::{ConnectionError as CE, Event as E};
-    use rumqttc::Outgoing;
     let mut connected_once = false;
     loop {
-        let ev = match el.poll().await {
-            Ok(E::Incoming(Packet::ConnAck(_))) => {
+        let sent = match el.poll(&subs).await {
+            Polled::ConnAck => {
                 connected_once = true;
-                if !subs.is_empty() && client.subscribe_many(&subs).is_err() {
-                    return;
-                }
-                Event::Connected
-            }
-            Ok(E::Incoming(Packet::SubAck(s))) => Event::Subscribed {
-                refused: refused_filters(
-                    &subs,
-                    s.return_codes
-                        .iter()
-                        .map(|c| !matches!(c, p5::SubscribeReasonCode::Success(_))),
-                ),
-            },
-            Ok(E::Incoming(Packet::Publish(p))) => Event::Message {
-                topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                payload: p.payload.to_vec(),
-                retain: p.retain,
-            },
-            Ok(E::Incoming(Packet::PubAck(a))) => Event::PubAck {
-                pkid: a.pkid,
-                refused: puback_v5(&a),
-            },
-            Ok(E::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => Event::Published { pkid },
-            Ok(E::Outgoing(Outgoing::Disconnect)) => return,
-            Ok(_) => continue,
-            Err(e) => {
-                let refused = match &e {
-                    CE::ConnectionRefused(code) => Some(connack_v5(*code)),
-                    _ => None,
-                };
-                match fatal_or_retry(connected_once, refused, e.to_string()) {
-                    Some(msg) => {
-                        let _ = tx.send(Err(msg)).await;
+                if !subs.is_empty() {
+                    if let Err(e) = client.subscribe_many(&subs) {
+                        let _ = tx.send(Err(format!("cannot subscribe: {e}"))).await;
                         return;
                     }
-                    None => {
-                        if tx
-                            .send(Ok(Event::Disconnected(e.to_string())))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
                 }
+                tx.send(Ok(Event::Connected)).await
+            }
+            Polled::Event(ev) => tx.send(Ok(ev)).await,
+            Polled::Closed => return,
+            Polled::Skip => continue,
+            Polled::Failed {
+                refused: Some(why), ..
+            } => {
+                let _ = tx.send(Err(why)).await;
+                return;
+            }
+            Polled::Failed { error, .. } if !connected_once => {
+                let _ = tx.send(Err(error)).await;
+                return;
+            }
+            Polled::Failed { error, .. } => {
+                let sent = tx.send(Ok(Event::Disconnected(error))).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                sent
             }
         };
-        if tx.send(Ok(ev)).await.is_err() {
-            return;
+        if sent.is_err() {
+            return; // the session is gone
         }
     }
 }
@@ -339,14 +373,14 @@ pub fn connack_v4(code: ConnectReturnCode) -> String {
         ConnectReturnCode::RefusedProtocolVersion => (1, "unacceptable protocol version"),
         ConnectReturnCode::BadClientId => (
             2,
-            "identifier rejected: the client id must be {user} or {user}:{device} of the token's sub",
+            "identifier rejected (roost: the client id must be {user} or {user}:{device} of the token's sub)",
         ),
         ConnectReturnCode::ServiceUnavailable => (3, "server unavailable (busy or at max connections)"),
         ConnectReturnCode::BadUserNamePassword => (
             4,
-            "bad user name or password: token rejected (bad signature, expired, not yet valid, wrong iss/aud or algorithm)",
+            "bad user name or password (roost: the token was rejected: bad signature, expired, not yet valid, wrong iss/aud or algorithm)",
         ),
-        ConnectReturnCode::NotAuthorized => (5, "not authorized: the user name must equal the token's sub"),
+        ConnectReturnCode::NotAuthorized => (5, "not authorized (roost: the user name must equal the token's sub)"),
     };
     format!("connection refused by the broker: CONNACK return code {n}, {meaning}")
 }
@@ -363,13 +397,13 @@ pub fn connack_v5(code: p5::ConnectReturnCode) -> String {
         C::RefusedProtocolVersion | C::UnsupportedProtocolVersion => (0x84, "unsupported protocol version"),
         C::BadClientId | C::ClientIdentifierNotValid => (
             0x85,
-            "client identifier not valid: must be {user} or {user}:{device} of the token's sub",
+            "client identifier not valid (roost: must be {user} or {user}:{device} of the token's sub)",
         ),
         C::BadUserNamePassword => (
             0x86,
-            "bad user name or password: token rejected (bad signature, expired, not yet valid, wrong iss/aud or algorithm)",
+            "bad user name or password (roost: the token was rejected: bad signature, expired, not yet valid, wrong iss/aud or algorithm)",
         ),
-        C::NotAuthorized => (0x87, "not authorized: the user name must equal the token's sub"),
+        C::NotAuthorized => (0x87, "not authorized (roost: the user name must equal the token's sub)"),
         C::ServiceUnavailable | C::ServerUnavailable => (0x88, "server unavailable"),
         C::ServerBusy => (0x89, "server busy"),
         C::Banned => (0x8A, "banned"),

@@ -1,3 +1,3 @@
-fn main() -> roost_cli::Result<()> {
-    roost_cli::main()
+fn main() -> std::process::ExitCode {
+    roost_cli::exit_code(roost_cli::main())
 }
