@@ -95,6 +95,8 @@ pub enum Command {
         #[arg(long = "topic", value_name = "FILTER")]
         topics: Vec<String>,
     },
+    /// Simulated users against a broker: connect rate, memory, latency, loss.
+    Bench(crate::bench::BenchArgs),
     /// Print a token signed with --secret (development).
     Token {
         /// The token's sub.

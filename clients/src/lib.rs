@@ -23,6 +23,7 @@
 //! the topic builders in [`topics`], [`session::Session`] and [`identity`].
 
 pub mod args;
+pub mod bench;
 pub mod chat;
 pub mod display;
 pub mod identity;
@@ -93,6 +94,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             json,
             topics,
         } => listen::run(conn, count, json, topics).await,
+        Command::Bench(args) => bench::run(conn, args).await,
         Command::Token { subject, ttl } => {
             let secret = conn
                 .secret
