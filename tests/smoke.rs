@@ -10,7 +10,12 @@ async fn alice_sends_bob_a_direct_message() {
     let mut bob = Client::user(&node, "bob").await;
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
     let alice = Client::user(&node, "alice").await;
-    alice.publish("im/dm/bob/alice", r#"{"id":"m1","kind":"text","body":"hi"}"#).await;
+    alice
+        .publish(
+            "im/dm/bob/alice",
+            r#"{"id":"m1","kind":"text","body":"hi"}"#,
+        )
+        .await;
     let (topic, payload) = bob.next_publish().await;
     assert_eq!(topic, "im/dm/bob/alice");
     assert!(payload.contains("\"body\":\"hi\""));

@@ -8,7 +8,11 @@ use std::time::Duration;
 use tracing::info;
 
 #[derive(Parser)]
-#[command(name = "roost", version, about = "A self-hosted chat server that speaks MQTT")]
+#[command(
+    name = "roost",
+    version,
+    about = "A self-hosted chat server that speaks MQTT"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,8 +82,13 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let bound = crate::node::start(config.clone()).await?;
-        if config.auth.jwt_secret.is_none() && config.auth.jwt_public_keys.is_empty() && config.auth.jwks_file.is_none() {
-            info!("mint a token with: roost token alice (then connect with it as the MQTT password)");
+        if config.auth.jwt_secret.is_none()
+            && config.auth.jwt_public_keys.is_empty()
+            && config.auth.jwks_file.is_none()
+        {
+            info!(
+                "mint a token with: roost token alice (then connect with it as the MQTT password)"
+            );
         }
         info!(mqtt = %bound.mqtt, http = %bound.http, "roost is running");
         shutdown_signal().await;

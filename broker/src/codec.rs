@@ -24,25 +24,31 @@ pub enum Sniff {
     Connect(Version),
     /// A CONNECT with a protocol level (or name) we don't speak.
     UnsupportedLevel(u8),
+    /// A CONNECT whose fixed header declares more than the maximum packet size (the
+    /// declared remaining length): refused before its body is read.
+    TooLarge(usize),
     /// The first packet is not a CONNECT, or its header is garbage.
     NotConnect,
 }
 
 /// Looks at the start of a fresh connection to find the protocol level of its CONNECT.
-pub fn sniff_connect(buf: &[u8]) -> Sniff {
+pub fn sniff_connect(buf: &[u8], max_packet_size: usize) -> Sniff {
     let Some(&byte1) = buf.first() else {
         return Sniff::NeedMore;
     };
     if byte1 != 0x10 {
         return Sniff::NotConnect;
     }
-    let Some((_, header_len)) = remaining_length(&buf[1..]) else {
+    let Some((len, header_len)) = remaining_length(&buf[1..]) else {
         return if buf.len() > 5 {
             Sniff::NotConnect
         } else {
             Sniff::NeedMore
         };
     };
+    if len > max_packet_size {
+        return Sniff::TooLarge(len);
+    }
     // Variable header: protocol name (u16 length + bytes), then the level byte.
     let start = 1 + header_len;
     let Some(name_len) = buf.get(start..start + 2) else {
@@ -206,24 +212,44 @@ mod tests {
         frame
     }
 
+    /// No packet size limit.
+    const ANY: usize = usize::MAX;
+
     #[test]
     fn sniffs_versions() {
         assert_eq!(
-            sniff_connect(&connect_frame(b"MQTT", 4)),
+            sniff_connect(&connect_frame(b"MQTT", 4), ANY),
             Sniff::Connect(Version::V311)
         );
         assert_eq!(
-            sniff_connect(&connect_frame(b"MQTT", 5)),
+            sniff_connect(&connect_frame(b"MQTT", 5), ANY),
             Sniff::Connect(Version::V5)
         );
         assert_eq!(
-            sniff_connect(&connect_frame(b"MQIsdp", 3)),
+            sniff_connect(&connect_frame(b"MQIsdp", 3), ANY),
             Sniff::UnsupportedLevel(3)
         );
-        assert_eq!(sniff_connect(&connect_frame(b"HTTP", 4)), Sniff::NotConnect);
-        assert_eq!(sniff_connect(&[0x30, 0]), Sniff::NotConnect);
-        assert_eq!(sniff_connect(&[0x10]), Sniff::NeedMore);
-        assert_eq!(sniff_connect(&connect_frame(b"MQTT", 4)[..5]), Sniff::NeedMore);
+        assert_eq!(
+            sniff_connect(&connect_frame(b"HTTP", 4), ANY),
+            Sniff::NotConnect
+        );
+        assert_eq!(sniff_connect(&[0x30, 0], ANY), Sniff::NotConnect);
+        assert_eq!(sniff_connect(&[0x10], ANY), Sniff::NeedMore);
+        assert_eq!(
+            sniff_connect(&connect_frame(b"MQTT", 4)[..5], ANY),
+            Sniff::NeedMore
+        );
+    }
+
+    #[test]
+    fn oversize_connect_refused_from_header() {
+        // A CONNECT declaring 200 MiB, and nothing more.
+        let header = [0x10u8, 0x80, 0x80, 0x80, 0x64];
+        assert_eq!(sniff_connect(&header, 65536), Sniff::TooLarge(200 << 20));
+        assert_eq!(
+            sniff_connect(&connect_frame(b"MQTT", 4), 65536),
+            Sniff::Connect(Version::V311)
+        );
     }
 
     #[test]

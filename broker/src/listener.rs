@@ -64,7 +64,8 @@ async fn accept_loop(listener: TcpListener, kind: Kind, ctx: Arc<Context>) {
         let ctx = ctx.clone();
         tokio::spawn(async move {
             // Handshakes count against the connect timeout like a slow CONNECT does.
-            let handshake = tokio::time::timeout(ctx.limits.connect_timeout, upgrade(socket, &kind));
+            let handshake =
+                tokio::time::timeout(ctx.limits.connect_timeout, upgrade(socket, &kind));
             match handshake.await {
                 Ok(Ok(transport)) => crate::session::serve(transport, peer, ctx).await,
                 Ok(Err(e)) => warn!(%peer, kind = kind.name(), error = %e, "handshake failed"),
@@ -85,6 +86,8 @@ async fn upgrade(socket: TcpStream, kind: &Kind) -> anyhow::Result<Transport> {
 
 /// MQTT over WebSocket: path `/mqtt`, subprotocol `mqtt` (MQTT spec, section 6).
 async fn websocket(stream: Box<dyn Io>) -> anyhow::Result<Transport> {
+    // The callback's types are tungstenite's; its large error is its own choice.
+    #[allow(clippy::result_large_err)]
     let check = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
         if request.uri().path() != "/mqtt" {
             let mut refusal = ErrorResponse::new(Some("MQTT is served at /mqtt".to_owned()));

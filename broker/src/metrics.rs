@@ -23,11 +23,13 @@ pub fn install() -> PrometheusHandle {
 }
 
 pub fn sign_in_accepted() {
-    metrics::counter!("roost_sign_ins_total", "result" => "accepted", "reason" => "ok").increment(1);
+    metrics::counter!("roost_sign_ins_total", "result" => "accepted", "reason" => "ok")
+        .increment(1);
 }
 
 pub fn sign_in_refused(reason: &'static str) {
-    metrics::counter!("roost_sign_ins_total", "result" => "refused", "reason" => reason).increment(1);
+    metrics::counter!("roost_sign_ins_total", "result" => "refused", "reason" => reason)
+        .increment(1);
 }
 
 pub fn connections(delta: f64) {

@@ -43,7 +43,10 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
 
     let verifier = Arc::new(Verifier::new(key_settings(&config)?)?);
     let acl = Acl::new(&config.acl.rules)?;
-    if config.cluster.node_id.is_some() || !config.cluster.peers.is_empty() || config.cluster.hub.is_some() {
+    if config.cluster.node_id.is_some()
+        || !config.cluster.peers.is_empty()
+        || config.cluster.hub.is_some()
+    {
         warn!("[cluster] is set but clustering is not part of this version yet; running alone");
     }
 
@@ -124,7 +127,10 @@ fn stored_secret(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("jwt_secret");
     match std::fs::read_to_string(&path) {
         Ok(secret) if !secret.trim().is_empty() => return Ok(secret.trim().to_owned()),
-        Ok(_) => anyhow::bail!("{} is empty; delete it to have a new secret made", path.display()),
+        Ok(_) => anyhow::bail!(
+            "{} is empty; delete it to have a new secret made",
+            path.display()
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }

@@ -4,7 +4,7 @@
 //! one link ([`Router::link`]); the node itself owns one more, the system link, through which
 //! it publishes presence, notices and last wills ([`SystemPublisher`]).
 
-use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
+use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
 use rumqttd::protocol::{Packet, Publish};
 use rumqttd::{Notification, RouterConfig};
 use std::sync::Arc;
@@ -19,7 +19,13 @@ pub struct Link {
     pub session_present: bool,
 }
 
-type MakeLink = dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), LinkError> + Send + Sync;
+/// The router did not take a link (it is gone, or refused the client id).
+#[derive(Debug, thiserror::Error)]
+#[error("router refused the link: {0}")]
+pub struct LinkRefused(String);
+
+type MakeLink =
+    dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), LinkRefused> + Send + Sync;
 
 /// Handle to the running router.
 #[derive(Clone)]
@@ -56,6 +62,7 @@ impl Router {
                 // The front-end refuses topic aliases; the router must not invent them.
                 .topic_alias_max(0)
                 .build()
+                .map_err(|e| LinkRefused(e.to_string()))
         };
         Router {
             make_link: Arc::new(make_link),
@@ -64,11 +71,11 @@ impl Router {
 
     /// Registers a client with the router. Blocks until the router answers, so it runs on
     /// the blocking pool.
-    pub async fn link(&self, client_id: String, clean: bool) -> Result<Link, LinkError> {
+    pub async fn link(&self, client_id: String, clean: bool) -> Result<Link, LinkRefused> {
         let make_link = self.make_link.clone();
         let built = tokio::task::spawn_blocking(move || make_link(&client_id, clean))
             .await
-            .map_err(|_| LinkError::NotConnectionAck)??;
+            .map_err(|e| LinkRefused(e.to_string()))??;
         let (tx, rx, ack) = built;
         let session_present = match ack {
             Notification::DeviceAck(ack) => match Packet::from(ack) {
@@ -103,7 +110,7 @@ pub struct SystemPublisher {
 const SYSTEM_QUEUE: usize = 4096;
 
 impl SystemPublisher {
-    pub async fn start(router: &Router) -> Result<SystemPublisher, LinkError> {
+    pub async fn start(router: &Router) -> Result<SystemPublisher, LinkRefused> {
         let link = router.link("roost-system".to_owned(), true).await?;
         let (tx, rx) = mpsc::channel(SYSTEM_QUEUE);
         tokio::spawn(run_system_link(link, rx));

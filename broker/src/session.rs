@@ -6,11 +6,11 @@
 
 use crate::codec::{sniff_connect, Codec, Incoming, Sniff, Version};
 use crate::connect::{sign_in, Refusal, SignIn, Will};
+use crate::metrics;
 use crate::node::Context;
 use crate::notice::{self, ErrorCode};
 use crate::router::{Link, SystemMessage};
 use crate::transport::Transport;
-use crate::metrics;
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use roost_auth::Identity;
@@ -44,7 +44,9 @@ pub async fn serve(transport: Transport, peer: SocketAddr, ctx: Arc<Context>) {
 #[derive(Debug)]
 enum Close {
     /// DISCONNECT from the client; `will` asks for the will anyway (v5 reason 0x04).
-    Disconnect { will: bool },
+    Disconnect {
+        will: bool,
+    },
     PeerGone,
     Io(std::io::Error),
     KeepAlive,
@@ -67,6 +69,18 @@ impl Close {
         }
     }
 
+    /// Why, in words, for the v5 DISCONNECT's reason string.
+    fn describe(&self) -> &'static str {
+        match self {
+            Close::KeepAlive => "keepalive timeout",
+            Close::TokenExpired => "token expired",
+            Close::TakenOver => "session taken over by another connection",
+            Close::Protocol(_, why) => why,
+            Close::Disconnect { .. } => "disconnected by the client",
+            Close::PeerGone | Close::Io(_) => "connection lost",
+        }
+    }
+
     fn publishes_will(&self) -> bool {
         !matches!(self, Close::Disconnect { will: false })
     }
@@ -78,12 +92,20 @@ async fn run(mut transport: Transport, ctx: Arc<Context>) {
 
     // 1. The CONNECT: which version, then the whole packet, all within the connect timeout.
     let version = loop {
-        match sniff_connect(&buf) {
+        match sniff_connect(&buf, ctx.limits.max_packet_size) {
             Sniff::Connect(version) => break version,
             Sniff::NeedMore => {}
             Sniff::NotConnect => {
                 metrics::protocol_error("first_packet_not_connect");
                 warn!("closed: first packet is not a CONNECT");
+                return;
+            }
+            Sniff::TooLarge(size) => {
+                // Decided from the fixed header alone: not one byte of the body is awaited.
+                // No CONNACK: the protocol level, and so its form, is not known yet.
+                metrics::protocol_error("connect_too_large");
+                warn!(size, "refused: CONNECT larger than the maximum packet size");
+                transport.shutdown().await;
                 return;
             }
             Sniff::UnsupportedLevel(level) => {
@@ -200,7 +222,9 @@ async fn run(mut transport: Transport, ctx: Arc<Context>) {
         ..Default::default()
     };
     let mut out = BytesMut::with_capacity(64);
-    if codec.encode(Packet::ConnAck(ack, Some(props)), &mut out).is_err()
+    if codec
+        .encode(Packet::ConnAck(ack, Some(props)), &mut out)
+        .is_err()
         || transport.write_all(&out).await.is_err()
     {
         return;
@@ -213,8 +237,9 @@ async fn run(mut transport: Transport, ctx: Arc<Context>) {
     // A resumed session keeps the subscriptions of earlier tokens; drop those this token no
     // longer allows (say, a group the user has left).
     let revoked = if session_present {
-        ctx.sessions
-            .revalidate(&client_id, |f| ctx.acl.can_subscribe(&identity, &client_id, f))
+        ctx.sessions.revalidate(&client_id, |f| {
+            ctx.acl.can_subscribe(&identity, &client_id, f)
+        })
     } else {
         ctx.sessions.reset(&client_id);
         Vec::new()
@@ -489,24 +514,34 @@ impl Connection {
                         "topic alias (the server allows none)",
                     ));
                 }
-                let Some(topic) = std::str::from_utf8(&publish.topic)
-                    .ok()
-                    .filter(|t| valid_publish_topic(t))
-                else {
+                let Ok(topic) = std::str::from_utf8(&publish.topic) else {
+                    // Ill-formed UTF-8 makes a Malformed Packet (MQTT 5 section 1.5.4).
+                    return Flow::Close(Close::Protocol(
+                        DisconnectReasonCode::MalformedPacket,
+                        "invalid UTF-8 in the publish topic",
+                    ));
+                };
+                if !valid_publish_topic(topic) {
                     return Flow::Close(Close::Protocol(
                         DisconnectReasonCode::TopicNameInvalid,
                         "invalid publish topic",
                     ));
-                };
-                if qos > 0 && !self.unacked_in.contains(&pkid) {
-                    if self.unacked_in.len() >= usize::from(self.ctx.limits.receive_maximum) {
-                        return Flow::Close(Close::Protocol(
-                            DisconnectReasonCode::ReceiveMaximumExceeded,
-                            "more unacknowledged publishes than the receive maximum",
-                        ));
-                    }
                 }
-                if !self.ctx.acl.can_publish(&self.identity, &self.client_id, topic) {
+                let receive_maximum = usize::from(self.ctx.limits.receive_maximum);
+                if qos > 0
+                    && !self.unacked_in.contains(&pkid)
+                    && self.unacked_in.len() >= receive_maximum
+                {
+                    return Flow::Close(Close::Protocol(
+                        DisconnectReasonCode::ReceiveMaximumExceeded,
+                        "more unacknowledged publishes than the receive maximum",
+                    ));
+                }
+                if !self
+                    .ctx
+                    .acl
+                    .can_publish(&self.identity, &self.client_id, topic)
+                {
                     metrics::acl_denied("publish");
                     info!(topic, "publish denied");
                     notices.push(notice::error(
@@ -524,7 +559,9 @@ impl Connection {
                 metrics::message_in();
                 to_router.push(Packet::Publish(publish, props));
             }
-            Packet::Subscribe(subscribe, props) => self.subscribe(subscribe, props, to_router, notices),
+            Packet::Subscribe(subscribe, props) => {
+                self.subscribe(subscribe, props, to_router, notices)
+            }
             Packet::Unsubscribe(unsubscribe, _) => {
                 for filter in &unsubscribe.filters {
                     self.ctx.sessions.unsubscribed(&self.client_id, filter);
@@ -559,7 +596,8 @@ impl Connection {
             }
             Packet::PingReq(_) => self.queue(Packet::PingResp(PingResp)),
             Packet::Disconnect(disconnect, _) => {
-                let will = disconnect.reason_code == DisconnectReasonCode::DisconnectWithWillMessage;
+                let will =
+                    disconnect.reason_code == DisconnectReasonCode::DisconnectWithWillMessage;
                 return Flow::Close(Close::Disconnect { will });
             }
             Packet::Connect(..) => {
@@ -685,7 +723,10 @@ impl Connection {
                         let mut granted = suback.return_codes.into_iter();
                         suback.return_codes = codes
                             .into_iter()
-                            .map(|own| own.or_else(|| granted.next()).unwrap_or(SubscribeReasonCode::Failure))
+                            .map(|own| {
+                                own.or_else(|| granted.next())
+                                    .unwrap_or(SubscribeReasonCode::Failure)
+                            })
                             .collect();
                     }
                     Packet::SubAck(suback, props)
@@ -708,7 +749,10 @@ impl Connection {
             }
             Notification::Disconnect(disconnect, _) => {
                 self.link.gone = true;
-                return Flow::Close(Close::Protocol(disconnect.reason_code, "router closed the link"));
+                return Flow::Close(Close::Protocol(
+                    disconnect.reason_code,
+                    "router closed the link",
+                ));
             }
             _ => return Flow::Continue,
         };
@@ -737,15 +781,16 @@ impl Connection {
     async fn finish(mut self, close: Close, will: Option<Will>) {
         if self.codec.version == Version::V5 {
             if let Some(reason_code) = close.v5_reason() {
-                let props = match &close {
-                    Close::TokenExpired => Some(DisconnectProperties {
-                        session_expiry_interval: None,
-                        reason_string: Some("token expired".to_owned()),
-                        user_properties: Vec::new(),
-                        server_reference: None,
-                    }),
-                    _ => None,
-                };
+                // Always with a reason string. Besides telling the client why, it keeps the
+                // properties non-empty, which rumqttd's v5 DISCONNECT writer needs: without
+                // properties it declares one byte too few (a stray 0x00 follows the packet),
+                // with empty ones it drops the reason code.
+                let props = Some(DisconnectProperties {
+                    session_expiry_interval: None,
+                    reason_string: Some(close.describe().to_owned()),
+                    user_properties: Vec::new(),
+                    server_reference: None,
+                });
                 self.write.clear();
                 self.queue(Packet::Disconnect(Disconnect { reason_code }, props));
                 let _ = self.transport.write_all(&self.write).await;
@@ -771,7 +816,9 @@ impl Connection {
         }
         if close.publishes_will() {
             if let Some(will) = will {
-                self.ctx.sessions.publish_will(&self.ctx, &self.client_id, will);
+                self.ctx
+                    .sessions
+                    .publish_will(&self.ctx, &self.client_id, will);
             }
         }
         self.ctx.presence.disconnected(&self.identity.user).await;
@@ -783,7 +830,8 @@ fn decode_error(e: protocol::Error) -> Close {
     use protocol::Error as E;
     let code = match e {
         E::PayloadSizeLimitExceeded(_) => DisconnectReasonCode::PacketTooLarge,
-        E::PacketIdZero | E::InvalidQoS(_) => DisconnectReasonCode::ProtocolError,
+        E::PacketIdZero => DisconnectReasonCode::ProtocolError,
+        // QoS 3 (both QoS bits set) included: a Malformed Packet (MQTT 5 section 3.3.1.2).
         _ => DisconnectReasonCode::MalformedPacket,
     };
     let why = match e {

@@ -28,7 +28,9 @@ struct Inner {
 impl Sessions {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere while holding the lock leaves plain maps behind: still usable.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A new session starts for `client_id`: forget any filters of an earlier one.
@@ -78,7 +80,10 @@ impl Sessions {
     pub fn cancel_will(&self, client_id: &str) {
         if let Some(pending) = self.lock().wills.remove(client_id) {
             pending.abort();
-            info!(client_id, "client back within its will delay; will cancelled");
+            info!(
+                client_id,
+                "client back within its will delay; will cancelled"
+            );
         }
     }
 

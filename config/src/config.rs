@@ -132,8 +132,6 @@ pub struct Limits {
     pub receive_maximum: u16,
     /// Subscriptions per connection. Default 100.
     pub max_subscriptions: usize,
-    /// Messages buffered per connection before it is considered too slow. Default 1000.
-    pub outgoing_queue: usize,
 }
 
 impl Default for Limits {
@@ -144,7 +142,6 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(5),
             receive_maximum: 64,
             max_subscriptions: 100,
-            outgoing_queue: 1000,
         }
     }
 }

@@ -65,7 +65,6 @@ fn defaults_without_file() {
         assert_eq!(config.limits.connect_timeout, Duration::from_secs(5));
         assert_eq!(config.limits.receive_maximum, 64);
         assert_eq!(config.limits.max_subscriptions, 100);
-        assert_eq!(config.limits.outgoing_queue, 1000);
         assert_eq!(config.history.database_url, None);
         assert_eq!(config.cluster, Cluster::default());
         Ok(())
@@ -127,7 +126,6 @@ fn operating_example_with_every_key() {
                 connect_timeout: Duration::from_secs(5),
                 receive_maximum: 32,
                 max_subscriptions: 50,
-                outgoing_queue: 500,
             },
             history: History {
                 database_url: Some("sqlite://roost-data/history.db".into()),
@@ -483,7 +481,6 @@ fn limits_ranges() {
             "connect_timeout = \"1ms\"",
             "connect_timeout = \"1m 30s\"",
             "max_subscriptions = 1",
-            "outgoing_queue = 1",
         ] {
             load_toml(jail, &limits(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
@@ -518,7 +515,6 @@ fn limits_ranges() {
                 "limits.max_subscriptions",
                 "at least 1",
             ),
-            ("outgoing_queue = 0", "limits.outgoing_queue", "at least 1"),
         ] {
             let error = assert_invalid(load_toml(jail, &limits(bad)), key, needle);
             assert!(error.to_string().ends_with("(in roost.toml)"), "{error}");

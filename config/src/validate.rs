@@ -65,9 +65,6 @@ pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
     if limits.max_subscriptions < 1 {
         return fail("limits.max_subscriptions", "must be at least 1".into());
     }
-    if limits.outgoing_queue < 1 {
-        return fail("limits.outgoing_queue", "must be at least 1".into());
-    }
 
     if let Some(url) = &config.history.database_url {
         let known = ["sqlite:", "postgres:", "postgresql:"];

@@ -133,3 +133,27 @@ async fn pump(
         }
     }
 }
+
+impl Client {
+    /// Like [`Client::connect`], also returning the CONNACK's session-present flag.
+    pub async fn connect_session(
+        options: MqttOptions,
+    ) -> Result<(Client, bool), ConnectReturnCode> {
+        let (client, eventloop) = AsyncClient::new(options, 100);
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let (ack_tx, ack_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(pump(eventloop, tx, ack_tx));
+        let code = tokio::time::timeout(WAIT, ack_rx)
+            .await
+            .expect("no CONNACK in time")
+            .expect("event loop ended before CONNACK");
+        if code != ConnectReturnCode::Success {
+            return Err(code);
+        }
+        let session_present = match events.recv().await {
+            Some(Packet::ConnAck(ack)) => ack.session_present,
+            other => panic!("expected the CONNACK first, got {other:?}"),
+        };
+        Ok((Client { client, events }, session_present))
+    }
+}

@@ -3,6 +3,10 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod client5;
+pub mod raw;
+pub mod tools;
+pub mod wire;
 
 use roost_auth::{mint_hs256, Claims, Role};
 use std::io::{BufRead, BufReader};
@@ -67,6 +71,11 @@ impl Node {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The node's process id (for /proc/<pid>/status and the like).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

@@ -121,7 +121,8 @@ pub async fn run(conn: &ConnArgs, args: BenchArgs) -> Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.users as usize);
     for i in 0..args.users {
-        let (plan, stats, phase, gate) = (plan.clone(), stats.clone(), phase_rx.clone(), gate.clone());
+        let (plan, stats, phase, gate) =
+            (plan.clone(), stats.clone(), phase_rx.clone(), gate.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = user(i, &plan, &stats, phase, gate).await {
                 stats.fail(e);
@@ -131,13 +132,18 @@ pub async fn run(conn: &ConnArgs, args: BenchArgs) -> Result<()> {
 
     // Connect everyone.
     progress_until(&stats, &report, |s| {
-        s.connected.load(Ordering::Relaxed) + s.failed.load(Ordering::Relaxed) >= u64::from(args.users)
+        s.connected.load(Ordering::Relaxed) + s.failed.load(Ordering::Relaxed)
+            >= u64::from(args.users)
     })
     .await;
     report.connected(&stats, started.elapsed());
     if let Some(e) = stats.first_error() {
         let _ = phase_tx.send(Phase::Stop);
-        bail!("{} of {} users failed to connect; first error: {e}", stats.failed.load(Ordering::Relaxed), args.users);
+        bail!(
+            "{} of {} users failed to connect; first error: {e}",
+            stats.failed.load(Ordering::Relaxed),
+            args.users
+        );
     }
     if args.scenario == Scenario::Connections {
         tokio::time::sleep(args.hold).await;
@@ -147,11 +153,15 @@ pub async fn run(conn: &ConnArgs, args: BenchArgs) -> Result<()> {
         let sending = Instant::now();
         let _ = phase_tx.send(Phase::Send);
         let total = u64::from(args.users) * u64::from(args.messages);
-        progress_until(&stats, &report, |s| s.acked.load(Ordering::Relaxed) + s.failed.load(Ordering::Relaxed) >= total)
-            .await;
+        progress_until(&stats, &report, |s| {
+            s.acked.load(Ordering::Relaxed) + s.failed.load(Ordering::Relaxed) >= total
+        })
+        .await;
         // Deliveries trail the acks a little; wait until they stop coming.
         let mut last = (stats.received.load(Ordering::Relaxed), Instant::now());
-        while stats.received.load(Ordering::Relaxed) < total && last.1.elapsed() < Duration::from_secs(5) {
+        while stats.received.load(Ordering::Relaxed) < total
+            && last.1.elapsed() < Duration::from_secs(5)
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let now = stats.received.load(Ordering::Relaxed);
             if now != last.0 {
@@ -193,7 +203,13 @@ async fn user(
     let args = &plan.args;
     let me = format!("{}{i}", args.prefix);
     let token = match &plan.secret {
-        Some(secret) => Some(identity::mint(secret, &me, &[], "user", Duration::from_secs(24 * 3600))?),
+        Some(secret) => Some(identity::mint(
+            secret,
+            &me,
+            &[],
+            "user",
+            Duration::from_secs(24 * 3600),
+        )?),
         None => None,
     };
     let source = (!plan.sources.is_empty()).then(|| plan.sources[i as usize % plan.sources.len()]);
@@ -223,7 +239,8 @@ async fn user(
     let mut next_send = tokio::time::Instant::now() + offset;
     let mut keepalive = tokio::time::interval(Duration::from_secs(30));
     loop {
-        let sending = *phase.borrow() == Phase::Send && args.scenario == Scenario::Dm && sent < args.messages;
+        let sending =
+            *phase.borrow() == Phase::Send && args.scenario == Scenario::Dm && sent < args.messages;
         tokio::select! {
             changed = phase.changed() => {
                 if changed.is_err() || *phase.borrow() == Phase::Stop { return Ok(()); }

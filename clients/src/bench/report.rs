@@ -33,11 +33,21 @@ impl Stats {
     }
 
     pub fn first_error(&self) -> Option<String> {
-        self.first_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Accounts one delivery to user `me`.
-    pub fn delivery(&self, me: &str, topic: &str, payload: &[u8], epoch: Instant, seen: &mut HashSet<String>) {
+    pub fn delivery(
+        &self,
+        me: &str,
+        topic: &str,
+        payload: &[u8],
+        epoch: Instant,
+        seen: &mut HashSet<String>,
+    ) {
         let mut levels = topic.split('/');
         let (Some("im"), Some("dm"), Some(to), Some(from)) =
             (levels.next(), levels.next(), levels.next(), levels.next())
@@ -63,11 +73,18 @@ impl Stats {
         self.received.fetch_add(1, Ordering::Relaxed);
         let now = epoch.elapsed().as_micros() as u64;
         let latency = now.saturating_sub(sent.bench_us).min(u64::from(u32::MAX)) as u32;
-        self.latencies.lock().unwrap_or_else(|p| p.into_inner()).push(latency);
+        self.latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(latency);
     }
 
     fn percentiles(&self) -> Option<Latency> {
-        let mut all = self.latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut all = self
+            .latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if all.is_empty() {
             return None;
         }
@@ -155,7 +172,11 @@ impl Report {
             },
             broker: broker.to_string(),
             users: args.users,
-            messages_per_user: if args.scenario == Scenario::Dm { args.messages } else { 0 },
+            messages_per_user: if args.scenario == Scenario::Dm {
+                args.messages
+            } else {
+                0
+            },
             interval_ms: args.interval.as_millis(),
             broker_pid,
             broker_before: broker_pid.and_then(usage),
@@ -219,7 +240,8 @@ impl Report {
         self.broker_after = self.broker_pid.and_then(usage);
         if let (Some(idle), Some(after)) = (self.broker_idle, self.broker_after) {
             let messages = self.received.max(1) as f64;
-            self.broker_cpu_secs_per_1000_messages = Some((after.cpu_secs - idle.cpu_secs) / messages * 1000.0);
+            self.broker_cpu_secs_per_1000_messages =
+                Some((after.cpu_secs - idle.cpu_secs) / messages * 1000.0);
         }
     }
 
@@ -228,22 +250,41 @@ impl Report {
             println!("{}", serde_json::to_string(self).unwrap_or_default());
             return;
         }
-        let mib = |u: Option<Usage>| u.map_or("-".to_owned(), |u| format!("{:.1} MiB", u.rss_kib as f64 / 1024.0));
+        let mib = |u: Option<Usage>| {
+            u.map_or("-".to_owned(), |u| {
+                format!("{:.1} MiB", u.rss_kib as f64 / 1024.0)
+            })
+        };
         println!("scenario              {}", self.scenario);
         println!("broker                {}", self.broker);
-        println!("users                 {} connected, {} failed", self.connected, self.failed);
-        println!("connect               {:.2} s ({:.0} connections/s)", self.connect_secs, self.connects_per_sec);
+        println!(
+            "users                 {} connected, {} failed",
+            self.connected, self.failed
+        );
+        println!(
+            "connect               {:.2} s ({:.0} connections/s)",
+            self.connect_secs, self.connects_per_sec
+        );
         println!("broker rss before     {}", mib(self.broker_before));
         println!("broker rss idle       {}", mib(self.broker_idle));
         if let Some(per) = self.rss_per_connection_kib {
             println!("rss per connection    {per:.1} KiB");
         }
         if let Some(secs) = self.send_secs {
-            println!("messages              {} sent, {} acked, {} received, {} lost, {} duplicated", self.sent, self.acked, self.received, self.lost, self.duplicates);
+            println!(
+                "messages              {} sent, {} acked, {} received, {} lost, {} duplicated",
+                self.sent, self.acked, self.received, self.lost, self.duplicates
+            );
             println!("own-device copies     {}", self.own_copies);
-            println!("send phase            {secs:.2} s, {:.0} delivered/s", self.delivered_per_sec.unwrap_or(0.0));
+            println!(
+                "send phase            {secs:.2} s, {:.0} delivered/s",
+                self.delivered_per_sec.unwrap_or(0.0)
+            );
             if let Some(l) = self.latency {
-                println!("latency               p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms", l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms);
+                println!(
+                    "latency               p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+                    l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
+                );
             }
             println!("broker rss after      {}", mib(self.broker_after));
             if let Some(cpu) = self.broker_cpu_secs_per_1000_messages {

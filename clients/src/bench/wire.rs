@@ -65,8 +65,11 @@ impl Wire {
     /// Subscribes at QoS 1 and waits for the SUBACK; fails if any filter was refused.
     pub async fn subscribe(&mut self, filters: &[String]) -> Result<()> {
         let pkid = self.pkid();
-        let mut subscribe =
-            Subscribe::new_many(filters.iter().map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)));
+        let mut subscribe = Subscribe::new_many(
+            filters
+                .iter()
+                .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
+        );
         subscribe.pkid = pkid;
         self.send(Packet::Subscribe(subscribe)).await?;
         loop {

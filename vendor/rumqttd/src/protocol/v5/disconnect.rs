@@ -6,22 +6,16 @@ use super::*;
 
 use super::{property, PropertyType};
 
+/// Remaining length. ROOST PATCH: upstream returned 1 for a reason code without properties
+/// (then wrote 2 bytes) and 2 for empty properties (then wrote only 0x00, dropping the
+/// reason code); both put malformed DISCONNECTs on the wire.
 fn len(disconnect: &Disconnect, properties: &Option<DisconnectProperties>) -> usize {
     if disconnect.reason_code == DisconnectReasonCode::NormalDisconnection && properties.is_none() {
-        return 2; // Packet type + 0x00
+        return 0; // no variable header at all
     }
 
-    let mut length = 0;
-    if let Some(properties) = &properties {
-        length += 1; // Disconnect Reason Code
-        let properties_len = properties::len(properties);
-        let properties_len_len = len_len(properties_len);
-        length += properties_len_len + properties_len;
-    } else {
-        length += 1;
-    }
-
-    length
+    let properties_len = properties.as_ref().map_or(0, properties::len);
+    1 + len_len(properties_len) + properties_len
 }
 
 pub fn read(
@@ -69,9 +63,9 @@ pub fn write(
 
     let length = len(disconnect, properties);
 
-    if length == 2 {
+    if length == 0 {
         buffer.put_u8(0x00);
-        return Ok(length);
+        return Ok(2);
     }
 
     let len_len = write_remaining_length(buffer, length)?;
@@ -364,5 +358,42 @@ fn code(reason: DisconnectReasonCode) -> u8 {
         DisconnectReasonCode::MaximumConnectTime => 0xA0,
         DisconnectReasonCode::SubscriptionIdentifiersNotSupported => 0xA1,
         DisconnectReasonCode::WildcardSubscriptionsNotSupported => 0xA2,
+    }
+}
+
+/// ROOST PATCH: what roost's front-end sends, decoded back.
+#[cfg(test)]
+mod roost_test {
+    use super::*;
+    use crate::protocol::{v5::V5, Packet, Protocol};
+
+    fn round_trip(reason_code: DisconnectReasonCode, properties: Option<DisconnectProperties>) {
+        let mut buf = BytesMut::new();
+        let disconnect = Disconnect { reason_code };
+        let written = write(&disconnect, &properties, &mut buf).unwrap();
+        assert_eq!(written, buf.len());
+        match V5.read_mut(&mut buf, 1024).unwrap() {
+            Packet::Disconnect(d, _) => assert_eq!(d.reason_code, reason_code),
+            other => panic!("{other:?}"),
+        }
+        assert!(buf.is_empty(), "stray bytes after DISCONNECT");
+    }
+
+    #[test]
+    fn every_shape_round_trips() {
+        round_trip(DisconnectReasonCode::NormalDisconnection, None);
+        round_trip(DisconnectReasonCode::KeepAliveTimeout, None);
+        let empty = DisconnectProperties {
+            session_expiry_interval: None,
+            reason_string: None,
+            user_properties: vec![],
+            server_reference: None,
+        };
+        round_trip(DisconnectReasonCode::ProtocolError, Some(empty.clone()));
+        let with_reason = DisconnectProperties {
+            reason_string: Some("token expired".into()),
+            ..empty
+        };
+        round_trip(DisconnectReasonCode::MaximumConnectTime, Some(with_reason));
     }
 }

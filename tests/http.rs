@@ -1,0 +1,197 @@
+//! The node's HTTP side as an operator's load balancer and Prometheus see it: `/healthz`,
+//! and `/metrics` counting sign-ins, refusals, ACL denials, messages and connections.
+mod common;
+
+use common::client::{options, Client};
+use common::{token, Node};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A plain HTTP/1.0 GET: (status code, content type, body).
+fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("HTTP answer");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, content_type, body.to_owned())
+}
+
+/// Samples of a Prometheus text exposition, keyed by `name{labels}` with the labels
+/// sorted (so a test names a series independently of the exporter's label order).
+fn samples(text: &str) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').expect("`series value`");
+        let key = match series.split_once('{') {
+            Some((name, labels)) => {
+                let mut labels: Vec<&str> = labels.trim_end_matches('}').split(',').collect();
+                labels.sort();
+                format!("{name}{{{}}}", labels.join(","))
+            }
+            None => series.to_owned(),
+        };
+        out.insert(key, value.parse().expect("sample value"));
+    }
+    out
+}
+
+struct Metrics {
+    http: SocketAddr,
+    last: HashMap<String, f64>,
+}
+
+impl Metrics {
+    fn new(node: &Node) -> Metrics {
+        let mut m = Metrics {
+            http: node.http,
+            last: HashMap::new(),
+        };
+        m.last = m.scrape();
+        m
+    }
+
+    fn scrape(&self) -> HashMap<String, f64> {
+        let (status, content_type, body) = get(self.http, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        assert!(content_type.starts_with("text/plain"), "{content_type}");
+        samples(&body)
+    }
+
+    /// Waits (bounded) until every series in `deltas` has moved by exactly its delta since
+    /// the last call, then makes the current values the new baseline. A series absent from
+    /// the exposition counts as 0.
+    async fn changed(&mut self, deltas: &[(&str, f64)]) {
+        let deadline = tokio::time::Instant::now() + common::client::WAIT;
+        loop {
+            let now = self.scrape();
+            let value = |m: &HashMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
+            let moved: Vec<(&str, f64)> = deltas
+                .iter()
+                .map(|(k, _)| (*k, value(&now, k) - value(&self.last, k)))
+                .collect();
+            if moved
+                .iter()
+                .zip(deltas)
+                .all(|((_, got), (_, want))| got == want)
+            {
+                self.last = now;
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("metrics moved by {moved:?}, expected {deltas:?}; now: {now:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+const ACCEPTED: &str = r#"roost_sign_ins_total{reason="ok",result="accepted"}"#;
+const BAD_SIGNATURE: &str = r#"roost_sign_ins_total{reason="bad_signature",result="refused"}"#;
+const MALFORMED: &str = r#"roost_sign_ins_total{reason="malformed",result="refused"}"#;
+const CLIENT_ID: &str = r#"roost_sign_ins_total{reason="client_id_not_bound",result="refused"}"#;
+const DENIED_PUBLISH: &str = r#"roost_acl_denials_total{action="publish"}"#;
+const DENIED_SUBSCRIBE: &str = r#"roost_acl_denials_total{action="subscribe"}"#;
+const IN: &str = "roost_messages_in_total";
+const OUT: &str = "roost_messages_out_total";
+const CONNECTIONS: &str = "roost_connections";
+
+#[test]
+fn healthz_is_ok() {
+    let node = Node::start();
+    let (status, _, body) = get(node.http, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    let (status, _, _) = get(node.http, "/no-such-page");
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn metrics_follow_sign_ins_refusals_denials_and_messages() {
+    let node = Node::start();
+    let mut metrics = Metrics::new(&node);
+
+    // Signed in.
+    let mut bob = Client::user(&node, "bob").await;
+    metrics
+        .changed(&[(ACCEPTED, 1.0), (CONNECTIONS, 1.0)])
+        .await;
+
+    // Refused, by reason.
+    let forged = roost_auth::mint_hs256(
+        "not-the-node-secret-0123456789abcdef",
+        &roost_auth::Claims::new(
+            "eve",
+            vec![],
+            roost_auth::Role::User,
+            Duration::from_secs(60),
+        ),
+    )
+    .unwrap();
+    let refused = Client::connect(options(&node, "eve", "eve", &forged)).await;
+    assert!(refused.is_err());
+    let refused = Client::connect(options(&node, "eve", "eve", "garbage")).await;
+    assert!(refused.is_err());
+    let refused = Client::connect(options(&node, "bob", "eve", &token("eve"))).await;
+    assert!(refused.is_err());
+    metrics
+        .changed(&[
+            (BAD_SIGNATURE, 1.0),
+            (MALFORMED, 1.0),
+            (CLIENT_ID, 1.0),
+            (ACCEPTED, 0.0),
+            (CONNECTIONS, 0.0),
+        ])
+        .await;
+
+    // Denied by the ACL: bob may not read alice's DMs nor write as alice.
+    assert_eq!(bob.subscribe("im/dm/alice/+").await, 0x80);
+    bob.publish(
+        "im/dm/carol/alice",
+        r#"{"id":"s1","kind":"text","body":"spoof"}"#,
+    )
+    .await;
+    metrics
+        .changed(&[(DENIED_SUBSCRIBE, 1.0), (DENIED_PUBLISH, 1.0), (IN, 0.0)])
+        .await;
+
+    // One message in from alice, one out to bob.
+    assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
+    let alice = Client::user(&node, "alice").await;
+    metrics
+        .changed(&[(ACCEPTED, 1.0), (CONNECTIONS, 1.0)])
+        .await;
+    alice
+        .publish(
+            "im/dm/bob/alice",
+            r#"{"id":"m1","kind":"text","body":"hi"}"#,
+        )
+        .await;
+    let (topic, _) = bob.next_publish().await;
+    assert_eq!(topic, "im/dm/bob/alice");
+    metrics.changed(&[(IN, 1.0), (OUT, 1.0)]).await;
+
+    // Gone.
+    alice.client.disconnect().await.unwrap();
+    metrics.changed(&[(CONNECTIONS, -1.0)]).await;
+}

@@ -1,0 +1,187 @@
+//! Third-party MQTT clients against a real node: what a user gets with Mosquitto's command
+//! line tools and with Python paho-mqtt, tokens as passwords, and the ACL of PROTOCOL.md
+//! section 3.
+mod common;
+
+use common::tools::{describe, paho, run_bounded, Subscriber};
+use common::{token, Node};
+use std::time::Duration;
+
+fn mosquitto_dm(node: &Node, version: &str) {
+    let port = node.mqtt.port().to_string();
+    let (alice, bob) = (token("alice"), token("bob"));
+    let mut sub = Subscriber::start(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        version,
+        "-u",
+        "bob",
+        "-P",
+        &bob,
+        "-i",
+        "bob",
+        "-q",
+        "1",
+        "-t",
+        "im/dm/bob/+",
+        "-C",
+        "1",
+        "-W",
+        "30",
+    ]);
+    // Subscribed before anything is sent.
+    sub.wait_for("received SUBACK");
+    let message = r#"{"id":"mq-1","kind":"text","body":"hi from mosquitto"}"#;
+    let publish = run_bounded(
+        "mosquitto_pub",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            version,
+            "-u",
+            "alice",
+            "-P",
+            &alice,
+            "-i",
+            "alice",
+            "-q",
+            "1",
+            "-t",
+            "im/dm/bob/alice",
+            "-m",
+            message,
+        ],
+    );
+    assert!(
+        publish.status.success(),
+        "mosquitto_pub: {}",
+        describe(&publish)
+    );
+    let line = sub.wait_for("im/dm/bob/alice ");
+    assert_eq!(line, format!("im/dm/bob/alice {message}"));
+    assert!(sub.exit_status().success());
+}
+
+#[test]
+fn mosquitto_clients_exchange_a_direct_message_v311() {
+    let node = Node::start();
+    mosquitto_dm(&node, "mqttv311");
+}
+
+#[test]
+fn mosquitto_clients_exchange_a_direct_message_v5() {
+    let node = Node::start();
+    mosquitto_dm(&node, "mqttv5");
+}
+
+#[test]
+fn mosquitto_sign_in_with_a_bad_token_is_refused() {
+    let node = Node::start();
+    let port = node.mqtt.port().to_string();
+    let forged = roost_auth::mint_hs256(
+        "not-the-node-secret-0123456789abcdef",
+        &roost_auth::Claims::new(
+            "alice",
+            vec![],
+            roost_auth::Role::User,
+            Duration::from_secs(3600),
+        ),
+    )
+    .unwrap();
+    for version in ["mqttv311", "mqttv5"] {
+        for password in [forged.as_str(), "garbage"] {
+            let out = run_bounded(
+                "mosquitto_pub",
+                &[
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-V",
+                    version,
+                    "-u",
+                    "alice",
+                    "-P",
+                    password,
+                    "-i",
+                    "alice",
+                    "-q",
+                    "1",
+                    "-t",
+                    "im/dm/bob/alice",
+                    "-m",
+                    "{}",
+                ],
+            );
+            assert!(!out.status.success(), "{version}: {}", describe(&out));
+            assert_ne!(
+                out.status.code(),
+                Some(124),
+                "timed out: {}",
+                describe(&out)
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+            assert!(
+                stderr.contains("bad user name or password"),
+                "{version}: {}",
+                describe(&out)
+            );
+        }
+    }
+    // A valid token for someone else's client id: refused too (identifier rejected).
+    let out = run_bounded(
+        "mosquitto_pub",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-u",
+            "alice",
+            "-P",
+            &token("alice"),
+            "-i",
+            "bob",
+            "-t",
+            "im/dm/bob/alice",
+            "-m",
+            "{}",
+        ],
+    );
+    assert!(!out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(stderr.contains("identifier rejected"), "{}", describe(&out));
+}
+
+#[test]
+fn paho_v311_direct_message() {
+    let node = Node::start();
+    let port = node.mqtt.port().to_string();
+    paho(
+        "dm.py",
+        &["127.0.0.1", &port, &token("alice"), &token("bob")],
+    );
+}
+
+#[test]
+fn paho_v5_direct_message_keeps_user_properties() {
+    let node = Node::start();
+    let port = node.mqtt.port().to_string();
+    paho(
+        "dm.py",
+        &["127.0.0.1", &port, &token("alice"), &token("bob"), "--v5"],
+    );
+}
+
+#[test]
+fn paho_v5_denied_publish_gets_0x87_and_an_error_notice() {
+    let node = Node::start();
+    let port = node.mqtt.port().to_string();
+    paho("denied_v5.py", &["127.0.0.1", &port, &token("alice")]);
+}
