@@ -39,6 +39,21 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Run the history service as a process of its own, connected to a node over MQTT.
+    /// Uses `[history]` of the config for the database; start several to share the load.
+    HistoryWorker {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The node to connect to, as mqtt://host:port.
+        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        broker: String,
+        /// A `service` token. Default: one minted with the node's HS256 secret.
+        #[arg(long, env = "ROOST_WORKER_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Names this worker's session (client id `{sub}:{name}`); unique per worker.
+        #[arg(long, default_value = "history-worker")]
+        name: String,
+    },
     /// Validate the config and print the effective values (secrets masked).
     CheckConfig {
         #[arg(long, short)]
@@ -67,6 +82,12 @@ pub fn main() -> anyhow::Result<()> {
             println!("{}", mint_hs256(&secret, &claims)?);
             Ok(())
         }
+        Command::HistoryWorker {
+            config,
+            broker,
+            token,
+            name,
+        } => history_worker(config, &broker, token, &name),
         Command::CheckConfig { config } => {
             let config = roost_config::load(config.as_deref())?;
             roost_auth::Acl::new(&config.acl.rules).context("acl.rules")?;
@@ -93,6 +114,60 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
         info!(mqtt = %bound.mqtt, http = %bound.http, "roost is running");
         shutdown_signal().await;
         info!("shutting down");
+        anyhow::Ok(())
+    })
+}
+
+fn history_worker(
+    config: Option<PathBuf>,
+    broker: &str,
+    token: Option<String>,
+    name: &str,
+) -> anyhow::Result<()> {
+    init_logging();
+    let config = roost_config::load(config.as_deref())?;
+    let (host, port) = broker
+        .strip_prefix("mqtt://")
+        .and_then(|hp| hp.rsplit_once(':'))
+        .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+        .with_context(|| format!("--broker {broker:?}: expected mqtt://host:port"))?;
+    let token = match token {
+        Some(token) => token,
+        None => {
+            // The worker holds the secret anyway; a long-lived token saves it reconnecting
+            // with an expired one.
+            let secret = crate::node::hs256_secret(&config)?;
+            let mut claims = Claims::new(
+                "roost-history",
+                Vec::new(),
+                Role::Service,
+                Duration::from_secs(10 * 365 * 24 * 3600),
+            );
+            claims.iss = config.auth.issuer.clone();
+            claims.aud = config.auth.audience.clone();
+            mint_hs256(&secret, &claims)?
+        }
+    };
+    let (user, _) = roost_auth::token::unverified_subject(&token)
+        .context("--token: not a JWT with a sub claim")?;
+    let settings = roost_history::worker::WorkerSettings {
+        host,
+        port,
+        client_id: format!("{user}:{name}"),
+        user,
+        token,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let store = crate::history::connect(&crate::history::database_url(&config)).await;
+        let retention = roost_history::Retention {
+            max_age: config.history.max_age,
+            max_messages: config.history.max_messages,
+        };
+        tokio::select! {
+            () = roost_history::worker::run(settings, store, retention) => {}
+            () = shutdown_signal() => info!("shutting down"),
+        }
         anyhow::Ok(())
     })
 }

@@ -1,9 +1,8 @@
 //! MQTT framing for one connection, in the version the client spoke in its CONNECT.
 //!
 //! Decoding and encoding are rumqttd's own (`rumqttd::protocol`), so packets go to its router
-//! unchanged. What this adds: choosing the version from CONNECT, the QoS and packet id of an
-//! incoming PUBLISH (rumqttd keeps those fields private), and an encoder that never hands
-//! v5-only fields to rumqttd's v4 writer, which panics on them.
+//! unchanged. What this adds: choosing the version from CONNECT, and an encoder that never
+//! hands v5-only fields to rumqttd's v4 writer, which panics on them.
 
 use bytes::BytesMut;
 use rumqttd::protocol::{self, v4::V4, v5::V5, Packet, Protocol as _};
@@ -80,41 +79,11 @@ fn remaining_length(buf: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-/// QoS and packet id of the PUBLISH frame at the start of `buf`, read from the raw bytes
-/// because rumqttd's `Publish` does not expose them. Call only once `decode` has confirmed
-/// a whole, valid frame is there.
-pub fn publish_qos_pkid(buf: &[u8]) -> (u8, u16) {
-    let qos = (buf[0] >> 1) & 0b11;
-    if qos == 0 {
-        return (0, 0);
-    }
-    let Some((_, header_len)) = remaining_length(&buf[1..]) else {
-        return (qos, 0);
-    };
-    let topic_at = 1 + header_len;
-    let pkid = buf
-        .get(topic_at..topic_at + 2)
-        .map(|l| topic_at + 2 + u16::from_be_bytes([l[0], l[1]]) as usize)
-        .and_then(|at| buf.get(at..at + 2))
-        .map(|p| u16::from_be_bytes([p[0], p[1]]))
-        .unwrap_or(0);
-    (qos, pkid)
-}
-
 /// One connection's encoder and decoder.
 #[derive(Clone, Copy, Debug)]
 pub struct Codec {
     pub version: Version,
     max_packet_size: usize,
-}
-
-/// A decoded packet, with the PUBLISH header fields rumqttd hides.
-#[derive(Debug)]
-pub struct Incoming {
-    pub packet: Packet,
-    /// QoS and packet id when `packet` is a PUBLISH; (0, 0) otherwise.
-    pub qos: u8,
-    pub pkid: u16,
 }
 
 impl Codec {
@@ -128,18 +97,16 @@ impl Codec {
     /// Takes the next whole packet off the front of `buf`. `Ok(None)` means wait for more
     /// bytes. A frame that declares more than the maximum packet size is refused from its
     /// fixed header, before any of its body is read.
-    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Incoming>, protocol::Error> {
-        let (qos, pkid) = match buf.first() {
-            None => return Ok(None),
-            Some(b) if b >> 4 == 3 && frame_complete(buf) => publish_qos_pkid(buf),
-            Some(_) => (0, 0),
-        };
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Packet>, protocol::Error> {
+        if buf.is_empty() {
+            return Ok(None);
+        }
         let packet = match self.version {
             Version::V311 => V4.read_mut(buf, self.max_packet_size),
             Version::V5 => V5.read_mut(buf, self.max_packet_size),
         };
         match packet {
-            Ok(packet) => Ok(Some(Incoming { packet, qos, pkid })),
+            Ok(packet) => Ok(Some(packet)),
             Err(protocol::Error::InsufficientBytes(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -155,14 +122,6 @@ impl Codec {
                 None => Ok(0),
             },
         }
-    }
-}
-
-/// Whether `buf` holds at least one whole frame (so its header fields can be peeked safely).
-fn frame_complete(buf: &[u8]) -> bool {
-    match remaining_length(buf.get(1..).unwrap_or_default()) {
-        Some((len, header_len)) => buf.len() >= 1 + header_len + len,
-        None => false,
     }
 }
 
@@ -267,13 +226,15 @@ mod tests {
     fn publish_header_fields() {
         // QoS 1 publish, topic "a/b", pkid 0x1234, payload "x".
         let frame = [0x32, 8, 0, 3, b'a', b'/', b'b', 0x12, 0x34, b'x'];
-        assert_eq!(publish_qos_pkid(&frame), (1, 0x1234));
         let mut buf = BytesMut::from(&frame[..]);
         let got = Codec::new(Version::V311, 1024)
             .decode(&mut buf)
             .unwrap()
             .unwrap();
-        assert_eq!((got.qos, got.pkid), (1, 0x1234));
+        let Packet::Publish(publish, _) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!((publish.qos() as u8, publish.pkid()), (1, 0x1234));
         assert!(buf.is_empty());
     }
 

@@ -8,11 +8,14 @@
 //! directly. The router does the routing: subscriptions, QoS 1/2 flows, retained messages
 //! and persistent sessions.
 //!
-//! It does not store chat history or link nodes into a cluster; those are separate crates.
+//! It starts the history service (`roost-history`) on a router link of its own, and
+//! serves the history HTTP API. It does not link nodes into a cluster.
 
 pub mod cli;
 mod codec;
 mod connect;
+mod history;
+mod history_link;
 mod http;
 mod listener;
 mod metrics;

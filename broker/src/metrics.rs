@@ -1,7 +1,7 @@
 //! Prometheus metrics served on `/metrics`.
 //!
 //! Names (all prefixed `roost_`): `connections` (gauge), `sign_ins_total{result, reason}`,
-//! `messages_in_total`, `messages_out_total`, `acl_denials_total{action}`,
+//! `messages_in_total`, `messages_out_total`, `acl_denials_total{action}`, `payloads_refused_total{code}`,
 //! `protocol_errors_total{cause}`.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -46,6 +46,10 @@ pub fn messages_out(n: u64) {
 
 pub fn acl_denied(action: &'static str) {
     metrics::counter!("roost_acl_denials_total", "action" => action).increment(1);
+}
+
+pub fn payload_refused(code: &'static str) {
+    metrics::counter!("roost_payloads_refused_total", "code" => code).increment(1);
 }
 
 pub fn protocol_error(cause: &'static str) {

@@ -54,6 +54,12 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         max_connections: config.limits.max_connections,
         segment_size: 16 * 1024,
         segment_count: 2,
+        // Room for a database outage: about 16 MiB of messages per history filter.
+        large: roost_history::service::SUBSCRIPTIONS
+            .iter()
+            .filter_map(|s| s.splitn(3, '/').nth(2))
+            .map(|filter| (filter.to_owned(), 1024 * 1024, 16))
+            .collect(),
     });
     let system = SystemPublisher::start(&router)
         .await
@@ -85,7 +91,8 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
     if let (Some(addr), Some(tls)) = (mqtt.wss_listen, &tls) {
         listener::start(addr, Kind::Wss(tls.clone()), ctx.clone()).await?;
     }
-    let http = crate::http::start(config.http.listen).await?;
+    let history = crate::history::start(&config, &ctx.router).await?;
+    let http = crate::http::start(config.http.listen, verifier.clone(), history).await?;
 
     tokio::spawn(reload_keys(verifier));
     Ok(Bound {

@@ -3,26 +3,15 @@
 use crate::router::SystemMessage;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Why something a client sent was refused, as the `code` of an `error` notice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorCode {
-    Forbidden,
-}
-
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Forbidden => "forbidden",
-        }
-    }
-}
+/// The `code` of an `error` notice for a refused publish or subscription.
+pub const FORBIDDEN: &str = "forbidden";
 
 /// An `error` notice for `user`. `id` is the chat message id when the refused publish
 /// carried one, so the client can mark that message as failed.
-pub fn error(user: &str, id: Option<&str>, code: ErrorCode, message: String) -> SystemMessage {
+pub fn error(user: &str, id: Option<&str>, code: &str, message: String) -> SystemMessage {
     let mut notice = serde_json::json!({
         "type": "error",
-        "code": code.as_str(),
+        "code": code,
         "message": message,
     });
     if let Some(id) = id {

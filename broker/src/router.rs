@@ -6,7 +6,7 @@
 
 use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
 use rumqttd::protocol::{Packet, Publish};
-use rumqttd::{Notification, RouterConfig};
+use rumqttd::{Notification, RouterConfig, SegmentConfig};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
@@ -39,8 +39,13 @@ pub struct Router {
 /// and each user subscribes to filters of their own, so these are per user, not global.
 pub struct Sizing {
     pub max_connections: usize,
+    /// Log size of an ordinary filter (a user's inbox): recent messages kept for slow or
+    /// briefly offline subscribers.
     pub segment_size: usize,
     pub segment_count: usize,
+    /// Filters with a log of their own size: the history service's, which must hold what
+    /// arrives while the database is away.
+    pub large: Vec<(String, usize, usize)>,
 }
 
 impl Router {
@@ -53,6 +58,19 @@ impl Router {
             max_outgoing_packet_count: 200,
             max_segment_size: sizing.segment_size,
             max_segment_count: sizing.segment_count,
+            custom_segment: Some(
+                sizing
+                    .large
+                    .into_iter()
+                    .map(|(filter, size, count)| {
+                        let segment = SegmentConfig {
+                            max_segment_size: size,
+                            max_segment_count: count,
+                        };
+                        (filter, segment)
+                    })
+                    .collect(),
+            ),
             ..Default::default()
         };
         let router_tx = rumqttd::Router::new(0, config).spawn();

@@ -4,20 +4,22 @@
 //! against the ACL, and passes what is allowed to the router over the client's link. What the
 //! router sends back (deliveries and acks) is encoded in the client's own MQTT version.
 
-use crate::codec::{sniff_connect, Codec, Incoming, Sniff, Version};
+use crate::codec::{sniff_connect, Codec, Sniff, Version};
 use crate::connect::{sign_in, Refusal, SignIn, Will};
 use crate::metrics;
 use crate::node::Context;
-use crate::notice::{self, ErrorCode};
+use crate::notice;
 use crate::router::{Link, SystemMessage};
 use crate::transport::Transport;
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use roost_auth::Identity;
+use roost_history::payload::{self, ChatPayload};
+use roost_history::stamp;
 use rumqttd::protocol::{
     self, ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectProperties,
     DisconnectReasonCode, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason, PubRec,
-    PubRecReason, Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason,
+    PubRecReason, PublishProperties, Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason,
 };
 use rumqttd::Notification;
 use std::collections::{HashMap, HashSet};
@@ -125,7 +127,7 @@ async fn run(mut transport: Transport, ctx: Arc<Context>) {
     let codec = Codec::new(version, ctx.limits.max_packet_size);
     let connect = loop {
         match codec.decode(&mut buf) {
-            Ok(Some(incoming)) => break incoming.packet,
+            Ok(Some(packet)) => break packet,
             Ok(None) => {
                 if !read_before(&mut transport, &mut buf, deadline).await {
                     return;
@@ -501,13 +503,13 @@ impl Connection {
 
     fn handle_packet(
         &mut self,
-        incoming: Incoming,
+        packet: Packet,
         to_router: &mut Vec<Packet>,
         notices: &mut Vec<SystemMessage>,
     ) -> Flow {
-        let Incoming { packet, qos, pkid } = incoming;
         match packet {
             Packet::Publish(publish, props) => {
+                let (qos, pkid) = (publish.qos() as u8, publish.pkid());
                 if props.as_ref().is_some_and(|p| p.topic_alias.is_some()) {
                     return Flow::Close(Close::Protocol(
                         DisconnectReasonCode::TopicAliasInvalid,
@@ -547,12 +549,27 @@ impl Connection {
                     notices.push(notice::error(
                         &self.identity.user,
                         notice::payload_id(&publish.payload).as_deref(),
-                        ErrorCode::Forbidden,
+                        notice::FORBIDDEN,
                         format!("not allowed to publish to {topic}"),
                     ));
-                    self.refuse_publish(qos, pkid);
+                    self.refuse_publish(qos, pkid, Refused::NotAuthorized);
                     return Flow::Continue;
                 }
+                if payload::is_stored_topic(topic) {
+                    if let Err(e) = ChatPayload::parse(&publish.payload) {
+                        metrics::payload_refused(e.code);
+                        info!(topic, code = e.code, "chat payload refused");
+                        notices.push(notice::error(
+                            &self.identity.user,
+                            notice::payload_id(&publish.payload).as_deref(),
+                            e.code,
+                            e.message,
+                        ));
+                        self.refuse_publish(qos, pkid, Refused::BadPayload);
+                        return Flow::Continue;
+                    }
+                }
+                let props = stamp_identity(props, &self.identity, topic);
                 if qos > 0 {
                     self.unacked_in.insert(pkid);
                 }
@@ -616,22 +633,25 @@ impl Connection {
         Flow::Continue
     }
 
-    /// Answers a publish the ACL refused: v5 hears why, v3.1.1 (which has no way to say
-    /// it) gets a normal ack and the message is dropped. Both get an `error` notice.
-    fn refuse_publish(&mut self, qos: u8, pkid: u16) {
+    /// Answers a refused publish: v5 hears why, v3.1.1 (which has no way to say it) gets a
+    /// normal ack and the message is dropped. Both get an `error` notice.
+    fn refuse_publish(&mut self, qos: u8, pkid: u16, why: Refused) {
         let v5 = self.codec.version == Version::V5;
         match qos {
             1 => {
-                let reason = if v5 {
-                    PubAckReason::NotAuthorized
-                } else {
-                    PubAckReason::Success
+                let reason = match (v5, why) {
+                    (false, _) => PubAckReason::Success,
+                    (true, Refused::NotAuthorized) => PubAckReason::NotAuthorized,
+                    (true, Refused::BadPayload) => PubAckReason::PayloadFormatInvalid,
                 };
                 self.queue(Packet::PubAck(PubAck { pkid, reason }, None));
             }
             2 => {
                 let reason = if v5 {
-                    PubRecReason::NotAuthorized
+                    match why {
+                        Refused::NotAuthorized => PubRecReason::NotAuthorized,
+                        Refused::BadPayload => PubRecReason::PayloadFormatInvalid,
+                    }
                 } else {
                     self.refused_qos2.insert(pkid);
                     PubRecReason::Success
@@ -669,7 +689,7 @@ impl Connection {
                 notices.push(notice::error(
                     &self.identity.user,
                     None,
-                    ErrorCode::Forbidden,
+                    notice::FORBIDDEN,
                     format!("not allowed to subscribe to {}", filter.path),
                 ));
                 Some(if v5 {
@@ -824,6 +844,35 @@ impl Connection {
         self.ctx.presence.disconnected(&self.identity.user).await;
         metrics::connections(-1.0);
     }
+}
+
+/// Why the front-end refused a publish.
+#[derive(Clone, Copy)]
+enum Refused {
+    NotAuthorized,
+    BadPayload,
+}
+
+/// Removes `roost-` user properties a client set, and stamps the sender's verified identity
+/// on requests for the history service (see `roost_history::stamp`).
+fn stamp_identity(
+    props: Option<PublishProperties>,
+    who: &Identity,
+    topic: &str,
+) -> Option<PublishProperties> {
+    let mut props = props;
+    if let Some(p) = props.as_mut() {
+        p.user_properties.retain(|(k, _)| !stamp::is_reserved(k));
+    }
+    if topic.starts_with("im/req/") {
+        let p = props.get_or_insert_with(Default::default);
+        p.user_properties.extend([
+            (stamp::USER.to_owned(), who.user.clone()),
+            (stamp::GROUPS.to_owned(), who.groups.join(",")),
+            (stamp::ROLE.to_owned(), who.role.to_string()),
+        ]);
+    }
+    props
 }
 
 fn decode_error(e: protocol::Error) -> Close {

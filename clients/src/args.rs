@@ -95,6 +95,30 @@ pub enum Command {
         #[arg(long = "topic", value_name = "FILTER")]
         topics: Vec<String>,
     },
+    /// Read a conversation's history (or, with no conversation, list conversations).
+    History {
+        /// The direct conversation with this user.
+        #[arg(long)]
+        with: Option<String>,
+        /// The group conversation.
+        #[arg(long)]
+        group: Option<String>,
+        /// A conversation id (dm:a:b or grp:g).
+        #[arg(long)]
+        conv: Option<String>,
+        /// Messages before this seq (older).
+        #[arg(long)]
+        before: Option<i64>,
+        /// Messages after this seq (newer).
+        #[arg(long)]
+        after: Option<i64>,
+        /// How many (at most 100).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print the service's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Simulated users against a broker: connect rate, memory, latency, loss.
     Bench(crate::bench::BenchArgs),
     /// Print a token signed with --secret (development).

@@ -26,6 +26,7 @@ pub mod args;
 pub mod bench;
 pub mod chat;
 pub mod display;
+pub mod history;
 pub mod identity;
 pub mod listen;
 pub mod payload;
@@ -95,6 +96,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             topics,
         } => listen::run(conn, count, json, topics).await,
         Command::Bench(args) => bench::run(conn, args).await,
+        Command::History {
+            with,
+            group,
+            conv,
+            before,
+            after,
+            limit,
+            json,
+        } => {
+            let which = history::Which { with, group, conv };
+            history::run(conn, which, before, after, limit, json).await
+        }
         Command::Token { subject, ttl } => {
             let secret = conn
                 .secret

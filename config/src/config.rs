@@ -147,11 +147,30 @@ impl Default for Limits {
 }
 
 /// `[history]`: where chat messages are stored.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct History {
     /// `sqlite:...` or `postgres://...`. `None`: SQLite in `data_dir/history.db`.
     pub database_url: Option<String>,
+    /// Run a history service inside the node. Turn off when `roost history-worker`
+    /// processes do the storing; the node still serves `/api/v1/...` from the database.
+    pub service: bool,
+    /// Delete messages older than this (e.g. `"90d"`). Default: keep forever.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    /// Keep at most this many messages per conversation. Default: no limit.
+    pub max_messages: Option<u64>,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            database_url: None,
+            service: true,
+            max_age: None,
+            max_messages: None,
+        }
+    }
 }
 
 /// `[cluster]`: links to other nodes, either a mesh of `peers` or one `hub` broker.

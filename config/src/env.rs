@@ -29,6 +29,7 @@ const STRING_KEYS: &[&str] = &[
     "auth.audience",
     "limits.connect_timeout",
     "history.database_url",
+    "history.max_age",
     "cluster.node_id",
     "cluster.hub",
 ];

@@ -129,6 +129,9 @@ fn operating_example_with_every_key() {
             },
             history: History {
                 database_url: Some("sqlite://roost-data/history.db".into()),
+                service: false,
+                max_age: Some(Duration::from_secs(90 * 24 * 3600)),
+                max_messages: Some(10_000),
             },
             cluster: Cluster {
                 node_id: Some("pi1".into()),

@@ -76,6 +76,13 @@ pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
         }
     }
 
+    if config.history.max_age.is_some_and(|age| age.is_zero()) {
+        return fail("history.max_age", "must be greater than 0".into());
+    }
+    if config.history.max_messages == Some(0) {
+        return fail("history.max_messages", "must be at least 1".into());
+    }
+
     let cluster = &config.cluster;
     if let Some(id) = &cluster.node_id {
         if !is_id(id) {

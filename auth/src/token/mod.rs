@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use claims::{mint_hs256, random_secret, Claims};
 pub use error::{KeyError, TokenError};
+pub use header::unverified_subject;
 pub use keys::KeySettings;
 pub use verifier::Verifier;
 

@@ -195,6 +195,16 @@ impl Publish {
         false
     }
 
+    /// ROOST PATCH: read access to the header fields upstream keeps crate-private.
+    pub fn qos(&self) -> QoS {
+        self.qos
+    }
+
+    /// ROOST PATCH: see [`Publish::qos`].
+    pub fn pkid(&self) -> u16 {
+        self.pkid
+    }
+
     /// Approximate length for meter
     pub fn len(&self) -> usize {
         let len = 2 + self.topic.len() + self.payload.len();

@@ -1,0 +1,85 @@
+//! The node's history: the database handle the HTTP API reads from, and (unless turned
+//! off) the history service running inside the node on a router link.
+
+use crate::history_link::LinkBus;
+use crate::router::Router;
+use roost_config::Config;
+use roost_history::{Retention, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use tracing::{info, warn};
+
+/// The history database, once it has been reached. The node starts without it (live chat
+/// never waits for history) and keeps trying until it answers.
+pub type History = Arc<OnceCell<Store>>;
+
+pub async fn start(config: &Config, router: &Router) -> anyhow::Result<History> {
+    let url = database_url(config);
+    let history: History = Arc::new(OnceCell::new());
+    // Subscribe first: what arrives while the database is still away waits in the router.
+    let bus = if config.history.service {
+        Some(LinkBus::start(router).await?)
+    } else {
+        None
+    };
+    let retention = Retention {
+        max_age: config.history.max_age,
+        max_messages: config.history.max_messages,
+    };
+    let ready = history.clone();
+    tokio::spawn(async move {
+        let store = connect(&url).await;
+        let _ = ready.set(store.clone());
+        if let Some(bus) = bus {
+            info!("history service running in this node");
+            roost_history::service::run(bus, store, retention).await;
+        }
+    });
+    Ok(history)
+}
+
+/// The configured database, or SQLite in the data dir.
+pub fn database_url(config: &Config) -> String {
+    match &config.history.database_url {
+        Some(url) => url.clone(),
+        None => format!(
+            "sqlite://{}",
+            config.node.data_dir.join("history.db").display()
+        ),
+    }
+}
+
+/// Connects (and migrates), retrying with backoff for as long as it takes.
+pub async fn connect(url: &str) -> Store {
+    let shown = mask(url);
+    let mut backoff = Duration::from_millis(200);
+    let mut tries = 0u32;
+    loop {
+        match Store::connect(url).await {
+            Ok(store) => {
+                info!(database = shown, "history database ready");
+                return store;
+            }
+            Err(e) => {
+                tries += 1;
+                if tries == 1 || tries % 10 == 0 {
+                    warn!(database = shown, error = %e, tries, "history database not reachable; retrying");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// The URL without a password, for logs.
+fn mask(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
+            let user = url[scheme + 3..at].split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,112 @@
+//! `roost history-worker`: the history service as a process of its own, talking to a node
+//! over MQTT 5 like any other client (with a `service` token).
+//!
+//! It keeps a persistent session and acknowledges deliveries by hand, after the commit, so a
+//! worker that dies mid-batch gets its unacknowledged messages again when it comes back.
+//! Several workers on several machines share the load through the shared subscriptions.
+
+use crate::service::{self, Bus, Delivery, SUBSCRIPTIONS};
+use crate::{Retention, Store};
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// Where and as whom the worker connects.
+pub struct WorkerSettings {
+    pub host: String,
+    pub port: u16,
+    /// `{sub}` or `{sub}:{device}` of the token; one per worker (it names its session).
+    pub client_id: String,
+    pub user: String,
+    /// A `service` token that outlives the worker.
+    pub token: String,
+}
+
+/// Deliveries buffered between the MQTT event loop and the service: more than the broker
+/// sends unacknowledged, so the event loop never waits on the service.
+const BUFFER: usize = 4096;
+
+pub async fn run(settings: WorkerSettings, store: Store, retention: Retention) {
+    let mut options = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
+    options
+        .set_credentials(&settings.user, &settings.token)
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_start(false)
+        .set_session_expiry_interval(Some(24 * 3600))
+        .set_manual_acks(true);
+    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    let (tx, rx) = mpsc::channel(BUFFER);
+
+    let subscriber = client.clone();
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    info!(
+                        session_present = ack.session_present,
+                        "history worker connected"
+                    );
+                    let filters = SUBSCRIPTIONS
+                        .map(|f| rumqttc::v5::mqttbytes::v5::Filter::new(f, QoS::AtLeastOnce));
+                    if let Err(e) = subscriber.subscribe_many(filters).await {
+                        warn!(error = %e, "history worker could not subscribe");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if tx.send(publish).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "history worker lost its connection; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+
+    service::run(MqttBus { client, rx }, store, retention).await;
+}
+
+struct MqttBus {
+    client: AsyncClient,
+    rx: mpsc::Receiver<Publish>,
+}
+
+impl Bus for MqttBus {
+    type Ack = Publish;
+
+    async fn recv(&mut self) -> Option<Delivery<Publish>> {
+        let publish = self.rx.recv().await?;
+        Some(Delivery {
+            topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+            payload: publish.payload.to_vec(),
+            user_properties: publish
+                .properties
+                .as_ref()
+                .map(|p| p.user_properties.clone())
+                .unwrap_or_default(),
+            ack: publish,
+        })
+    }
+
+    async fn publish(&mut self, topic: String, payload: Vec<u8>) {
+        if let Err(e) = self
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+        {
+            warn!(error = %e, "history worker could not publish a notice");
+        }
+    }
+
+    async fn ack(&mut self, publish: Publish) {
+        if let Err(e) = self.client.ack(&publish).await {
+            warn!(error = %e, "history worker could not acknowledge a delivery");
+        }
+    }
+}
