@@ -485,9 +485,10 @@ impl Store {
     /// bad request ([`HistoryError::InvalidCursor`]).
     ///
     /// The cursor is a global log position (gid); see [`Store::store_batch`] for
-    /// why no message that commits later can land behind it. When a page is not
-    /// full, the cursor moves to the head of the log as it was before the read, so
-    /// a user whose conversations are quiet does not rescan other users' traffic.
+    /// why no message that commits later can land behind it. A page holds the
+    /// user's messages between the cursor and the head of the log as read at the
+    /// start of the call; when it is not full, the cursor moves to that head, so
+    /// a user whose conversations are quiet never rescans other users' traffic.
     pub async fn sync(
         &self,
         user: &str,
@@ -500,43 +501,66 @@ impl Store {
             Some(c) => parse_cursor(c)?,
         };
         let limit = i64::from(limit.clamp(1, MAX_SYNC_LIMIT));
-        // Read the head first: everything at or below it is committed, so the
-        // query below (a later snapshot) sees all of it.
+        // 1. The head of the log. Every gid up to it is committed (gids are
+        //    allocated in commit order), so this page is "the user's messages
+        //    in (after, head]": everything later is for the next call.
         let head: i64 = sqlx::query_scalar("SELECT last_gid FROM history_head WHERE id = 1")
             .fetch_one(&self.inner.pool)
             .await?;
-        let group_convs = group_convs(groups);
-        let mut sql = String::from(
-            "SELECT seq, msg_id, sender, ts, payload, conv, gid FROM history_messages \
-             WHERE gid > $1 AND (conv IN (SELECT conv FROM history_conversations \
-             WHERE dm_a = $2 OR dm_b = $2)",
-        );
-        if !group_convs.is_empty() {
-            sql.push_str(" OR conv IN (");
-            sql.push_str(&numbered(group_convs.len(), 4));
-            sql.push(')');
-        }
-        sql.push_str(") ORDER BY gid LIMIT $3");
-        let mut q = sqlx::query(&sql).bind(after).bind(user).bind(limit + 1);
-        for g in &group_convs {
-            q = q.bind(g.as_str());
-        }
-        let rows = q.fetch_all(&self.inner.pool).await?;
-        let more = rows.len() as i64 > limit;
-        let mut messages = Vec::with_capacity(rows.len().min(limit as usize));
-        let mut last = after;
-        for row in rows.iter().take(limit as usize) {
-            messages.push(SyncMessage {
-                conv: row.try_get(5)?,
-                message: message_from_row(row, 0)?,
+        if head <= after {
+            return Ok(SyncPage {
+                messages: Vec::new(),
+                cursor: format!("{CURSOR_PREFIX}{after}"),
+                more: false,
             });
-            last = row.try_get(6)?;
         }
-        let position = if more {
-            last
-        } else {
-            last.max(head).max(after)
+        // 2. The user's conversations. Read after the head, so it includes the
+        //    conversation of every message up to the head.
+        let mut convs: Vec<String> = sqlx::query_scalar(
+            "SELECT conv FROM history_conversations WHERE dm_a = $1 OR dm_b = $1",
+        )
+        .bind(user)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        convs.extend(group_convs(groups));
+        convs.sort();
+        convs.dedup();
+        // 3. Their messages in (after, head], oldest first. The conversations
+        //    are bound as a list (not a subquery) and the statement is not
+        //    cached, so PostgreSQL plans with the actual values: a user with
+        //    little traffic is served from the (conv, gid) index instead of a
+        //    walk over everyone's messages since the cursor.
+        let mut rows: Vec<(i64, SyncMessage)> = Vec::new();
+        for chunk in convs.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT seq, msg_id, sender, ts, payload, conv, gid FROM history_messages \
+                 WHERE gid > $1 AND gid <= $2 AND conv IN ({}) ORDER BY gid LIMIT $3",
+                numbered(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql)
+                .persistent(false)
+                .bind(after)
+                .bind(head)
+                .bind(limit + 1);
+            for c in chunk {
+                q = q.bind(c.as_str());
+            }
+            for row in q.fetch_all(&self.inner.pool).await? {
+                let message = SyncMessage {
+                    conv: row.try_get(5)?,
+                    message: message_from_row(&row, 0)?,
+                };
+                rows.push((row.try_get(6)?, message));
+            }
+        }
+        rows.sort_by_key(|(gid, _)| *gid);
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let position = match rows.last() {
+            Some((gid, _)) if more => *gid,
+            _ => head,
         };
+        let messages = rows.into_iter().map(|(_, m)| m).collect();
         Ok(SyncPage {
             messages,
             cursor: format!("{CURSOR_PREFIX}{position}"),
@@ -871,7 +895,8 @@ fn sqlite_url(url: &str) -> Result<(String, bool), HistoryError> {
     Ok((url, false))
 }
 
-/// The schema, compiled in (no migrations folder needed at run time).
+/// The schema, compiled in (no migrations folder needed at run time). Applied
+/// migrations are checksummed: never edit one, add the next.
 #[derive(Debug)]
 struct EmbeddedMigrations;
 
@@ -880,13 +905,22 @@ impl<'s> MigrationSource<'s> for EmbeddedMigrations {
         self,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
         Box::pin(async {
-            Ok(vec![Migration::new(
-                20261125000001,
-                "history".into(),
-                MigrationType::Simple,
-                include_str!("../migrations/20261125000001_history.sql").into(),
-                false,
-            )])
+            Ok(vec![
+                Migration::new(
+                    20261125000001,
+                    "history".into(),
+                    MigrationType::Simple,
+                    include_str!("../migrations/20261125000001_history.sql").into(),
+                    false,
+                ),
+                Migration::new(
+                    20261125000002,
+                    "sync index".into(),
+                    MigrationType::Simple,
+                    include_str!("../migrations/20261125000002_sync_index.sql").into(),
+                    false,
+                ),
+            ])
         })
     }
 }

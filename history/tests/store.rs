@@ -21,6 +21,7 @@ both_backends!(
     payloads_come_back_parsed,
     sync_pages_with_cursors,
     sync_cursor_skips_other_users_traffic,
+    sync_over_many_conversations,
     conversations_with_unread_counts,
     mark_read_is_monotonic_and_clamped,
     members_to_notify,
@@ -597,6 +598,37 @@ async fn sync_cursor_skips_other_users_traffic(db: &TestDb) {
         .unwrap();
 }
 
+/// More conversations than fit one statement: the pages still come oldest
+/// first, each message once.
+async fn sync_over_many_conversations(db: &TestDb) {
+    let store = db.store().await;
+    let batch: Vec<NewMessage> = (0..1300)
+        .map(|i| msg(&format!("grp:g{}", i % 1200), "dave", &format!("m{i}")))
+        .collect();
+    let stored = store.store_batch(&batch).await.unwrap();
+    store
+        .store_batch(&[msg("dm:alice:bob", "bob", "last")])
+        .await
+        .unwrap();
+    let mine: Vec<String> = (0..1200).map(|i| format!("g{i}")).collect();
+    let mut got = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store
+            .sync("alice", &mine, cursor.as_deref(), 500)
+            .await
+            .unwrap();
+        got.extend(page.messages.into_iter().map(|m| m.message.id));
+        cursor = Some(page.cursor);
+        if !page.more {
+            break;
+        }
+    }
+    let mut want: Vec<String> = stored.into_iter().map(|s| s.id).collect();
+    want.push("last".into());
+    assert_eq!(got, want);
+}
+
 async fn conversations_with_unread_counts(db: &TestDb) {
     let store = db.store().await;
     assert!(store
@@ -897,4 +929,46 @@ async fn schema_and_connect_are_repeatable(db: &TestDb) {
     b.close().await;
     let err = b.ping().await.unwrap_err();
     assert!(matches!(err, HistoryError::Database(_)));
+}
+
+/// PostgreSQL kills the store's connections (as in a restart or failover):
+/// any error is transient, nothing half-written shows, and the store recovers
+/// by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connection_loss_is_transient_and_recovers() {
+    let db = TestDb::postgres().await;
+    let store = db.store().await;
+    store
+        .store_batch(&[msg("grp:g", "u", "before")])
+        .await
+        .unwrap();
+    let name = db.url.rsplit('/').next().unwrap().to_owned();
+    for round in 0..3 {
+        common::terminate_connections(&name).await;
+        let batch = vec![
+            msg("grp:g", "u", &format!("r{round}a")),
+            msg("grp:g", "u", &format!("r{round}b")),
+        ];
+        let mut attempts = 0;
+        let stored = loop {
+            attempts += 1;
+            match store.store_batch(&batch).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(e.is_transient(), "not transient: {e:?}");
+                    assert!(attempts < 10, "no recovery: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        assert_eq!(seqs(&stored), vec![2 + 2 * round, 3 + 2 * round]);
+    }
+    let page = store
+        .history(&conv("grp:g"), None, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=7).collect::<Vec<_>>()
+    );
 }

@@ -115,6 +115,19 @@ impl Drop for TestDb {
     }
 }
 
+/// Ends every connection to the test database `name` (as a server restart would).
+pub async fn terminate_connections(name: &str) {
+    let mut conn = sqlx::PgConnection::connect(&admin_url())
+        .await
+        .expect("admin connection");
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+        .bind(name)
+        .execute(&mut conn)
+        .await
+        .expect("pg_terminate_backend");
+    conn.close().await.ok();
+}
+
 /// `url` with its database name replaced.
 fn replace_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
