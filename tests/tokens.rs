@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn key_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("auth/testdata/keys").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("auth/testdata/keys")
+        .join(name)
 }
 
 /// A token for `user` signed with the private key in `key` (PEM), with an optional `kid`.

@@ -119,7 +119,21 @@ async fn handle<B: Bus>(bus: &mut B, store: &Store, batch: Vec<Delivery<B::Ack>>
 /// A stored-topic delivery as a message to store, or the notice explaining why not.
 fn chat_message<A>(delivery: &Delivery<A>) -> Result<NewMessage, (Option<String>, String)> {
     let Some((conv, from)) = Conv::from_topic(&delivery.topic) else {
-        return Err((None, "not a stored topic".to_owned()));
+        // What the subscriptions let through without a conversation is a DM to oneself
+        // (`im/dm/{me}/{me}`: `dm:{a}:{b}` needs a < b). Its sender must hear that it is not
+        // stored, or a client resending until acked would resend it forever.
+        let from = delivery
+            .topic
+            .rsplit('/')
+            .next()
+            .filter(|f| roost_auth::id::is_valid_id(f))
+            .map(str::to_owned);
+        let mut notice = json!({"type": "error", "code": "forbidden",
+            "message": format!("{} is not stored: a direct message is between two users", delivery.topic)});
+        if let Ok(payload) = ChatPayload::parse(&delivery.payload) {
+            notice["id"] = Value::from(payload.id);
+        }
+        return Err((from, notice.to_string()));
     };
     let payload = match ChatPayload::parse(&delivery.payload) {
         Ok(p) => p,

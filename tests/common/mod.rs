@@ -4,6 +4,8 @@
 
 pub mod client;
 pub mod client5;
+pub mod history;
+pub mod pg;
 pub mod raw;
 pub mod tools;
 pub mod wire;
