@@ -123,7 +123,8 @@ pub struct Acl {
 pub struct Limits {
     /// Concurrent client connections. Default 100000.
     pub max_connections: usize,
-    /// Largest MQTT packet accepted, in bytes. Default 65536.
+    /// Largest MQTT packet accepted, in bytes. Default 69632: a 64 KiB chat payload plus
+    /// room for its topic and properties.
     pub max_packet_size: usize,
     /// Time a new connection has to send CONNECT, e.g. `"5s"`. Default 5s.
     #[serde(with = "humantime_serde")]
@@ -138,7 +139,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 100_000,
-            max_packet_size: 65_536,
+            max_packet_size: 69_632,
             connect_timeout: Duration::from_secs(5),
             receive_maximum: 64,
             max_subscriptions: 100,

@@ -61,7 +61,7 @@ fn defaults_without_file() {
         assert!(!config.auth.allow_anonymous);
         assert!(config.acl.rules.is_empty());
         assert_eq!(config.limits.max_connections, 100_000);
-        assert_eq!(config.limits.max_packet_size, 65_536);
+        assert_eq!(config.limits.max_packet_size, 69_632);
         assert_eq!(config.limits.connect_timeout, Duration::from_secs(5));
         assert_eq!(config.limits.receive_maximum, 64);
         assert_eq!(config.limits.max_subscriptions, 100);

@@ -1,7 +1,7 @@
 //! The store: one code path over sqlx's `Any` driver, portable SQL with `$n`
 //! placeholders (both PostgreSQL and SQLite accept them).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -293,7 +293,8 @@ impl Store {
         // 4. Number the new messages.
         let mut out = Vec::with_capacity(batch.len());
         let mut rows: Vec<NewRow<'_>> = Vec::with_capacity(batch.len());
-        let mut senders: BTreeSet<(&str, &str)> = BTreeSet::new();
+        // (conv, sender) -> the sender's newest seq: what you sent, you have read.
+        let mut senders: BTreeMap<(&str, &str), i64> = BTreeMap::new();
         for (m, conv) in batch.iter().zip(&conv_ids) {
             let key = (m.from.clone(), m.id.clone());
             if let Some((orig_conv, seq, orig_ts)) = known.get(&key) {
@@ -320,7 +321,7 @@ impl Store {
                 msg: m,
             });
             next_gid += 1;
-            senders.insert((conv.as_str(), m.from.as_str()));
+            senders.insert((conv.as_str(), m.from.as_str()), seq);
             known.insert(key, (conv.clone(), seq, ts));
             out.push(Stored {
                 conv: conv.clone(),
@@ -379,17 +380,19 @@ impl Store {
                 q.execute(&mut *tx).await?;
             }
 
-            // 7. Senders become participants (for group receipts).
-            let pairs: Vec<(&str, &str)> = senders.into_iter().collect();
+            // 7. Senders become participants (for group receipts), having read what they sent.
+            let pairs: Vec<((&str, &str), i64)> = senders.into_iter().collect();
             for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
                 let sql = format!(
                     "INSERT INTO history_participants (conv, user_id, read_seq) VALUES {} \
-                     ON CONFLICT (conv, user_id) DO NOTHING",
+                     ON CONFLICT (conv, user_id) DO UPDATE SET read_seq = \
+                     CASE WHEN excluded.read_seq > history_participants.read_seq \
+                     THEN excluded.read_seq ELSE history_participants.read_seq END",
                     placeholders(chunk.len(), 3, 1)
                 );
                 let mut q = sqlx::query(&sql);
-                for (conv, user) in chunk {
-                    q = q.bind(*conv).bind(*user).bind(0_i64);
+                for ((conv, user), seq) in chunk {
+                    q = q.bind(*conv).bind(*user).bind(*seq);
                 }
                 q.execute(&mut *tx).await?;
             }

@@ -711,7 +711,8 @@ async fn conversations_with_unread_counts(db: &TestDb) {
         bob.iter().map(|s| s.conv.as_str()).collect::<Vec<_>>(),
         vec!["dm:bob:carol", "dm:alice:bob"]
     );
-    assert_eq!(bob[1].unread, 3);
+    // bob sent d3, the last message: what you send, you have read.
+    assert_eq!((bob[1].read_seq, bob[1].unread), (3, 0));
     // The wire shape.
     let json = serde_json::to_value(&list[0]).unwrap();
     for key in ["conv", "last_seq", "read_seq", "unread", "last"] {
@@ -743,7 +744,11 @@ async fn mark_read_is_monotonic_and_clamped(db: &TestDb) {
         4,
         "clamped to last_seq"
     );
-    assert_eq!(store.mark_read(&c, "bob", 1).await.unwrap(), 1, "per user");
+    assert_eq!(
+        store.mark_read(&c, "bob", 1).await.unwrap(),
+        4,
+        "per user, and a sender has read what they sent"
+    );
     store
         .store_batch(&[msg("dm:alice:bob", "bob", "m5")])
         .await
