@@ -1,15 +1,14 @@
-//! One client connection, from its first byte to its close.
-//!
-//! The front-end owns the socket. It signs the client in, checks every PUBLISH and SUBSCRIBE
-//! against the ACL, and passes what is allowed to the router over the client's link. What the
-//! router sends back (deliveries and acks) is encoded in the client's own MQTT version.
+//! A signed-in connection, from its CONNACK to its close: ACL checks on everything the
+//! client sends, the router's deliveries and acks encoded back in the client's version,
+//! keepalive, token expiry, and what happens when it ends (will, presence, router).
 
-use crate::codec::{sniff_connect, Codec, Sniff, Version};
-use crate::connect::{sign_in, Refusal, SignIn, Will};
+use super::link::RouterLink;
+use crate::codec::{Codec, Version};
+use crate::connect::Will;
 use crate::metrics;
 use crate::node::Context;
 use crate::notice;
-use crate::router::{Link, SystemMessage};
+use crate::router::SystemMessage;
 use crate::transport::Transport;
 use bytes::BytesMut;
 use futures_util::FutureExt;
@@ -17,34 +16,20 @@ use roost_auth::Identity;
 use roost_history::payload::{self, ChatPayload};
 use roost_history::stamp;
 use rumqttd::protocol::{
-    self, ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectProperties,
-    DisconnectReasonCode, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason, PubRec,
-    PubRecReason, PublishProperties, Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason,
+    self, Disconnect, DisconnectProperties, DisconnectReasonCode, Packet, PingResp, PubAck,
+    PubAckReason, PubComp, PubCompReason, PubRec, PubRecReason, PublishProperties, Subscribe,
+    SubscribeReasonCode, UnsubAck, UnsubAckReason,
 };
 use rumqttd::Notification;
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::time::{sleep_until, timeout_at, Instant};
-use tracing::{debug, field, info, info_span, warn, Instrument};
-
-/// Serves one accepted connection until it closes.
-pub async fn serve(transport: Transport, peer: SocketAddr, ctx: Arc<Context>) {
-    let span = info_span!(
-        "conn",
-        %peer,
-        via = transport.kind(),
-        user = field::Empty,
-        client_id = field::Empty
-    );
-    run(transport, ctx).instrument(span).await
-}
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, info, warn};
 
 /// Why a connection ended.
 #[derive(Debug)]
-enum Close {
+pub(super) enum Close {
     /// DISCONNECT from the client; `will` asks for the will anyway (v5 reason 0x04).
     Disconnect {
         will: bool,
@@ -88,312 +73,25 @@ impl Close {
     }
 }
 
-async fn run(mut transport: Transport, ctx: Arc<Context>) {
-    let mut buf = BytesMut::with_capacity(256);
-    let deadline = Instant::now() + ctx.limits.connect_timeout;
-
-    // 1. The CONNECT: which version, then the whole packet, all within the connect timeout.
-    let version = loop {
-        match sniff_connect(&buf, ctx.limits.max_packet_size) {
-            Sniff::Connect(version) => break version,
-            Sniff::NeedMore => {}
-            Sniff::NotConnect => {
-                metrics::protocol_error("first_packet_not_connect");
-                warn!("closed: first packet is not a CONNECT");
-                return;
-            }
-            Sniff::TooLarge(size) => {
-                // Decided from the fixed header alone: not one byte of the body is awaited.
-                // No CONNACK: the protocol level, and so its form, is not known yet.
-                metrics::protocol_error("connect_too_large");
-                warn!(size, "refused: CONNECT larger than the maximum packet size");
-                transport.shutdown().await;
-                return;
-            }
-            Sniff::UnsupportedLevel(level) => {
-                metrics::protocol_error("unsupported_protocol_level");
-                warn!(level, "refused: unsupported MQTT protocol level");
-                // CONNACK 0x01 "unacceptable protocol version" in the 3.1.1 form every
-                // version understands.
-                let _ = transport.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
-                transport.shutdown().await;
-                return;
-            }
-        }
-        if !read_before(&mut transport, &mut buf, deadline).await {
-            return;
-        }
-    };
-    let codec = Codec::new(version, ctx.limits.max_packet_size);
-    let connect = loop {
-        match codec.decode(&mut buf) {
-            Ok(Some(packet)) => break packet,
-            Ok(None) => {
-                if !read_before(&mut transport, &mut buf, deadline).await {
-                    return;
-                }
-            }
-            Err(e) => {
-                metrics::protocol_error("malformed_connect");
-                warn!(error = %e, "refused: malformed CONNECT");
-                if version == Version::V5 {
-                    let code = match e {
-                        protocol::Error::PayloadSizeLimitExceeded(_) => {
-                            ConnectReturnCode::PacketTooLarge
-                        }
-                        _ => ConnectReturnCode::MalformedPacket,
-                    };
-                    refuse(&mut transport, codec, code).await;
-                }
-                return;
-            }
-        }
-    };
-    let Packet::Connect(connect, connect_props, will, will_props, login) = connect else {
-        return;
-    };
-
-    // 2. Who is it?
-    let clean = connect.clean_session;
-    let session_expiry = connect_props
-        .as_ref()
-        .and_then(|p| p.session_expiry_interval)
-        .unwrap_or(0);
-    let client_max_packet = connect_props.as_ref().and_then(|p| p.max_packet_size);
-    let signed_in = sign_in(
-        &ctx.verifier,
-        ctx.allow_anonymous,
-        version,
-        &connect.client_id,
-        clean,
-        login.as_ref(),
-    );
-    let SignIn {
-        identity,
-        client_id,
-        assigned,
-    } = match signed_in {
-        Ok(s) => s,
-        Err(refusal) => return refused(&mut transport, codec, refusal).await,
-    };
-    let span = tracing::Span::current();
-    span.record("user", identity.user.as_str());
-    span.record("client_id", client_id.as_str());
-
-    let will = match Will::from_connect(will, will_props.as_ref(), session_expiry) {
-        Ok(w) => w,
-        Err(()) => return refused(&mut transport, codec, Refusal::WillNotAllowed).await,
-    };
-    if let Some(w) = &will {
-        if !ctx.acl.can_publish(&identity, &client_id, &w.topic) {
-            return refused(&mut transport, codec, Refusal::WillNotAllowed).await;
-        }
-    }
-
-    // 3. Room for it?
-    if ctx.active.fetch_add(1, Ordering::AcqRel) >= ctx.limits.max_connections {
-        ctx.active.fetch_sub(1, Ordering::AcqRel);
-        return refused(&mut transport, codec, Refusal::MaxConnections).await;
-    }
-    let _slot = ActiveSlot(ctx.clone());
-
-    // A v5 session without an expiry ends with the connection, whatever Clean Start said.
-    let persistent = !clean && (version == Version::V311 || session_expiry > 0);
-    ctx.sessions.cancel_will(&client_id);
-    let link = match ctx.router.link(client_id.clone(), !persistent).await {
-        Ok(link) => link,
-        Err(e) => {
-            warn!(error = %e, "router refused the link");
-            return refused(&mut transport, codec, Refusal::ServerBusy).await;
-        }
-    };
-    let link = RouterLink::new(link);
-
-    // 4. Welcome.
-    let session_present = persistent && link.link.session_present;
-    let ack = ConnAck {
-        session_present,
-        code: ConnectReturnCode::Success,
-    };
-    let props = ConnAckProperties {
-        receive_max: Some(ctx.limits.receive_maximum),
-        max_packet_size: Some(ctx.limits.max_packet_size as u32),
-        assigned_client_identifier: assigned.then(|| client_id.clone()),
-        retain_available: Some(1),
-        shared_subscription_available: Some(1),
-        ..Default::default()
-    };
-    let mut out = BytesMut::with_capacity(64);
-    if codec
-        .encode(Packet::ConnAck(ack, Some(props)), &mut out)
-        .is_err()
-        || transport.write_all(&out).await.is_err()
-    {
-        return;
-    }
-    out.clear();
-    metrics::sign_in_accepted();
-    metrics::connections(1.0);
-    info!(role = %identity.role, version = ?version, persistent, "signed in");
-
-    // A resumed session keeps the subscriptions of earlier tokens; drop those this token no
-    // longer allows (say, a group the user has left).
-    let revoked = if session_present {
-        ctx.sessions.revalidate(&client_id, |f| {
-            ctx.acl.can_subscribe(&identity, &client_id, f)
-        })
-    } else {
-        ctx.sessions.reset(&client_id);
-        Vec::new()
-    };
-
-    ctx.presence.connected(&identity.user).await;
-
-    let mut conn = Connection {
-        ctx: ctx.clone(),
-        codec,
-        transport,
-        read: buf,
-        write: out,
-        identity,
-        client_id,
-        link,
-        persistent,
-        client_max_packet,
-        keepalive: Duration::from_secs(u64::from(connect.keep_alive)),
-        pending_subacks: HashMap::new(),
-        refused_qos2: HashSet::new(),
-        unacked_in: HashSet::new(),
-    };
-    if !revoked.is_empty() {
-        info!(filters = ?revoked, "resumed session: dropped subscriptions this token no longer allows");
-        let unsubscribe = protocol::Unsubscribe {
-            pkid: 0,
-            filters: revoked,
-        };
-        conn.link.send(vec![Packet::Unsubscribe(unsubscribe, None)]);
-    }
-    let close = conn.run().await;
-    conn.finish(close, will).await;
-}
-
-/// Reads more bytes, giving up at `deadline`. `false` when the connection is over.
-async fn read_before(transport: &mut Transport, buf: &mut BytesMut, deadline: Instant) -> bool {
-    match timeout_at(deadline, transport.read_into(buf)).await {
-        Ok(Ok(n)) if n > 0 => true,
-        Ok(Ok(_)) => {
-            debug!("closed before CONNECT");
-            false
-        }
-        Ok(Err(e)) => {
-            debug!(error = %e, "read error before CONNECT");
-            false
-        }
-        Err(_) => {
-            metrics::protocol_error("connect_timeout");
-            info!("closed: no CONNECT within the connect timeout");
-            false
-        }
-    }
-}
-
-async fn refused(transport: &mut Transport, codec: Codec, refusal: Refusal) {
-    metrics::sign_in_refused(refusal.reason());
-    match &refusal {
-        Refusal::BadToken(e) => warn!(cause = refusal.reason(), error = %e, "sign-in refused"),
-        _ => warn!(cause = refusal.reason(), "sign-in refused"),
-    }
-    refuse(transport, codec, refusal.code(codec.version)).await;
-}
-
-async fn refuse(transport: &mut Transport, codec: Codec, code: ConnectReturnCode) {
-    let mut out = BytesMut::new();
-    let ack = ConnAck {
-        session_present: false,
-        code,
-    };
-    if codec.encode(Packet::ConnAck(ack, None), &mut out).is_ok() {
-        let _ = transport.write_all(&out).await;
-    }
-    transport.shutdown().await;
-}
-
-/// Gives back a connection slot when the connection ends, however it ends.
-struct ActiveSlot(Arc<Context>);
-
-impl Drop for ActiveSlot {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// The client's link to the router. Dropping it tells the router the client is gone, so a
-/// connection that ends any way at all (even by a panic) frees its router slot.
-struct RouterLink {
-    link: Link,
-    /// The router dropped the link (session taken over); nothing more may be sent.
-    gone: bool,
-}
-
-impl RouterLink {
-    fn new(link: Link) -> RouterLink {
-        RouterLink { link, gone: false }
-    }
-
-    /// Hands packets to the router with one wake-up for the whole batch.
-    fn send(&mut self, mut packets: Vec<Packet>) -> bool {
-        let Some(last) = packets.pop() else {
-            return true;
-        };
-        if self.gone {
-            return false;
-        }
-        self.link.tx.buffer().extend(packets);
-        // `send` is async in name only: it pushes and notifies without awaiting.
-        match self.link.tx.send(last).now_or_never() {
-            Some(Ok(_)) => true,
-            _ => {
-                self.gone = true;
-                false
-            }
-        }
-    }
-}
-
-impl Drop for RouterLink {
-    fn drop(&mut self) {
-        if !self.gone {
-            let disconnect = Disconnect {
-                reason_code: DisconnectReasonCode::NormalDisconnection,
-            };
-            let _ = self
-                .link
-                .tx
-                .send(Packet::Disconnect(disconnect, None))
-                .now_or_never();
-        }
-    }
-}
-
-struct Connection {
-    ctx: Arc<Context>,
-    codec: Codec,
-    transport: Transport,
-    read: BytesMut,
-    write: BytesMut,
-    identity: Identity,
-    client_id: String,
-    link: RouterLink,
-    persistent: bool,
+pub(super) struct Connection {
+    pub(super) ctx: Arc<Context>,
+    pub(super) codec: Codec,
+    pub(super) transport: Transport,
+    pub(super) read: BytesMut,
+    pub(super) write: BytesMut,
+    pub(super) identity: Identity,
+    pub(super) client_id: String,
+    pub(super) link: RouterLink,
+    pub(super) persistent: bool,
     /// The largest packet the client will take (v5 Maximum Packet Size).
-    client_max_packet: Option<u32>,
-    keepalive: Duration,
+    pub(super) client_max_packet: Option<u32>,
+    pub(super) keepalive: Duration,
     /// SUBACKs the router owes, with the codes of the filters the front-end refused itself.
-    pending_subacks: HashMap<u16, Vec<Option<SubscribeReasonCode>>>,
+    pub(super) pending_subacks: HashMap<u16, Vec<Option<SubscribeReasonCode>>>,
     /// QoS 2 publishes refused with a successful PUBREC (v3.1.1): their PUBREL is ours to answer.
-    refused_qos2: HashSet<u16>,
+    pub(super) refused_qos2: HashSet<u16>,
     /// QoS 1 and 2 publishes from the client the router has not acknowledged yet.
-    unacked_in: HashSet<u16>,
+    pub(super) unacked_in: HashSet<u16>,
 }
 
 /// What handling a batch of input decided.
@@ -403,7 +101,7 @@ enum Flow {
 }
 
 impl Connection {
-    async fn run(&mut self) -> Close {
+    pub(super) async fn run(&mut self) -> Close {
         // MQTT: the server closes a connection silent for one and a half keepalives.
         let keepalive = (!self.keepalive.is_zero()).then(|| self.keepalive.mul_f32(1.5));
         let far = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -798,7 +496,7 @@ impl Connection {
     }
 
     /// Tells the router, the will, presence and the log that this connection is over.
-    async fn finish(mut self, close: Close, will: Option<Will>) {
+    pub(super) async fn finish(mut self, close: Close, will: Option<Will>) {
         if self.codec.version == Version::V5 {
             if let Some(reason_code) = close.v5_reason() {
                 // Always with a reason string. Besides telling the client why, it keeps the
