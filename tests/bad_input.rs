@@ -4,7 +4,7 @@
 mod common;
 
 use common::client::Client;
-use common::raw::{self, Closed, Raw, V311, V5};
+use common::raw::{self, Closed, Connect, Raw, V311, V5};
 use common::{token_from_claims, Node};
 use roost_auth::{mint_hs256, Claims, Role};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -159,12 +159,7 @@ async fn a_second_connect_closes_the_connection() {
     let mut node = Node::start();
     let others = bystanders(&node).await;
     for level in [V311, V5] {
-        let again = raw::connect(
-            level,
-            "mallory",
-            Some("mallory"),
-            Some(&common::token("mallory")),
-        );
+        let again = Connect::user(level, "mallory", &common::token("mallory")).encode();
         after_sign_in(&node, level, "mallory", &again, 0x82, "second CONNECT").await;
     }
     others.still_talk(&mut node).await;
@@ -189,7 +184,7 @@ async fn first_packet_not_connect_is_refused() {
     let mut node = Node::start();
     let others = bystanders(&node).await;
     let firsts: [&[u8]; 3] = [
-        &[0xc0, 0x00], // PINGREQ
+        &raw::PINGREQ,
         &raw::subscribe(V311, 1, "im/dm/bob/+"),
         b"GET /mqtt HTTP/1.1\r\nHost: localhost\r\n\r\n",
     ];
@@ -298,14 +293,12 @@ async fn an_unsupported_protocol_level_gets_connack_1() {
     for (name, level) in versions {
         let token = common::token("mallory");
         let mut raw = Raw::open(node.mqtt).await;
-        raw.send(&raw::connect_with_name(
-            name,
+        let connect = Connect {
+            protocol_name: name.to_vec(),
             level,
-            "mallory",
-            Some("mallory"),
-            Some(&token),
-        ))
-        .await;
+            ..Connect::user(V311, "mallory", &token)
+        };
+        raw.send(&connect.encode()).await;
         let closed = raw.closed().await;
         // 0x01: unacceptable protocol version, in the form every version reads.
         assert_refused_with(&closed, 0x01);
@@ -374,13 +367,8 @@ async fn bad_tokens_are_refused_with_connack_4_or_0x86() {
     for (cause, token) in bad_tokens("mallory") {
         for (level, code) in [(V311, 4), (V5, 0x86)] {
             let mut raw = Raw::open(node.mqtt).await;
-            raw.send(&raw::connect(
-                level,
-                "mallory",
-                Some("mallory"),
-                Some(&token),
-            ))
-            .await;
+            raw.send(&Connect::user(level, "mallory", &token).encode())
+                .await;
             let closed = raw.closed().await;
             assert_refused_with(&closed, code);
             raw::log_line(

@@ -5,7 +5,7 @@ mod common;
 
 use common::client::{options, Client, WAIT};
 use common::client5::{options5, user_properties, Client5};
-use common::wire::{self, Connect, Raw};
+use common::raw::{self, Connect, Raw, V5};
 use common::{token, token_from_claims, Node, SECRET};
 use roost_auth::{mint_hs256, Claims, Role};
 use rumqttc::v5::mqttbytes::v5::{
@@ -371,7 +371,7 @@ async fn empty_client_id_v311_only_with_clean_session() {
     connect.clean = false;
     let (mut raw, ack) = Raw::connect(&node, &connect).await;
     assert_eq!(ack.body, [0, 2], "CONNACK return code 2");
-    raw.until_closed().await;
+    raw.closed().await;
 }
 
 /// §1: two devices of one user (`{sub}:{device}`) are connected at once and both receive a
@@ -484,15 +484,16 @@ async fn silent_client_gets_disconnect_0x8d_v5() {
     let since = Instant::now();
     let (mut raw, ack) = Raw::connect(&node, &connect).await;
     assert_eq!(ack.body[..2], [0, 0]);
-    let (after, frames) = raw.closed_after(since).await;
+    let (after, closed) = raw.closed_after(since).await;
     assert!(after >= Duration::from_secs(1), "closed after {after:?}");
     assert!(
         after <= Duration::from_secs(4),
         "closed only after {after:?}"
     );
+    let frames = closed.packets;
     let disconnect = frames
         .iter()
-        .find(|f| f.kind() == wire::DISCONNECT)
+        .find(|f| f.kind() == raw::DISCONNECT)
         .expect("a DISCONNECT before the close");
     assert_eq!(disconnect.body.first(), Some(&0x8D), "{frames:?}");
 }
@@ -507,9 +508,12 @@ async fn pinging_client_stays_connected() {
     let (mut raw, _) = Raw::connect(&node, &connect).await;
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        raw.send(&wire::PINGREQ).await;
-        let pong = raw.next().await.expect("connection closed while pinging");
-        assert_eq!(pong.kind(), wire::PINGRESP);
+        raw.send(&raw::PINGREQ).await;
+        let pong = raw
+            .next_frame()
+            .await
+            .expect("connection closed while pinging");
+        assert_eq!(pong.kind(), raw::PINGRESP);
     }
 }
 
@@ -521,8 +525,9 @@ async fn connection_without_connect_closed_after_connect_timeout() {
         .toml("[limits]\nconnect_timeout = \"1s\"\n")
         .start();
     let since = Instant::now();
-    let mut raw = Raw::open(&node).await;
-    let (after, frames) = raw.closed_after(since).await;
+    let mut raw = Raw::open(node.mqtt).await;
+    let (after, closed) = raw.closed_after(since).await;
+    let frames = closed.packets;
     assert!(frames.is_empty(), "sent {frames:?}");
     assert!(after >= Duration::from_secs(1), "closed after {after:?}");
     assert!(
@@ -921,12 +926,12 @@ async fn oversize_publish_gets_disconnect_0x95_v5() {
 
     let (mut raw, _) = Raw::connect(&node, &Connect::v5("alice", &token("alice"))).await;
     let big = chat("big", &"x".repeat(4096));
-    raw.send(&wire::publish(true, "im/dm/bob/alice", big.as_bytes(), 1))
+    raw.send(&raw::publish(V5, b"im/dm/bob/alice", 1, 1, big.as_bytes()))
         .await;
-    let frames = raw.until_closed().await;
+    let frames = raw.closed().await.packets;
     let disconnect = frames
         .iter()
-        .find(|f| f.kind() == wire::DISCONNECT)
+        .find(|f| f.kind() == raw::DISCONNECT)
         .expect("a DISCONNECT before the close");
     assert_eq!(disconnect.body.first(), Some(&0x95), "{frames:?}");
 

@@ -992,11 +992,13 @@ async fn http_api_serves_history_to_participants_only(backend: Backend) {
         let (status, body) = api_messages(&node, "dm:alice:bob", "", Some(&t));
         assert_error(status, &body, 401, "unauthorized", what);
     }
-    let (status, body) = common::history::http_get(
+    let answer = common::http::http_get(
         node.http,
         "/api/v1/conversations/dm:alice:bob/messages",
         Some(&format!("Basic {}", token("bob"))),
+        common::history::HTTP_WAIT,
     );
+    let (status, body) = (answer.status, answer.json());
     assert_error(
         status,
         &body,

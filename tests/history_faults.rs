@@ -7,7 +7,8 @@
 //! gapless seqs; and a client retry of a message it never saw acked is stored once.
 mod common;
 
-use common::history::{chat, http_get, send_until_acked, Backend, HistNode, Peer, Worker};
+use common::history::{chat, send_until_acked, Backend, HistNode, Peer, Worker, HTTP_WAIT};
+use common::http::http_get;
 use common::pg::{PgDb, PrivatePg};
 use common::{token, Node};
 use serde_json::{json, Value};
@@ -59,11 +60,13 @@ async fn database_outage_chat_flows_and_history_catches_up() {
     let http = node.http;
     let bob_token = token("bob");
     let during = std::thread::spawn(move || {
-        http_get(
+        let answer = http_get(
             http,
             "/api/v1/conversations/dm:alice:bob/messages",
             Some(&format!("Bearer {bob_token}")),
-        )
+            HTTP_WAIT,
+        );
+        (answer.status, answer.json())
     });
 
     let sent: Vec<String> = (1..=5).map(|n| format!("m{n}")).collect();
@@ -130,11 +133,13 @@ async fn database_outage_chat_flows_and_history_catches_up() {
     // Back to normal.
     alice.dm("bob", "m6", "after").await;
     assert_eq!(alice.ack("m6").await["seq"], 7);
-    let (status, body) = http_get(
+    let answer = http_get(
         node.http,
         "/api/v1/conversations/dm:alice:bob/messages",
         Some(&format!("Bearer {}", token("bob"))),
+        HTTP_WAIT,
     );
+    let (status, body) = (answer.status, answer.json());
     assert_eq!(status, 200, "{body}");
     let m3 = &body["messages"][3];
     assert_eq!(

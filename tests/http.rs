@@ -3,36 +3,19 @@
 mod common;
 
 use common::client::{options, Client};
+use common::http::http_get;
 use common::{token, Node};
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-/// A plain HTTP/1.0 GET: (status code, content type, body).
+/// How long the node may take to answer an HTTP GET.
+const HTTP_WAIT: Duration = Duration::from_secs(10);
+
+/// `GET {path}`: (status code, content type, body).
 fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").expect("HTTP answer");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-type")
-                .then(|| value.trim().to_owned())
-        })
-        .unwrap_or_default();
-    (status, content_type, body.to_owned())
+    let answer = http_get(addr, path, None, HTTP_WAIT);
+    (answer.status, answer.content_type, answer.body)
 }
 
 /// Samples of a Prometheus text exposition, keyed by `name{labels}` with the labels

@@ -4,7 +4,7 @@
 mod common;
 
 use common::client::{options, Client, WAIT};
-use common::wire::{Connect, Raw};
+use common::raw::{Connect, Raw};
 use common::{token, Node};
 use rumqttc::Packet;
 use serde_json::Value;

@@ -3,6 +3,7 @@
 //! with correlation ids, `roost history-worker` processes and an HTTP GET with a Bearer
 //! token.
 
+use super::http::http_get;
 use super::pg::PgDb;
 use super::{token_with, Node};
 use roost_auth::Role;
@@ -11,8 +12,8 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 /// How long a test waits for a notice, a result or a delivery it is owed.
 pub const WAIT: Duration = Duration::from_secs(15);
 const HOUR: Duration = Duration::from_secs(3600);
+/// How long an HTTP API request may take to be answered.
+pub const HTTP_WAIT: Duration = Duration::from_secs(30);
 
 /// Which database the node's history uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -580,37 +583,16 @@ pub fn text(p: &Publish) -> String {
     String::from_utf8_lossy(&p.payload).into_owned()
 }
 
-/// A plain HTTP/1.0 GET with an optional `Authorization` header value: (status, body JSON
-/// or, if the body is not JSON, the body as a JSON string).
-pub fn http_get(addr: SocketAddr, path: &str, authorization: Option<&str>) -> (u16, Value) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let auth = authorization
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").expect("HTTP answer");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    let body = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()));
-    (status, body)
-}
-
 /// `GET /api/v1/conversations/{conv}/messages{query}` with `Bearer {token}`.
 pub fn api_messages(node: &Node, conv: &str, query: &str, token: Option<&str>) -> (u16, Value) {
     let auth = token.map(|t| format!("Bearer {t}"));
-    http_get(
+    let answer = http_get(
         node.http,
         &format!("/api/v1/conversations/{conv}/messages{query}"),
         auth.as_deref(),
-    )
+        HTTP_WAIT,
+    );
+    (answer.status, answer.json())
 }
 
 /// A `roost history-worker` process, killed when dropped; its log is kept.

@@ -5,10 +5,10 @@
 pub mod client;
 pub mod client5;
 pub mod history;
+pub mod http;
 pub mod pg;
 pub mod raw;
 pub mod tools;
-pub mod wire;
 
 use roost_auth::{mint_hs256, Claims, Role};
 use std::io::{BufRead, BufReader};

@@ -1,5 +1,7 @@
-//! Raw MQTT over a TCP socket for the bad-input tests: hand-built packets (any bytes at all),
-//! and a reader that reports exactly what the node answered before it closed.
+//! Raw MQTT (3.1.1 or 5) over a plain TCP socket, for what a client library will not do:
+//! send any bytes at all (a CONNECT a library refuses to build, malformed or hostile
+//! packets), stay silent, or vanish without a DISCONNECT. It builds packets by hand and reads
+//! whole frames back, reporting exactly what the node sent before it closed.
 
 use super::client::WAIT;
 use super::Node;
@@ -7,39 +9,57 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// MQTT 3.1.1 protocol level.
 pub const V311: u8 = 4;
 /// MQTT 5.0 protocol level.
 pub const V5: u8 = 5;
 
-/// A control packet as read off the wire: first byte (type and flags) and body.
+/// Packet types (the high nibble of the first byte).
+pub const CONNACK: u8 = 2;
+pub const PUBLISH: u8 = 3;
+pub const SUBACK: u8 = 9;
+pub const PINGRESP: u8 = 13;
+pub const DISCONNECT: u8 = 14;
+
+/// A whole PINGREQ.
+pub const PINGREQ: [u8; 2] = [0xc0, 0x00];
+/// A whole DISCONNECT, normal disconnection (both versions).
+pub const DISCONNECT_NORMAL: [u8; 2] = [0xe0, 0x00];
+
+// ---- reading ------------------------------------------------------------------------------
+
+/// A control packet as read off the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawPacket {
-    pub byte1: u8,
+pub struct Frame {
+    /// The first byte: type and flags.
+    pub header: u8,
+    /// Everything after the remaining length.
     pub body: Vec<u8>,
 }
 
-impl RawPacket {
+impl Frame {
+    /// The packet type (see [`CONNACK`] and the rest).
     pub fn kind(&self) -> u8 {
-        self.byte1 >> 4
+        self.header >> 4
     }
 
     /// The return code (v3.1.1) or reason code (v5) of a CONNACK.
     pub fn connack_code(&self) -> u8 {
-        assert_eq!(self.kind(), 2, "not a CONNACK: {self:?}");
+        assert_eq!(self.kind(), CONNACK, "not a CONNACK: {self:?}");
         self.body[1]
     }
 
     /// The reason code of a v5 DISCONNECT (0 when the body is empty).
     pub fn disconnect_reason(&self) -> u8 {
-        assert_eq!(self.kind(), 14, "not a DISCONNECT: {self:?}");
+        assert_eq!(self.kind(), DISCONNECT, "not a DISCONNECT: {self:?}");
         self.body.first().copied().unwrap_or(0)
     }
 
     /// The Reason String property (0x1F) of a v5 DISCONNECT, if it has one.
     pub fn reason_string(&self) -> Option<String> {
-        assert_eq!(self.kind(), 14, "not a DISCONNECT: {self:?}");
+        assert_eq!(self.kind(), DISCONNECT, "not a DISCONNECT: {self:?}");
         let mut props = self.body.get(1..)?.to_vec();
         // Property length, then (id, value) pairs; only the reason string is looked for.
         let mut at = 0;
@@ -68,12 +88,12 @@ impl RawPacket {
 #[derive(Debug)]
 pub struct Closed {
     /// The whole packets received before the close.
-    pub packets: Vec<RawPacket>,
+    pub packets: Vec<Frame>,
     /// Bytes after the last whole packet (a well-formed server leaves none).
     pub trailing: Vec<u8>,
 }
 
-/// One raw connection to a node.
+/// One raw connection to a node's plain TCP listener.
 pub struct Raw {
     pub stream: TcpStream,
     /// Our end of the connection: the peer address the node sees and logs.
@@ -82,6 +102,7 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// Opens a TCP connection and sends nothing.
     pub async fn open(addr: SocketAddr) -> Raw {
         let stream = TcpStream::connect(addr).await.expect("connect to the node");
         let local = stream.local_addr().unwrap();
@@ -92,15 +113,20 @@ impl Raw {
         }
     }
 
-    /// Opens a connection and signs in as `user` (client id = user) with a valid token.
-    pub async fn sign_in(node: &Node, level: u8, user: &str) -> Raw {
+    /// Opens a connection to `node`, sends `connect` and returns the CONNACK.
+    pub async fn connect(node: &Node, connect: &Connect) -> (Raw, Frame) {
         let mut raw = Raw::open(node.mqtt).await;
-        raw.send(&connect(level, user, Some(user), Some(&super::token(user))))
-            .await;
-        let ack = raw
-            .next_packet()
-            .await
-            .expect("closed instead of a CONNACK");
+        raw.send(&connect.encode()).await;
+        let ack = raw.next_frame().await.expect("closed instead of a CONNACK");
+        assert_eq!(ack.kind(), CONNACK, "expected a CONNACK, got {ack:?}");
+        (raw, ack)
+    }
+
+    /// Opens a connection and signs in as `user` (client id = username = user) with a valid
+    /// token.
+    pub async fn sign_in(node: &Node, level: u8, user: &str) -> Raw {
+        let connect = Connect::user(level, user, &super::token(user));
+        let (raw, ack) = Raw::connect(node, &connect).await;
         assert_eq!(ack.connack_code(), 0, "sign-in refused: {ack:?}");
         raw
     }
@@ -117,12 +143,12 @@ impl Raw {
             .expect("write to the node");
     }
 
-    /// The next whole packet, or `None` if the node closed first. Panics after [`WAIT`].
-    pub async fn next_packet(&mut self) -> Option<RawPacket> {
-        let deadline = tokio::time::Instant::now() + WAIT;
+    /// The next whole frame, or `None` if the node closed first. Panics after [`WAIT`].
+    pub async fn next_frame(&mut self) -> Option<Frame> {
+        let deadline = Instant::now() + WAIT;
         loop {
-            if let Some(packet) = take_packet(&mut self.read) {
-                return Some(packet);
+            if let Some(frame) = take_frame(&mut self.read) {
+                return Some(frame);
             }
             if !self.read_more(deadline).await {
                 return None;
@@ -133,11 +159,11 @@ impl Raw {
     /// Reads until the node closes the connection; panics if it is still open after
     /// `within`.
     pub async fn closed_within(&mut self, within: Duration) -> Closed {
-        let deadline = tokio::time::Instant::now() + within;
+        let deadline = Instant::now() + within;
         while self.read_more(deadline).await {}
         let mut packets = Vec::new();
-        while let Some(packet) = take_packet(&mut self.read) {
-            packets.push(packet);
+        while let Some(frame) = take_frame(&mut self.read) {
+            packets.push(frame);
         }
         Closed {
             packets,
@@ -150,8 +176,15 @@ impl Raw {
         self.closed_within(WAIT).await
     }
 
+    /// How long after `since` the node closed the connection (bounded by [`WAIT`]), with
+    /// what it sent before.
+    pub async fn closed_after(&mut self, since: Instant) -> (Duration, Closed) {
+        let closed = self.closed().await;
+        (since.elapsed(), closed)
+    }
+
     /// `false` once the node has closed the connection.
-    async fn read_more(&mut self, deadline: tokio::time::Instant) -> bool {
+    async fn read_more(&mut self, deadline: Instant) -> bool {
         let mut chunk = [0u8; 4096];
         match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
             Err(_) => panic!(
@@ -169,9 +202,9 @@ impl Raw {
     }
 }
 
-/// Takes one whole packet off the front of `buf`.
-fn take_packet(buf: &mut Vec<u8>) -> Option<RawPacket> {
-    let byte1 = *buf.first()?;
+/// Takes one whole frame off the front of `buf`.
+fn take_frame(buf: &mut Vec<u8>) -> Option<Frame> {
+    let header = *buf.first()?;
     let mut len = 0usize;
     let mut at = 1;
     loop {
@@ -190,8 +223,10 @@ fn take_packet(buf: &mut Vec<u8>) -> Option<RawPacket> {
     }
     let body = buf[at..at + len].to_vec();
     buf.drain(..at + len);
-    Some(RawPacket { byte1, body })
+    Some(Frame { header, body })
 }
+
+// ---- building -----------------------------------------------------------------------------
 
 /// MQTT variable byte integer.
 pub fn varint(mut n: usize) -> Vec<u8> {
@@ -210,8 +245,8 @@ pub fn varint(mut n: usize) -> Vec<u8> {
 }
 
 /// A packet: first byte, remaining length, body.
-pub fn packet(byte1: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![byte1];
+pub fn packet(header: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![header];
     out.extend(varint(body.len()));
     out.extend_from_slice(body);
     out
@@ -224,47 +259,107 @@ pub fn string(s: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A CONNECT with clean session/start, keepalive 60s, no will, no properties.
-pub fn connect(
-    level: u8,
-    client_id: &str,
-    username: Option<&str>,
-    password: Option<&str>,
-) -> Vec<u8> {
-    connect_with_name(b"MQTT", level, client_id, username, password)
+/// A CONNECT packet with any protocol name and level; v5 properties when the level is 5.
+#[derive(Clone, Debug)]
+pub struct Connect {
+    /// `MQTT`, or anything else (for unsupported versions).
+    pub protocol_name: Vec<u8>,
+    /// [`V311`], [`V5`] or anything else.
+    pub level: u8,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub clean: bool,
+    pub keep_alive: u16,
+    /// (topic, payload) of a QoS 0, not retained will.
+    pub will: Option<(String, Vec<u8>)>,
+    /// v5 Session Expiry Interval.
+    pub session_expiry: Option<u32>,
 }
 
-/// A CONNECT with any protocol name and level (for unsupported versions).
-pub fn connect_with_name(
-    name: &[u8],
-    level: u8,
-    client_id: &str,
-    username: Option<&str>,
-    password: Option<&str>,
-) -> Vec<u8> {
-    let mut flags = 0x02;
-    if username.is_some() {
-        flags |= 0x80;
+impl Connect {
+    /// A CONNECT at `level` for `client_id` with `token` as the password and no username,
+    /// clean session/start, keepalive 30 s, no will, no properties.
+    pub fn new(level: u8, client_id: &str, token: &str) -> Connect {
+        Connect {
+            protocol_name: b"MQTT".to_vec(),
+            level,
+            client_id: client_id.to_owned(),
+            username: None,
+            password: Some(token.to_owned()),
+            clean: true,
+            keep_alive: 30,
+            will: None,
+            session_expiry: None,
+        }
     }
-    if password.is_some() {
-        flags |= 0x40;
+
+    /// [`Connect::new`] in MQTT 3.1.1.
+    pub fn v311(client_id: &str, token: &str) -> Connect {
+        Connect::new(V311, client_id, token)
     }
-    let mut body = string(name);
-    body.extend([level, flags, 0, 60]);
-    if level == V5 {
-        body.push(0); // no properties
+
+    /// [`Connect::new`] in MQTT 5.
+    pub fn v5(client_id: &str, token: &str) -> Connect {
+        Connect::new(V5, client_id, token)
     }
-    body.extend(string(client_id.as_bytes()));
-    if let Some(u) = username {
-        body.extend(string(u.as_bytes()));
+
+    /// `user` signing in at `level` with `token`: client id and username are both `user`.
+    pub fn user(level: u8, user: &str, token: &str) -> Connect {
+        Connect {
+            username: Some(user.to_owned()),
+            ..Connect::new(level, user, token)
+        }
     }
-    if let Some(p) = password {
-        body.extend(string(p.as_bytes()));
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = string(&self.protocol_name);
+        body.push(self.level);
+        let mut flags = 0u8;
+        if self.clean {
+            flags |= 0x02;
+        }
+        if self.will.is_some() {
+            flags |= 0x04;
+        }
+        if self.password.is_some() {
+            flags |= 0x40;
+        }
+        if self.username.is_some() {
+            flags |= 0x80;
+        }
+        body.push(flags);
+        body.extend(self.keep_alive.to_be_bytes());
+        let v5 = self.level == V5;
+        if v5 {
+            let mut props = Vec::new();
+            if let Some(expiry) = self.session_expiry {
+                props.push(0x11);
+                props.extend(expiry.to_be_bytes());
+            }
+            body.extend(varint(props.len()));
+            body.extend(props);
+        }
+        body.extend(string(self.client_id.as_bytes()));
+        if let Some((topic, payload)) = &self.will {
+            if v5 {
+                body.push(0); // no will properties
+            }
+            body.extend(string(topic.as_bytes()));
+            body.extend(string(payload));
+        }
+        if let Some(username) = &self.username {
+            body.extend(string(username.as_bytes()));
+        }
+        if let Some(password) = &self.password {
+            body.extend(string(password.as_bytes()));
+        }
+        packet(0x10, &body)
     }
-    packet(0x10, &body)
 }
 
-/// A PUBLISH to any topic bytes; `qos` goes into the header as given (even 3).
+/// A PUBLISH to any topic bytes; `qos` goes into the header as given (even 3), and the
+/// packet id is written when it is above 0.
 pub fn publish(level: u8, topic: &[u8], qos: u8, pkid: u16, payload: &[u8]) -> Vec<u8> {
     let mut body = string(topic);
     if qos > 0 {
@@ -281,16 +376,18 @@ pub fn publish(level: u8, topic: &[u8], qos: u8, pkid: u16, payload: &[u8]) -> V
 pub fn subscribe(level: u8, pkid: u16, filter: &str) -> Vec<u8> {
     let mut body = pkid.to_be_bytes().to_vec();
     if level == V5 {
-        body.push(0);
+        body.push(0); // no properties
     }
     body.extend(string(filter.as_bytes()));
     body.push(1);
     packet(0x82, &body)
 }
 
+// ---- the node's side ----------------------------------------------------------------------
+
 /// Waits (bounded) for one log line holding every one of `needles`; returns it.
 pub async fn log_line(node: &Node, needles: &[&str]) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    let deadline = Instant::now() + WAIT;
     loop {
         if let Some(line) = node
             .log_text()
@@ -299,7 +396,7 @@ pub async fn log_line(node: &Node, needles: &[&str]) -> String {
         {
             return line.to_owned();
         }
-        if tokio::time::Instant::now() > deadline {
+        if Instant::now() > deadline {
             panic!(
                 "no log line with all of {needles:?}; log:\n{}",
                 node.log_text()
