@@ -1,8 +1,15 @@
 //! The history service inside `roost serve`: its [`Bus`] is a link to the router, subscribed
 //! to the same shared subscriptions a `roost history-worker` takes, so both kinds of
 //! service split the load.
+//!
+//! Deliveries are acknowledged to the router as they are taken, not after the commit as a
+//! worker does: the router's copy lives in this same process, so holding the ack back would
+//! protect nothing against a crash, and it would cap every batch at the router's window of
+//! 100 unacknowledged messages. Users' `ack` notices still wait for the commit; while the
+//! database is away the service takes nothing more, and messages wait in the router.
 
 use crate::router::{Link, Router};
+use futures_util::FutureExt;
 use roost_history::service::{Bus, Delivery, SUBSCRIPTIONS};
 use rumqttd::protocol::{
     Filter, Packet, PubAck, PubAckReason, Publish, QoS, RetainForwardRule, Subscribe,
@@ -40,10 +47,10 @@ impl LinkBus {
 }
 
 impl Bus for LinkBus {
-    /// The packet id to PUBACK (0 for QoS 0 deliveries, which need none).
-    type Ack = u16;
+    /// Nothing: deliveries are acknowledged as they are taken (see the module comment).
+    type Ack = ();
 
-    async fn recv(&mut self) -> Option<Delivery<u16>> {
+    async fn recv(&mut self) -> Option<Delivery<()>> {
         while !self.closed {
             match self.link.rx.next().await {
                 Ok(Some(Notification::Forward(forward))) => {
@@ -51,11 +58,22 @@ impl Bus for LinkBus {
                     let Ok(topic) = String::from_utf8(publish.topic.to_vec()) else {
                         continue;
                     };
-                    let ack = if publish.qos() == QoS::AtMostOnce {
-                        0
-                    } else {
-                        publish.pkid()
-                    };
+                    if publish.qos() != QoS::AtMostOnce {
+                        let puback = PubAck {
+                            pkid: publish.pkid(),
+                            reason: PubAckReason::Success,
+                        };
+                        // `send` only queues and notifies; it never waits, so taking this
+                        // delivery stays cancel safe.
+                        let sent = self
+                            .link
+                            .tx
+                            .send(Packet::PubAck(puback, None))
+                            .now_or_never();
+                        if !matches!(sent, Some(Ok(_))) {
+                            self.closed = true;
+                        }
+                    }
                     return Some(Delivery {
                         topic,
                         payload: publish.payload.to_vec(),
@@ -63,7 +81,7 @@ impl Bus for LinkBus {
                             .properties
                             .map(|p| p.user_properties)
                             .unwrap_or_default(),
-                        ack,
+                        ack: (),
                     });
                 }
                 Ok(Some(Notification::Unschedule)) => {
@@ -94,22 +112,5 @@ impl Bus for LinkBus {
         }
     }
 
-    async fn ack(&mut self, pkid: u16) {
-        if pkid == 0 {
-            return;
-        }
-        let puback = PubAck {
-            pkid,
-            reason: PubAckReason::Success,
-        };
-        if self
-            .link
-            .tx
-            .send(Packet::PubAck(puback, None))
-            .await
-            .is_err()
-        {
-            self.closed = true;
-        }
-    }
+    async fn ack(&mut self, (): ()) {}
 }

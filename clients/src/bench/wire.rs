@@ -4,7 +4,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::BytesMut;
-use rumqttc::mqttbytes::v4::{Connect, Login, Packet, PubAck, Publish, Subscribe};
+use rumqttc::mqttbytes::v4::{Connect, LastWill, Login, Packet, PubAck, Publish, Subscribe};
 use rumqttc::mqttbytes::QoS;
 use std::net::{IpAddr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,13 +21,15 @@ pub struct Wire {
 }
 
 impl Wire {
-    /// Connects from `source` (to spread past one address's ephemeral ports) and signs in.
+    /// Connects from `source` (to spread past one address's ephemeral ports) and signs in,
+    /// with an optional retained QoS 0 last will (`topic`, `payload`).
     pub async fn connect(
         broker: SocketAddr,
         source: Option<IpAddr>,
         client_id: &str,
         login: Option<(&str, &str)>,
         keepalive_secs: u16,
+        will: Option<(&str, &[u8])>,
     ) -> Result<Wire> {
         let socket = match broker {
             SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -53,6 +55,9 @@ impl Wire {
         connect.keep_alive = keepalive_secs;
         if let Some((user, password)) = login {
             connect.login = Some(Login::new(user, password));
+        }
+        if let Some((topic, payload)) = will {
+            connect.last_will = Some(LastWill::new(topic, payload, QoS::AtMostOnce, true));
         }
         wire.send(Packet::Connect(connect)).await?;
         match wire.recv().await? {
@@ -100,6 +105,16 @@ impl Wire {
             .write(&mut self.write, MAX_PACKET)
             .map_err(|e| anyhow!("encoding a publish: {e:?}"))?;
         Ok(pkid)
+    }
+
+    /// Queues a retained QoS 0 publish (presence). Call [`Wire::flush`] to send.
+    pub fn publish_retained(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
+        let mut publish = Publish::new(topic, QoS::AtMostOnce, payload);
+        publish.retain = true;
+        Packet::Publish(publish)
+            .write(&mut self.write, MAX_PACKET)
+            .map_err(|e| anyhow!("encoding a publish: {e:?}"))?;
+        Ok(())
     }
 
     pub fn ping(&mut self) {
