@@ -97,6 +97,8 @@ pub(super) struct Connection {
 /// What handling a batch of input decided.
 enum Flow {
     Continue,
+    /// Bytes arrived: decode them (outside the `select!`, see `run`).
+    Input,
     Close(Close),
 }
 
@@ -104,11 +106,12 @@ impl Connection {
     pub(super) async fn run(&mut self) -> Close {
         // MQTT: the server closes a connection silent for one and a half keepalives.
         let keepalive = (!self.keepalive.is_zero()).then(|| self.keepalive.mul_f32(1.5));
-        let far = Duration::from_secs(10 * 365 * 24 * 3600);
-        let idle = sleep_until(Instant::now() + keepalive.unwrap_or(far));
-        tokio::pin!(idle);
-        let expiry = sleep_until(instant_of(self.identity.expires_at));
-        tokio::pin!(expiry);
+        let expires = instant_of(self.identity.expires_at);
+        let idle_deadline = |now: Instant| keepalive.map_or(expires, |k| (now + k).min(expires));
+        // One timer for both ends (silence and token expiry): this future lives as long as
+        // the connection, once per client, so it is kept small.
+        let timer = sleep_until(idle_deadline(Instant::now()));
+        tokio::pin!(timer);
 
         // Anything already read after the CONNECT.
         if !self.read.is_empty() {
@@ -124,10 +127,10 @@ impl Connection {
                     Ok(0) => Flow::Close(Close::PeerGone),
                     Err(e) => Flow::Close(Close::Io(e)),
                     Ok(_) => {
-                        if let Some(k) = keepalive {
-                            idle.as_mut().reset(Instant::now() + k);
+                        if keepalive.is_some() {
+                            timer.as_mut().reset(idle_deadline(Instant::now()));
                         }
-                        self.handle_input().await
+                        Flow::Input
                     }
                 },
                 notification = self.link.link.rx.next() => match notification {
@@ -148,8 +151,17 @@ impl Connection {
                         Flow::Close(Close::TakenOver)
                     }
                 },
-                () = &mut idle => Flow::Close(Close::KeepAlive),
-                () = &mut expiry => Flow::Close(Close::TokenExpired),
+                () = &mut timer => Flow::Close(if Instant::now() >= expires {
+                    Close::TokenExpired
+                } else {
+                    Close::KeepAlive
+                }),
+            };
+            // Awaited here rather than in its `select!` arm, where the select's output (a
+            // router notification) would stay alive across the await and in the future.
+            let flow = match flow {
+                Flow::Input => self.handle_input().await,
+                other => other,
             };
             if !self.write.is_empty() {
                 if let Err(e) = self.transport.write_all(&self.write).await {
@@ -194,7 +206,9 @@ impl Connection {
             return Flow::Close(Close::TakenOver);
         }
         for notice in notices {
-            self.ctx.system.publish(notice).await;
+            // Boxed: notices are rare, and inline this future would size every connection's
+            // task for them.
+            Box::pin(self.ctx.system.publish(notice)).await;
         }
         flow
     }
@@ -272,7 +286,7 @@ impl Connection {
                     self.unacked_in.insert(pkid);
                 }
                 metrics::message_in();
-                to_router.push(Packet::Publish(publish, props));
+                to_router.push(Packet::Publish(detach(publish), props));
             }
             Packet::Subscribe(subscribe, props) => {
                 self.subscribe(subscribe, props, to_router, notices)
@@ -496,7 +510,7 @@ impl Connection {
     }
 
     /// Tells the router, the will, presence and the log that this connection is over.
-    pub(super) async fn finish(mut self, close: Close, will: Option<Will>) {
+    pub(super) async fn finish(&mut self, close: Close, will: Option<Will>) {
         if self.codec.version == Version::V5 {
             if let Some(reason_code) = close.v5_reason() {
                 // Always with a reason string. Besides telling the client why, it keeps the
@@ -528,7 +542,7 @@ impl Connection {
 
         // Tell the router before the will goes out, so a subscriber sees this client gone
         // by the time it reads the will.
-        drop(self.link);
+        self.link.close();
         if !self.persistent && !matches!(close, Close::TakenOver) {
             self.ctx.sessions.ended(&self.client_id);
         }
@@ -549,6 +563,15 @@ impl Connection {
 enum Refused {
     NotAuthorized,
     BadPayload,
+}
+
+/// The publish with its topic and payload in allocations of their own. Decoded, they are
+/// slices of the connection's read buffer, and each message the router keeps in a filter's
+/// log would keep that whole buffer alive.
+fn detach(mut publish: rumqttd::protocol::Publish) -> rumqttd::protocol::Publish {
+    publish.topic = bytes::Bytes::copy_from_slice(&publish.topic);
+    publish.payload = bytes::Bytes::copy_from_slice(&publish.payload);
+    publish
 }
 
 /// Removes `roost-` user properties a client set, and stamps the sender's verified identity

@@ -35,11 +35,10 @@ impl RouterLink {
             }
         }
     }
-}
 
-impl Drop for RouterLink {
-    fn drop(&mut self) {
-        if !self.gone {
+    /// Tells the router the client is gone; nothing more may be sent.
+    pub(super) fn close(&mut self) {
+        if !std::mem::replace(&mut self.gone, true) {
             let disconnect = Disconnect {
                 reason_code: DisconnectReasonCode::NormalDisconnection,
             };
@@ -49,5 +48,11 @@ impl Drop for RouterLink {
                 .send(Packet::Disconnect(disconnect, None))
                 .now_or_never();
         }
+    }
+}
+
+impl Drop for RouterLink {
+    fn drop(&mut self) {
+        self.close();
     }
 }

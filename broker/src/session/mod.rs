@@ -41,7 +41,34 @@ pub async fn serve(transport: Transport, peer: SocketAddr, ctx: Arc<Context>) {
     run(transport, ctx).instrument(span).await
 }
 
-async fn run(mut transport: Transport, ctx: Arc<Context>) {
+async fn run(transport: Transport, ctx: Arc<Context>) {
+    // The connect phase is boxed so that its state (the CONNECT with its token, the sign-in)
+    // is freed once the client is in, instead of sizing the future every connection keeps
+    // for its whole life.
+    let Some(Accepted {
+        mut conn,
+        will,
+        slot,
+    }) = Box::pin(accept(transport, ctx)).await
+    else {
+        return;
+    };
+    let close = conn.run().await;
+    // Boxed for the same reason: the goodbye happens once, its state need not be kept all along.
+    Box::pin(conn.finish(close, will)).await;
+    drop(slot);
+}
+
+/// A client signed in, welcomed and linked to the router.
+struct Accepted {
+    conn: Connection,
+    will: Option<Will>,
+    /// Its place under `max_connections`, freed when the connection ends.
+    slot: ActiveSlot,
+}
+
+/// Takes a connection through CONNECT to its CONNACK; `None` once it is closed or refused.
+async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Option<Accepted> {
     let mut buf = BytesMut::with_capacity(256);
     let deadline = Instant::now() + ctx.limits.connect_timeout;
 
@@ -53,7 +80,7 @@ async fn run(mut transport: Transport, ctx: Arc<Context>) {
             Sniff::NotConnect => {
                 metrics::protocol_error("first_packet_not_connect");
                 warn!("closed: first packet is not a CONNECT");
-                return;
+                return None;
             }
             Sniff::TooLarge(size) => {
                 // Decided from the fixed header alone: not one byte of the body is awaited.
@@ -61,7 +88,7 @@ async fn run(mut transport: Transport, ctx: Arc<Context>) {
                 metrics::protocol_error("connect_too_large");
                 warn!(size, "refused: CONNECT larger than the maximum packet size");
                 transport.shutdown().await;
-                return;
+                return None;
             }
             Sniff::UnsupportedLevel(level) => {
                 metrics::protocol_error("unsupported_protocol_level");
@@ -70,11 +97,11 @@ async fn run(mut transport: Transport, ctx: Arc<Context>) {
                 // version understands.
                 let _ = transport.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
                 transport.shutdown().await;
-                return;
+                return None;
             }
         }
         if !read_before(&mut transport, &mut buf, deadline).await {
-            return;
+            return None;
         }
     };
     let codec = Codec::new(version, ctx.limits.max_packet_size);
@@ -83,7 +110,7 @@ async fn run(mut transport: Transport, ctx: Arc<Context>) {
             Ok(Some(packet)) => break packet,
             Ok(None) => {
                 if !read_before(&mut transport, &mut buf, deadline).await {
-                    return;
+                    return None;
                 }
             }
             Err(e) => {
@@ -98,12 +125,12 @@ async fn run(mut transport: Transport, ctx: Arc<Context>) {
                     };
                     refuse(&mut transport, codec, code).await;
                 }
-                return;
+                return None;
             }
         }
     };
     let Packet::Connect(connect, connect_props, will, will_props, login) = connect else {
-        return;
+        return None;
     };
 
     // 2. Who is it?
@@ -127,7 +154,10 @@ async fn run(mut transport: Transport, ctx: Arc<Context>) {
         assigned,
     } = match signed_in {
         Ok(s) => s,
-        Err(refusal) => return refused(&mut transport, codec, refusal).await,
+        Err(refusal) => {
+            refused(&mut transport, codec, refusal).await;
+            return None;
+        }
     };
     let span = tracing::Span::current();
     span.record("user", identity.user.as_str());
@@ -135,20 +165,25 @@ async fn run(mut transport: Transport, ctx: Arc<Context>) {
 
     let will = match Will::from_connect(will, will_props.as_ref(), session_expiry) {
         Ok(w) => w,
-        Err(()) => return refused(&mut transport, codec, Refusal::WillNotAllowed).await,
+        Err(()) => {
+            refused(&mut transport, codec, Refusal::WillNotAllowed).await;
+            return None;
+        }
     };
     if let Some(w) = &will {
         if !ctx.acl.can_publish(&identity, &client_id, &w.topic) {
-            return refused(&mut transport, codec, Refusal::WillNotAllowed).await;
+            refused(&mut transport, codec, Refusal::WillNotAllowed).await;
+            return None;
         }
     }
 
     // 3. Room for it?
     if ctx.active.fetch_add(1, Ordering::AcqRel) >= ctx.limits.max_connections {
         ctx.active.fetch_sub(1, Ordering::AcqRel);
-        return refused(&mut transport, codec, Refusal::MaxConnections).await;
+        refused(&mut transport, codec, Refusal::MaxConnections).await;
+        return None;
     }
-    let _slot = ActiveSlot(ctx.clone());
+    let slot = ActiveSlot(ctx.clone());
 
     // A v5 session without an expiry ends with the connection, whatever Clean Start said.
     let persistent = !clean && (version == Version::V311 || session_expiry > 0);
@@ -157,7 +192,8 @@ async fn run(mut transport: Transport, ctx: Arc<Context>) {
         Ok(link) => link,
         Err(e) => {
             warn!(error = %e, "router refused the link");
-            return refused(&mut transport, codec, Refusal::ServerBusy).await;
+            refused(&mut transport, codec, Refusal::ServerBusy).await;
+            return None;
         }
     };
     let link = RouterLink::new(link);
@@ -182,7 +218,7 @@ async fn run(mut transport: Transport, ctx: Arc<Context>) {
         .is_err()
         || transport.write_all(&out).await.is_err()
     {
-        return;
+        return None;
     }
     out.clear();
     metrics::sign_in_accepted();
@@ -226,8 +262,7 @@ async fn run(mut transport: Transport, ctx: Arc<Context>) {
         };
         conn.link.send(vec![Packet::Unsubscribe(unsubscribe, None)]);
     }
-    let close = conn.run().await;
-    conn.finish(close, will).await;
+    Some(Accepted { conn, will, slot })
 }
 
 /// Reads more bytes, giving up at `deadline`. `false` when the connection is over.

@@ -5,7 +5,7 @@ use crate::protocol::{
 use crate::router::Ack;
 use crate::router::{
     iobufs::{Incoming, Outgoing},
-    Connection, Event, Notification, ShadowRequest,
+    Connection, Event, NewConnection, Notification, ShadowRequest,
 };
 use crate::ConnectionId;
 use bytes::Bytes;
@@ -116,11 +116,11 @@ impl<'a> LinkBuilder<'a> {
         let outgoing_data_buffer = outgoing.buffer();
         let incoming_data_buffer = incoming.buffer();
 
-        let event = Event::Connect {
+        let event = Event::Connect(Box::new(NewConnection {
             connection,
             incoming,
             outgoing,
-        };
+        }));
 
         self.router_tx.send((0, event))?;
 
@@ -381,17 +381,27 @@ impl LinkRx {
         // Read from cache first
         // One router_rx trigger signifies a bunch of notifications. So we
         // should always check cache first
-        match self.cache.pop_front() {
-            Some(v) => Ok(Some(v)),
-            None => {
-                // If cache is empty, check for router trigger and get fresh notifications
-                self.router_rx.recv_async().await?;
-                // Collect 'all' the data in the buffer after a notification.
-                // Notification means fresh data which isn't previously collected
-                mem::swap(&mut *self.send_buffer.lock(), &mut self.cache);
-                Ok(self.cache.pop_front())
+        // ROOST PATCH: not a `match` on `pop_front()`: its scrutinee (a Notification) lived
+        // across the await below and made this future (kept by every client) 300 bytes.
+        if let Some(v) = self.cache.pop_front() {
+            // ROOST PATCH: an idle client keeps no notification buffer.
+            if self.cache.is_empty() {
+                self.cache = VecDeque::new();
             }
+            return Ok(Some(v));
         }
+        // If cache is empty, check for router trigger and get fresh notifications
+        self.router_rx.recv_async().await?;
+        // Collect 'all' the data in the buffer after a notification.
+        // Notification means fresh data which isn't previously collected
+        mem::swap(&mut *self.send_buffer.lock(), &mut self.cache);
+        let next = self.cache.pop_front();
+        // ROOST PATCH: as above; otherwise one allocated buffer per idle client
+        // travels back and forth between it and the router.
+        if self.cache.is_empty() {
+            self.cache = VecDeque::new();
+        }
+        Ok(next)
     }
 
     pub(crate) async fn exchange(

@@ -21,16 +21,17 @@ pub struct Connection {
     pub clean: bool,
     /// Subscriptions
     pub subscriptions: HashSet<Filter>,
-    /// Last will of this connection
-    pub last_will: Option<LastWill>,
+    /// Last will of this connection. ROOST PATCH: this and the other rarely set fields are
+    /// boxed; the router keeps a `Connection` per client, preallocated for `max_connections`.
+    pub last_will: Option<Box<LastWill>>,
     /// Properties of Last will
-    pub last_will_properties: Option<LastWillProperties>,
+    pub last_will_properties: Option<Box<LastWillProperties>>,
     /// Connection events
     pub events: ConnectionEvents,
     /// Topic aliases set by clients
     pub(crate) topic_aliases: HashMap<u16, Topic>,
     /// Topic aliases used by broker
-    pub(crate) broker_topic_aliases: Option<BrokerAliases>,
+    pub(crate) broker_topic_aliases: Option<Box<BrokerAliases>>,
     /// subscription IDs for a connection
     pub(crate) subscription_ids: HashMap<Filter, usize>,
 }
@@ -72,7 +73,7 @@ impl Connection {
     pub fn topic_alias_max(&mut self, max: u16) -> &mut Connection {
         // if topic_alias_max is 0, that means client doesn't want to use / support topic alias
         if max > 0 {
-            self.broker_topic_aliases = Some(BrokerAliases::new(max));
+            self.broker_topic_aliases = Some(Box::new(BrokerAliases::new(max)));
         }
         self
     }
@@ -82,8 +83,8 @@ impl Connection {
         will: Option<LastWill>,
         props: Option<LastWillProperties>,
     ) -> &mut Connection {
-        self.last_will = will;
-        self.last_will_properties = props;
+        self.last_will = will.map(Box::new);
+        self.last_will_properties = props.map(Box::new);
         self
     }
 }

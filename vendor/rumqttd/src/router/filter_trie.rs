@@ -15,6 +15,8 @@ pub struct FilterTrie {
     root: Node,
 }
 
+/// Kept small: there is a node per user-specific level (`im/dm/{user}`, `im/sys/{user}`...),
+/// so thousands of them, and most are leaves.
 #[derive(Default)]
 struct Node {
     /// Filters that end exactly here.
@@ -23,7 +25,7 @@ struct Node {
     multi: Option<FilterIdx>,
     /// `+` at the next level.
     single: Option<Box<Node>>,
-    children: HashMap<String, Node>,
+    children: Option<Box<HashMap<Box<str>, Node>>>,
 }
 
 impl FilterTrie {
@@ -36,7 +38,13 @@ impl FilterTrie {
                     return;
                 }
                 "+" => node = node.single.get_or_insert_with(Default::default),
-                _ => node = node.children.entry(level.to_owned()).or_default(),
+                _ => {
+                    node = node
+                        .children
+                        .get_or_insert_with(Default::default)
+                        .entry(level.into())
+                        .or_default()
+                }
             }
         }
         node.here = Some(idx);
@@ -61,7 +69,7 @@ fn collect(node: &Node, levels: &[&str], out: &mut Vec<FilterIdx>) {
         out.extend(node.here);
         return;
     };
-    if let Some(child) = node.children.get(*first) {
+    if let Some(child) = node.children.as_ref().and_then(|c| c.get(*first)) {
         collect(child, rest, out);
     }
     if let Some(single) = &node.single {

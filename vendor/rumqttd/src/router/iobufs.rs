@@ -45,9 +45,10 @@ impl Incoming {
     }
 
     #[inline]
-    pub(crate) fn exchange(&mut self, mut v: VecDeque<Packet>) -> VecDeque<Packet> {
-        std::mem::swap(&mut v, &mut self.buffer.lock());
-        v
+    pub(crate) fn exchange(&mut self, _v: VecDeque<Packet>) -> VecDeque<Packet> {
+        // ROOST PATCH: leave the client an unallocated buffer instead of the router's
+        // cache; otherwise every client that ever published keeps one.
+        std::mem::take(&mut *self.buffer.lock())
     }
 }
 
@@ -162,8 +163,13 @@ impl Outgoing {
 
     // Returns (unsolicited, outoforder) flags
     // Return: Out of order or unsolicited acks
-    pub fn register_ack(&mut self, pkid: u16) -> Option<()> {
-        let (head, _filter_idx, _cursor) = self.inflight_buffer.pop_front()?;
+    /// ROOST PATCH: returns the filter of the acknowledged publish.
+    pub fn register_ack(&mut self, pkid: u16) -> Option<usize> {
+        let (head, filter_idx, _cursor) = self.inflight_buffer.pop_front()?;
+        // ROOST PATCH: an idle client keeps no inflight buffer.
+        if self.inflight_buffer.is_empty() {
+            self.inflight_buffer = VecDeque::new();
+        }
 
         // We don't support out of order acks
         if pkid != head {
@@ -171,7 +177,12 @@ impl Outgoing {
             return None;
         }
 
-        Some(())
+        Some(filter_idx)
+    }
+
+    /// ROOST PATCH: whether a delivery read from this filter's log awaits its ack.
+    pub fn has_inflight(&self, filter_idx: FilterIdx) -> bool {
+        self.inflight_buffer.iter().any(|(_, f, _)| *f == filter_idx)
     }
 
     pub fn register_pubrec(&mut self, pkid: u16) {

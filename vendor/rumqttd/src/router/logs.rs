@@ -12,8 +12,9 @@ use crate::{ConnectionId, Filter, Offset, RouterConfig, Topic};
 use super::filter_trie::FilterTrie;
 use crate::segments::{CommitLog, Position};
 use crate::Storage;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
+use std::ops::Bound;
 use std::time::Instant;
 
 type PubWithProp = (Publish, Option<PublishProperties>);
@@ -59,7 +60,7 @@ pub struct DataLog {
     pub native: Slab<Data<PublishData>>,
     /// Map of subscription filter name to filter index
     filter_indexes: HashMap<Filter, FilterIdx>,
-    retained_publishes: HashMap<Topic, PublishData>,
+    retained_publishes: BTreeMap<Topic, PublishData>,
     /// ROOST PATCH: filters indexed by level, instead of a cache of every topic seen.
     filter_trie: FilterTrie,
 }
@@ -68,7 +69,7 @@ impl DataLog {
     pub fn new(config: RouterConfig) -> io::Result<DataLog> {
         let mut native = Slab::new();
         let mut filter_indexes = HashMap::new();
-        let retained_publishes = HashMap::new();
+        let retained_publishes = BTreeMap::new();
         let mut filter_trie = FilterTrie::default();
 
         if let Some(warmup_filters) = config.initialized_filters.clone() {
@@ -92,6 +93,11 @@ impl DataLog {
         })
     }
 
+    /// ROOST PATCH: every filter with a log (for meters).
+    pub fn filters(&self) -> Vec<Filter> {
+        self.filter_indexes.keys().cloned().collect()
+    }
+
     pub fn meter(&mut self, filter: &str) -> Option<&mut SubscriptionMeter> {
         let data = self.native.get_mut(*self.filter_indexes.get(filter)?)?;
         Some(&mut data.meter)
@@ -108,10 +114,12 @@ impl DataLog {
         id: ConnectionId,
         filter: &Filter,
     ) -> Option<DataRequest> {
+        // ROOST PATCH: a shared subscription waits on its inner filter's log; upstream looked
+        // `$share/{group}/{filter}` up by its full name, found nothing and left the waiter
+        // behind after UNSUBSCRIBE.
         let data = self
             .native
-            .get_mut(*self.filter_indexes.get(filter)?)
-            .unwrap();
+            .get_mut(*self.filter_indexes.get(log_filter(filter))?)?;
         let waiters = data.waiters.get_mut();
 
         waiters
@@ -221,11 +229,41 @@ impl DataLog {
         data.waiters.register(id, request);
     }
 
+    /// ROOST PATCH: a subscription made a data request on its filter's log.
+    pub fn add_reader(&mut self, filter_idx: FilterIdx) {
+        if let Some(data) = self.native.get_mut(filter_idx) {
+            data.readers += 1;
+        }
+    }
+
+    /// ROOST PATCH: a subscription's data request is gone (unsubscribed, or the end of a
+    /// session that is not kept). The last reader leaving clears the log.
+    pub fn remove_reader(&mut self, subscription: &str) {
+        let Some(&idx) = self.filter_indexes.get(log_filter(subscription)) else {
+            return;
+        };
+        if let Some(data) = self.native.get_mut(idx) {
+            data.readers = data.readers.saturating_sub(1);
+            if data.readers == 0 {
+                data.log.clear();
+            }
+        }
+    }
+
     /// Cleanup a connection from all the waiters
-    pub fn clean(&mut self, id: ConnectionId) -> Vec<DataRequest> {
+    /// ROOST PATCH: a connection waits only on the logs of its own filters; upstream
+    /// walked the waiters of every filter on every disconnect (O(all filters) each).
+    /// `filters` are the connection's subscriptions as it made them: a shared subscription
+    /// `$share/{group}/{filter}` waits on the log of `{filter}`.
+    pub fn clean(&mut self, id: ConnectionId, filters: &HashSet<Filter>) -> Vec<DataRequest> {
         let mut inflight = Vec::new();
-        for (_, data) in self.native.iter_mut() {
-            inflight.append(&mut data.waiters.remove(id));
+        for filter in filters {
+            let Some(&idx) = self.filter_indexes.get(log_filter(filter)) else {
+                continue;
+            };
+            if let Some(data) = self.native.get_mut(idx) {
+                inflight.append(&mut data.waiters.remove(id));
+            }
         }
 
         inflight
@@ -252,9 +290,15 @@ impl DataLog {
         trace!(info = "reading retain msg", filter = &filter);
         let now = Instant::now();
 
-        let topics: Vec<Topic> = if filter.contains(['+', '#']) {
+        let topics: Vec<Topic> = if let Some(wild) = filter.find(['+', '#']) {
+            // ROOST PATCH: retained topics are kept sorted, and only those that start with
+            // the filter's literal levels can match: `im/dm/+/bob` looks at `im/dm/...`, not
+            // at every user's retained presence.
+            let prefix = &filter[..wild];
             self.retained_publishes
-                .keys()
+                .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+                .map(|(topic, _)| topic)
+                .take_while(|topic| topic.starts_with(prefix))
                 .filter(|topic| matches(topic, filter))
                 .cloned()
                 .collect()
@@ -290,11 +334,23 @@ impl DataLog {
     }
 }
 
+/// ROOST PATCH: the filter whose log a subscription reads: `$share/{group}/{filter}` reads
+/// the log of `{filter}`, any other subscription the log of its own filter.
+fn log_filter(subscription: &str) -> &str {
+    subscription
+        .strip_prefix("$share/")
+        .and_then(|s| s.split_once('/'))
+        .map_or(subscription, |(_group, filter)| filter)
+}
+
 pub struct Data<T> {
     filter: Filter,
     pub log: CommitLog<T>,
     pub waiters: Waiters<DataRequest>,
     meter: SubscriptionMeter,
+    /// ROOST PATCH: data requests reading this log: live subscriptions and those of persistent
+    /// sessions waiting in the graveyard. With none, nothing appended needs keeping.
+    pub readers: usize,
 }
 
 impl<T> Data<T>
@@ -327,6 +383,7 @@ where
         Data {
             filter: filter.to_owned(),
             log,
+            readers: 0,
             waiters,
             meter: metrics,
         }
@@ -341,6 +398,10 @@ where
     ) -> (Offset, &Filter) {
         let size = item.size();
         let offset = self.log.append(item);
+        // ROOST PATCH: a filter nobody reads keeps nothing (a user who is offline).
+        if self.readers == 0 {
+            self.log.clear();
+        }
         if let Some(mut parked) = self.waiters.take() {
             notifications.append(&mut parked);
         }
@@ -421,8 +482,11 @@ impl AckLog {
 #[cfg(test)]
 mod test {
     use super::DataLog;
+    use crate::protocol::Publish;
     use crate::router::shared_subs::Strategy;
+    use crate::router::DataRequest;
     use crate::RouterConfig;
+    use std::collections::HashSet;
 
     fn datalog() -> DataLog {
         let config = RouterConfig {
@@ -447,6 +511,100 @@ mod test {
         got.sort();
         assert_eq!(got, vec![a, wild]);
         assert_eq!(data.matches("other/a"), Some(vec![]));
+    }
+
+    fn park(data: &mut DataLog, id: usize, subscription: &str) {
+        let filter = super::log_filter(subscription);
+        let (filter_idx, cursor) = data.next_native_offset(filter);
+        let request = DataRequest {
+            filter: subscription.to_owned(),
+            filter_idx,
+            qos: 1,
+            cursor,
+            read_count: 0,
+            max_count: 100,
+            forward_retained: false,
+            group: None,
+        };
+        data.park(id, request);
+    }
+
+    fn waiting(data: &DataLog, filter: &str) -> Vec<usize> {
+        let mut ids: Vec<usize> = data
+            .waiters(&filter.to_owned())
+            .map(|w| w.waiters().iter().map(|(id, _)| *id).collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn clean_removes_a_connection_from_its_own_filters_and_shared_filters_only() {
+        let mut data = datalog();
+        park(&mut data, 1, "im/dm/+/alice");
+        park(&mut data, 1, "$share/g/im/req/+");
+        park(&mut data, 2, "im/dm/+/alice");
+        park(&mut data, 2, "$share/g/im/req/+");
+        park(&mut data, 3, "im/dm/+/bob");
+
+        let subscriptions: HashSet<String> = ["im/dm/+/alice", "$share/g/im/req/+"]
+            .map(String::from)
+            .into();
+        let removed = data.clean(1, &subscriptions);
+
+        assert_eq!(removed.len(), 2);
+        assert_eq!(waiting(&data, "im/dm/+/alice"), vec![2]);
+        assert_eq!(waiting(&data, "im/req/+"), vec![2]);
+        assert_eq!(waiting(&data, "im/dm/+/bob"), vec![3]);
+    }
+
+    #[test]
+    fn unsubscribing_a_shared_filter_removes_its_waiter() {
+        let mut data = datalog();
+        park(&mut data, 1, "$share/g/im/req/+");
+        park(&mut data, 2, "$share/g/im/req/+");
+
+        let removed = data.remove_waiters_for_id(1, &"$share/g/im/req/+".to_owned());
+
+        assert!(removed.is_some());
+        assert_eq!(waiting(&data, "im/req/+"), vec![2]);
+    }
+
+    #[test]
+    fn wildcard_retained_reads_find_exactly_the_matching_topics() {
+        let mut data = datalog();
+        for topic in [
+            "im/presence/a",
+            "im/presence/b",
+            "im/presencex/c",
+            "im/p",
+            "a/b",
+        ] {
+            let publish = Publish::new(topic, "x", true);
+            data.insert_to_retained_publishes(publish, None, topic.to_owned());
+        }
+
+        let topics = |data: &mut DataLog, filter: &str| {
+            let mut t: Vec<_> = data
+                .read_retained_messages(filter)
+                .into_iter()
+                .map(|(p, _)| String::from_utf8(p.topic.to_vec()).unwrap())
+                .collect();
+            t.sort();
+            t
+        };
+
+        assert_eq!(
+            topics(&mut data, "im/presence/+"),
+            ["im/presence/a", "im/presence/b"]
+        );
+        assert_eq!(
+            topics(&mut data, "im/#"),
+            ["im/p", "im/presence/a", "im/presence/b", "im/presencex/c"]
+        );
+        assert_eq!(topics(&mut data, "+/b"), ["a/b"]);
+        assert_eq!(topics(&mut data, "#").len(), 5);
+        assert_eq!(topics(&mut data, "im/presence/a"), ["im/presence/a"]);
     }
 
     //     #[test]

@@ -6,7 +6,7 @@ use crate::protocol::{
 };
 use crate::router::alertlog::alert;
 use crate::router::scheduler::{PauseReason, Tracker};
-use crate::router::{ConnectionEvents, Forward};
+use crate::router::{ConnectionEvents, Forward, NewConnection};
 use crate::segments::Position;
 use crate::*;
 use flume::{bounded, Receiver, RecvError, Sender, TryRecvError};
@@ -71,7 +71,9 @@ pub struct Router {
     /// Connection map from device id to connection id
     connection_map: HashMap<String, ConnectionId>,
     /// Subscription map to interested connection ids
-    subscription_map: HashMap<Filter, HashSet<ConnectionId>>,
+    // ROOST PATCH: no `subscription_map` (filter -> connection ids). It repeated each
+    // connection's `subscriptions` with a set and a String per filter, and its lookups made
+    // an UNSUBSCRIBE after a session resume a no-op (resumed subscriptions were not in it).
     /// Incoming data grouped by connection
     ibufs: Slab<Incoming>,
     /// Outgoing data grouped by connection
@@ -129,7 +131,6 @@ impl Router {
             alerts,
             connections,
             connection_map: Default::default(),
-            subscription_map: Default::default(),
             ibufs,
             obufs,
             datalog: DataLog::new(config.clone()).unwrap(),
@@ -232,15 +233,18 @@ impl Router {
     }
 
     fn events(&mut self, id: ConnectionId, data: Event) {
-        let span = tracing::error_span!("[>] incoming", connection_id = id);
+        let span = tracing::trace_span!("[>] incoming", connection_id = id);
         let _guard = span.enter();
 
         match data {
-            Event::Connect {
-                connection,
-                incoming,
-                outgoing,
-            } => self.handle_new_connection(connection, incoming, outgoing),
+            Event::Connect(new) => {
+                let NewConnection {
+                    connection,
+                    incoming,
+                    outgoing,
+                } = *new;
+                self.handle_new_connection(connection, incoming, outgoing)
+            }
             Event::NewMeter(tx) => self.handle_new_meter(tx),
             Event::NewAlert(tx) => self.handle_new_alert(tx),
             Event::DeviceData => self.handle_device_payload(id),
@@ -328,6 +332,12 @@ impl Router {
                 },
             )
         } else {
+            // ROOST PATCH: a clean start discards the saved session's data requests.
+            if let Some(state) = saved.as_ref().and_then(|s| s.session_state.as_ref()) {
+                for filter in &state.subscriptions {
+                    self.datalog.remove_reader(filter);
+                }
+            }
             // Only retrieve metrics in clean session
             connection.events = saved.map_or_else(ConnectionEvents::default, |s| s.metrics);
             Tracker::new(client_id.clone())
@@ -350,7 +360,7 @@ impl Router {
         if let Some(will) = connection.last_will.take() {
             self.last_wills.insert(
                 client_id.clone(),
-                (will, connection.last_will_properties.take()),
+                (*will, connection.last_will_properties.take().map(|p| *p)),
             );
         }
 
@@ -463,7 +473,7 @@ impl Router {
         // connection in readyqueue and allow 'consume()' method to deal with this
         // self.readyqueue.remove(id);
 
-        let inflight_data_requests = self.datalog.clean(id);
+        let inflight_data_requests = self.datalog.clean(id, &connection.subscriptions);
         let retransmissions = outgoing.retransmission_map();
 
         // Remove connections from all groups and
@@ -474,12 +484,6 @@ impl Router {
             !group.is_empty()
         });
 
-        // Remove this connection from subscriptions
-        for filter in connection.subscriptions.iter() {
-            if let Some(connections) = self.subscription_map.get_mut(filter) {
-                connections.remove(&id);
-            }
-        }
 
         // Add disconnection event to metrics
         let time = match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
@@ -522,6 +526,10 @@ impl Router {
                 outgoing.unacked_pubrels,
             );
         } else {
+            // ROOST PATCH: the session's data requests end with it.
+            for filter in &connection.subscriptions {
+                self.datalog.remove_reader(filter);
+            }
             tracker.pause(PauseReason::Busy);
             let id = tracker.id.clone();
             // Only save metrics in clean session
@@ -536,13 +544,15 @@ impl Router {
         let incoming = match self.ibufs.get_mut(id) {
             Some(v) => v,
             None => {
-                error!("no-connection id {} is already gone", id);
+                // ROOST PATCH: debug, not error. A link notifies once per send, so a wake-up
+                // can arrive after an earlier one already took the link's DISCONNECT.
+                debug!("no-connection id {} is already gone", id);
                 return;
             }
         };
 
         let client_id = incoming.client_id.clone();
-        let span = tracing::error_span!("incoming_payload", client_id);
+        let span = tracing::trace_span!("incoming_payload", client_id);
         let _guard = span.enter();
 
         // Instead of exchanging, we should just append new incoming packets inside cache
@@ -551,6 +561,7 @@ impl Router {
         let mut force_ack = false;
         let mut new_data = false;
         let mut disconnect = false;
+        let mut acked_filters: Vec<FilterIdx> = Vec::new();
         let mut disconnect_reason: Option<DisconnectReasonCode> = None;
 
         // info!("{:15.15}[I] {:20} count = {}", client_id, "packets", packets.len());
@@ -558,7 +569,7 @@ impl Router {
         for packet in packets.drain(0..) {
             match packet {
                 Packet::Publish(publish, properties) => {
-                    let span = tracing::error_span!("publish", topic = ?publish.topic, pkid = publish.pkid);
+                    let span = tracing::trace_span!("publish", topic = ?publish.topic, pkid = publish.pkid);
                     let _guard = span.enter();
 
                     let qos = publish.qos;
@@ -715,14 +726,8 @@ impl Router {
                         let _guard = span.enter();
 
                         debug!("Removing subscription on filter {}", filter);
-                        if let Some(connection_ids) = self.subscription_map.get_mut(filter) {
-                            let removed = connection_ids.remove(&id);
-                            if !removed {
-                                continue;
-                            }
+                        {
 
-                            let meter = &mut self.ibufs.get_mut(id).unwrap().meter;
-                            meter.unregister_subscription(filter);
 
                             if !connection.subscriptions.remove(filter) {
                                 warn!(
@@ -731,6 +736,7 @@ impl Router {
                                 );
                                 continue;
                             }
+                            self.datalog.remove_reader(filter);
 
                             // Remove connections from all groups
                             // discard empty group ( group with no client )
@@ -766,10 +772,17 @@ impl Router {
 
                     let outgoing = self.obufs.get_mut(id).unwrap();
                     let pkid = puback.pkid;
-                    if outgoing.register_ack(pkid).is_none() {
+                    let Some(filter_idx) = outgoing.register_ack(pkid) else {
                         error!(pkid, "Unsolicited/ooo ack received for pkid {}", pkid);
                         disconnect = true;
                         break;
+                    };
+                    // ROOST PATCH: a persistent session's log can be trimmed once its last
+                    // delivery from it is acknowledged (see `trim_if_consumed`).
+                    if !outgoing.has_inflight(filter_idx)
+                        && self.connections.get(id).is_some_and(|c| !c.clean)
+                    {
+                        acked_filters.push(filter_idx);
                     }
 
                     self.scheduler.reschedule(id, ScheduleReason::IncomingAck);
@@ -780,10 +793,17 @@ impl Router {
 
                     let outgoing = self.obufs.get_mut(id).unwrap();
                     let pkid = pubrec.pkid;
-                    if outgoing.register_ack(pkid).is_none() {
+                    let Some(filter_idx) = outgoing.register_ack(pkid) else {
                         error!(pkid, "Unsolicited/ooo ack received for pkid {}", pkid);
                         disconnect = true;
                         break;
+                    };
+                    // ROOST PATCH: a persistent session's log can be trimmed once its last
+                    // delivery from it is acknowledged (see `trim_if_consumed`).
+                    if !outgoing.has_inflight(filter_idx)
+                        && self.connections.get(id).is_some_and(|c| !c.clean)
+                    {
+                        acked_filters.push(filter_idx);
                     }
 
                     let ackslog = self.ackslog.get_mut(id).unwrap();
@@ -899,6 +919,10 @@ impl Router {
             }
         }
 
+        for filter_idx in acked_filters {
+            self.trim_if_consumed(filter_idx);
+        }
+
         // Incase BytesMut represents 10 packets, publish error/diconnect event
         // on say 5th packet should not block new data notifications for packets
         // 1 - 4. Hence we use a flag instead of diconnecting immediately
@@ -919,19 +943,6 @@ impl Router {
         subscription_id: Option<usize>,
     ) {
         let filter_path = &filter.path;
-
-        // Add connection id to subscription list
-        match self.subscription_map.get_mut(filter_path) {
-            Some(connections) => {
-                connections.insert(id);
-            }
-            None => {
-                let mut connections = HashSet::new();
-                connections.insert(id);
-                self.subscription_map
-                    .insert(filter_path.clone(), connections);
-            }
-        }
 
         // Prepare consumer to pull data in case of subscription
         let connection = self.connections.get_mut(id).unwrap();
@@ -965,6 +976,7 @@ impl Router {
         // call to `insert(_)` returns `true` if it didn't contain the filter_path already
         // i.e. its a new subscription
         if connection.subscriptions.insert(filter_path.clone()) {
+            self.datalog.add_reader(filter_idx);
             let request = DataRequest {
                 filter: filter_path.clone(),
                 filter_idx,
@@ -986,8 +998,8 @@ impl Router {
         // helpful in re-subscriptions and forwarding retained messages on
         // every subscribe
 
-        let meter = &mut self.ibufs.get_mut(id).unwrap().meter;
-        meter.register_subscription(filter_path.clone());
+        // ROOST PATCH: no copy of every filter in the connection's meter (never read; a
+        // HashSet and a String per subscription).
     }
 
     /// When a connection is ready, it should sweep native data from 'datalog',
@@ -1022,6 +1034,8 @@ impl Router {
         // Keep track of temporarily skipped DataRequest
         // NOTE: VecDeque::new() doesn't allocate memory until elements are pushed
         let mut skipped_requests: VecDeque<DataRequest> = VecDeque::new();
+        // ROOST PATCH: logs a request caught up with, to trim once every reader has.
+        let mut caught_up: Vec<FilterIdx> = Vec::new();
 
         // A new connection's tracker is always initialized with acks request.
         // A subscribe will register data request.
@@ -1039,9 +1053,8 @@ impl Router {
                         // we have nothing left to process, i.e. we caughtup
                         self.scheduler.pause(id, PauseReason::Caughtup);
                     }
-                    // add back the skipped requests!
-                    self.scheduler.trackv(id, skipped_requests);
-                    return Some(());
+                    // the skipped requests are added back below
+                    break;
                 }
             };
 
@@ -1075,6 +1088,7 @@ impl Router {
                     // When all the data in the log is caught up, current request is
                     // registered in waiters and not added back to the tracker. This
                     // ensures that tracker.next() stops when all the requests are done
+                    caught_up.push(request.filter_idx);
                     datalog.park(id, request);
                 }
                 ConsumeStatus::PartialRead => {
@@ -1089,7 +1103,44 @@ impl Router {
         // Add requests back to the tracker if there are any
         requests.extend(skipped_requests);
         self.scheduler.trackv(id, requests);
+        for filter_idx in caught_up {
+            self.trim_if_consumed(filter_idx);
+        }
         Some(())
+    }
+
+    /// ROOST PATCH: drops a filter's messages once every reader has them. Upstream kept
+    /// every filter's log full (up to `max_segment_size * max_segment_count` per filter)
+    /// long after delivery; with a few filters per chat user that was most of the node's
+    /// memory after some traffic. A log is kept while any reader may still need it: one not
+    /// parked at its end (reading, or a persistent session in the graveyard), a shared
+    /// group whose cursor is behind, or a persistent session with unacknowledged deliveries
+    /// from it (they are re-read from the log when it resumes).
+    fn trim_if_consumed(&mut self, filter_idx: FilterIdx) {
+        let Some(data) = self.datalog.native.get_mut(filter_idx) else {
+            return;
+        };
+        let end = data.log.next_offset();
+        let waiters = data.waiters.waiters();
+        if waiters.len() != data.readers {
+            return;
+        }
+        for (id, request) in waiters {
+            if request.cursor != end {
+                return;
+            }
+            if let Some(group) = &request.group {
+                match self.shared_subscriptions.get(group) {
+                    Some(group) if group.cursor == end => {}
+                    _ => return,
+                }
+            }
+            let persistent = self.connections.get(*id).is_some_and(|c| !c.clean);
+            if persistent && self.obufs.get(*id).is_some_and(|o| o.has_inflight(filter_idx)) {
+                return;
+            }
+        }
+        data.log.clear();
     }
 
     pub fn handle_last_will(
@@ -1154,9 +1205,9 @@ impl Router {
         if let Some(router_meter) = self.router_meters.get() {
             meters.push(Meter::Router(self.id, router_meter));
         }
-        for f in self.subscription_map.keys() {
+        for f in self.datalog.filters() {
             let filter = f.to_owned();
-            if let Some(subscription_meter) = self.datalog.meter(f).and_then(|meter| meter.get()) {
+            if let Some(subscription_meter) = self.datalog.meter(&f).and_then(|meter| meter.get()) {
                 meters.push(Meter::Subscription(filter, subscription_meter));
             }
         }
@@ -1389,6 +1440,8 @@ fn ack_device_data(ackslog: &mut AckLog, outgoing: &mut Outgoing) -> bool {
         count += 1;
     }
 
+    // ROOST PATCH: an idle client keeps no ack buffer.
+    *acks = VecDeque::new();
     debug!(acks_count = count, "Acks sent to device");
     outgoing.handle.try_send(()).ok();
     true
@@ -1679,18 +1732,15 @@ fn print_status(router: &mut Router, metrics: Print) {
             println!("{metrics:#?}");
         }
         Print::Subscriptions => {
-            let metrics: HashMap<Filter, Vec<String>> = router
-                .subscription_map
-                .iter()
-                .map(|(filter, connections)| {
-                    let connections = connections
-                        .iter()
-                        .map(|id| router.obufs[*id].client_id.clone())
-                        .collect();
-
-                    (filter.to_owned(), connections)
-                })
-                .collect();
+            let mut metrics: HashMap<Filter, Vec<String>> = HashMap::new();
+            for (_, connection) in router.connections.iter() {
+                for filter in &connection.subscriptions {
+                    metrics
+                        .entry(filter.to_owned())
+                        .or_default()
+                        .push(connection.client_id.clone());
+                }
+            }
 
             println!("{metrics:#?}");
         }

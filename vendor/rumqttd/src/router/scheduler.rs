@@ -35,8 +35,10 @@ impl Scheduler {
         let id = self.readyqueue.pop_front()?;
         let tracker = self.trackers.get_mut(id)?;
 
-        // drain will clear all DataRequest but will keep the allocated memory of our VecDeque.
-        let data_requests = tracker.data_requests.drain(..).collect();
+        // ROOST PATCH: take the requests (and their allocation) instead of copying them out; an
+        // idle connection's requests are all parked in waiters, and its tracker keeps no
+        // buffer (`trackv` hands back a non-empty one).
+        let data_requests = std::mem::take(&mut tracker.data_requests);
 
         // Implicitly reschedule the connection. Router will take care of explicitly pausing if
         // required (it has the state necessary to determine if pausing is required)
@@ -56,7 +58,14 @@ impl Scheduler {
 
     pub fn trackv(&mut self, id: ConnectionId, requests: VecDeque<DataRequest>) {
         let tracker = self.trackers.get_mut(id).unwrap();
-        tracker.data_requests.extend(requests);
+        if requests.is_empty() {
+            return;
+        }
+        if tracker.data_requests.is_empty() {
+            tracker.data_requests = requests;
+        } else {
+            tracker.data_requests.extend(requests);
+        }
     }
 
     pub fn reschedule(&mut self, id: ConnectionId, reason: ScheduleReason) {
@@ -118,7 +127,8 @@ pub enum PauseReason {
 
 impl Tracker {
     pub fn new(client_id: String) -> Tracker {
-        let requests = VecDeque::with_capacity(2);
+        // ROOST PATCH: grows on demand.
+        let requests = VecDeque::new();
         Tracker {
             id: client_id,
             data_requests: requests,

@@ -25,6 +25,11 @@ impl<T> Waiters<T> {
     /// Pushes a request to current wait queue
     pub fn register(&mut self, id: ConnectionId, request: T) {
         let request = (id, request);
+        // ROOST PATCH: most filters have one waiter (a user's inbox); VecDeque would
+        // otherwise make room for four.
+        if self.current.capacity() == 0 {
+            self.current.reserve_exact(1);
+        }
         self.current.push_back(request);
     }
 

@@ -162,6 +162,20 @@ where
         }
     }
 
+    /// ROOST PATCH: drops every message, keeping the offsets: the next append gets the offset
+    /// it would have had, so a reader parked at the end stays valid. The router calls it when
+    /// every reader has consumed the log; upstream kept consumed messages until retention
+    /// pushed them out, up to the whole log size per filter.
+    pub fn clear(&mut self) {
+        if self.segments.len() == 1 && self.active_segment().next_offset() == self.active_segment().absolute_offset {
+            return;
+        }
+        let next = self.active_segment().next_offset();
+        self.segments.clear();
+        self.segments.push_back(Segment::with_offset(next));
+        self.head = self.tail;
+    }
+
     #[inline]
     pub fn last(&self) -> Option<T> {
         self.active_segment().last()
@@ -282,6 +296,30 @@ mod tests {
         let expected = Bytes::from(vec![expected_id as u8; expected_size as usize]);
         // dbg!(expected_id, &expected);
         assert_eq!(out.0, expected);
+    }
+
+    #[test]
+    fn clear_keeps_offsets_for_readers_at_the_end() {
+        let mut log: CommitLog<Bytes> = CommitLog::new(1024, 2).unwrap();
+        for i in 0..30 {
+            log.append(random_payload(i, 100));
+        }
+        let end = log.next_offset();
+        assert!(log.len() > 1);
+
+        log.clear();
+
+        assert_eq!(log.next_offset(), end);
+        assert_eq!(log.size(), 0);
+        let mut out = Vec::new();
+        assert_eq!(log.readv(end, 10, &mut out).unwrap(), Done { start: end, end });
+        assert!(out.is_empty());
+
+        let appended = log.append(random_payload(99, 100));
+        assert_eq!(appended, (end.0, end.1 + 1));
+        log.readv(end, 10, &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        verify(99, 100, out.pop().unwrap());
     }
 
     #[test]
