@@ -63,10 +63,15 @@ async fn accept_loop(listener: TcpListener, kind: Kind, ctx: Arc<Context>) {
         let kind = kind.clone();
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            // Handshakes count against the connect timeout like a slow CONNECT does.
-            let handshake =
-                tokio::time::timeout(ctx.limits.connect_timeout, upgrade(socket, &kind));
-            match handshake.await {
+            // Handshakes count against the connect timeout like a slow CONNECT does. Boxed:
+            // TLS and WebSocket handshakes are large futures, and inline they would size
+            // this task (kept for the connection's whole life) for them.
+            let upgraded = Box::pin(tokio::time::timeout(
+                ctx.limits.connect_timeout,
+                upgrade(socket, &kind),
+            ))
+            .await;
+            match upgraded {
                 Ok(Ok(transport)) => crate::session::serve(transport, peer, ctx).await,
                 Ok(Err(e)) => warn!(%peer, kind = kind.name(), error = %e, "handshake failed"),
                 Err(_) => debug!(%peer, kind = kind.name(), "handshake timed out"),
