@@ -294,7 +294,8 @@ impl DataLog {
             // ROOST PATCH: retained topics are kept sorted, and only those that start with
             // the filter's literal levels can match: `im/dm/+/bob` looks at `im/dm/...`, not
             // at every user's retained presence.
-            let prefix = &filter[..wild];
+            // Without its last `/`: `a/#` also matches the topic `a`.
+            let prefix = filter[..wild].strip_suffix('/').unwrap_or(&filter[..wild]);
             self.retained_publishes
                 .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
                 .map(|(topic, _)| topic)
@@ -578,6 +579,7 @@ mod test {
             "im/presence/b",
             "im/presencex/c",
             "im/p",
+            "im",
             "a/b",
         ] {
             let publish = Publish::new(topic, "x", true);
@@ -600,10 +602,10 @@ mod test {
         );
         assert_eq!(
             topics(&mut data, "im/#"),
-            ["im/p", "im/presence/a", "im/presence/b", "im/presencex/c"]
+            ["im", "im/p", "im/presence/a", "im/presence/b", "im/presencex/c"]
         );
         assert_eq!(topics(&mut data, "+/b"), ["a/b"]);
-        assert_eq!(topics(&mut data, "#").len(), 5);
+        assert_eq!(topics(&mut data, "#").len(), 6);
         assert_eq!(topics(&mut data, "im/presence/a"), ["im/presence/a"]);
     }
 
