@@ -70,7 +70,6 @@ pub struct Router {
     connections: Slab<Connection>,
     /// Connection map from device id to connection id
     connection_map: HashMap<String, ConnectionId>,
-    /// Subscription map to interested connection ids
     // ROOST PATCH: no `subscription_map` (filter -> connection ids). It repeated each
     // connection's `subscriptions` with a set and a String per filter, and its lookups made
     // an UNSUBSCRIBE after a session resume a no-op (resumed subscriptions were not in it).
@@ -484,7 +483,6 @@ impl Router {
             !group.is_empty()
         });
 
-
         // Add disconnection event to metrics
         let time = match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
             Ok(v) => v.as_millis().to_string(),
@@ -727,8 +725,6 @@ impl Router {
 
                         debug!("Removing subscription on filter {}", filter);
                         {
-
-
                             if !connection.subscriptions.remove(filter) {
                                 warn!(
                                     pkid = unsubscribe.pkid,
