@@ -3,6 +3,7 @@
 mod common;
 
 use common::client::{options, Client};
+use common::tools::describe;
 use common::{token, Node, SECRET};
 use rumqttc::MqttOptions;
 use std::io::{BufRead, BufReader};
@@ -30,15 +31,6 @@ fn command(program: &str) -> Command {
 
 fn output(cmd: &mut Command) -> Output {
     cmd.output().expect("run the command")
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn stdout(out: &Output) -> String {

@@ -609,18 +609,23 @@ async fn will_on_forbidden_topic_refused_at_connect() {
 
 // ---- sessions -----------------------------------------------------------------------------
 
+/// Alice, watching bob's presence (to see him leave), and the options of bob's persistent
+/// v3.1.1 session.
+async fn alice_and_persistent_bob(node: &Node) -> (Client, rumqttc::MqttOptions) {
+    let mut alice = Client::user(node, "alice").await;
+    assert_eq!(alice.subscribe("im/presence/bob").await, 1);
+    let mut o = options(node, "bob:phone", "bob", &token("bob"));
+    o.set_clean_session(false);
+    (alice, o)
+}
+
 /// MQTT persistent session (v3.1.1 clean session = false): QoS 1 messages sent while the
 /// client was away arrive when it comes back, with session present set, without
 /// subscribing again.
 #[tokio::test]
 async fn persistent_session_gets_offline_messages_v311() {
     let node = Node::start();
-    let mut alice = Client::user(&node, "alice").await;
-    assert_eq!(alice.subscribe("im/presence/bob").await, 1);
-
-    let bob_token = token("bob");
-    let mut o = options(&node, "bob:phone", "bob", &bob_token);
-    o.set_clean_session(false);
+    let (mut alice, o) = alice_and_persistent_bob(&node).await;
     let (mut bob, present) = Client::connect_session(o.clone()).await.unwrap();
     assert!(!present, "a new session is not present");
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
@@ -628,9 +633,8 @@ async fn persistent_session_gets_offline_messages_v311() {
     wait_offline(&mut alice, "bob").await;
 
     alice
-        .publish("im/dm/bob/alice", &chat("away1", "while away"))
+        .publish_acked("im/dm/bob/alice", &chat("away1", "while away"))
         .await;
-    alice.next_where(|p| matches!(p, Packet::PubAck(_))).await;
 
     let (mut bob, present) = Client::connect_session(o).await.unwrap();
     assert!(present, "session present on resume");
@@ -660,9 +664,8 @@ async fn persistent_session_gets_offline_messages_v5() {
     wait_offline(&mut alice, "bob").await;
 
     alice
-        .publish("im/dm/bob/alice", &chat("away1", "while away"))
+        .publish_acked("im/dm/bob/alice", &chat("away1", "while away"))
         .await;
-    alice.next_where(|p| matches!(p, Packet::PubAck(_))).await;
 
     let mut bob = Client5::connect(o).await.unwrap();
     assert!(bob.connack.session_present, "session present on resume");
@@ -678,12 +681,7 @@ async fn persistent_session_gets_offline_messages_v5() {
 #[tokio::test]
 async fn persistent_session_gets_unacknowledged_deliveries_again_on_resume() {
     let node = Node::start();
-    let mut alice = Client::user(&node, "alice").await;
-    assert_eq!(alice.subscribe("im/presence/bob").await, 1);
-
-    let bob_token = token("bob");
-    let mut o = options(&node, "bob:phone", "bob", &bob_token);
-    o.set_clean_session(false);
+    let (mut alice, mut o) = alice_and_persistent_bob(&node).await;
     o.set_manual_acks(true);
     let (mut bob, _) = Client::connect_session(o.clone()).await.unwrap();
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
@@ -705,9 +703,8 @@ async fn persistent_session_gets_unacknowledged_deliveries_again_on_resume() {
     wait_offline(&mut alice, "bob").await;
 
     alice
-        .publish("im/dm/bob/alice", &chat("m3", "while away"))
+        .publish_acked("im/dm/bob/alice", &chat("m3", "while away"))
         .await;
-    alice.next_where(|p| matches!(p, Packet::PubAck(_))).await;
 
     let (mut bob, present) = Client::connect_session(o).await.unwrap();
     assert!(present);
@@ -722,12 +719,7 @@ async fn persistent_session_gets_unacknowledged_deliveries_again_on_resume() {
 #[tokio::test]
 async fn resumed_session_can_unsubscribe() {
     let node = Node::start();
-    let mut alice = Client::user(&node, "alice").await;
-    assert_eq!(alice.subscribe("im/presence/bob").await, 1);
-
-    let bob_token = token("bob");
-    let mut o = options(&node, "bob:phone", "bob", &bob_token);
-    o.set_clean_session(false);
+    let (mut alice, o) = alice_and_persistent_bob(&node).await;
     let (mut bob, _) = Client::connect_session(o.clone()).await.unwrap();
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
     assert_eq!(bob.subscribe("im/dm/+/bob").await, 1);
@@ -740,9 +732,8 @@ async fn resumed_session_can_unsubscribe() {
     bob.next_where(|p| matches!(p, Packet::UnsubAck(_))).await;
 
     alice
-        .publish("im/dm/bob/alice", &chat("gone", "unsubscribed"))
+        .publish_acked("im/dm/bob/alice", &chat("gone", "unsubscribed"))
         .await;
-    alice.next_where(|p| matches!(p, Packet::PubAck(_))).await;
     // Bob's own sent copy comes back on the subscription he kept.
     bob.publish("im/dm/carol/bob", &chat("marker", "kept"))
         .await;
@@ -766,9 +757,8 @@ async fn clean_session_keeps_nothing() {
     wait_offline(&mut alice, "bob").await;
 
     alice
-        .publish("im/dm/bob/alice", &chat("away1", "while away"))
+        .publish_acked("im/dm/bob/alice", &chat("away1", "while away"))
         .await;
-    alice.next_where(|p| matches!(p, Packet::PubAck(_))).await;
 
     let (mut bob, present) = Client::connect_session(o).await.unwrap();
     assert!(!present, "a clean session is never present");

@@ -21,6 +21,7 @@ use common::history::{
     api_messages, chat, ids, keys, send_until_acked, seqs, Backend, HistNode, Peer, Worker, WAIT,
 };
 use common::pg::PgDb;
+use common::tools::describe;
 use common::{token, token_from_claims, token_with, Node};
 use roost_auth::{mint_hs256, Claims, Role};
 use rumqttc::v5::mqttbytes::v5::PubAckReason;
@@ -1082,15 +1083,6 @@ fn roost_cli(node: &Node, token: &str, args: &[&str]) -> Output {
     .stdin(Stdio::null())
     .output()
     .expect("run roost-cli")
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `roost-cli history --with bob` prints the conversation, `roost-cli history` the list of

@@ -26,6 +26,16 @@ fn node_on(pg: &PrivatePg) -> Node {
         .start()
 }
 
+/// Alice and bob signed in, waiting up to `LONG` for what they expect, bob on his inbox.
+async fn alice_and_bob(node: &Node) -> (Peer, Peer) {
+    let mut alice = Peer::connect(node, "alice", &[]).await;
+    alice.wait = LONG;
+    let mut bob = Peer::connect(node, "bob", &[]).await;
+    bob.wait = LONG;
+    bob.subscribe("im/dm/bob/+").await;
+    (alice, bob)
+}
+
 /// The stored rows as `seq|sender|msg_id`, in seq order.
 fn rows(pg: &PrivatePg, conv: &str) -> Vec<String> {
     pg.query(&format!(
@@ -44,11 +54,7 @@ fn rows(pg: &PrivatePg, conv: &str) -> Vec<String> {
 async fn database_outage_chat_flows_and_history_catches_up() {
     let mut pg = PrivatePg::start();
     let node = node_on(&pg);
-    let mut alice = Peer::connect(&node, "alice", &[]).await;
-    alice.wait = LONG;
-    let mut bob = Peer::connect(&node, "bob", &[]).await;
-    bob.wait = LONG;
-    bob.subscribe("im/dm/bob/+").await;
+    let (mut alice, mut bob) = alice_and_bob(&node).await;
 
     alice.dm("bob", "m0", "before").await;
     assert_eq!(alice.ack("m0").await["seq"], 1);
@@ -161,11 +167,7 @@ async fn node_starts_and_chats_while_the_database_is_down() {
     let mut pg = PrivatePg::start();
     pg.stop();
     let node = node_on(&pg);
-    let mut alice = Peer::connect(&node, "alice", &[]).await;
-    alice.wait = LONG;
-    let mut bob = Peer::connect(&node, "bob", &[]).await;
-    bob.wait = LONG;
-    bob.subscribe("im/dm/bob/+").await;
+    let (mut alice, mut bob) = alice_and_bob(&node).await;
 
     let sent: Vec<String> = (1..=3).map(|n| format!("e{n}")).collect();
     for id in &sent {
@@ -270,11 +272,7 @@ async fn live_until(peer: &mut Peer, last: &str) -> Vec<String> {
 async fn the_only_worker_dies_mid_batch_and_gets_its_messages_again() {
     let node = HistNode::start_with(Backend::Postgres, "service = false", "");
     let db = node.db.as_ref().unwrap();
-    let mut alice = Peer::connect(&node, "alice", &[]).await;
-    alice.wait = LONG;
-    let mut bob = Peer::connect(&node, "bob", &[]).await;
-    bob.wait = LONG;
-    bob.subscribe("im/dm/bob/+").await;
+    let (mut alice, mut bob) = alice_and_bob(&node).await;
 
     let worker = Worker::start(&node, "w1");
     assert_eq!(send_until_acked(&mut alice, "bob", "probe").await["seq"], 1);
@@ -328,11 +326,7 @@ async fn the_only_worker_dies_mid_batch_and_gets_its_messages_again() {
 async fn one_of_two_workers_dies_mid_batch_and_the_other_stores_its_messages() {
     let node = HistNode::start_with(Backend::Postgres, "service = false", "");
     let db = node.db.as_ref().unwrap();
-    let mut alice = Peer::connect(&node, "alice", &[]).await;
-    alice.wait = LONG;
-    let mut bob = Peer::connect(&node, "bob", &[]).await;
-    bob.wait = LONG;
-    bob.subscribe("im/dm/bob/+").await;
+    let (mut alice, mut bob) = alice_and_bob(&node).await;
 
     let w1 = Worker::start(&node, "w1");
     send_until_acked(&mut alice, "bob", "probe-1").await;

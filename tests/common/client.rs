@@ -69,6 +69,12 @@ impl Client {
             .unwrap();
     }
 
+    /// Publishes at QoS 1 and waits for the broker's PUBACK (the router has taken it).
+    pub async fn publish_acked(&mut self, topic: &str, payload: &str) {
+        self.publish(topic, payload).await;
+        self.next_where(|p| matches!(p, Packet::PubAck(_))).await;
+    }
+
     /// The next PUBLISH received, as (topic, payload).
     pub async fn next_publish(&mut self) -> (String, String) {
         match self.next_where(|p| matches!(p, Packet::Publish(_))).await {

@@ -6,9 +6,10 @@
 //! Postgres being unreachable is a failure with a message saying so, never a skip: the
 //! history issue requires these tests to run against a real server.
 
+use super::tools::describe;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,15 +18,6 @@ pub const SHARED_HOST: &str = "127.0.0.1";
 pub const SHARED_PORT: u16 = 5432;
 /// The database on the shared server that always exists; new databases are made from it.
 const ADMIN_DB: &str = "test";
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// Runs one SQL statement with `psql` as user `postgres`: unaligned, tuples only, `|`
 /// between columns. `Err` carries psql's output.
