@@ -117,10 +117,7 @@ impl DataLog {
         // ROOST PATCH: a shared subscription waits on its inner filter's log; upstream looked
         // `$share/{group}/{filter}` up by its full name, found nothing and left the waiter
         // behind after UNSUBSCRIBE.
-        let data = self
-            .native
-            .get_mut(*self.filter_indexes.get(log_filter(filter))?)?;
-        let waiters = data.waiters.get_mut();
+        let waiters = self.log_of(filter)?.waiters.get_mut();
 
         waiters
             .iter()
@@ -239,15 +236,18 @@ impl DataLog {
     /// ROOST PATCH: a subscription's data request is gone (unsubscribed, or the end of a
     /// session that is not kept). The last reader leaving clears the log.
     pub fn remove_reader(&mut self, subscription: &str) {
-        let Some(&idx) = self.filter_indexes.get(log_filter(subscription)) else {
-            return;
-        };
-        if let Some(data) = self.native.get_mut(idx) {
+        if let Some(data) = self.log_of(subscription) {
             data.readers = data.readers.saturating_sub(1);
             if data.readers == 0 {
                 data.log.clear();
             }
         }
+    }
+
+    /// ROOST PATCH: the log a subscription reads (see `log_filter`).
+    fn log_of(&mut self, subscription: &str) -> Option<&mut Data<PublishData>> {
+        let idx = *self.filter_indexes.get(log_filter(subscription))?;
+        self.native.get_mut(idx)
     }
 
     /// Cleanup a connection from all the waiters
@@ -258,10 +258,7 @@ impl DataLog {
     pub fn clean(&mut self, id: ConnectionId, filters: &HashSet<Filter>) -> Vec<DataRequest> {
         let mut inflight = Vec::new();
         for filter in filters {
-            let Some(&idx) = self.filter_indexes.get(log_filter(filter)) else {
-                continue;
-            };
-            if let Some(data) = self.native.get_mut(idx) {
+            if let Some(data) = self.log_of(filter) {
                 inflight.append(&mut data.waiters.remove(id));
             }
         }

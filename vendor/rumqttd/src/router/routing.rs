@@ -559,6 +559,9 @@ impl Router {
         let mut force_ack = false;
         let mut new_data = false;
         let mut disconnect = false;
+        // ROOST PATCH: logs a persistent session acknowledged deliveries from; an ack can be
+        // what lets one be trimmed (see `trim_if_consumed`).
+        let persistent = self.connections.get(id).is_some_and(|c| !c.clean);
         let mut acked_filters: Vec<FilterIdx> = Vec::new();
         let mut disconnect_reason: Option<DisconnectReasonCode> = None;
 
@@ -773,11 +776,7 @@ impl Router {
                         disconnect = true;
                         break;
                     };
-                    // ROOST PATCH: a persistent session's log can be trimmed once its last
-                    // delivery from it is acknowledged (see `trim_if_consumed`).
-                    if !outgoing.has_inflight(filter_idx)
-                        && self.connections.get(id).is_some_and(|c| !c.clean)
-                    {
+                    if persistent {
                         acked_filters.push(filter_idx);
                     }
 
@@ -794,11 +793,7 @@ impl Router {
                         disconnect = true;
                         break;
                     };
-                    // ROOST PATCH: a persistent session's log can be trimmed once its last
-                    // delivery from it is acknowledged (see `trim_if_consumed`).
-                    if !outgoing.has_inflight(filter_idx)
-                        && self.connections.get(id).is_some_and(|c| !c.clean)
-                    {
+                    if persistent {
                         acked_filters.push(filter_idx);
                     }
 

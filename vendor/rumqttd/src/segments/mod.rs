@@ -167,7 +167,7 @@ where
     /// every reader has consumed the log; upstream kept consumed messages until retention
     /// pushed them out, up to the whole log size per filter.
     pub fn clear(&mut self) {
-        if self.segments.len() == 1 && self.active_segment().next_offset() == self.active_segment().absolute_offset {
+        if self.segments.len() == 1 && self.active_segment().len() == 0 {
             return;
         }
         let next = self.active_segment().next_offset();
