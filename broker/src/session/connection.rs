@@ -42,6 +42,8 @@ pub(super) enum Close {
     TakenOver,
     /// The client broke the protocol; v5 clients are told why.
     Protocol(DisconnectReasonCode, &'static str),
+    /// Serving the connection panicked (a bug): it is closed and cleaned up all the same.
+    Internal,
 }
 
 impl Close {
@@ -52,6 +54,7 @@ impl Close {
             Close::TokenExpired => Some(DisconnectReasonCode::MaximumConnectTime),
             Close::TakenOver => Some(DisconnectReasonCode::SessionTakenOver),
             Close::Protocol(code, _) => Some(*code),
+            Close::Internal => Some(DisconnectReasonCode::ImplementationSpecificError),
             Close::Disconnect { .. } | Close::PeerGone | Close::Io(_) => None,
         }
     }
@@ -63,6 +66,7 @@ impl Close {
             Close::TokenExpired => "token expired",
             Close::TakenOver => "session taken over by another connection",
             Close::Protocol(_, why) => why,
+            Close::Internal => "internal error",
             Close::Disconnect { .. } => "disconnected by the client",
             Close::PeerGone | Close::Io(_) => "connection lost",
         }
@@ -600,7 +604,7 @@ fn decode_error(e: protocol::Error) -> Close {
     use protocol::Error as E;
     let code = match e {
         E::PayloadSizeLimitExceeded(_) => DisconnectReasonCode::PacketTooLarge,
-        E::PacketIdZero => DisconnectReasonCode::ProtocolError,
+        E::PacketIdZero | E::UnexpectedPacket(_) => DisconnectReasonCode::ProtocolError,
         // QoS 3 (both QoS bits set) included: a Malformed Packet (MQTT 5 section 3.3.1.2).
         _ => DisconnectReasonCode::MalformedPacket,
     };
@@ -608,6 +612,7 @@ fn decode_error(e: protocol::Error) -> Close {
         E::PayloadSizeLimitExceeded(_) => "packet larger than the maximum packet size",
         E::InvalidQoS(_) => "QoS 3",
         E::TopicNotUtf8 | E::PayloadNotUtf8(_) => "invalid UTF-8",
+        E::UnexpectedPacket(_) => "packet a client may not send",
         _ => "malformed packet",
     };
     Close::Protocol(code, why)

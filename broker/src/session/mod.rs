@@ -18,16 +18,18 @@ use crate::metrics;
 use crate::node::Context;
 use crate::transport::Transport;
 use bytes::BytesMut;
-use connection::Connection;
+use connection::{Close, Connection};
+use futures_util::FutureExt as _;
 use link::RouterLink;
 use rumqttd::protocol::{self, ConnAck, ConnAckProperties, ConnectReturnCode, Packet};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
-use tracing::{debug, field, info, info_span, warn, Instrument};
+use tracing::{debug, error, field, info, info_span, warn, Instrument};
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(transport: Transport, peer: SocketAddr, ctx: Arc<Context>) {
@@ -53,7 +55,15 @@ async fn run(transport: Transport, ctx: Arc<Context>) {
     else {
         return;
     };
-    let close = conn.run().await;
+    // A panic while serving is contained here, so the goodbye below (router, will, presence,
+    // connections gauge) still runs; otherwise the user would stay online for good.
+    let close = match AssertUnwindSafe(conn.run()).catch_unwind().await {
+        Ok(close) => close,
+        Err(_) => {
+            error!("connection task panicked; closing it");
+            Close::Internal
+        }
+    };
     // Boxed for the same reason: the goodbye happens once, its state need not be kept all along.
     Box::pin(conn.finish(close, will)).await;
     drop(slot);

@@ -93,7 +93,7 @@ where
 
         loop {
             tokio::select! {
-                packet_res = network.read() => {
+                packet_res = network.read_reply() => {
                     // resetting timeout because tokio::select! consumes the old timeout future
                     timeout = sleep_until(ping_time + Duration::from_secs(config.ping_delay));
                     let packet = match packet_res {
@@ -287,7 +287,7 @@ async fn send_and_recv<F: FnOnce(Packet) -> bool, P: Protocol>(
     accept_recv: F,
 ) -> Result<(), BridgeError> {
     network.write(send_packet).await.unwrap();
-    match accept_recv(network.read().await?) {
+    match accept_recv(network.read_reply().await?) {
         true => Ok(()),
         false => Err(BridgeError::InvalidPacket),
     }

@@ -93,12 +93,23 @@ impl<P: Protocol> Network<P> {
 
     /// Waits on network for 1 packet
     pub async fn read(&mut self) -> Result<Packet, Error> {
+        self.read_from(false).await
+    }
+
+    /// ROOST PATCH: waits for 1 packet from a server (the bridge is a client; `read` refuses
+    /// the packets only a server sends).
+    pub async fn read_reply(&mut self) -> Result<Packet, Error> {
+        self.read_from(true).await
+    }
+
+    async fn read_from(&mut self, server: bool) -> Result<Packet, Error> {
         loop {
-            let required = match Protocol::read_mut(
-                &mut self.protocol,
-                &mut self.read,
-                self.max_incoming_size,
-            ) {
+            let read = if server {
+                Protocol::read_reply_mut
+            } else {
+                Protocol::read_mut
+            };
+            let required = match read(&mut self.protocol, &mut self.read, self.max_incoming_size) {
                 Ok(packet) => return Ok(packet),
                 Err(protocol::Error::InsufficientBytes(required)) => required,
                 Err(e) => return Err(e.into()),

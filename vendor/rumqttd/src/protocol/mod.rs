@@ -753,9 +753,21 @@ pub enum Error {
     /// proceed further
     #[error("Insufficient number of bytes to frame packet, {0} more bytes required")]
     InsufficientBytes(usize),
+    /// ROOST PATCH: a packet a server never receives (CONNACK, SUBACK, UNSUBACK, PINGRESP;
+    /// AUTH, as enhanced authentication is not supported) read by `Protocol::read_mut`.
+    /// Upstream hit `unreachable!()` on some of them. A MQTT 5 Protocol Error.
+    #[error("{0} is not a packet a client may send")]
+    UnexpectedPacket(&'static str),
 }
 
 pub trait Protocol {
+    /// Reads the next packet a client sent (the server's side). ROOST PATCH: packets only a
+    /// server sends are `Error::UnexpectedPacket`, and a frame whose body ends early is
+    /// `Error::MalformedPacket` (upstream returned `InsufficientBytes` for a frame it had
+    /// already taken off the stream, so callers waited for bytes that belonged to no packet).
     fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error>;
+    /// ROOST PATCH: reads the next packet a server sent (the client's side, for the bridge).
+    fn read_reply_mut(&mut self, stream: &mut BytesMut, max_size: usize)
+        -> Result<Packet, Error>;
     fn write(&self, packet: Packet, write: &mut BytesMut) -> Result<usize, Error>;
 }

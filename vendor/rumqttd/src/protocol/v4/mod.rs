@@ -285,59 +285,89 @@ fn len_len(len: usize) -> usize {
 #[derive(Debug, Clone)]
 pub struct V4;
 
-impl Protocol for V4 {
-    /// Reads a stream of bytes and extracts next MQTT packet out of it
-    fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error> {
-        let fixed_header = check(stream.iter(), max_size)?;
+/// ROOST PATCH: one reader for both sides. `from_server` is false for the packets a server
+/// reads: those only a server sends are refused by type, before their body is parsed. Type 15
+/// (AUTH in MQTT 5) is reserved in v3.1.1: `InvalidPacketType`.
+fn read(stream: &mut BytesMut, max_size: usize, from_server: bool) -> Result<Packet, Error> {
+    let fixed_header = check(stream.iter(), max_size)?;
 
-        // Test with a stream with exactly the size to check border panics
-        let packet = stream.split_to(fixed_header.frame_length());
-        let packet_type = fixed_header.packet_type()?;
-
-        if fixed_header.remaining_len == 0 {
-            // no payload packets
-            return match packet_type {
-                PacketType::PingReq => Ok(Packet::PingReq(PingReq)),
-                PacketType::PingResp => Ok(Packet::PingResp(PingResp)),
-                PacketType::Disconnect => Ok(Packet::Disconnect(
-                    Disconnect {
-                        reason_code: DisconnectReasonCode::NormalDisconnection,
-                    },
-                    None,
-                )),
-                _ => Err(Error::PayloadRequired),
-            };
-        }
-
-        let packet = packet.freeze();
-        let packet = match packet_type {
-            PacketType::Connect => {
-                let (connect, login, lastwill) = connect::read(fixed_header, packet)?;
-                Packet::Connect(connect, None, lastwill, None, login)
-            }
-            PacketType::ConnAck => Packet::ConnAck(connack::read(fixed_header, packet)?, None),
-            PacketType::Publish => Packet::Publish(publish::read(fixed_header, packet)?, None),
-            PacketType::PubAck => Packet::PubAck(puback::read(fixed_header, packet)?, None),
-            PacketType::Subscribe => {
-                Packet::Subscribe(subscribe::read(fixed_header, packet)?, None)
-            }
-            PacketType::SubAck => Packet::SubAck(suback::read(fixed_header, packet)?, None),
-            PacketType::Unsubscribe => {
-                Packet::Unsubscribe(unsubscribe::read(fixed_header, packet)?, None)
-            }
-            PacketType::UnsubAck => Packet::UnsubAck(unsuback::read(fixed_header, packet)?, None),
-            PacketType::PingReq => Packet::PingReq(PingReq),
-            PacketType::PingResp => Packet::PingResp(PingResp),
-            PacketType::PubRec => Packet::PubRec(pubrec::read(fixed_header, packet)?, None),
-            PacketType::PubRel => Packet::PubRel(pubrel::read(fixed_header, packet)?, None),
-            PacketType::PubComp => Packet::PubComp(pubcomp::read(fixed_header, packet)?, None),
-            // v4 Disconnect packet gets handled in the previous check, this branch gets hit when
-            // Disconnect packet has properties which is only valid for v5
-            PacketType::Disconnect => return Err(Error::InvalidProtocol),
-            _ => unreachable!(),
+    // Test with a stream with exactly the size to check border panics
+    let packet = stream.split_to(fixed_header.frame_length());
+    let packet_type = fixed_header.packet_type()?;
+    if !from_server {
+        let name = match packet_type {
+            PacketType::ConnAck => Some("CONNACK"),
+            PacketType::SubAck => Some("SUBACK"),
+            PacketType::UnsubAck => Some("UNSUBACK"),
+            PacketType::PingResp => Some("PINGRESP"),
+            _ => None,
         };
+        if let Some(name) = name {
+            return Err(Error::UnexpectedPacket(name));
+        }
+    }
+    // The whole frame is here: a body that ends early is malformed, not a reason to wait.
+    read_body(fixed_header, packet_type, packet).map_err(|e| match e {
+        Error::InsufficientBytes(_) => Error::MalformedPacket,
+        e => e,
+    })
+}
 
-        Ok(packet)
+fn read_body(
+    fixed_header: FixedHeader,
+    packet_type: PacketType,
+    packet: BytesMut,
+) -> Result<Packet, Error> {
+    if fixed_header.remaining_len == 0 {
+        // no payload packets
+        return match packet_type {
+            PacketType::PingReq => Ok(Packet::PingReq(PingReq)),
+            PacketType::PingResp => Ok(Packet::PingResp(PingResp)),
+            PacketType::Disconnect => Ok(Packet::Disconnect(
+                Disconnect {
+                    reason_code: DisconnectReasonCode::NormalDisconnection,
+                },
+                None,
+            )),
+            _ => Err(Error::PayloadRequired),
+        };
+    }
+
+    let packet = packet.freeze();
+    let packet = match packet_type {
+        PacketType::Connect => {
+            let (connect, login, lastwill) = connect::read(fixed_header, packet)?;
+            Packet::Connect(connect, None, lastwill, None, login)
+        }
+        PacketType::ConnAck => Packet::ConnAck(connack::read(fixed_header, packet)?, None),
+        PacketType::Publish => Packet::Publish(publish::read(fixed_header, packet)?, None),
+        PacketType::PubAck => Packet::PubAck(puback::read(fixed_header, packet)?, None),
+        PacketType::Subscribe => Packet::Subscribe(subscribe::read(fixed_header, packet)?, None),
+        PacketType::SubAck => Packet::SubAck(suback::read(fixed_header, packet)?, None),
+        PacketType::Unsubscribe => {
+            Packet::Unsubscribe(unsubscribe::read(fixed_header, packet)?, None)
+        }
+        PacketType::UnsubAck => Packet::UnsubAck(unsuback::read(fixed_header, packet)?, None),
+        PacketType::PingReq => Packet::PingReq(PingReq),
+        PacketType::PingResp => Packet::PingResp(PingResp),
+        PacketType::PubRec => Packet::PubRec(pubrec::read(fixed_header, packet)?, None),
+        PacketType::PubRel => Packet::PubRel(pubrel::read(fixed_header, packet)?, None),
+        PacketType::PubComp => Packet::PubComp(pubcomp::read(fixed_header, packet)?, None),
+        // v4 Disconnect packet gets handled in the previous check, this branch gets hit when
+        // Disconnect packet has properties which is only valid for v5
+        PacketType::Disconnect => return Err(Error::InvalidProtocol),
+    };
+
+    Ok(packet)
+}
+
+impl Protocol for V4 {
+    fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error> {
+        read(stream, max_size, false)
+    }
+
+    fn read_reply_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error> {
+        read(stream, max_size, true)
     }
 
     fn write(&self, packet: Packet, buffer: &mut BytesMut) -> Result<usize, Error> {
@@ -366,5 +396,50 @@ impl Protocol for V4 {
             ),
         };
         Ok(size)
+    }
+}
+
+/// ROOST PATCH: what a server reads from a client never panics.
+#[cfg(test)]
+mod roost_read_test {
+    use super::*;
+
+    #[test]
+    fn server_only_and_reserved_packets_are_errors() {
+        let cases: [(&[u8], Error); 5] = [
+            (
+                &[0x20, 0x02, 0x00, 0x00],
+                Error::UnexpectedPacket("CONNACK"),
+            ),
+            (
+                &[0x90, 0x03, 0x00, 0x01, 0x00],
+                Error::UnexpectedPacket("SUBACK"),
+            ),
+            (
+                &[0xb0, 0x02, 0x00, 0x01],
+                Error::UnexpectedPacket("UNSUBACK"),
+            ),
+            (&[0xd0, 0x00], Error::UnexpectedPacket("PINGRESP")),
+            (&[0xf0, 0x00], Error::InvalidPacketType(15)),
+        ];
+        for (bytes, error) in cases {
+            // Followed by a PINGREQ: the refused frame is consumed, nothing after it is lost.
+            let mut stream = BytesMut::from(bytes);
+            stream.extend_from_slice(&[0xc0, 0x00]);
+            assert_eq!(V4.read_mut(&mut stream, 1024), Err(error));
+            assert!(matches!(
+                V4.read_mut(&mut stream, 1024),
+                Ok(Packet::PingReq(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn replies_decode_on_the_client_side() {
+        let mut connack = BytesMut::from(&[0x20u8, 0x02, 0x00, 0x00][..]);
+        assert!(matches!(
+            V4.read_reply_mut(&mut connack, 1024),
+            Ok(Packet::ConnAck(..))
+        ));
     }
 }

@@ -357,79 +357,123 @@ fn read_u32(stream: &mut Bytes) -> Result<u32, Error> {
 #[derive(Debug, Clone)]
 pub struct V5;
 
-impl Protocol for V5 {
-    /// Reads a stream of bytes and extracts next MQTT packet out of it
-    fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error> {
-        let fixed_header = check(stream.iter(), max_size)?;
+/// ROOST PATCH: one reader for both sides. `from_server` is false for the packets a server
+/// reads: those only a server sends are refused by type, before their body is parsed (upstream
+/// reached `unreachable!()` on CONNACK and UNSUBACK). AUTH (type 15) is refused as
+/// `UnexpectedPacket` too: enhanced authentication is not supported.
+fn read(stream: &mut BytesMut, max_size: usize, from_server: bool) -> Result<Packet, Error> {
+    let fixed_header = check(stream.iter(), max_size)?;
 
-        // Test with a stream with exactly the size to check border panics
-        let packet = stream.split_to(fixed_header.frame_length());
-        let packet_type = fixed_header.packet_type()?;
-
-        if fixed_header.remaining_len == 0 {
-            // no payload packets
-            return match packet_type {
-                PacketType::PingReq => Ok(Packet::PingReq(PingReq)),
-                PacketType::PingResp => Ok(Packet::PingResp(PingResp)),
-                PacketType::Disconnect => Ok(Packet::Disconnect(
-                    Disconnect {
-                        reason_code: DisconnectReasonCode::NormalDisconnection,
-                    },
-                    None,
-                )),
-                _ => Err(Error::PayloadRequired),
-            };
-        }
-
-        let packet = packet.freeze();
-        let packet = match packet_type {
-            PacketType::Connect => {
-                let (connect, properties, will, willproperties, login) =
-                    connect::read(fixed_header, packet)?;
-                Packet::Connect(connect, properties, will, willproperties, login)
-            }
-            PacketType::Publish => {
-                let (publish, properties) = publish::read(fixed_header, packet)?;
-                Packet::Publish(publish, properties)
-            }
-            PacketType::PubAck => {
-                let (puback, properties) = puback::read(fixed_header, packet)?;
-                Packet::PubAck(puback, properties)
-            }
-            PacketType::Subscribe => {
-                let (subscribe, properties) = subscribe::read(fixed_header, packet)?;
-                Packet::Subscribe(subscribe, properties)
-            }
-            PacketType::SubAck => {
-                let (suback, properties) = suback::read(fixed_header, packet)?;
-                Packet::SubAck(suback, properties)
-            }
-            PacketType::Unsubscribe => {
-                let (unsubscribe, properties) = unsubscribe::read(fixed_header, packet)?;
-                Packet::Unsubscribe(unsubscribe, properties)
-            }
-            PacketType::PingReq => Packet::PingReq(PingReq),
-            PacketType::PingResp => Packet::PingResp(PingResp),
-            PacketType::Disconnect => {
-                let (disconnect, properties) = disconnect::read(fixed_header, packet)?;
-                Packet::Disconnect(disconnect, properties)
-            }
-            PacketType::PubRec => {
-                let (pubrec, properties) = pubrec::read(fixed_header, packet)?;
-                Packet::PubRec(pubrec, properties)
-            }
-            PacketType::PubRel => {
-                let (pubrel, properties) = pubrel::read(fixed_header, packet)?;
-                Packet::PubRel(pubrel, properties)
-            }
-            PacketType::PubComp => {
-                let (pubcomp, properties) = pubcomp::read(fixed_header, packet)?;
-                Packet::PubComp(pubcomp, properties)
-            }
-            _ => unreachable!(),
+    // Test with a stream with exactly the size to check border panics
+    let packet = stream.split_to(fixed_header.frame_length());
+    if fixed_header.byte1 >> 4 == 15 && !from_server {
+        return Err(Error::UnexpectedPacket("AUTH"));
+    }
+    let packet_type = fixed_header.packet_type()?;
+    if !from_server {
+        let name = match packet_type {
+            PacketType::ConnAck => Some("CONNACK"),
+            PacketType::SubAck => Some("SUBACK"),
+            PacketType::UnsubAck => Some("UNSUBACK"),
+            PacketType::PingResp => Some("PINGRESP"),
+            _ => None,
         };
+        if let Some(name) = name {
+            return Err(Error::UnexpectedPacket(name));
+        }
+    }
+    // The whole frame is here: a body that ends early is malformed, not a reason to wait.
+    read_body(fixed_header, packet_type, packet).map_err(|e| match e {
+        Error::InsufficientBytes(_) => Error::MalformedPacket,
+        e => e,
+    })
+}
 
-        Ok(packet)
+fn read_body(
+    fixed_header: FixedHeader,
+    packet_type: PacketType,
+    packet: BytesMut,
+) -> Result<Packet, Error> {
+    if fixed_header.remaining_len == 0 {
+        // no payload packets
+        return match packet_type {
+            PacketType::PingReq => Ok(Packet::PingReq(PingReq)),
+            PacketType::PingResp => Ok(Packet::PingResp(PingResp)),
+            PacketType::Disconnect => Ok(Packet::Disconnect(
+                Disconnect {
+                    reason_code: DisconnectReasonCode::NormalDisconnection,
+                },
+                None,
+            )),
+            _ => Err(Error::PayloadRequired),
+        };
+    }
+
+    let packet = packet.freeze();
+    let packet = match packet_type {
+        PacketType::Connect => {
+            let (connect, properties, will, willproperties, login) =
+                connect::read(fixed_header, packet)?;
+            Packet::Connect(connect, properties, will, willproperties, login)
+        }
+        PacketType::Publish => {
+            let (publish, properties) = publish::read(fixed_header, packet)?;
+            Packet::Publish(publish, properties)
+        }
+        PacketType::PubAck => {
+            let (puback, properties) = puback::read(fixed_header, packet)?;
+            Packet::PubAck(puback, properties)
+        }
+        PacketType::Subscribe => {
+            let (subscribe, properties) = subscribe::read(fixed_header, packet)?;
+            Packet::Subscribe(subscribe, properties)
+        }
+        PacketType::SubAck => {
+            let (suback, properties) = suback::read(fixed_header, packet)?;
+            Packet::SubAck(suback, properties)
+        }
+        PacketType::Unsubscribe => {
+            let (unsubscribe, properties) = unsubscribe::read(fixed_header, packet)?;
+            Packet::Unsubscribe(unsubscribe, properties)
+        }
+        PacketType::PingReq => Packet::PingReq(PingReq),
+        PacketType::PingResp => Packet::PingResp(PingResp),
+        PacketType::Disconnect => {
+            let (disconnect, properties) = disconnect::read(fixed_header, packet)?;
+            Packet::Disconnect(disconnect, properties)
+        }
+        PacketType::PubRec => {
+            let (pubrec, properties) = pubrec::read(fixed_header, packet)?;
+            Packet::PubRec(pubrec, properties)
+        }
+        PacketType::PubRel => {
+            let (pubrel, properties) = pubrel::read(fixed_header, packet)?;
+            Packet::PubRel(pubrel, properties)
+        }
+        PacketType::PubComp => {
+            let (pubcomp, properties) = pubcomp::read(fixed_header, packet)?;
+            Packet::PubComp(pubcomp, properties)
+        }
+        PacketType::ConnAck => {
+            let (connack, properties) = connack::read(fixed_header, packet)?;
+            Packet::ConnAck(connack, properties)
+        }
+        PacketType::UnsubAck => {
+            let (unsuback, properties) = unsuback::read(fixed_header, packet)?;
+            Packet::UnsubAck(unsuback, properties)
+        }
+    };
+
+    Ok(packet)
+}
+
+impl Protocol for V5 {
+    fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error> {
+        read(stream, max_size, false)
+    }
+
+    fn read_reply_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error> {
+        read(stream, max_size, true)
     }
 
     fn write(&self, packet: Packet, buffer: &mut BytesMut) -> Result<usize, Error> {
@@ -472,5 +516,68 @@ impl Protocol for V5 {
             _ => unreachable!(),
         };
         Ok(size)
+    }
+}
+
+/// ROOST PATCH: what a server reads from a client never panics.
+#[cfg(test)]
+mod roost_read_test {
+    use super::*;
+
+    fn read_one(bytes: &[u8]) -> Result<Packet, Error> {
+        V5.read_mut(&mut BytesMut::from(bytes), 1024)
+    }
+
+    #[test]
+    fn server_only_packets_are_errors() {
+        let cases: [(&[u8], &str); 5] = [
+            (&[0x20, 0x03, 0x00, 0x00, 0x00], "CONNACK"),
+            (&[0x90, 0x04, 0x00, 0x01, 0x00, 0x00], "SUBACK"),
+            (&[0xb0, 0x04, 0x00, 0x01, 0x00, 0x00], "UNSUBACK"),
+            (&[0xd0, 0x00], "PINGRESP"),
+            (&[0xf0, 0x02, 0x00, 0x00], "AUTH"),
+        ];
+        for (bytes, name) in cases {
+            // Followed by a PINGREQ: the refused frame is consumed, nothing after it is lost.
+            let mut stream = BytesMut::from(bytes);
+            stream.extend_from_slice(&[0xc0, 0x00]);
+            assert_eq!(
+                V5.read_mut(&mut stream, 1024),
+                Err(Error::UnexpectedPacket(name)),
+                "{name}"
+            );
+            assert!(matches!(
+                V5.read_mut(&mut stream, 1024),
+                Ok(Packet::PingReq(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_body_cut_short_is_malformed_not_insufficient() {
+        // SUBSCRIBE whose property length is a variable byte integer that never ends.
+        assert_eq!(
+            read_one(&[0x82, 0x03, 0x00, 0x01, 0x80]),
+            Err(Error::MalformedPacket)
+        );
+        // A frame that has not fully arrived still asks for more bytes.
+        assert_eq!(
+            read_one(&[0x82, 0x05, 0x00]),
+            Err(Error::InsufficientBytes(4))
+        );
+    }
+
+    #[test]
+    fn replies_decode_on_the_client_side() {
+        let mut connack = BytesMut::from(&[0x20u8, 0x03, 0x00, 0x00, 0x00][..]);
+        assert!(matches!(
+            V5.read_reply_mut(&mut connack, 1024),
+            Ok(Packet::ConnAck(..))
+        ));
+        let mut unsuback = BytesMut::from(&[0xb0u8, 0x04, 0x00, 0x01, 0x00, 0x00][..]);
+        assert!(matches!(
+            V5.read_reply_mut(&mut unsuback, 1024),
+            Ok(Packet::UnsubAck(..))
+        ));
     }
 }
