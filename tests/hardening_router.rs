@@ -1,11 +1,12 @@
 //! Issue 9 against a real node: packets only a server sends (and AUTH) close the connection
 //! that sent them with a protocol error, and the connection is cleaned up like any other
-//! (presence offline, connections gauge back).
+//! (presence offline, connections gauge back); and a client cycling through distinct
+//! filters leaves no router state (logs, trie nodes, meters) behind once it leaves.
 mod common;
 
 use common::client::{Client, WAIT};
 use common::http::http_get;
-use common::raw::{self, Raw, V311, V5};
+use common::raw::{self, Raw, DISCONNECT_NORMAL, SUBACK, V311, V5};
 use common::Node;
 use rumqttc::Packet;
 use serde_json::Value;
@@ -162,5 +163,82 @@ async fn server_only_packets_close_the_connection_and_clean_up() {
             connections_back_to(&node, baseline).await;
         }
     }
+    still_talk(&mut node, &mut bob, &mut carol).await;
+}
+
+/// Lets every user subscribe to filters of their own under `devices/{user}/`.
+const DEVICE_RULES: &str = r#"
+[[acl.rules]]
+permission = "allow"
+action = "all"
+topic = "devices/{user}/#"
+"#;
+
+/// An UNSUBSCRIBE (v3.1.1) of `filter`.
+fn unsubscribe(pkid: u16, filter: &str) -> Vec<u8> {
+    let mut body = pkid.to_be_bytes().to_vec();
+    body.extend(raw::string(filter.as_bytes()));
+    raw::packet(0xa2, &body)
+}
+
+/// Subscribes and unsubscribes each filter `devices/alice/{i}/...` for `i` in `range`,
+/// pipelined in batches; every SUBSCRIBE must be granted.
+async fn churn(alice: &mut Raw, range: std::ops::Range<u32>) {
+    const BATCH: u32 = 250;
+    let mut start = range.start;
+    while start < range.end {
+        let end = (start + BATCH).min(range.end);
+        let mut out = Vec::new();
+        for i in start..end {
+            // Alternate shapes: exact, `+` and `#` filters all get trie nodes.
+            let filter = match i % 3 {
+                0 => format!("devices/alice/{i}"),
+                1 => format!("devices/alice/{i}/+"),
+                _ => format!("devices/alice/{i}/#"),
+            };
+            let pkid = (i % 30_000 + 1) as u16;
+            out.extend(raw::subscribe(V311, pkid, &filter));
+            out.extend(unsubscribe(pkid + 30_000, &filter));
+        }
+        alice.send(&out).await;
+        for _ in start..end {
+            // A SUBACK and an UNSUBACK per pair, in some order.
+            for _ in 0..2 {
+                let frame = alice.next_frame().await.expect("closed while churning");
+                if frame.kind() == SUBACK {
+                    assert!(frame.body[2] < 0x80, "subscription refused: {frame:?}");
+                }
+            }
+        }
+        start = end;
+    }
+}
+
+#[tokio::test]
+async fn churning_distinct_filters_leaves_no_router_state_behind() {
+    let mut node = Node::builder().toml(DEVICE_RULES).start();
+    let mut bob = Client::user(&node, "bob").await;
+    assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
+    let mut carol = Client::user(&node, "carol").await;
+    assert_eq!(carol.subscribe("im/dm/carol/+").await, 1);
+
+    let mut alice = Raw::sign_in(&node, V311, "alice").await;
+    // Warm up the node's buffers and allocator before the baseline.
+    churn(&mut alice, 0..2_000).await;
+    let before = raw::rss_kib(node.pid());
+
+    // Each distinct filter used to leave a log, trie nodes and a meter: about 650 bytes,
+    // so 60,000 of them some 38 MiB.
+    churn(&mut alice, 2_000..62_000).await;
+    alice.send(&DISCONNECT_NORMAL).await;
+    let closed = alice.closed().await;
+    assert!(closed.packets.is_empty(), "{closed:?}");
+
+    let after = raw::rss_kib(node.pid());
+    eprintln!("RSS {before} KiB before, {after} KiB after 60,000 distinct filters");
+    assert!(
+        after < before + 8 * 1024,
+        "RSS grew from {before} KiB to {after} KiB after 60,000 distinct filters came and went"
+    );
     still_talk(&mut node, &mut bob, &mut carol).await;
 }

@@ -50,6 +50,64 @@ impl FilterTrie {
         node.here = Some(idx);
     }
 
+    /// ROOST PATCH: takes `filter` (indexed as `idx`) out, with the nodes only it needed, so
+    /// churning through distinct filters leaves no nodes behind. Iterative: a filter's depth
+    /// is the client's choice.
+    pub fn remove(&mut self, filter: &str, idx: FilterIdx) {
+        let (path, multi) = match filter.strip_suffix('#') {
+            Some(rest) if rest.is_empty() || rest.ends_with('/') => (rest, true),
+            _ => (filter, false),
+        };
+        let steps: Vec<&str> = match (path.strip_suffix('/'), multi) {
+            (_, true) if path.is_empty() => Vec::new(),
+            (Some(path), true) => path.split('/').collect(),
+            _ => path.split('/').collect(),
+        };
+
+        // Find the node at the end of the path, and the deepest node on the way that holds
+        // more than the next step: the branch below it is this filter's alone.
+        let mut node = &self.root;
+        let mut cut = None;
+        for (depth, step) in steps.iter().enumerate() {
+            if node.entries() > 1 {
+                cut = Some(depth);
+            }
+            node = match node.next(step) {
+                Some(next) => next,
+                None => return,
+            };
+        }
+        let end = if multi { node.multi } else { node.here };
+        if end != Some(idx) {
+            return;
+        }
+        if node.entries() > 1 || steps.is_empty() {
+            cut = None;
+        } else if cut.is_none() {
+            cut = Some(0);
+        }
+
+        let mut node = &mut self.root;
+        let depth = cut.unwrap_or(steps.len());
+        for step in &steps[..depth] {
+            node = match node.next_mut(step) {
+                Some(next) => next,
+                None => return,
+            };
+        }
+        match cut {
+            None if multi => node.multi = None,
+            None => node.here = None,
+            Some(_) => node.unlink(steps[depth]),
+        }
+    }
+
+    /// ROOST PATCH: no filter indexed (for tests).
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.root.entries() == 0
+    }
+
     /// Indexes of the filters matching `topic`, with the semantics of `protocol::matches`:
     /// topics starting with `$` match nothing, and `a/#` matches `a` as well.
     pub fn matches(&self, topic: &str) -> Vec<FilterIdx> {
@@ -60,6 +118,45 @@ impl FilterTrie {
         let levels: Vec<&str> = topic.split('/').collect();
         collect(&self.root, &levels, &mut out);
         out
+    }
+}
+
+impl Node {
+    /// How many things hang here: filters ending here, `#`, `+` and named children.
+    fn entries(&self) -> usize {
+        usize::from(self.here.is_some())
+            + usize::from(self.multi.is_some())
+            + usize::from(self.single.is_some())
+            + self.children.as_ref().map_or(0, |c| c.len())
+    }
+
+    fn next(&self, step: &str) -> Option<&Node> {
+        match step {
+            "+" => self.single.as_deref(),
+            _ => self.children.as_ref()?.get(step),
+        }
+    }
+
+    fn next_mut(&mut self, step: &str) -> Option<&mut Node> {
+        match step {
+            "+" => self.single.as_deref_mut(),
+            _ => self.children.as_mut()?.get_mut(step),
+        }
+    }
+
+    fn unlink(&mut self, step: &str) {
+        if step == "+" {
+            self.single = None;
+            return;
+        }
+        if let Some(children) = self.children.as_mut() {
+            children.remove(step);
+            if children.is_empty() {
+                self.children = None;
+            } else if children.capacity() > 4 * children.len() {
+                children.shrink_to_fit();
+            }
+        }
     }
 }
 
@@ -85,12 +182,32 @@ mod test {
     #[test]
     fn agrees_with_protocol_matches() {
         let filters = [
-            "a/b", "a/+", "a/#", "#", "+/b", "a/+/c", "+", "a", "a/b/c/#", "+/+/+", "im/dm/bob/+",
+            "a/b",
+            "a/+",
+            "a/#",
+            "#",
+            "+/b",
+            "a/+/c",
+            "+",
+            "a",
+            "a/b/c/#",
+            "+/+/+",
+            "im/dm/bob/+",
             "im/dm/+/bob",
         ];
         let topics = [
-            "a", "a/b", "a/c", "a/b/c", "a/b/c/d", "b", "b/b", "im/dm/bob/alice", "im/dm/alice/bob",
-            "$SYS/x", "", "a//b",
+            "a",
+            "a/b",
+            "a/c",
+            "a/b/c",
+            "a/b/c/d",
+            "b",
+            "b/b",
+            "im/dm/bob/alice",
+            "im/dm/alice/bob",
+            "$SYS/x",
+            "",
+            "a//b",
         ];
         let mut trie = FilterTrie::default();
         for (i, f) in filters.iter().enumerate() {
@@ -104,5 +221,44 @@ mod test {
                 .collect();
             assert_eq!(got, want, "topic {topic:?}");
         }
+    }
+
+    #[test]
+    fn removing_filters_leaves_no_nodes_and_keeps_the_others() {
+        let filters = [
+            "a/b",
+            "a/+",
+            "a/#",
+            "#",
+            "+/b",
+            "a/+/c",
+            "+",
+            "a",
+            "a/b/c/#",
+            "im/dm/bob/+",
+            "x//y",
+        ];
+        let mut trie = FilterTrie::default();
+        for (i, f) in filters.iter().enumerate() {
+            trie.insert(f, i);
+        }
+        for (i, f) in filters.iter().enumerate() {
+            // A wrong index removes nothing.
+            trie.remove(f, i + 100);
+            trie.remove(f, i);
+            let left: Vec<usize> = (i + 1..filters.len()).collect();
+            for topic in ["a", "a/b", "a/b/c", "a/b/c/d", "b/b", "im/dm/bob/x", "x//y"] {
+                let mut got = trie.matches(topic);
+                got.sort();
+                let want: Vec<usize> = left
+                    .iter()
+                    .copied()
+                    .filter(|&j| matches(topic, filters[j]))
+                    .collect();
+                assert_eq!(got, want, "after removing {f:?}, topic {topic:?}");
+            }
+        }
+        assert!(trie.is_empty());
+        assert!(trie.root.children.is_none() && trie.root.single.is_none());
     }
 }

@@ -182,7 +182,20 @@ impl Outgoing {
 
     /// ROOST PATCH: whether a delivery read from this filter's log awaits its ack.
     pub fn has_inflight(&self, filter_idx: FilterIdx) -> bool {
-        self.inflight_buffer.iter().any(|(_, f, _)| *f == filter_idx)
+        self.inflight_buffer
+            .iter()
+            .any(|(_, f, _)| *f == filter_idx)
+    }
+
+    /// ROOST PATCH: deliveries from a log this connection no longer reads stop naming it:
+    /// the log may be dropped and its index given to another filter, whose cursor a resumed
+    /// session must not take from these (`retransmission_map`).
+    pub fn forget_filter(&mut self, filter_idx: FilterIdx) {
+        for (_, f, _) in self.inflight_buffer.iter_mut() {
+            if *f == filter_idx {
+                *f = FilterIdx::MAX;
+            }
+        }
     }
 
     pub fn register_pubrec(&mut self, pkid: u16) {

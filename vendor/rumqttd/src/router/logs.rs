@@ -234,14 +234,53 @@ impl DataLog {
     }
 
     /// ROOST PATCH: a subscription's data request is gone (unsubscribed, or the end of a
-    /// session that is not kept). The last reader leaving clears the log.
+    /// session that is not kept). The last reader leaving drops the filter's log, its trie
+    /// node and its meter: upstream kept one per distinct filter ever subscribed, so a client
+    /// cycling through filters grew the node without bound (200,000 pairs: 127 MiB).
+    /// Filters configured in `initialized_filters` keep an (empty) log.
     pub fn remove_reader(&mut self, subscription: &str) {
-        if let Some(data) = self.log_of(subscription) {
-            data.readers = data.readers.saturating_sub(1);
-            if data.readers == 0 {
-                data.log.clear();
-            }
+        let filter = log_filter(subscription);
+        let Some(&idx) = self.filter_indexes.get(filter) else {
+            return;
+        };
+        let Some(data) = self.native.get_mut(idx) else {
+            return;
+        };
+        data.readers = data.readers.saturating_sub(1);
+        if data.readers > 0 {
+            return;
         }
+        data.log.clear();
+        let initialized = self
+            .config
+            .initialized_filters
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|f| f == filter));
+        if initialized || !data.waiters.waiters().is_empty() {
+            return;
+        }
+        self.native.remove(idx);
+        self.filter_trie.remove(filter, idx);
+        self.filter_indexes.remove(filter);
+        if self.filter_indexes.capacity() > 64
+            && self.filter_indexes.capacity() > 4 * self.filter_indexes.len()
+        {
+            self.filter_indexes.shrink_to_fit();
+        }
+    }
+
+    /// ROOST PATCH: the index of the log a subscription reads, if it has one.
+    pub fn index_of(&self, subscription: &str) -> Option<FilterIdx> {
+        self.filter_indexes.get(log_filter(subscription)).copied()
+    }
+
+    /// ROOST PATCH: whether `filter_idx` is (still) the log `subscription` reads. A request
+    /// can outlive its log (woken into the router's notifications, then unsubscribed), and a
+    /// dropped log's index is reused by the next new filter.
+    pub fn is_log_of(&self, filter_idx: FilterIdx, subscription: &str) -> bool {
+        self.native
+            .get(filter_idx)
+            .is_some_and(|data| data.filter == log_filter(subscription))
     }
 
     /// ROOST PATCH: the log a subscription reads (see `log_filter`).
@@ -334,7 +373,7 @@ impl DataLog {
 
 /// ROOST PATCH: the filter whose log a subscription reads: `$share/{group}/{filter}` reads
 /// the log of `{filter}`, any other subscription the log of its own filter.
-fn log_filter(subscription: &str) -> &str {
+pub(crate) fn log_filter(subscription: &str) -> &str {
     subscription
         .strip_prefix("$share/")
         .and_then(|s| s.split_once('/'))
@@ -568,6 +607,68 @@ mod test {
         assert_eq!(waiting(&data, "im/req/+"), vec![2]);
     }
 
+    /// ROOST PATCH: subscribe then unsubscribe, as the router does.
+    fn subscribe(data: &mut DataLog, subscription: &str) -> usize {
+        let (idx, _) = data.next_native_offset(super::log_filter(subscription));
+        data.add_reader(idx);
+        idx
+    }
+
+    #[test]
+    fn churned_filters_leave_nothing_behind() {
+        let mut data = datalog();
+        for i in 0..10_000 {
+            let filter = format!("devices/alice/{i}/+");
+            subscribe(&mut data, &filter);
+            data.remove_reader(&filter);
+        }
+        // Not one after another: all subscribed, then all unsubscribed.
+        let filters: Vec<String> = (0..1000).map(|i| format!("devices/bob/{i}/#")).collect();
+        for f in &filters {
+            subscribe(&mut data, f);
+        }
+        assert_eq!(data.filters().len(), 1000);
+        for f in &filters {
+            data.remove_reader(f);
+        }
+        assert!(data.filters().is_empty());
+        assert!(data.native.is_empty());
+        assert!(data.filter_trie.is_empty());
+        assert!(data.filter_indexes.capacity() < 1000);
+        assert_eq!(data.matches("devices/bob/1/x"), Some(vec![]));
+    }
+
+    #[test]
+    fn a_log_stays_while_any_subscription_reads_it() {
+        let mut data = datalog();
+        let idx = subscribe(&mut data, "im/req/+");
+        assert_eq!(subscribe(&mut data, "$share/g/im/req/+"), idx);
+        subscribe(&mut data, "im/req/+");
+
+        data.remove_reader("im/req/+");
+        data.remove_reader("$share/g/im/req/+");
+        assert_eq!(data.matches("im/req/x"), Some(vec![idx]));
+        assert!(data.is_log_of(idx, "$share/g/im/req/+"));
+
+        data.remove_reader("im/req/+");
+        assert_eq!(data.matches("im/req/x"), Some(vec![]));
+        assert!(!data.is_log_of(idx, "im/req/+"));
+        // The index goes to the next new filter: an old request for it is told apart.
+        assert_eq!(subscribe(&mut data, "other/+"), idx);
+        assert!(!data.is_log_of(idx, "im/req/+"));
+        assert!(data.is_log_of(idx, "other/+"));
+    }
+
+    #[test]
+    fn initialized_filters_keep_their_log() {
+        let mut config = datalog().config;
+        config.initialized_filters = Some(vec!["warm/+".to_owned()]);
+        let mut data = DataLog::new(config).unwrap();
+        subscribe(&mut data, "warm/+");
+        data.remove_reader("warm/+");
+        assert_eq!(data.filters(), vec!["warm/+".to_owned()]);
+    }
+
     #[test]
     fn wildcard_retained_reads_find_exactly_the_matching_topics() {
         let mut data = datalog();
@@ -599,7 +700,13 @@ mod test {
         );
         assert_eq!(
             topics(&mut data, "im/#"),
-            ["im", "im/p", "im/presence/a", "im/presence/b", "im/presencex/c"]
+            [
+                "im",
+                "im/p",
+                "im/presence/a",
+                "im/presence/b",
+                "im/presencex/c"
+            ]
         );
         assert_eq!(topics(&mut data, "+/b"), ["a/b"]);
         assert_eq!(topics(&mut data, "#").len(), 6);

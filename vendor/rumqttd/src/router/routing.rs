@@ -21,7 +21,7 @@ use tracing::{debug, error, info, trace, warn};
 use super::alertlog::{Alert, AlertLog};
 use super::graveyard::Graveyard;
 use super::iobufs::{Incoming, Outgoing};
-use super::logs::{AckLog, DataLog};
+use super::logs::{log_filter, AckLog, DataLog};
 use super::scheduler::{ScheduleReason, Scheduler};
 use super::shared_subs::SharedGroup;
 use super::{
@@ -735,6 +735,17 @@ impl Router {
                                 );
                                 continue;
                             }
+                            // ROOST PATCH: the log may go with its last reader (see
+                            // `DataLog::remove_reader`); unacked deliveries stop naming it.
+                            let log = log_filter(filter);
+                            let reads_log = |s: &String| log_filter(s) == log;
+                            if !connection.subscriptions.iter().any(reads_log) {
+                                if let (Some(idx), Some(outgoing)) =
+                                    (self.datalog.index_of(filter), self.obufs.get_mut(id))
+                                {
+                                    outgoing.forget_filter(idx);
+                                }
+                            }
                             self.datalog.remove_reader(filter);
 
                             // Remove connections from all groups
@@ -1049,6 +1060,15 @@ impl Router {
                 }
             };
 
+            // ROOST PATCH: a request whose subscription or log is gone (woken into
+            // `notifications`, then unsubscribed; the log dropped and its index reused)
+            // is discarded, never read from another filter's log.
+            if !connection.subscriptions.contains(&request.filter)
+                || !datalog.is_log_of(request.filter_idx, &request.filter)
+            {
+                continue;
+            }
+
             let shared_group = request
                 .group
                 .as_ref()
@@ -1127,7 +1147,12 @@ impl Router {
                 }
             }
             let persistent = self.connections.get(*id).is_some_and(|c| !c.clean);
-            if persistent && self.obufs.get(*id).is_some_and(|o| o.has_inflight(filter_idx)) {
+            if persistent
+                && self
+                    .obufs
+                    .get(*id)
+                    .is_some_and(|o| o.has_inflight(filter_idx))
+            {
                 return;
             }
         }
