@@ -51,6 +51,42 @@ impl HistoryError {
             _ => false,
         }
     }
+
+    /// The database refused a value of this call as data (PostgreSQL SQLSTATE class 22,
+    /// a data exception such as 22021 "invalid byte sequence" for a NUL in text, or a
+    /// class 23 constraint other than the unique ones; SQLite TOOBIG, CONSTRAINT,
+    /// MISMATCH). Unlike an outage, retrying the same values cannot succeed: the one
+    /// message carrying them must be set apart (see [`crate::Store::store_each`]).
+    pub fn is_refused_data(&self) -> bool {
+        match self {
+            HistoryError::Database(sqlx::Error::Database(db)) => match db_code(db.as_ref()) {
+                // Unique violations are races between writers (see `sqlx_transient`).
+                _ if db.kind() == sqlx::error::ErrorKind::UniqueViolation => false,
+                // SQLite (extended) result code: TOOBIG, CONSTRAINT, MISMATCH.
+                Some(Code::Sqlite(n)) => matches!(n & 0xff, 18..=20),
+                Some(Code::Sqlstate(code)) => code.starts_with("22") || code.starts_with("23"),
+                None => false,
+            },
+            // A value the driver itself could not encode.
+            HistoryError::Database(sqlx::Error::Encode(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A database error's code, by database: SQLSTATEs are five characters, often all
+/// digits ("22021", "40001"), so they cannot be told from SQLite's numeric result codes
+/// by their text.
+enum Code<'a> {
+    Sqlstate(&'a str),
+    Sqlite(i32),
+}
+
+fn db_code(db: &dyn sqlx::error::DatabaseError) -> Option<Code<'_>> {
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return Some(Code::Sqlstate(pg.code()));
+    }
+    db.code()?.parse().ok().map(Code::Sqlite)
 }
 
 fn sqlx_transient(e: &sqlx::Error) -> bool {
@@ -67,20 +103,17 @@ fn sqlx_transient(e: &sqlx::Error) -> bool {
             if db.kind() == sqlx::error::ErrorKind::UniqueViolation {
                 return true;
             }
-            match db.code() {
-                Some(code) => match code.parse::<i32>() {
-                    // SQLite (extended) result code: BUSY, LOCKED, IOERR, FULL.
-                    Ok(n) => matches!(n & 0xff, 5 | 6 | 10 | 13),
-                    // PostgreSQL SQLSTATE.
-                    Err(_) => {
-                        let class = code.get(..2).unwrap_or("");
-                        matches!(class, "08" | "40" | "53" | "58")
-                            || matches!(
-                                &*code,
-                                "57P01" | "57P02" | "57P03" | "57014" | "55P03" | "25P03"
-                            )
-                    }
-                },
+            match db_code(db.as_ref()) {
+                // SQLite (extended) result code: BUSY, LOCKED, IOERR, FULL.
+                Some(Code::Sqlite(n)) => matches!(n & 0xff, 5 | 6 | 10 | 13),
+                Some(Code::Sqlstate(code)) => {
+                    let class = code.get(..2).unwrap_or("");
+                    matches!(class, "08" | "40" | "53" | "58")
+                        || matches!(
+                            code,
+                            "57P01" | "57P02" | "57P03" | "57014" | "55P03" | "25P03"
+                        )
+                }
                 None => false,
             }
         }

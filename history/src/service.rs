@@ -10,7 +10,7 @@
 
 use crate::payload::ChatPayload;
 use crate::stamp;
-use crate::{Conv, NewMessage, Retention, Store};
+use crate::{Conv, HistoryError, NewMessage, Retention, Store};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tracing::{error, info, warn};
@@ -87,6 +87,7 @@ async fn handle<B: Bus>(bus: &mut B, store: &Store, batch: Vec<Delivery<B::Ack>>
                 Err((from, notice)) => {
                     // The node refuses bad payloads before routing them; this only happens
                     // for publishes from trusted services. Dropped with an error.
+                    refused_metric("payload");
                     warn!(
                         topic = delivery.topic,
                         "history: message not stored: {notice}"
@@ -101,10 +102,15 @@ async fn handle<B: Bus>(bus: &mut B, store: &Store, batch: Vec<Delivery<B::Ack>>
     }
 
     if !messages.is_empty() {
-        let stored = store_with_retry(store, &messages).await;
-        for s in &stored {
-            let ack = json!({"type": "ack", "id": s.id, "conv": s.conv, "seq": s.seq, "ts": s.ts});
-            bus.publish(sys_topic(&s.from), ack.to_string().into_bytes())
+        let outcomes = store_with_retry(store, &messages).await;
+        for (message, outcome) in messages.iter().zip(outcomes) {
+            let notice = match outcome {
+                Ok(s) => {
+                    json!({"type": "ack", "id": s.id, "conv": s.conv, "seq": s.seq, "ts": s.ts})
+                }
+                Err(e) => refused(message, &e),
+            };
+            bus.publish(sys_topic(&message.from), notice.to_string().into_bytes())
                 .await;
         }
     }
@@ -150,17 +156,21 @@ fn chat_message<A>(delivery: &Delivery<A>) -> Result<NewMessage, (Option<String>
     })
 }
 
-/// Stores a batch, waiting out database outages. Returns only once it is committed.
-async fn store_with_retry(store: &Store, messages: &[NewMessage]) -> Vec<crate::Stored> {
+/// Stores a batch, waiting out database outages. Returns only once every message is
+/// committed or set apart as one that can never be stored (one outcome per message).
+async fn store_with_retry(
+    store: &Store,
+    messages: &[NewMessage],
+) -> Vec<Result<crate::Stored, HistoryError>> {
     let mut backoff = Duration::from_millis(100);
     let mut failures = 0u32;
     loop {
-        match store.store_batch(messages).await {
-            Ok(stored) => {
+        match store.store_each(messages).await {
+            Ok(outcomes) => {
                 if failures > 0 {
                     info!(failures, "history: database is back; batch stored");
                 }
-                return stored;
+                return outcomes;
             }
             Err(e) => {
                 failures += 1;
@@ -174,6 +184,26 @@ async fn store_with_retry(store: &Store, messages: &[NewMessage]) -> Vec<crate::
             }
         }
     }
+}
+
+/// A message that can never be stored: logged, counted, and its sender told with an
+/// `error` notice carrying its `id` (in place of the `ack`). Its delivery is acknowledged
+/// like any other, so it is not delivered again.
+fn refused(message: &NewMessage, e: &HistoryError) -> Value {
+    let reason = if e.is_bad_request() {
+        "invalid"
+    } else {
+        "database"
+    };
+    refused_metric(reason);
+    warn!(from = %message.from, conv = %message.conv, id = ?message.id, reason, error = %e,
+        "history: message refused, not stored; its sender gets an error notice");
+    json!({"type": "error", "code": "invalid_payload", "id": message.id,
+        "message": "message not stored: the history database refused its content"})
+}
+
+fn refused_metric(reason: &'static str) {
+    metrics::counter!("roost_history_refused_total", "reason" => reason).increment(1);
 }
 
 fn sys_topic(user: &str) -> String {

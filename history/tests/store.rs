@@ -16,6 +16,7 @@ both_backends!(
     duplicates_within_a_batch,
     duplicates_across_batches,
     invalid_message_refuses_the_batch,
+    store_each_sets_apart_refused_messages,
     concurrent_writers_and_reader,
     history_paging,
     payloads_come_back_parsed,
@@ -173,6 +174,65 @@ async fn duplicates_across_batches(db: &TestDb) {
         .unwrap()
         .messages
         .is_empty());
+}
+
+/// A message the database refuses as data (on PostgreSQL, an `id` with a NUL: 22021) or
+/// that is invalid is set apart by `store_each`; every other message of the batch is
+/// stored, in input order, with gapless seqs. Retrying the batch stores nothing twice.
+async fn store_each_sets_apart_refused_messages(db: &TestDb) {
+    let store = db.store().await;
+    let postgres = store.backend() == roost_history::Backend::Postgres;
+    let mut batch: Vec<NewMessage> = (0..20)
+        .map(|n| msg("grp:team", "alice", &format!("m{n}")))
+        .collect();
+    batch[3].id = "a\u{0}b".into();
+    batch[9].id = "x".repeat(65);
+    batch[17].id = "\u{0}".into();
+
+    // store_batch is all or nothing: on PostgreSQL the NUL is a data error, not an outage.
+    if postgres {
+        let mut only_nul = batch.clone();
+        only_nul.remove(9);
+        let err = store.store_batch(&only_nul).await.unwrap_err();
+        assert!(err.is_refused_data() && !err.is_transient(), "{err}");
+    }
+
+    let db_refused: &[usize] = if postgres { &[3, 17] } else { &[] };
+    for attempt in 0..2 {
+        let outcomes = store.store_each(&batch).await.unwrap();
+        assert_eq!(outcomes.len(), batch.len());
+        let mut expected_seq = 1;
+        for (i, outcome) in outcomes.iter().enumerate() {
+            match outcome {
+                Err(HistoryError::InvalidMessage { index, .. }) => assert_eq!((i, *index), (9, 9)),
+                Err(e) => {
+                    assert!(db_refused.contains(&i), "#{i}: {e}");
+                    assert!(e.is_refused_data(), "#{i}: {e}");
+                }
+                Ok(stored) => {
+                    assert!(i != 9 && !db_refused.contains(&i), "#{i} stored");
+                    assert_eq!(stored.id, batch[i].id);
+                    assert_eq!(stored.duplicate, attempt == 1, "#{i}");
+                    if attempt == 0 {
+                        assert_eq!(stored.seq, expected_seq, "#{i}");
+                        expected_seq += 1;
+                    }
+                }
+            }
+        }
+    }
+    let stored = 20 - 1 - db_refused.len();
+    let page = store
+        .history(&conv("grp:team"), None, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), stored);
+    let want: Vec<String> = (0..20)
+        .filter(|i| *i != 9 && !db_refused.contains(i))
+        .map(|i| batch[i].id.clone())
+        .collect();
+    let got: Vec<String> = page.messages.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(got, want, "stored in input order");
 }
 
 async fn invalid_message_refuses_the_batch(db: &TestDb) {

@@ -2,10 +2,12 @@
 //! placeholders (both PostgreSQL and SQLite accept them).
 //!
 //! Split by concern: this file connects and owns the pool; [`write`] stores
-//! batches (and the seq/gid allocation that sync relies on), [`read`] serves
+//! batches (and the seq/gid allocation that sync relies on), [`isolate`] keeps
+//! one refused message from stalling its batch, [`read`] serves
 //! pages, sync, conversation lists and read cursors, [`retention`] deletes old
 //! messages, and [`sql`] holds the small SQL-building helpers they share.
 
+mod isolate;
 mod read;
 mod retention;
 mod sql;
