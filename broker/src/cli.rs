@@ -160,12 +160,9 @@ fn history_worker(
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let store = crate::history::connect(&crate::history::database_url(&config)).await;
-        let retention = roost_history::Retention {
-            max_age: config.history.max_age,
-            max_messages: config.history.max_messages,
-        };
+        let service = crate::history::service_settings(&config);
         tokio::select! {
-            () = roost_history::worker::run(settings, store, retention) => {}
+            () = roost_history::worker::run(settings, store, service) => {}
             () = shutdown_signal() => info!("shutting down"),
         }
         anyhow::Ok(())

@@ -23,20 +23,28 @@ pub async fn start(config: &Config, router: &Router) -> anyhow::Result<History> 
     } else {
         None
     };
-    let retention = Retention {
-        max_age: config.history.max_age,
-        max_messages: config.history.max_messages,
-    };
+    let settings = service_settings(config);
     let ready = history.clone();
     tokio::spawn(async move {
         let store = connect(&url).await;
         let _ = ready.set(store.clone());
         if let Some(bus) = bus {
             info!("history service running in this node");
-            roost_history::service::run(bus, store, retention).await;
+            roost_history::service::run(bus, store, settings).await;
         }
     });
     Ok(history)
+}
+
+/// The history service's settings from `[history]` (for the node and `history-worker`).
+pub fn service_settings(config: &Config) -> roost_history::service::Settings {
+    roost_history::service::Settings {
+        retention: Retention {
+            max_age: config.history.max_age,
+            max_messages: config.history.max_messages,
+        },
+        max_requests_per_second: config.history.max_requests_per_second,
+    }
 }
 
 /// The configured database, or SQLite in the data dir.

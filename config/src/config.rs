@@ -161,6 +161,9 @@ pub struct History {
     pub max_age: Option<Duration>,
     /// Keep at most this many messages per conversation. Default: no limit.
     pub max_messages: Option<u64>,
+    /// History requests per second each user may make (also their burst); more are
+    /// answered `rate_limited`.
+    pub max_requests_per_second: u32,
 }
 
 impl Default for History {
@@ -170,6 +173,7 @@ impl Default for History {
             service: true,
             max_age: None,
             max_messages: None,
+            max_requests_per_second: 20,
         }
     }
 }

@@ -132,6 +132,7 @@ fn operating_example_with_every_key() {
                 service: false,
                 max_age: Some(Duration::from_secs(90 * 24 * 3600)),
                 max_messages: Some(10_000),
+                max_requests_per_second: 10,
             },
             cluster: Cluster {
                 node_id: Some("pi1".into()),

@@ -79,6 +79,12 @@ pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
     if config.history.max_age.is_some_and(|age| age.is_zero()) {
         return fail("history.max_age", "must be greater than 0".into());
     }
+    if config.history.max_requests_per_second == 0 {
+        return fail(
+            "history.max_requests_per_second",
+            "must be at least 1".into(),
+        );
+    }
     if config.history.max_messages == Some(0) {
         return fail("history.max_messages", "must be at least 1".into());
     }

@@ -14,6 +14,7 @@
 
 mod conv;
 mod error;
+mod fair;
 pub mod payload;
 pub mod service;
 pub mod stamp;
@@ -34,6 +35,11 @@ pub const MAX_MESSAGE_ID_CHARS: usize = 64;
 pub const MAX_HISTORY_LIMIT: u32 = 100;
 /// `sync` returns at most this many messages per page.
 pub const MAX_SYNC_LIMIT: u32 = 500;
+/// `conversations` returns at most this many conversations per page.
+pub const MAX_CONVERSATIONS_LIMIT: u32 = 200;
+/// A page of `history`, `sync` or `conversations` holds about this many bytes of
+/// payloads at most (always at least one item); the rest is for the next page.
+pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 /// A chat message to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +130,16 @@ pub struct Message {
     pub payload: serde_json::Value,
 }
 
+impl Message {
+    /// About how many bytes the payload takes in an answer.
+    fn payload_size(&self) -> usize {
+        match &self.payload {
+            serde_json::Value::String(s) => s.len(),
+            other => other.to_string().len(),
+        }
+    }
+}
+
 /// A message of a `sync` page: the message and its conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncMessage {
@@ -160,6 +176,15 @@ pub struct Summary {
     pub unread: i64,
     /// The last message, unless retention deleted it.
     pub last: Option<Message>,
+}
+
+/// A page of `conversations`, most recent first; pass `cursor` back for the next
+/// page when `more`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationsPage {
+    pub conversations: Vec<Summary>,
+    pub cursor: Option<String>,
+    pub more: bool,
 }
 
 /// Retention limits; `None` keeps everything in that respect.

@@ -8,11 +8,12 @@
 //! database is away, deliveries wait unacknowledged, nothing is acked, and live chat (which
 //! never waits for history) goes on.
 
+use crate::fair::{Fair, Refusal};
 use crate::payload::ChatPayload;
 use crate::stamp;
 use crate::{Conv, HistoryError, NewMessage, Retention, Store};
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 /// The shared subscriptions a history service takes. Each filter has a group name of its
@@ -26,6 +27,8 @@ pub const SUBSCRIPTIONS: [&str; 3] = [
 
 /// Most messages stored in one transaction.
 const MAX_BATCH: usize = 256;
+/// `conversations` per page when the request does not say.
+const DEFAULT_CONVERSATIONS_LIMIT: u32 = 100;
 /// How long a batch waits for more messages once it has one.
 const BATCH_WINDOW: Duration = Duration::from_millis(2);
 
@@ -50,13 +53,56 @@ pub trait Bus {
     async fn ack(&mut self, ack: Self::Ack);
 }
 
+/// How a service runs, besides its database.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub retention: Retention,
+    /// Requests per second each user may make (also their burst); more are answered
+    /// `rate_limited`. 0 means [`DEFAULT_REQUESTS_PER_SECOND`].
+    pub max_requests_per_second: u32,
+}
+
+/// `[history] max_requests_per_second` when not set.
+pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 20;
+
+/// A request waiting for its turn.
+struct Request {
+    topic: String,
+    payload: Vec<u8>,
+    user_properties: Vec<(String, String)>,
+}
+
 /// Runs the service until the bus closes.
-pub async fn run<B: Bus>(mut bus: B, store: Store, retention: Retention) {
+///
+/// Messages to store always go first: a request is answered only when no delivery is
+/// waiting, one request at a time, taking users in turn (see [`crate::fair`]).
+pub async fn run<B: Bus>(mut bus: B, store: Store, settings: Settings) {
+    let retention = settings.retention;
     if retention.max_age.is_some() || retention.max_messages.is_some() {
         tokio::spawn(enforce_retention(store.clone(), retention));
     }
+    let rate = match settings.max_requests_per_second {
+        0 => DEFAULT_REQUESTS_PER_SECOND,
+        n => n,
+    };
+    let mut requests: Fair<Request> = Fair::new(rate);
     loop {
-        let Some(first) = bus.recv().await else {
+        let first = if requests.is_empty() {
+            bus.recv().await
+        } else {
+            // Only what is already there: a waiting request should not wait for traffic.
+            tokio::select! {
+                biased;
+                delivery = bus.recv() => delivery,
+                () = std::future::ready(()) => {
+                    if let Some((_, request)) = requests.pop() {
+                        answer(&mut bus, &store, &request).await;
+                    }
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else {
             info!("history bus closed; service stops");
             return;
         };
@@ -68,19 +114,36 @@ pub async fn run<B: Bus>(mut bus: B, store: Store, retention: Retention) {
                 _ => break,
             }
         }
-        handle(&mut bus, &store, batch).await;
+        handle(&mut bus, &store, &mut requests, batch).await;
     }
 }
 
-async fn handle<B: Bus>(bus: &mut B, store: &Store, batch: Vec<Delivery<B::Ack>>) {
+/// Stores a batch's messages and queues its requests (refusing those over a user's
+/// bounds at once), then acknowledges every delivery of the batch.
+async fn handle<B: Bus>(
+    bus: &mut B,
+    store: &Store,
+    requests: &mut Fair<Request>,
+    batch: Vec<Delivery<B::Ack>>,
+) {
     let mut messages = Vec::with_capacity(batch.len());
-    let mut requests = Vec::new();
     // Acks go out in delivery order, after everything in the batch is done: MQTT wants
-    // PUBACKs in order, and rumqttd's router drops a link that acks out of order.
+    // PUBACKs in order, and rumqttd's router drops a link that acks out of order. A
+    // request is acknowledged once queued: it is a read (or an idempotent `read`), and a
+    // client that gets no answer asks again.
     let mut acks = Vec::with_capacity(batch.len());
+    let now = Instant::now();
     for delivery in batch {
-        if delivery.topic.starts_with("im/req/") {
-            requests.push((delivery.topic, delivery.payload, delivery.user_properties));
+        if let Some(me) = delivery.topic.strip_prefix("im/req/") {
+            let me = me.to_owned();
+            let request = Request {
+                topic: delivery.topic,
+                payload: delivery.payload,
+                user_properties: delivery.user_properties,
+            };
+            if let Err((refusal, request)) = requests.push(&me, request, now) {
+                refuse_request(bus, &me, &request, refusal).await;
+            }
         } else {
             match chat_message(&delivery) {
                 Ok(message) => messages.push(message),
@@ -114,12 +177,38 @@ async fn handle<B: Bus>(bus: &mut B, store: &Store, batch: Vec<Delivery<B::Ack>>
                 .await;
         }
     }
-    for (topic, payload, user_properties) in &requests {
-        answer(bus, store, topic, payload, user_properties).await;
-    }
     for ack in acks {
         bus.ack(ack).await;
     }
+}
+
+/// Answers a request refused by [`Fair::push`] with a `rate_limited` error, and counts it.
+async fn refuse_request<B: Bus>(bus: &mut B, me: &str, request: &Request, refusal: Refusal) {
+    let reason = match refusal {
+        Refusal::Rate => "rate",
+        Refusal::Queue => "queue",
+    };
+    metrics::counter!("roost_history_requests_refused_total", "reason" => reason).increment(1);
+    warn!(
+        user = me,
+        reason, "history: request refused, over the user's bounds"
+    );
+    let message = match refusal {
+        Refusal::Rate => "too many requests per second; slow down",
+        Refusal::Queue => "too many requests waiting; wait for the answers first",
+    };
+    let reply = json!({"type": "result", "req": req_of(&request.payload),
+        "error": {"code": "rate_limited", "message": message}});
+    bus.publish(sys_topic(me), reply.to_string().into_bytes())
+        .await;
+}
+
+/// The request's `req` (correlation id), or null.
+fn req_of(payload: &[u8]) -> Value {
+    serde_json::from_slice::<Value>(payload)
+        .ok()
+        .and_then(|v| v.get("req").cloned())
+        .unwrap_or(Value::Null)
 }
 
 /// A stored-topic delivery as a message to store, or the notice explaining why not.
@@ -211,33 +300,23 @@ fn sys_topic(user: &str) -> String {
 }
 
 /// Answers one request from `im/req/{me}` on `im/sys/{me}`.
-async fn answer<B: Bus>(
-    bus: &mut B,
-    store: &Store,
-    topic: &str,
-    payload: &[u8],
-    user_properties: &[(String, String)],
-) {
-    let Some(me) = topic.strip_prefix("im/req/") else {
+async fn answer<B: Bus>(bus: &mut B, store: &Store, request: &Request) {
+    let Some(me) = request.topic.strip_prefix("im/req/") else {
         return;
     };
     // The node stamps every request it routes; one without a stamp for this user did not
     // come through a node's front-end, and gets no group rights.
-    let stamped = user_properties
+    let stamped = request
+        .user_properties
         .iter()
         .any(|(k, v)| k == stamp::USER && v == me);
     let groups = if stamped {
-        stamp::groups(user_properties)
+        stamp::groups(&request.user_properties)
     } else {
         Vec::new()
     };
-    let parsed: Result<Value, _> = serde_json::from_slice(payload);
-    let req = parsed
-        .as_ref()
-        .ok()
-        .and_then(|v| v.get("req"))
-        .cloned()
-        .unwrap_or(Value::Null);
+    let parsed: Result<Value, _> = serde_json::from_slice(&request.payload);
+    let req = req_of(&request.payload);
     let outcome = match &parsed {
         Ok(v) => dispatch(bus, store, me, &groups, v).await,
         Err(e) => Err((
@@ -246,7 +325,14 @@ async fn answer<B: Bus>(
         )),
     };
     let reply = match outcome {
-        Ok(result) => json!({"type": "result", "req": req, "result": result}),
+        Ok(Answer::Plain(result)) => json!({"type": "result", "req": req, "result": result}),
+        Ok(Answer::Paged {
+            result,
+            cursor,
+            more,
+        }) => {
+            json!({"type": "result", "req": req, "result": result, "cursor": cursor, "more": more})
+        }
         Err((code, message)) => {
             json!({"type": "result", "req": req, "error": {"code": code, "message": message}})
         }
@@ -255,7 +341,18 @@ async fn answer<B: Bus>(
         .await;
 }
 
-type Outcome = Result<Value, (&'static str, String)>;
+/// A request's result; `conversations` pages with `cursor` and `more` beside its list
+/// (the list itself stays the documented array).
+enum Answer {
+    Plain(Value),
+    Paged {
+        result: Value,
+        cursor: Option<String>,
+        more: bool,
+    },
+}
+
+type Outcome = Result<Answer, (&'static str, String)>;
 
 async fn dispatch<B: Bus>(
     bus: &mut B,
@@ -292,7 +389,9 @@ async fn dispatch<B: Bus>(
                 )
                 .await
                 .map_err(unavailable)?;
-            Ok(serde_json::to_value(page).unwrap_or(Value::Null))
+            Ok(Answer::Plain(
+                serde_json::to_value(page).unwrap_or(Value::Null),
+            ))
         }
         "sync" => {
             let cursor = params.get("cursor").and_then(Value::as_str);
@@ -301,11 +400,24 @@ async fn dispatch<B: Bus>(
                 .sync(me, groups, cursor, limit)
                 .await
                 .map_err(unavailable)?;
-            Ok(serde_json::to_value(page).unwrap_or(Value::Null))
+            Ok(Answer::Plain(
+                serde_json::to_value(page).unwrap_or(Value::Null),
+            ))
         }
         "conversations" => {
-            let list = store.conversations(me, groups).await.map_err(unavailable)?;
-            Ok(serde_json::to_value(list).unwrap_or(Value::Null))
+            let cursor = params.get("cursor").and_then(Value::as_str);
+            let limit = int_param(&params, "limit")?
+                .unwrap_or(i64::from(DEFAULT_CONVERSATIONS_LIMIT))
+                .clamp(1, i64::from(crate::MAX_CONVERSATIONS_LIMIT)) as u32;
+            let page = store
+                .conversations(me, groups, cursor, limit)
+                .await
+                .map_err(unavailable)?;
+            Ok(Answer::Paged {
+                result: serde_json::to_value(page.conversations).unwrap_or(Value::Null),
+                cursor: page.cursor,
+                more: page.more,
+            })
         }
         "read" => {
             let conv = readable_conv(&params, me, groups)?;
@@ -321,7 +433,9 @@ async fn dispatch<B: Bus>(
                 bus.publish(sys_topic(&member), receipt.to_string().into_bytes())
                     .await;
             }
-            Ok(json!({"conv": conv.to_string(), "read_seq": read_seq}))
+            Ok(Answer::Plain(
+                json!({"conv": conv.to_string(), "read_seq": read_seq}),
+            ))
         }
         "" => Err(("invalid_request", "missing method".to_owned())),
         other => Err(("unknown_method", format!("no method {other:?}"))),

@@ -6,7 +6,7 @@
 //! Several workers on several machines share the load through the shared subscriptions.
 
 use crate::service::{self, Bus, Delivery, SUBSCRIPTIONS};
-use crate::{Retention, Store};
+use crate::Store;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -29,7 +29,7 @@ pub struct WorkerSettings {
 /// sends unacknowledged, so the event loop never waits on the service.
 const BUFFER: usize = 4096;
 
-pub async fn run(settings: WorkerSettings, store: Store, retention: Retention) {
+pub async fn run(settings: WorkerSettings, store: Store, service: service::Settings) {
     let mut options = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
     options
         .set_credentials(&settings.user, &settings.token)
@@ -69,7 +69,7 @@ pub async fn run(settings: WorkerSettings, store: Store, retention: Retention) {
         }
     });
 
-    service::run(MqttBus { client, rx }, store, retention).await;
+    service::run(MqttBus { client, rx }, store, service).await;
 }
 
 struct MqttBus {

@@ -24,6 +24,8 @@ both_backends!(
     sync_cursor_skips_other_users_traffic,
     sync_over_many_conversations,
     conversations_with_unread_counts,
+    conversations_page_with_cursors,
+    answers_are_bounded_in_bytes,
     mark_read_is_monotonic_and_clamped,
     members_to_notify,
     retention_by_count,
@@ -689,12 +691,134 @@ async fn sync_over_many_conversations(db: &TestDb) {
     assert_eq!(got, want);
 }
 
+/// A user with many conversations gets them a page at a time, newest first, each page
+/// continuing where the last one stopped: every conversation once.
+async fn conversations_page_with_cursors(db: &TestDb) {
+    let store = db.store().await;
+    let batch: Vec<NewMessage> = (0..250)
+        .map(|n| {
+            let other = format!("u{n:03}");
+            msg(
+                &Conv::dm("alice", &other).to_string(),
+                "alice",
+                &format!("m{n}"),
+            )
+        })
+        .collect();
+    store.store_batch(&batch).await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = Vec::new();
+    loop {
+        let page = store
+            .conversations("alice", &[], cursor.as_deref(), 100)
+            .await
+            .unwrap();
+        pages.push(page.conversations.len());
+        seen.extend(page.conversations.iter().map(|s| s.conv.clone()));
+        if !page.more {
+            assert_eq!(page.cursor, None);
+            break;
+        }
+        cursor = page.cursor;
+        assert!(cursor.is_some());
+    }
+    assert_eq!(pages, [100, 100, 50]);
+    // Newest first, each once.
+    let want: Vec<String> = (0..250)
+        .rev()
+        .map(|n| Conv::dm("alice", &format!("u{n:03}")).to_string())
+        .collect();
+    assert_eq!(seen, want);
+    // The limit is clamped to 200; a bad cursor is a bad request.
+    let page = store
+        .conversations("alice", &[], None, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(page.conversations.len(), 200);
+    let err = store
+        .conversations("alice", &[], Some("nope"), 10)
+        .await
+        .unwrap_err();
+    assert!(err.is_bad_request(), "{err}");
+}
+
+/// Pages of big messages stop at about MAX_ANSWER_BYTES (with `more`), never empty.
+async fn answers_are_bounded_in_bytes(db: &TestDb) {
+    let store = db.store().await;
+    let big = "x".repeat(60 * 1024);
+    let batch: Vec<NewMessage> = (0..12)
+        .map(|n| {
+            let id = format!("b{n}");
+            let mut m = msg(&format!("grp:g{n}"), "alice", &id);
+            m.payload = serde_json::json!({"id": id, "kind": "text", "body": big}).to_string();
+            m
+        })
+        .collect();
+    store.store_batch(&batch).await.unwrap();
+    let bound = roost_history::MAX_ANSWER_BYTES;
+    let all: Vec<String> = (0..12).map(|n| format!("g{n}")).collect();
+
+    let page = store.conversations("alice", &all, None, 100).await.unwrap();
+    let n = page.conversations.len();
+    assert!(page.more && (1..12).contains(&n), "{n}");
+    assert!(
+        n * big.len() <= bound,
+        "{n} conversations of {} bytes",
+        big.len()
+    );
+    let rest = store
+        .conversations("alice", &all, page.cursor.as_deref(), 100)
+        .await
+        .unwrap();
+    assert_eq!(rest.conversations[0].conv, format!("grp:g{}", 11 - n));
+
+    let mut synced = 0;
+    let mut cursor = None;
+    loop {
+        let page = store
+            .sync("alice", &all, cursor.as_deref(), 500)
+            .await
+            .unwrap();
+        assert!(!page.messages.is_empty() && page.messages.len() * big.len() <= bound);
+        synced += page.messages.len();
+        cursor = Some(page.cursor);
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(synced, 12, "sync pages through everything");
+
+    // history: one conversation of big messages, paged back from the latest.
+    let more: Vec<NewMessage> = (0..8)
+        .map(|n| {
+            let id = format!("h{n}");
+            let mut m = msg("grp:g0", "alice", &id);
+            m.payload = serde_json::json!({"id": id, "kind": "text", "body": big}).to_string();
+            m
+        })
+        .collect();
+    store.store_batch(&more).await.unwrap();
+    let page = store
+        .history(&conv("grp:g0"), None, None, 100)
+        .await
+        .unwrap();
+    let n = page.messages.len();
+    assert!(page.more && n >= 1 && n * big.len() <= bound, "{n}");
+    assert_eq!(
+        page.messages.last().unwrap().seq,
+        9,
+        "the latest ones are kept"
+    );
+}
+
 async fn conversations_with_unread_counts(db: &TestDb) {
     let store = db.store().await;
     assert!(store
-        .conversations("alice", &groups(&["g1"]))
+        .conversations("alice", &groups(&["g1"]), None, 100)
         .await
         .unwrap()
+        .conversations
         .is_empty());
     store
         .store_batch(&[
@@ -722,9 +846,10 @@ async fn conversations_with_unread_counts(db: &TestDb) {
         .unwrap();
 
     let list = store
-        .conversations("alice", &groups(&["g1", "g3"]))
+        .conversations("alice", &groups(&["g1", "g3"]), None, 100)
         .await
-        .unwrap();
+        .unwrap()
+        .conversations;
     let ids: Vec<&str> = list.iter().map(|s| s.conv.as_str()).collect();
     assert_eq!(
         ids,
@@ -755,9 +880,10 @@ async fn conversations_with_unread_counts(db: &TestDb) {
         3
     );
     let list = store
-        .conversations("alice", &groups(&["g1"]))
+        .conversations("alice", &groups(&["g1"]), None, 100)
         .await
-        .unwrap();
+        .unwrap()
+        .conversations;
     let by_id: HashMap<&str, &roost_history::Summary> =
         list.iter().map(|s| (s.conv.as_str(), s)).collect();
     assert_eq!((by_id["grp:g1"].read_seq, by_id["grp:g1"].unread), (3, 2));
@@ -766,7 +892,11 @@ async fn conversations_with_unread_counts(db: &TestDb) {
         (3, 0)
     );
     // bob's view of the same DM has his own cursor.
-    let bob = store.conversations("bob", &[]).await.unwrap();
+    let bob = store
+        .conversations("bob", &[], None, 100)
+        .await
+        .unwrap()
+        .conversations;
     assert_eq!(
         bob.iter().map(|s| s.conv.as_str()).collect::<Vec<_>>(),
         vec!["dm:bob:carol", "dm:alice:bob"]
@@ -815,7 +945,11 @@ async fn mark_read_is_monotonic_and_clamped(db: &TestDb) {
         .unwrap();
     assert_eq!(store.mark_read(&c, "alice", 3).await.unwrap(), 4);
     assert_eq!(store.mark_read(&c, "alice", 5).await.unwrap(), 5);
-    let summary = &store.conversations("alice", &[]).await.unwrap()[0];
+    let summary = &store
+        .conversations("alice", &[], None, 100)
+        .await
+        .unwrap()
+        .conversations[0];
     assert_eq!((summary.read_seq, summary.unread), (5, 0));
 }
 
@@ -910,7 +1044,11 @@ async fn retention_by_count(db: &TestDb) {
         vec![8, 9, 10, 11]
     );
     // Summaries keep counting from the real last seq.
-    let list = store.conversations("x", &groups(&["big"])).await.unwrap();
+    let list = store
+        .conversations("x", &groups(&["big"]), None, 100)
+        .await
+        .unwrap()
+        .conversations;
     assert_eq!((list[0].last_seq, list[0].unread), (11, 11));
     // Keep nothing: the conversation stays, without a last message.
     let keep0 = Retention {
@@ -918,7 +1056,11 @@ async fn retention_by_count(db: &TestDb) {
         max_messages: Some(0),
     };
     assert_eq!(store.apply_retention(&keep0).await.unwrap(), 7);
-    let list = store.conversations("x", &groups(&["big"])).await.unwrap();
+    let list = store
+        .conversations("x", &groups(&["big"]), None, 100)
+        .await
+        .unwrap()
+        .conversations;
     assert_eq!((list[0].last_seq, list[0].last.is_none()), (11, true));
     assert_eq!(
         store

@@ -8,11 +8,13 @@ use sqlx::Row;
 use super::sql::{check_conv, group_convs, numbered, ROWS_PER_STATEMENT};
 use super::Store;
 use crate::{
-    Conv, HistoryError, Message, Page, Summary, SyncMessage, SyncPage, MAX_HISTORY_LIMIT,
-    MAX_SYNC_LIMIT,
+    Conv, ConversationsPage, HistoryError, Message, Page, Summary, SyncMessage, SyncPage,
+    MAX_ANSWER_BYTES, MAX_CONVERSATIONS_LIMIT, MAX_HISTORY_LIMIT, MAX_SYNC_LIMIT,
 };
 
 const CURSOR_PREFIX: &str = "v1:";
+/// What one listed item adds to an answer besides its payload (fields, ids, JSON).
+const PER_ITEM_BYTES: usize = 160;
 
 impl Store {
     /// A page of one conversation, always in ascending seq order.
@@ -76,12 +78,14 @@ impl Store {
                 false,
             ),
         };
-        let more = rows.len() as i64 > limit;
+        let mut more = rows.len() as i64 > limit;
         let mut messages = rows
             .iter()
             .take(limit as usize)
             .map(|r| message_from_row(r, 0))
             .collect::<Result<Vec<_>, _>>()?;
+        // In query order, the messages nearest the anchor come first: keep those.
+        more |= fit(&mut messages, |m| m.payload_size());
         if descending {
             messages.reverse();
         }
@@ -164,8 +168,9 @@ impl Store {
             }
         }
         rows.sort_by_key(|(gid, _)| *gid);
-        let more = rows.len() as i64 > limit;
+        let mut more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
+        more |= fit(&mut rows, |(_, m)| m.message.payload_size());
         let position = match rows.last() {
             Some((gid, _)) if more => *gid,
             _ => head,
@@ -182,48 +187,74 @@ impl Store {
     /// and the groups in `groups` (their verified token's groups), newest last
     /// message first, with their read cursor and unread count
     /// (`last_seq - read_seq`, never below 0).
+    ///
+    /// One page of at most `limit` (clamped to 1..=[`MAX_CONVERSATIONS_LIMIT`]) and
+    /// about [`MAX_ANSWER_BYTES`]; `cursor` (from the previous page) continues with
+    /// the conversations whose last message is older than that page's last one. A
+    /// conversation that gets a new message meanwhile moves to the front, so a
+    /// walk through the pages may miss it: its new message arrives live anyway.
     pub async fn conversations(
         &self,
         user: &str,
         groups: &[String],
-    ) -> Result<Vec<Summary>, HistoryError> {
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<ConversationsPage, HistoryError> {
+        let before = match cursor {
+            None => i64::MAX,
+            Some(c) => parse_cursor(c)?,
+        };
+        let limit = i64::from(limit.clamp(1, MAX_CONVERSATIONS_LIMIT));
         let group_convs = group_convs(groups);
         let mut sql = String::from(
             "SELECT m.seq, m.msg_id, m.sender, m.ts, m.payload, c.conv, c.last_seq, \
-             COALESCE(p.read_seq, 0) AS read_seq \
+             COALESCE(p.read_seq, 0) AS read_seq, c.last_gid \
              FROM history_conversations c \
              LEFT JOIN history_participants p ON p.conv = c.conv AND p.user_id = $1 \
              LEFT JOIN history_messages m ON m.conv = c.conv AND m.seq = c.last_seq \
-             WHERE c.dm_a = $1 OR c.dm_b = $1",
+             WHERE c.last_gid < $2 AND (c.dm_a = $1 OR c.dm_b = $1",
         );
         if !group_convs.is_empty() {
             sql.push_str(" OR c.conv IN (");
-            sql.push_str(&numbered(group_convs.len(), 2));
+            sql.push_str(&numbered(group_convs.len(), 4));
             sql.push(')');
         }
-        sql.push_str(" ORDER BY c.last_gid DESC");
-        let mut q = sqlx::query(&sql).bind(user);
+        sql.push_str(") ORDER BY c.last_gid DESC LIMIT $3");
+        let mut q = sqlx::query(&sql).bind(user).bind(before).bind(limit + 1);
         for g in &group_convs {
             q = q.bind(g.as_str());
         }
         let rows = q.fetch_all(&self.inner.pool).await?;
+        let mut more = rows.len() as i64 > limit;
         let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows.iter().take(limit as usize) {
             let last_seq: i64 = row.try_get(6)?;
             let read_seq: i64 = row.try_get(7)?;
             let last = match row.try_get::<Option<i64>, _>(0)? {
                 Some(_) => Some(message_from_row(row, 0)?),
                 None => None,
             };
-            out.push(Summary {
+            let summary = Summary {
                 conv: row.try_get(5)?,
                 last_seq,
                 read_seq,
                 unread: (last_seq - read_seq).max(0),
                 last,
-            });
+            };
+            out.push((row.try_get::<i64, _>(8)?, summary));
         }
-        Ok(out)
+        more |= fit(&mut out, |(_, s)| {
+            s.last.as_ref().map_or(0, Message::payload_size)
+        });
+        let cursor = match out.last() {
+            Some((gid, _)) if more => Some(format!("{CURSOR_PREFIX}{gid}")),
+            _ => None,
+        };
+        Ok(ConversationsPage {
+            conversations: out.into_iter().map(|(_, s)| s).collect(),
+            cursor,
+            more,
+        })
     }
 
     /// Moves `user`'s read cursor in `conv` to `max(old, min(seq, last_seq))` and
@@ -299,6 +330,22 @@ fn message_from_row(row: &AnyRow, first: usize) -> Result<Message, HistoryError>
         ts: row.try_get(first + 3)?,
         payload,
     })
+}
+
+/// Cuts `items` (at least one kept) so their payloads add up to about
+/// [`MAX_ANSWER_BYTES`]; returns whether it cut anything.
+fn fit<T>(items: &mut Vec<T>, size: impl Fn(&T) -> usize) -> bool {
+    let mut total = 0usize;
+    let keep = items
+        .iter()
+        .position(|item| {
+            total += size(item) + PER_ITEM_BYTES;
+            total > MAX_ANSWER_BYTES
+        })
+        .map_or(items.len(), |i| i.max(1));
+    let cut = keep < items.len();
+    items.truncate(keep);
+    cut
 }
 
 fn parse_cursor(cursor: &str) -> Result<i64, HistoryError> {
