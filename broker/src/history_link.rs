@@ -9,7 +9,6 @@
 //! database is away the service takes nothing more, and messages wait in the router.
 
 use crate::router::{Link, Router};
-use futures_util::FutureExt;
 use roost_history::service::{Bus, Delivery, SUBSCRIPTIONS};
 use rumqttd::protocol::{
     Filter, Packet, PubAck, PubAckReason, Publish, QoS, RetainForwardRule, Subscribe,
@@ -19,7 +18,6 @@ use tracing::warn;
 
 pub struct LinkBus {
     link: Link,
-    closed: bool,
 }
 
 impl LinkBus {
@@ -29,20 +27,21 @@ impl LinkBus {
             .iter()
             .map(|path| Filter {
                 path: (*path).to_owned(),
-                // Deliveries wait for our PUBACK, which is sent only after the commit.
+                // QoS 1, so the router keeps each delivery until it is taken (see the
+                // module comment for when the PUBACK goes).
                 qos: QoS::AtLeastOnce,
                 nolocal: false,
                 preserve_retain: false,
                 retain_forward_rule: RetainForwardRule::Never,
             })
             .collect();
-        link.tx
-            .send(Packet::Subscribe(Subscribe { pkid: 1, filters }, None))
-            .await?;
-        Ok(LinkBus {
-            link,
-            closed: false,
-        })
+        if !link.try_send(vec![Packet::Subscribe(
+            Subscribe { pkid: 1, filters },
+            None,
+        )]) {
+            anyhow::bail!("router dropped the history link");
+        }
+        Ok(LinkBus { link })
     }
 }
 
@@ -51,65 +50,42 @@ impl Bus for LinkBus {
     type Ack = ();
 
     async fn recv(&mut self) -> Option<Delivery<()>> {
-        while !self.closed {
-            match self.link.rx.next().await {
-                Ok(Some(Notification::Forward(forward))) => {
-                    let publish = forward.publish;
-                    let Ok(topic) = String::from_utf8(publish.topic.to_vec()) else {
-                        continue;
-                    };
-                    if publish.qos() != QoS::AtMostOnce {
-                        let puback = PubAck {
-                            pkid: publish.pkid(),
-                            reason: PubAckReason::Success,
-                        };
-                        // `send` only queues and notifies; it never waits, so taking this
-                        // delivery stays cancel safe.
-                        let sent = self
-                            .link
-                            .tx
-                            .send(Packet::PubAck(puback, None))
-                            .now_or_never();
-                        if !matches!(sent, Some(Ok(_))) {
-                            self.closed = true;
-                        }
-                    }
-                    return Some(Delivery {
-                        topic,
-                        payload: publish.payload.to_vec(),
-                        user_properties: forward
-                            .properties
-                            .map(|p| p.user_properties)
-                            .unwrap_or_default(),
-                        ack: (),
-                    });
-                }
-                Ok(Some(Notification::Unschedule)) => {
-                    if self.link.rx.wake().await.is_err() {
-                        self.closed = true;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    warn!(error = %e, "history link closed by the router");
-                    self.closed = true;
-                }
+        loop {
+            let Some(notification) = self.link.recv().await else {
+                warn!("history link closed by the router");
+                return None;
+            };
+            let Notification::Forward(forward) = notification else {
+                continue;
+            };
+            let publish = forward.publish;
+            let Ok(topic) = String::from_utf8(publish.topic.to_vec()) else {
+                continue;
+            };
+            if publish.qos() != QoS::AtMostOnce {
+                let puback = PubAck {
+                    pkid: publish.pkid(),
+                    reason: PubAckReason::Success,
+                };
+                // Never waits, so taking this delivery stays cancel safe. A link gone
+                // shows at the next `recv`.
+                self.link.try_send(vec![Packet::PubAck(puback, None)]);
             }
+            return Some(Delivery {
+                topic,
+                payload: publish.payload.to_vec(),
+                user_properties: forward
+                    .properties
+                    .map(|p| p.user_properties)
+                    .unwrap_or_default(),
+                ack: (),
+            });
         }
-        None
     }
 
     async fn publish(&mut self, topic: String, payload: Vec<u8>) {
         let publish = Publish::new(topic.into_bytes(), payload, false);
-        if self
-            .link
-            .tx
-            .send(Packet::Publish(publish, None))
-            .await
-            .is_err()
-        {
-            self.closed = true;
-        }
+        self.link.try_send(vec![Packet::Publish(publish, None)]);
     }
 
     async fn ack(&mut self, (): ()) {}

@@ -13,7 +13,7 @@
 
 pub mod cli;
 mod codec;
-mod connect;
+mod conn;
 mod history;
 mod history_link;
 mod http;
@@ -22,7 +22,6 @@ mod metrics;
 pub mod node;
 mod notice;
 mod presence;
+mod registry;
 mod router;
-mod session;
-mod sessions;
 mod transport;

@@ -1,5 +1,5 @@
 //! The node's MQTT listeners: accept sockets, finish TLS and WebSocket handshakes, and hand
-//! each connection to [`crate::session::serve`].
+//! each connection to [`crate::conn::serve`].
 
 use crate::node::Context;
 use crate::transport::{Io, Transport};
@@ -72,7 +72,7 @@ async fn accept_loop(listener: TcpListener, kind: Kind, ctx: Arc<Context>) {
             ))
             .await;
             match upgraded {
-                Ok(Ok(transport)) => crate::session::serve(transport, peer, ctx).await,
+                Ok(Ok(transport)) => crate::conn::serve(transport, peer, ctx).await,
                 Ok(Err(e)) => warn!(%peer, kind = kind.name(), error = %e, "handshake failed"),
                 Err(_) => debug!(%peer, kind = kind.name(), "handshake timed out"),
             }

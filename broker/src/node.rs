@@ -2,8 +2,8 @@
 
 use crate::listener::{self, Kind};
 use crate::presence::Presence;
+use crate::registry::Registry;
 use crate::router::{Router, Sizing, SystemPublisher};
-use crate::sessions::Sessions;
 use anyhow::Context as _;
 use roost_auth::{Acl, KeySettings, Verifier};
 use roost_config::{Config, Limits};
@@ -23,7 +23,7 @@ pub struct Context {
     pub router: Router,
     pub system: SystemPublisher,
     pub presence: Presence,
-    pub sessions: Sessions,
+    pub registry: Registry,
     /// Signed-in connections right now.
     pub active: AtomicUsize,
 }
@@ -72,7 +72,7 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         router,
         presence: Presence::new(system.clone()),
         system,
-        sessions: Sessions::default(),
+        registry: Registry::default(),
         active: AtomicUsize::new(0),
     });
 

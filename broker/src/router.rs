@@ -4,19 +4,132 @@
 //! one link ([`Router::link`]); the node itself owns one more, the system link, through which
 //! it publishes presence, notices and last wills ([`SystemPublisher`]).
 
+use futures_util::FutureExt;
 use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
-use rumqttd::protocol::{Packet, Publish};
+use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet, Publish};
 use rumqttd::{Notification, RouterConfig, SegmentConfig};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
-/// Links made and the ack the router answered with.
-pub struct Link {
-    pub tx: LinkTx,
-    pub rx: LinkRx,
+/// One link to the router: a client's, the history service's or the node's own.
+///
+/// It owns rumqttd's link protocol so that no user repeats it: the router parks a link that
+/// has a full buffer (`Unschedule`) until the link asks again (`wake`), and a send only
+/// queues and notifies, so it never has to wait. Dropping the link tells the router it is
+/// gone, so a link that ends any way at all (even by a panic) frees its router slot.
+pub(crate) struct Link {
+    tx: LinkTx,
+    rx: LinkRx,
     /// Whether the router resumed a stored session for this client id.
-    pub session_present: bool,
+    pub(crate) session_present: bool,
+    /// The router parked this link; it is woken on the next receive.
+    unscheduled: bool,
+    /// The router dropped the link (session taken over) or was told it is gone.
+    gone: bool,
+}
+
+impl Link {
+    /// The next notification from the router; `None` once the link is gone. Cancel safe:
+    /// nothing is lost when the future is dropped before it completes.
+    pub(crate) async fn recv(&mut self) -> Option<Notification> {
+        loop {
+            if self.gone {
+                return None;
+            }
+            if self.unscheduled {
+                // Asked again only now, so a consumer that is still busy with what it took
+                // (writing to a slow socket) holds the router back.
+                if self.rx.wake().await.is_err() {
+                    self.gone = true;
+                    return None;
+                }
+                self.unscheduled = false;
+            }
+            match self.rx.next().await {
+                Ok(Some(notification)) => {
+                    if let Some(n) = self.take(notification) {
+                        return Some(n);
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => self.gone = true,
+            }
+        }
+    }
+
+    /// A notification the router has ready now, without waiting.
+    pub(crate) fn try_recv(&mut self) -> Option<Notification> {
+        loop {
+            match self.rx.next().now_or_never()? {
+                Ok(Some(notification)) => {
+                    if let Some(n) = self.take(notification) {
+                        return Some(n);
+                    }
+                }
+                Ok(None) => return None,
+                Err(_) => {
+                    self.gone = true;
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, notification: Notification) -> Option<Notification> {
+        match notification {
+            Notification::Unschedule => {
+                self.unscheduled = true;
+                None
+            }
+            // The router has dropped this link: telling it so again could reach a newer
+            // link that got the same slot.
+            n @ Notification::Disconnect(..) => {
+                self.gone = true;
+                Some(n)
+            }
+            n => Some(n),
+        }
+    }
+
+    /// Hands packets to the router with one wake-up for the whole batch; never waits.
+    /// `false` when the link is gone.
+    pub(crate) fn try_send(&mut self, mut packets: Vec<Packet>) -> bool {
+        let Some(last) = packets.pop() else {
+            return !self.gone;
+        };
+        if self.gone {
+            return false;
+        }
+        self.tx.buffer().extend(packets);
+        // `send` is async in name only: it pushes and notifies without awaiting.
+        match self.tx.send(last).now_or_never() {
+            Some(Ok(_)) => true,
+            _ => {
+                self.gone = true;
+                false
+            }
+        }
+    }
+
+    /// Tells the router this link is gone; nothing more is sent.
+    pub(crate) fn close(&mut self) {
+        if !std::mem::replace(&mut self.gone, true) {
+            let disconnect = Disconnect {
+                reason_code: DisconnectReasonCode::NormalDisconnection,
+            };
+            let _ = self
+                .tx
+                .send(Packet::Disconnect(disconnect, None))
+                .now_or_never();
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.close();
+    }
 }
 
 /// The router did not take a link (it is gone, or refused the client id).
@@ -89,7 +202,7 @@ impl Router {
 
     /// Registers a client with the router. Blocks until the router answers, so it runs on
     /// the blocking pool.
-    pub async fn link(&self, client_id: String, clean: bool) -> Result<Link, LinkRefused> {
+    pub(crate) async fn link(&self, client_id: String, clean: bool) -> Result<Link, LinkRefused> {
         let make_link = self.make_link.clone();
         let built = tokio::task::spawn_blocking(move || make_link(&client_id, clean))
             .await
@@ -106,6 +219,8 @@ impl Router {
             tx,
             rx,
             session_present,
+            unscheduled: false,
+            gone: false,
         })
     }
 }
@@ -148,23 +263,15 @@ async fn run_system_link(mut link: Link, mut rx: mpsc::Receiver<SystemMessage>) 
             message = rx.recv() => {
                 let Some(message) = message else { return };
                 let publish = Publish::new(message.topic.into_bytes(), message.payload, message.retain);
-                if let Err(e) = link.tx.send(Packet::Publish(publish, None)).await {
-                    error!(error = %e, "router is gone; system link stops");
+                if !link.try_send(vec![Packet::Publish(publish, None)]) {
+                    error!("router is gone; system link stops");
                     return;
                 }
             }
             // The router answers nothing the node needs; draining keeps its buffers empty.
-            notification = link.rx.next() => match notification {
-                Ok(Some(Notification::Unschedule)) => {
-                    if link.rx.wake().await.is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    warn!(error = %e, "system link closed by the router");
-                    return;
-                }
+            notification = link.recv() => if notification.is_none() {
+                warn!("system link closed by the router");
+                return;
             }
         }
     }

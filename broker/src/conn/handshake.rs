@@ -1,84 +1,31 @@
-//! One client connection, from its first byte to its close.
-//!
-//! The front-end owns the socket. It signs the client in, checks every PUBLISH and SUBSCRIBE
-//! against the ACL, and passes what is allowed to the router over the client's link. What the
-//! router sends back (deliveries and acks) is encoded in the client's own MQTT version.
-//!
-//! `mod.rs` takes a connection through CONNECT to its CONNACK; [`connection`] serves it from
-//! there to its close; [`link`] ties it to the router.
+//! From a connection's first byte to its CONNACK: the CONNECT read within the connect
+//! timeout, the client signed in ([`super::sign_in`]), its client id claimed in the
+//! registry, its router link made and its session resumed or started.
 
-mod connection;
-mod link;
-
-pub use connection::valid_publish_topic;
-
+use super::serve::Connection;
+use super::session::Session;
+use super::sign_in::{sign_in, Refusal, SignIn, Will};
+use super::ActiveSlot;
 use crate::codec::{sniff_connect, Codec, Sniff, Version};
-use crate::connect::{sign_in, Refusal, SignIn, Will};
 use crate::metrics;
 use crate::node::Context;
 use crate::transport::Transport;
 use bytes::BytesMut;
-use connection::{Close, Connection};
-use futures_util::FutureExt as _;
-use link::RouterLink;
 use rumqttd::protocol::{self, ConnAck, ConnAckProperties, ConnectReturnCode, Packet};
-use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
-use tracing::{debug, error, field, info, info_span, warn, Instrument};
-
-/// Serves one accepted connection until it closes.
-pub async fn serve(transport: Transport, peer: SocketAddr, ctx: Arc<Context>) {
-    let span = info_span!(
-        "conn",
-        %peer,
-        via = transport.kind(),
-        user = field::Empty,
-        client_id = field::Empty
-    );
-    run(transport, ctx).instrument(span).await
-}
-
-async fn run(transport: Transport, ctx: Arc<Context>) {
-    // The connect phase is boxed so that its state (the CONNECT with its token, the sign-in)
-    // is freed once the client is in, instead of sizing the future every connection keeps
-    // for its whole life.
-    let Some(Accepted {
-        mut conn,
-        will,
-        slot,
-    }) = Box::pin(accept(transport, ctx)).await
-    else {
-        return;
-    };
-    // A panic while serving is contained here, so the goodbye below (router, will, presence,
-    // connections gauge) still runs; otherwise the user would stay online for good.
-    let close = match AssertUnwindSafe(conn.run()).catch_unwind().await {
-        Ok(close) => close,
-        Err(_) => {
-            error!("connection task panicked; closing it");
-            Close::Internal
-        }
-    };
-    // Boxed for the same reason: the goodbye happens once, its state need not be kept all along.
-    Box::pin(conn.finish(close, will)).await;
-    drop(slot);
-}
+use tracing::{debug, info, warn};
 
 /// A client signed in, welcomed and linked to the router.
-struct Accepted {
-    conn: Connection,
-    will: Option<Will>,
+pub(super) struct Accepted {
+    pub(super) conn: Connection,
     /// Its place under `max_connections`, freed when the connection ends.
-    slot: ActiveSlot,
+    pub(super) slot: ActiveSlot,
 }
 
 /// Takes a connection through CONNECT to its CONNACK; `None` once it is closed or refused.
-async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Option<Accepted> {
+pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Option<Accepted> {
     let mut buf = BytesMut::with_capacity(256);
     let deadline = Instant::now() + ctx.limits.connect_timeout;
 
@@ -197,7 +144,9 @@ async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Option<Accepted>
 
     // A v5 session without an expiry ends with the connection, whatever Clean Start said.
     let persistent = !clean && (version == Version::V311 || session_expiry > 0);
-    ctx.sessions.cancel_will(&client_id);
+    // Claimed before the router takes the session over, so the connection it replaces
+    // sees, when it closes, that its client is back (its delayed will is dropped).
+    let epoch = ctx.registry.claim(&client_id);
     let link = match ctx.router.link(client_id.clone(), !persistent).await {
         Ok(link) => link,
         Err(e) => {
@@ -206,10 +155,9 @@ async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Option<Accepted>
             return None;
         }
     };
-    let link = RouterLink::new(link);
 
     // 4. Welcome.
-    let session_present = persistent && link.link.session_present;
+    let session_present = persistent && link.session_present;
     let ack = ConnAck {
         session_present,
         code: ConnectReturnCode::Success,
@@ -238,31 +186,34 @@ async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Option<Accepted>
     // A resumed session keeps the subscriptions of earlier tokens; drop those this token no
     // longer allows (say, a group the user has left).
     let revoked = if session_present {
-        ctx.sessions.revalidate(&client_id, |f| {
+        ctx.registry.revalidate(&client_id, |f| {
             ctx.acl.can_subscribe(&identity, &client_id, f)
         })
     } else {
-        ctx.sessions.reset(&client_id);
+        ctx.registry.reset(&client_id);
         Vec::new()
     };
 
     ctx.presence.connected(&identity.user).await;
 
+    let session = Session::new(
+        version,
+        identity,
+        client_id,
+        persistent,
+        connect.keep_alive,
+        will,
+    );
     let mut conn = Connection {
         ctx: ctx.clone(),
         codec,
         transport,
         read: buf,
         write: out,
-        identity,
-        client_id,
         link,
-        persistent,
+        session,
+        epoch,
         client_max_packet,
-        keepalive: Duration::from_secs(u64::from(connect.keep_alive)),
-        pending_subacks: HashMap::new(),
-        refused_qos2: HashSet::new(),
-        unacked_in: HashSet::new(),
     };
     if !revoked.is_empty() {
         info!(filters = ?revoked, "resumed session: dropped subscriptions this token no longer allows");
@@ -270,9 +221,10 @@ async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Option<Accepted>
             pkid: 0,
             filters: revoked,
         };
-        conn.link.send(vec![Packet::Unsubscribe(unsubscribe, None)]);
+        conn.link
+            .try_send(vec![Packet::Unsubscribe(unsubscribe, None)]);
     }
-    Some(Accepted { conn, will, slot })
+    Some(Accepted { conn, slot })
 }
 
 /// Reads more bytes, giving up at `deadline`. `false` when the connection is over.
@@ -314,13 +266,4 @@ async fn refuse(transport: &mut Transport, codec: Codec, code: ConnectReturnCode
         let _ = transport.write_all(&out).await;
     }
     transport.shutdown().await;
-}
-
-/// Gives back a connection slot when the connection ends, however it ends.
-struct ActiveSlot(Arc<Context>);
-
-impl Drop for ActiveSlot {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
-    }
 }

@@ -138,7 +138,7 @@ impl Will {
     ) -> Result<Option<Will>, ()> {
         let Some(will) = will else { return Ok(None) };
         let topic = String::from_utf8(will.topic.to_vec()).map_err(|_| ())?;
-        if !crate::session::valid_publish_topic(&topic) {
+        if !super::valid_publish_topic(&topic) {
             return Err(());
         }
         // A will waits for the shorter of its delay and the session's expiry.

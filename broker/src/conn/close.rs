@@ -1,0 +1,54 @@
+//! Why a connection ends, and what that means for the client: the v5 DISCONNECT reason
+//! it is told, and whether its will goes out.
+
+use rumqttd::protocol::DisconnectReasonCode;
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub(crate) enum Close {
+    /// DISCONNECT from the client; `will` asks for the will anyway (v5 reason 0x04).
+    Disconnect {
+        will: bool,
+    },
+    PeerGone,
+    Io(std::io::Error),
+    KeepAlive,
+    TokenExpired,
+    /// The router dropped the link: another connection took this client id.
+    TakenOver,
+    /// The client broke the protocol; v5 clients are told why.
+    Protocol(DisconnectReasonCode, &'static str),
+    /// Serving the connection panicked (a bug): it is closed and cleaned up all the same.
+    Internal,
+}
+
+impl Close {
+    /// The DISCONNECT a v5 client gets before the socket closes, if any.
+    pub(crate) fn v5_reason(&self) -> Option<DisconnectReasonCode> {
+        match self {
+            Close::KeepAlive => Some(DisconnectReasonCode::KeepAliveTimeout),
+            Close::TokenExpired => Some(DisconnectReasonCode::MaximumConnectTime),
+            Close::TakenOver => Some(DisconnectReasonCode::SessionTakenOver),
+            Close::Protocol(code, _) => Some(*code),
+            Close::Internal => Some(DisconnectReasonCode::ImplementationSpecificError),
+            Close::Disconnect { .. } | Close::PeerGone | Close::Io(_) => None,
+        }
+    }
+
+    /// Why, in words, for the v5 DISCONNECT's reason string.
+    pub(crate) fn describe(&self) -> &'static str {
+        match self {
+            Close::KeepAlive => "keepalive timeout",
+            Close::TokenExpired => "token expired",
+            Close::TakenOver => "session taken over by another connection",
+            Close::Protocol(_, why) => why,
+            Close::Internal => "internal error",
+            Close::Disconnect { .. } => "disconnected by the client",
+            Close::PeerGone | Close::Io(_) => "connection lost",
+        }
+    }
+
+    pub(crate) fn publishes_will(&self) -> bool {
+        !matches!(self, Close::Disconnect { will: false })
+    }
+}

@@ -1,0 +1,68 @@
+//! Small rules on what a client sends, shared by sign-in (the will's topic) and the session:
+//! which topics may be published to, what a decode error means, and how a publish is made
+//! fit for the router (own allocations, the sender's identity stamped on requests).
+
+use roost_auth::Identity;
+use roost_history::stamp;
+use rumqttd::protocol::{self, DisconnectReasonCode, Publish, PublishProperties};
+
+use super::close::Close;
+
+/// The publish with its topic and payload in allocations of their own. Decoded, they are
+/// slices of the connection's read buffer, and each message the router keeps in a filter's
+/// log would keep that whole buffer alive.
+pub(crate) fn detach(mut publish: Publish) -> Publish {
+    publish.topic = bytes::Bytes::copy_from_slice(&publish.topic);
+    publish.payload = bytes::Bytes::copy_from_slice(&publish.payload);
+    publish
+}
+
+/// Removes `roost-` user properties a client set, and stamps the sender's verified identity
+/// on requests for the history service (see `roost_history::stamp`).
+pub(crate) fn stamp_identity(
+    props: Option<PublishProperties>,
+    who: &Identity,
+    topic: &str,
+) -> Option<PublishProperties> {
+    let mut props = props;
+    if let Some(p) = props.as_mut() {
+        p.user_properties.retain(|(k, _)| !stamp::is_reserved(k));
+    }
+    if topic.starts_with("im/req/") {
+        let p = props.get_or_insert_with(Default::default);
+        p.user_properties.extend([
+            (stamp::USER.to_owned(), who.user.clone()),
+            (stamp::GROUPS.to_owned(), who.groups.join(",")),
+            (stamp::ROLE.to_owned(), who.role.to_string()),
+        ]);
+    }
+    props
+}
+
+/// Why a connection closes when what the client sent does not decode.
+pub(crate) fn decode_error(e: protocol::Error) -> Close {
+    use protocol::Error as E;
+    let code = match e {
+        E::PayloadSizeLimitExceeded(_) => DisconnectReasonCode::PacketTooLarge,
+        E::PacketIdZero | E::UnexpectedPacket(_) => DisconnectReasonCode::ProtocolError,
+        // QoS 3 (both QoS bits set) included: a Malformed Packet (MQTT 5 section 3.3.1.2).
+        _ => DisconnectReasonCode::MalformedPacket,
+    };
+    let why = match e {
+        E::PayloadSizeLimitExceeded(_) => "packet larger than the maximum packet size",
+        E::InvalidQoS(_) => "QoS 3",
+        E::TopicNotUtf8 | E::PayloadNotUtf8(_) => "invalid UTF-8",
+        E::UnexpectedPacket(_) => "packet a client may not send",
+        _ => "malformed packet",
+    };
+    Close::Protocol(code, why)
+}
+
+/// A topic a client may publish to: UTF-8 (checked by the caller), not empty, no wildcards,
+/// no NUL, not a `$` system topic.
+pub fn valid_publish_topic(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= 65535
+        && !topic.contains(['+', '#', '\0'])
+        && !topic.starts_with('$')
+}

@@ -1,0 +1,472 @@
+//! The MQTT session rules of one signed-in connection, as plain state: no socket, no router,
+//! no clock. The connection loop ([`super::serve`]) feeds it what the client sent
+//! ([`Session::on_client`]) and what the router sent ([`Session::on_router`]) and carries out
+//! the [`Actions`] it returns, so every rule here is unit-tested without I/O
+//! (`session_tests.rs`).
+//!
+//! It holds the ACL and payload checks on what the client sends, the QoS 1/2 inflight state
+//! in both directions (receive maximum, duplicate QoS 2 packet ids), the SUBACKs the router
+//! owes, keepalive and token-expiry deadlines, and the will.
+
+pub(crate) use super::close::Close;
+use super::inbound::{decode_error, detach, stamp_identity, valid_publish_topic};
+use super::sign_in::Will;
+use crate::codec::Version;
+use crate::metrics;
+use crate::notice;
+use crate::registry::Registry;
+use crate::router::SystemMessage;
+use roost_auth::{Acl, Identity};
+use roost_config::Limits;
+use roost_history::payload::{self, ChatPayload};
+use rumqttd::protocol::{
+    self, DisconnectReasonCode, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason,
+    PubRec, PubRecReason, Publish, PublishProperties, Subscribe, SubscribeReasonCode, UnsubAck,
+    UnsubAckReason,
+};
+use rumqttd::Notification;
+use std::collections::HashMap;
+use std::time::Duration;
+use tracing::{debug, info};
+
+/// What the session reads besides its own state: the node's rules and shared registry.
+pub(crate) struct Env<'a> {
+    pub(crate) acl: &'a Acl,
+    pub(crate) registry: &'a Registry,
+    pub(crate) limits: &'a Limits,
+}
+
+/// What the connection loop is to do after an event, in order: answer the client, pass
+/// packets to the router, publish notices.
+#[derive(Default, Debug)]
+pub(crate) struct Actions {
+    pub(crate) to_client: Vec<Packet>,
+    pub(crate) to_router: Vec<Packet>,
+    pub(crate) notices: Vec<SystemMessage>,
+}
+
+/// Where a QoS 1 or 2 publish from the client stands, by packet id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Inbound {
+    /// QoS 1, passed to the router; waits for its PUBACK.
+    AtLeastOnce,
+    /// QoS 2, passed to the router; waits for the router's PUBREC.
+    Routed,
+    /// QoS 2, PUBREC sent; waits for the client's PUBREL. A PUBLISH with this id now is a
+    /// duplicate.
+    Received,
+    /// QoS 2, PUBREL passed to the router; waits for its PUBCOMP.
+    Released,
+    /// QoS 2 refused with a successful PUBREC (v3.1.1 cannot say why): its PUBREL is ours
+    /// to answer.
+    Refused,
+}
+
+/// One signed-in client's session state. Kept compact: it lives in the connection task for
+/// the connection's whole life, once per client.
+pub(crate) struct Session {
+    pub(crate) version: Version,
+    pub(crate) identity: Identity,
+    pub(crate) client_id: String,
+    /// The session outlives the connection.
+    pub(crate) persistent: bool,
+    keepalive: Duration,
+    /// QoS 1/2 publishes from the client not finished yet; at most the receive maximum.
+    inbound: HashMap<u16, Inbound>,
+    /// SUBACKs the router owes, with the codes of the filters the front-end refused itself.
+    pending_subacks: HashMap<u16, Vec<Option<SubscribeReasonCode>>>,
+    /// Boxed: most clients leave none, and it is large.
+    will: Option<Box<Will>>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        version: Version,
+        identity: Identity,
+        client_id: String,
+        persistent: bool,
+        keepalive_secs: u16,
+        will: Option<Will>,
+    ) -> Session {
+        Session {
+            version,
+            identity,
+            client_id,
+            persistent,
+            keepalive: Duration::from_secs(u64::from(keepalive_secs)),
+            inbound: HashMap::new(),
+            pending_subacks: HashMap::new(),
+            will: will.map(Box::new),
+        }
+    }
+
+    /// How long the client may stay silent: one and a half keepalives (MQTT), or `None`
+    /// when keepalive is off.
+    pub(crate) fn silence_limit(&self) -> Option<Duration> {
+        (!self.keepalive.is_zero()).then(|| self.keepalive.mul_f32(1.5))
+    }
+
+    /// The unix time (seconds) the client's token expires.
+    pub(crate) fn expires_at(&self) -> u64 {
+        self.identity.expires_at
+    }
+
+    /// Why the connection ends when its one timer fires: `token_expired` tells which of the
+    /// two deadlines it was.
+    pub(crate) fn on_timer(&self, token_expired: bool) -> Close {
+        if token_expired {
+            Close::TokenExpired
+        } else {
+            Close::KeepAlive
+        }
+    }
+
+    /// The connection ended: the will to publish, if this close calls for it.
+    pub(crate) fn on_close(&mut self, close: &Close) -> Option<Will> {
+        let will = self.will.take()?;
+        close.publishes_will().then_some(*will)
+    }
+
+    /// A decode error in what the client sent.
+    pub(crate) fn on_decode_error(&self, e: protocol::Error) -> Close {
+        decode_error(e)
+    }
+
+    /// One packet from the client. `Err` closes the connection, after the actions already
+    /// decided for earlier packets are carried out.
+    pub(crate) fn on_client(
+        &mut self,
+        packet: Packet,
+        env: &Env,
+        out: &mut Actions,
+    ) -> Result<(), Close> {
+        match packet {
+            Packet::Publish(publish, props) => self.publish(publish, props, env, out)?,
+            Packet::Subscribe(subscribe, props) => self.subscribe(subscribe, props, env, out),
+            Packet::Unsubscribe(unsubscribe, _) => {
+                for filter in &unsubscribe.filters {
+                    env.registry.unsubscribed(&self.client_id, filter);
+                }
+                // The router acks only filters it knows, once per filter; the client is owed
+                // exactly one UNSUBACK with one reason per filter, so the front-end answers.
+                let reasons = vec![UnsubAckReason::Success; unsubscribe.filters.len()];
+                out.to_client.push(Packet::UnsubAck(
+                    UnsubAck {
+                        pkid: unsubscribe.pkid,
+                        reasons,
+                    },
+                    None,
+                ));
+                out.to_router.push(Packet::Unsubscribe(unsubscribe, None));
+            }
+            Packet::PubRel(pubrel, props) => match self.inbound.get(&pubrel.pkid) {
+                Some(Inbound::Refused) => {
+                    self.inbound.remove(&pubrel.pkid);
+                    out.to_client.push(Packet::PubComp(
+                        PubComp {
+                            pkid: pubrel.pkid,
+                            reason: PubCompReason::Success,
+                        },
+                        None,
+                    ));
+                }
+                state => {
+                    if state.is_some() {
+                        self.inbound.insert(pubrel.pkid, Inbound::Released);
+                    }
+                    out.to_router.push(Packet::PubRel(pubrel, props));
+                }
+            },
+            ack @ (Packet::PubAck(..) | Packet::PubRec(..) | Packet::PubComp(..)) => {
+                out.to_router.push(ack)
+            }
+            Packet::PingReq(_) => out.to_client.push(Packet::PingResp(PingResp)),
+            Packet::Disconnect(disconnect, _) => {
+                let will =
+                    disconnect.reason_code == DisconnectReasonCode::DisconnectWithWillMessage;
+                return Err(Close::Disconnect { will });
+            }
+            Packet::Connect(..) => {
+                return Err(Close::Protocol(
+                    DisconnectReasonCode::ProtocolError,
+                    "second CONNECT",
+                ))
+            }
+            _ => {
+                return Err(Close::Protocol(
+                    DisconnectReasonCode::ProtocolError,
+                    "packet a client may not send",
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn publish(
+        &mut self,
+        publish: Publish,
+        props: Option<PublishProperties>,
+        env: &Env,
+        out: &mut Actions,
+    ) -> Result<(), Close> {
+        let (qos, pkid) = (publish.qos() as u8, publish.pkid());
+        if props.as_ref().is_some_and(|p| p.topic_alias.is_some()) {
+            return Err(Close::Protocol(
+                DisconnectReasonCode::TopicAliasInvalid,
+                "topic alias (the server allows none)",
+            ));
+        }
+        let Ok(topic) = std::str::from_utf8(&publish.topic) else {
+            // Ill-formed UTF-8 makes a Malformed Packet (MQTT 5 section 1.5.4).
+            return Err(Close::Protocol(
+                DisconnectReasonCode::MalformedPacket,
+                "invalid UTF-8 in the publish topic",
+            ));
+        };
+        if !valid_publish_topic(topic) {
+            return Err(Close::Protocol(
+                DisconnectReasonCode::TopicNameInvalid,
+                "invalid publish topic",
+            ));
+        }
+        let state = self.inbound.get(&pkid).copied();
+        if qos == 2 {
+            match state {
+                // Exactly once: a QoS 2 id still awaiting its PUBREL is a copy of what was
+                // taken. It is answered again and neither routed nor stored again.
+                Some(Inbound::Received | Inbound::Refused) => {
+                    debug!(pkid, "duplicate QoS 2 publish answered again");
+                    let reason = PubRecReason::Success;
+                    out.to_client
+                        .push(Packet::PubRec(PubRec { pkid, reason }, None));
+                    return Ok(());
+                }
+                // The router's PUBREC for the first copy is on its way.
+                Some(Inbound::Routed) => {
+                    debug!(pkid, "duplicate QoS 2 publish dropped");
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        let receive_maximum = usize::from(env.limits.receive_maximum);
+        if qos > 0 && state.is_none() && self.inbound.len() >= receive_maximum {
+            return Err(Close::Protocol(
+                DisconnectReasonCode::ReceiveMaximumExceeded,
+                "more unacknowledged publishes than the receive maximum",
+            ));
+        }
+        if !env.acl.can_publish(&self.identity, &self.client_id, topic) {
+            metrics::acl_denied("publish");
+            info!(topic, "publish denied");
+            out.notices.push(notice::error(
+                &self.identity.user,
+                notice::payload_id(&publish.payload).as_deref(),
+                notice::FORBIDDEN,
+                format!("not allowed to publish to {topic}"),
+            ));
+            self.refuse_publish(qos, pkid, Refused::NotAuthorized, out);
+            return Ok(());
+        }
+        if payload::is_stored_topic(topic) {
+            if let Err(e) = ChatPayload::parse(&publish.payload) {
+                metrics::payload_refused(e.code);
+                info!(topic, code = e.code, "chat payload refused");
+                out.notices.push(notice::error(
+                    &self.identity.user,
+                    notice::payload_id(&publish.payload).as_deref(),
+                    e.code,
+                    e.message,
+                ));
+                self.refuse_publish(qos, pkid, Refused::BadPayload, out);
+                return Ok(());
+            }
+        }
+        let props = stamp_identity(props, &self.identity, topic);
+        match qos {
+            1 => {
+                self.inbound.insert(pkid, Inbound::AtLeastOnce);
+            }
+            2 => {
+                self.inbound.insert(pkid, Inbound::Routed);
+            }
+            _ => {}
+        }
+        metrics::message_in();
+        out.to_router.push(Packet::Publish(detach(publish), props));
+        Ok(())
+    }
+
+    /// Answers a refused publish: v5 hears why, v3.1.1 (which has no way to say it) gets a
+    /// normal ack and the message is dropped. Both get an `error` notice.
+    fn refuse_publish(&mut self, qos: u8, pkid: u16, why: Refused, out: &mut Actions) {
+        let v5 = self.version == Version::V5;
+        match qos {
+            1 => {
+                let reason = match (v5, why) {
+                    (false, _) => PubAckReason::Success,
+                    (true, Refused::NotAuthorized) => PubAckReason::NotAuthorized,
+                    (true, Refused::BadPayload) => PubAckReason::PayloadFormatInvalid,
+                };
+                out.to_client
+                    .push(Packet::PubAck(PubAck { pkid, reason }, None));
+            }
+            2 => {
+                let reason = if v5 {
+                    match why {
+                        Refused::NotAuthorized => PubRecReason::NotAuthorized,
+                        Refused::BadPayload => PubRecReason::PayloadFormatInvalid,
+                    }
+                } else {
+                    self.inbound.insert(pkid, Inbound::Refused);
+                    PubRecReason::Success
+                };
+                out.to_client
+                    .push(Packet::PubRec(PubRec { pkid, reason }, None));
+            }
+            _ => {}
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        mut subscribe: Subscribe,
+        props: Option<protocol::SubscribeProperties>,
+        env: &Env,
+        out: &mut Actions,
+    ) {
+        let v5 = self.version == Version::V5;
+        let refused = |v5_code| {
+            Some(if v5 {
+                v5_code
+            } else {
+                SubscribeReasonCode::Failure
+            })
+        };
+        let mut codes = Vec::with_capacity(subscribe.filters.len());
+        let mut allowed = Vec::with_capacity(subscribe.filters.len());
+        for filter in subscribe.filters.drain(..) {
+            let code = if !protocol::valid_filter(&filter.path) {
+                refused(SubscribeReasonCode::TopicFilterInvalid)
+            } else if !env
+                .acl
+                .can_subscribe(&self.identity, &self.client_id, &filter.path)
+            {
+                metrics::acl_denied("subscribe");
+                info!(filter = filter.path, "subscribe denied");
+                out.notices.push(notice::error(
+                    &self.identity.user,
+                    None,
+                    notice::FORBIDDEN,
+                    format!("not allowed to subscribe to {}", filter.path),
+                ));
+                refused(SubscribeReasonCode::NotAuthorized)
+            } else if !env.registry.subscribed(
+                &self.client_id,
+                &filter.path,
+                env.limits.max_subscriptions,
+            ) {
+                refused(SubscribeReasonCode::QuotaExceeded)
+            } else {
+                None
+            };
+            if code.is_none() {
+                allowed.push(filter);
+            }
+            codes.push(code);
+        }
+        if allowed.is_empty() {
+            let return_codes = codes.into_iter().flatten().collect();
+            out.to_client.push(Packet::SubAck(
+                protocol::SubAck {
+                    pkid: subscribe.pkid,
+                    return_codes,
+                },
+                None,
+            ));
+            return;
+        }
+        self.pending_subacks.insert(subscribe.pkid, codes);
+        subscribe.filters = allowed;
+        out.to_router.push(Packet::Subscribe(subscribe, props));
+    }
+
+    /// One notification from the router. `Err` closes the connection.
+    pub(crate) fn on_router(
+        &mut self,
+        notification: Notification,
+        out: &mut Actions,
+    ) -> Result<(), Close> {
+        let packet = match notification {
+            Notification::Forward(forward) => {
+                metrics::messages_out(1);
+                Packet::Publish(forward.publish, forward.properties)
+            }
+            Notification::DeviceAck(ack) => {
+                self.on_ack(Packet::from(ack), out);
+                return Ok(());
+            }
+            Notification::Disconnect(disconnect, _) => {
+                return Err(Close::Protocol(
+                    disconnect.reason_code,
+                    "router closed the link",
+                ));
+            }
+            _ => return Ok(()),
+        };
+        out.to_client.push(packet);
+        Ok(())
+    }
+}
+
+impl Session {
+    /// An ack from the router, for the client.
+    fn on_ack(&mut self, ack: Packet, out: &mut Actions) {
+        let packet = match ack {
+            Packet::SubAck(mut suback, props) => {
+                if let Some(codes) = self.pending_subacks.remove(&suback.pkid) {
+                    let mut granted = suback.return_codes.into_iter();
+                    suback.return_codes = codes
+                        .into_iter()
+                        .map(|own| {
+                            own.or_else(|| granted.next())
+                                .unwrap_or(SubscribeReasonCode::Failure)
+                        })
+                        .collect();
+                }
+                Packet::SubAck(suback, props)
+            }
+            // Answered by the front-end already (see Unsubscribe).
+            Packet::UnsubAck(..) => return,
+            Packet::PubAck(puback, props) => {
+                self.inbound.remove(&puback.pkid);
+                Packet::PubAck(puback, props)
+            }
+            Packet::PubRec(pubrec, props) => {
+                if let Some(state) = self.inbound.get_mut(&pubrec.pkid) {
+                    if *state == Inbound::Routed {
+                        *state = Inbound::Received;
+                    }
+                }
+                Packet::PubRec(pubrec, props)
+            }
+            Packet::PubComp(pubcomp, props) => {
+                self.inbound.remove(&pubcomp.pkid);
+                Packet::PubComp(pubcomp, props)
+            }
+            packet => packet,
+        };
+        out.to_client.push(packet);
+    }
+}
+
+/// Why the front-end refused a publish.
+#[derive(Clone, Copy)]
+enum Refused {
+    NotAuthorized,
+    BadPayload,
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -1,0 +1,242 @@
+//! The session rules without sockets: packets in, actions out.
+
+use super::*;
+use roost_auth::Role;
+use rumqttd::protocol::{PubRel, PubRelReason, QoS};
+
+const CHAT: &[u8] = br#"{"id":"m1","kind":"text","body":"hi"}"#;
+
+struct World {
+    acl: Acl,
+    registry: Registry,
+    limits: Limits,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            acl: Acl::new(&[]).expect("built-in rules"),
+            registry: Registry::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    fn env(&self) -> Env<'_> {
+        Env {
+            acl: &self.acl,
+            registry: &self.registry,
+            limits: &self.limits,
+        }
+    }
+}
+
+fn alice(version: Version) -> Session {
+    let identity = Identity {
+        user: "alice".into(),
+        groups: Vec::new(),
+        role: Role::User,
+        expires_at: u64::MAX,
+    };
+    Session::new(version, identity, "alice".into(), false, 30, None)
+}
+
+/// A PUBLISH as the client sends it, decoded from its bytes.
+fn publish(topic: &str, qos: QoS, pkid: u16) -> Packet {
+    let mut body = (topic.len() as u16).to_be_bytes().to_vec();
+    body.extend_from_slice(topic.as_bytes());
+    if qos != QoS::AtMostOnce {
+        body.extend_from_slice(&pkid.to_be_bytes());
+    }
+    body.extend_from_slice(CHAT);
+    let mut frame = vec![0x30 | ((qos as u8) << 1), body.len() as u8];
+    frame.extend(body);
+    let mut buf = bytes::BytesMut::from(&frame[..]);
+    crate::codec::Codec::new(Version::V311, 1024)
+        .decode(&mut buf)
+        .expect("a valid PUBLISH")
+        .expect("a whole PUBLISH")
+}
+
+fn client(s: &mut Session, w: &World, packet: Packet) -> Result<Actions, Close> {
+    let mut out = Actions::default();
+    s.on_client(packet, &w.env(), &mut out)?;
+    Ok(out)
+}
+
+fn router_ack(s: &mut Session, packet: Packet) -> Actions {
+    let mut out = Actions::default();
+    s.on_ack(packet, &mut out);
+    out
+}
+
+fn pubrec(pkid: u16) -> Packet {
+    let reason = PubRecReason::Success;
+    Packet::PubRec(PubRec { pkid, reason }, None)
+}
+
+fn pubrel(pkid: u16) -> Packet {
+    let reason = PubRelReason::Success;
+    Packet::PubRel(PubRel { pkid, reason }, None)
+}
+
+fn pubcomp(pkid: u16) -> Packet {
+    let reason = PubCompReason::Success;
+    Packet::PubComp(PubComp { pkid, reason }, None)
+}
+
+#[test]
+fn allowed_publish_goes_to_the_router() {
+    let w = World::new();
+    let mut s = alice(Version::V5);
+    let out = client(&mut s, &w, publish("im/dm/bob/alice", QoS::AtLeastOnce, 1)).unwrap();
+    assert!(matches!(out.to_router[..], [Packet::Publish(..)]));
+    assert!(out.to_client.is_empty() && out.notices.is_empty());
+}
+
+#[test]
+fn denied_publish_is_answered_not_routed() {
+    let w = World::new();
+    let mut s = alice(Version::V5);
+    let out = client(&mut s, &w, publish("im/dm/bob/carol", QoS::AtLeastOnce, 1)).unwrap();
+    assert!(out.to_router.is_empty());
+    assert_eq!(out.notices.len(), 1);
+    let [Packet::PubAck(ack, _)] = &out.to_client[..] else {
+        panic!("{:?}", out.to_client)
+    };
+    assert_eq!(ack.reason, PubAckReason::NotAuthorized);
+}
+
+#[test]
+fn qos2_duplicate_is_answered_again_and_not_routed_again() {
+    let w = World::new();
+    let mut s = alice(Version::V311);
+    let first = client(&mut s, &w, publish("im/dm/bob/alice", QoS::ExactlyOnce, 7)).unwrap();
+    assert_eq!(first.to_router.len(), 1);
+    // A copy before the router's PUBREC: the PUBREC on its way answers both.
+    let early = client(&mut s, &w, publish("im/dm/bob/alice", QoS::ExactlyOnce, 7)).unwrap();
+    assert!(early.to_router.is_empty() && early.to_client.is_empty());
+    let rec = router_ack(&mut s, pubrec(7));
+    assert!(matches!(rec.to_client[..], [Packet::PubRec(..)]));
+    // A copy after it: PUBREC again, from the session.
+    let late = client(&mut s, &w, publish("im/dm/bob/alice", QoS::ExactlyOnce, 7)).unwrap();
+    assert!(late.to_router.is_empty());
+    assert!(matches!(late.to_client[..], [Packet::PubRec(..)]));
+    // PUBREL goes to the router; after its PUBCOMP the id is free for a new message.
+    let rel = client(&mut s, &w, pubrel(7)).unwrap();
+    assert!(matches!(rel.to_router[..], [Packet::PubRel(..)]));
+    router_ack(&mut s, pubcomp(7));
+    let next = client(&mut s, &w, publish("im/dm/bob/alice", QoS::ExactlyOnce, 7)).unwrap();
+    assert_eq!(next.to_router.len(), 1);
+}
+
+#[test]
+fn qos1_resend_is_routed_again() {
+    // At least once: a QoS 1 copy may be delivered twice, as MQTT allows.
+    let w = World::new();
+    let mut s = alice(Version::V5);
+    for _ in 0..2 {
+        let out = client(&mut s, &w, publish("im/dm/bob/alice", QoS::AtLeastOnce, 3)).unwrap();
+        assert_eq!(out.to_router.len(), 1);
+    }
+}
+
+#[test]
+fn receive_maximum_bounds_inflight_publishes() {
+    let mut w = World::new();
+    w.limits.receive_maximum = 2;
+    let mut s = alice(Version::V5);
+    client(&mut s, &w, publish("im/dm/bob/alice", QoS::ExactlyOnce, 1)).unwrap();
+    client(&mut s, &w, publish("im/dm/bob/alice", QoS::AtLeastOnce, 2)).unwrap();
+    // The same ids again do not count twice.
+    client(&mut s, &w, publish("im/dm/bob/alice", QoS::ExactlyOnce, 1)).unwrap();
+    let over = client(&mut s, &w, publish("im/dm/bob/alice", QoS::AtLeastOnce, 3));
+    assert!(matches!(
+        over,
+        Err(Close::Protocol(
+            DisconnectReasonCode::ReceiveMaximumExceeded,
+            _
+        ))
+    ));
+    // An acknowledged id makes room.
+    router_ack(
+        &mut s,
+        Packet::PubAck(
+            PubAck {
+                pkid: 2,
+                reason: PubAckReason::Success,
+            },
+            None,
+        ),
+    );
+    client(&mut s, &w, publish("im/dm/bob/alice", QoS::AtLeastOnce, 3)).unwrap();
+}
+
+#[test]
+fn refused_v311_qos2_is_finished_by_the_session() {
+    let w = World::new();
+    let mut s = alice(Version::V311);
+    let out = client(&mut s, &w, publish("im/dm/bob/carol", QoS::ExactlyOnce, 4)).unwrap();
+    assert!(matches!(out.to_client[..], [Packet::PubRec(..)]));
+    let again = client(&mut s, &w, publish("im/dm/bob/carol", QoS::ExactlyOnce, 4)).unwrap();
+    assert!(matches!(again.to_client[..], [Packet::PubRec(..)]));
+    assert!(again.notices.is_empty(), "a duplicate is not refused twice");
+    let rel = client(&mut s, &w, pubrel(4)).unwrap();
+    assert!(rel.to_router.is_empty());
+    assert!(matches!(rel.to_client[..], [Packet::PubComp(..)]));
+}
+
+#[test]
+fn protocol_breaches_close() {
+    let w = World::new();
+    let mut s = alice(Version::V5);
+    let wild = client(&mut s, &w, publish("im/dm/+/alice", QoS::AtMostOnce, 0));
+    assert!(matches!(
+        wild,
+        Err(Close::Protocol(DisconnectReasonCode::TopicNameInvalid, _))
+    ));
+    let pingresp = client(&mut s, &w, Packet::PingResp(PingResp));
+    assert!(matches!(
+        pingresp,
+        Err(Close::Protocol(DisconnectReasonCode::ProtocolError, _))
+    ));
+}
+
+#[test]
+fn ping_is_answered() {
+    let w = World::new();
+    let mut s = alice(Version::V311);
+    let out = client(&mut s, &w, Packet::PingReq(rumqttd::protocol::PingReq)).unwrap();
+    assert!(matches!(out.to_client[..], [Packet::PingResp(_)]));
+}
+
+#[test]
+fn will_follows_the_close() {
+    let will = || Will {
+        topic: "im/status/alice".into(),
+        payload: b"gone".to_vec(),
+        retain: false,
+        delay_secs: 0,
+    };
+    let mut s = alice(Version::V5);
+    s.will = Some(Box::new(will()));
+    assert!(s.on_close(&Close::Disconnect { will: false }).is_none());
+    s.will = Some(Box::new(will()));
+    assert!(s.on_close(&Close::Disconnect { will: true }).is_some());
+    s.will = Some(Box::new(will()));
+    assert!(s.on_close(&Close::KeepAlive).is_some());
+}
+
+#[test]
+fn keepalive_is_one_and_a_half_times() {
+    let s = alice(Version::V311);
+    assert_eq!(s.silence_limit(), Some(Duration::from_secs(45)));
+    assert!(matches!(s.on_timer(true), Close::TokenExpired));
+    assert!(matches!(s.on_timer(false), Close::KeepAlive));
+}
+
+#[test]
+fn session_state_is_compact() {
+    // Identity, client id, two maps, keepalive, the boxed will: 216 bytes on 64-bit.
+    let size = std::mem::size_of::<Session>();
+    assert!(size <= 216, "Session grew to {size} bytes");
+}

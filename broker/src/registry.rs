@@ -1,0 +1,204 @@
+//! What the front-end remembers about client ids beyond one connection: which filters each
+//! holds (to cap them, and to re-check a resumed session against a new token), which
+//! connection holds it now (so a connection that was taken over knows it), and wills
+//! waiting out their delay.
+//!
+//! Sign-in and close both go through one lock, so a will can never be registered after its
+//! client came back: the old connection sees that a newer one claimed its client id.
+
+use crate::conn::Will;
+use crate::node::Context;
+use crate::router::SystemMessage;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::task::AbortHandle;
+use tracing::info;
+
+/// The client-id registry shared by every connection of the node.
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The last epoch handed out; each sign-in gets the next.
+    epoch: u64,
+    /// Per client id. Clean sessions are forgotten when they end; persistent ones stay,
+    /// like the router's copy of them.
+    clients: HashMap<String, Entry>,
+}
+
+#[derive(Default)]
+struct Entry {
+    filters: HashSet<String>,
+    /// The epoch of the connection that signed in last with this client id.
+    owner: u64,
+    /// A will waiting out its delay, with the epoch of the connection that left it.
+    will: Option<(u64, AbortHandle)>,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere while holding the lock leaves plain maps behind: still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A connection signs in with `client_id`: it becomes the owner (the returned epoch
+    /// names it), and a will still waiting out its delay is not published.
+    pub fn claim(&self, client_id: &str) -> u64 {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        let epoch = inner.epoch;
+        let entry = inner.clients.entry(client_id.to_owned()).or_default();
+        entry.owner = epoch;
+        if let Some((_, pending)) = entry.will.take() {
+            pending.abort();
+            info!(
+                client_id,
+                "client back within its will delay; will cancelled"
+            );
+        }
+        epoch
+    }
+
+    /// A new session starts for `client_id`: forget any filters of an earlier one.
+    pub fn reset(&self, client_id: &str) {
+        if let Some(entry) = self.lock().clients.get_mut(client_id) {
+            entry.filters.clear();
+        }
+    }
+
+    /// Records a granted filter; `false` when it would exceed `max` filters.
+    pub fn subscribed(&self, client_id: &str, filter: &str, max: usize) -> bool {
+        let mut inner = self.lock();
+        let filters = &mut inner
+            .clients
+            .entry(client_id.to_owned())
+            .or_default()
+            .filters;
+        if filters.contains(filter) {
+            return true;
+        }
+        if filters.len() >= max {
+            return false;
+        }
+        filters.insert(filter.to_owned());
+        true
+    }
+
+    pub fn unsubscribed(&self, client_id: &str, filter: &str) {
+        if let Some(entry) = self.lock().clients.get_mut(client_id) {
+            entry.filters.remove(filter);
+        }
+    }
+
+    /// Removes and returns the filters of a resumed session that `allowed` now refuses.
+    pub fn revalidate(&self, client_id: &str, allowed: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut inner = self.lock();
+        let Some(entry) = inner.clients.get_mut(client_id) else {
+            return Vec::new();
+        };
+        let revoked: Vec<String> = entry
+            .filters
+            .iter()
+            .filter(|f| !allowed(f))
+            .cloned()
+            .collect();
+        for filter in &revoked {
+            entry.filters.remove(filter);
+        }
+        revoked
+    }
+
+    /// The connection `epoch` of `client_id` is over. A clean session (`clean_end`) is
+    /// forgotten; `will` is published now, or after its delay unless the client comes back
+    /// first. A connection whose client id a newer one has claimed (taken over) leaves the
+    /// session alone, and its delayed will is dropped: the client is back (MQTT 5
+    /// 3.1.3.2.2). A will without delay goes out at the close either way.
+    pub fn closed(
+        &self,
+        ctx: &Arc<Context>,
+        client_id: &str,
+        epoch: u64,
+        clean_end: bool,
+        will: Option<Will>,
+    ) {
+        let mut inner = self.lock();
+        let entry = inner
+            .clients
+            .entry(client_id.to_owned())
+            .or_insert_with(|| Entry {
+                owner: epoch,
+                ..Entry::default()
+            });
+        let owner = entry.owner == epoch;
+        if owner && clean_end {
+            entry.filters.clear();
+        }
+        match will {
+            Some(will) if will.delay_secs == 0 => publish(ctx, will),
+            Some(_) if !owner => {
+                info!(
+                    client_id,
+                    "session taken over within its will delay; will dropped"
+                )
+            }
+            Some(will) => {
+                let delay = Duration::from_secs(u64::from(will.delay_secs));
+                let owner_ctx = ctx.clone();
+                let id = client_id.to_owned();
+                let task = tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let still_ours = owner_ctx
+                        .registry
+                        .lock()
+                        .clients
+                        .get_mut(&id)
+                        .and_then(|e| e.will.take_if(|(e, _)| *e == epoch))
+                        .is_some();
+                    if still_ours {
+                        owner_ctx.system.publish(message(will)).await;
+                    }
+                    owner_ctx.registry.forget_if_unused(&id, epoch);
+                });
+                entry.will = Some((epoch, task.abort_handle()));
+            }
+            None => {}
+        }
+        drop(inner);
+        if clean_end {
+            self.forget_if_unused(client_id, epoch);
+        }
+    }
+
+    /// Drops the entry of a client id that holds nothing any more and that no connection
+    /// has claimed since `epoch` ended.
+    fn forget_if_unused(&self, client_id: &str, epoch: u64) {
+        let mut inner = self.lock();
+        if inner
+            .clients
+            .get(client_id)
+            .is_some_and(|e| e.owner == epoch && e.filters.is_empty() && e.will.is_none())
+        {
+            inner.clients.remove(client_id);
+        }
+    }
+}
+
+fn message(will: Will) -> SystemMessage {
+    SystemMessage {
+        topic: will.topic,
+        payload: will.payload,
+        retain: will.retain,
+    }
+}
+
+fn publish(ctx: &Arc<Context>, will: Will) {
+    let system = ctx.system.clone();
+    let message = message(will);
+    tokio::spawn(async move { system.publish(message).await });
+}
