@@ -3,14 +3,17 @@
 //! and a client that stops reading.
 mod common;
 
-use common::client::Client;
+use common::client::{options, Client};
 use common::client5::{options5, Client5};
 use common::history::chat;
 use common::raw::{self, Connect, Raw, V311, V5};
 use common::{token, Node};
 use rumqttc::v5::mqttbytes::v5::{ConnectProperties, LastWill, LastWillProperties};
 use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::Packet;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
 
 /// Bob, subscribed to his DMs.
 async fn bob(node: &Node) -> Client {
@@ -238,4 +241,92 @@ async fn qos2_copy_with_the_same_packet_id_is_delivered_once() {
             .count()
     };
     assert_eq!((count("q2"), count("next")), (1, 1), "{seen:?}");
+}
+
+/// The next status bob sees on alice's presence topic.
+async fn alice_status(bob: &mut Client) -> String {
+    match bob
+        .next_where(|p| matches!(p, Packet::Publish(p) if p.topic == "im/presence/alice"))
+        .await
+    {
+        Packet::Publish(p) => {
+            let status: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+            status["status"].as_str().unwrap_or_default().to_owned()
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// A client that subscribes and then never reads its socket used to block its connection
+/// for ever: the node's write waited, so keepalive and token expiry never fired and it
+/// stayed online. Now a write the client does not take within `limits.write_timeout` closes
+/// the connection (slow consumer), and it is cleaned up like any other: offline for others.
+#[tokio::test]
+async fn client_that_stops_reading_is_disconnected() {
+    let node = Node::builder()
+        .toml("[limits]\nwrite_timeout = \"1s\"\n[history]\nservice = false\n")
+        .start();
+    let mut bob = Client::user(&node, "bob").await;
+    assert_eq!(bob.subscribe("im/presence/alice").await, 1);
+
+    // A small receive buffer, so that little fills it (the kernel's default grows to MiBs).
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut alice = socket.connect(node.mqtt).await.unwrap();
+    let peer = format!("peer={} ", alice.local_addr().unwrap());
+    let connect = Connect::user(V311, "alice", &token("alice")).encode();
+    alice.write_all(&connect).await.unwrap();
+    let mut connack = [0u8; 4];
+    alice.read_exact(&mut connack).await.unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0]);
+    // At QoS 0: no inflight window holds the router back, as it would at QoS 1 once 100
+    // deliveries wait for alice's PUBACK.
+    let mut subscribe = 1u16.to_be_bytes().to_vec();
+    subscribe.extend(raw::string(b"im/dm/alice/+"));
+    subscribe.push(0);
+    alice
+        .write_all(&raw::packet(0x82, &subscribe))
+        .await
+        .unwrap();
+    let mut suback = [0u8; 5];
+    alice.read_exact(&mut suback).await.unwrap();
+    assert_eq!(suback, [0x90, 3, 0, 1, 0]);
+    assert_eq!(alice_status(&mut bob).await, "online");
+    // From here on alice reads nothing.
+
+    let mut o = options(&node, "carol", "carol", &token("carol"));
+    o.set_max_packet_size(64 * 1024, 64 * 1024);
+    let carol = Client::connect(o).await.unwrap();
+    let body = "x".repeat(30 * 1024);
+    let flood = tokio::spawn(async move {
+        // Far more than the socket buffers on both ends hold (the router drops much of it
+        // for alice, who falls behind).
+        for i in 0..4000 {
+            let message = chat(&format!("f{i}"), &body);
+            if carol
+                .client
+                .publish(
+                    "im/dm/alice/carol",
+                    rumqttc::QoS::AtMostOnce,
+                    false,
+                    message,
+                )
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+
+    raw::log_line(&node, &[&peer, "slow consumer"]).await;
+    // Enough: the flood would only slow the router down for everyone else.
+    flood.abort();
+    loop {
+        let status = alice_status(&mut bob).await;
+        if status == "offline" {
+            break;
+        }
+    }
+    drop(alice);
 }

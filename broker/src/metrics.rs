@@ -2,7 +2,7 @@
 //!
 //! Names (all prefixed `roost_`): `connections` (gauge), `sign_ins_total{result, reason}`,
 //! `messages_in_total`, `messages_out_total`, `acl_denials_total{action}`, `payloads_refused_total{code}`,
-//! `protocol_errors_total{cause}`.
+//! `protocol_errors_total{cause}`, `slow_consumers_total`.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -54,4 +54,9 @@ pub fn payload_refused(code: &'static str) {
 
 pub fn protocol_error(cause: &'static str) {
     metrics::counter!("roost_protocol_errors_total", "cause" => cause).increment(1);
+}
+
+/// A connection closed because its client took nothing written to it in time.
+pub fn slow_consumer() {
+    metrics::counter!("roost_slow_consumers_total").increment(1);
 }

@@ -133,6 +133,10 @@ pub struct Limits {
     pub receive_maximum: u16,
     /// Subscriptions per connection. Default 100.
     pub max_subscriptions: usize,
+    /// Time a client has to take what the node writes to it, e.g. `"30s"`; a client that
+    /// stops reading is disconnected after it (slow consumer). Default 30s.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -143,6 +147,7 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(5),
             receive_maximum: 64,
             max_subscriptions: 100,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -126,6 +126,7 @@ fn operating_example_with_every_key() {
                 connect_timeout: Duration::from_secs(5),
                 receive_maximum: 32,
                 max_subscriptions: 50,
+                write_timeout: Duration::from_secs(20),
             },
             history: History {
                 database_url: Some("sqlite://roost-data/history.db".into()),

@@ -65,6 +65,9 @@ pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
     if limits.max_subscriptions < 1 {
         return fail("limits.max_subscriptions", "must be at least 1".into());
     }
+    if limits.write_timeout.is_zero() {
+        return fail("limits.write_timeout", "must be greater than 0".into());
+    }
 
     if let Some(url) = &config.history.database_url {
         let known = ["sqlite:", "postgres:", "postgresql:"];

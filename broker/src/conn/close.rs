@@ -16,6 +16,8 @@ pub(crate) enum Close {
     TokenExpired,
     /// The router dropped the link: another connection took this client id.
     TakenOver,
+    /// The client took nothing written to it within `limits.write_timeout`.
+    SlowConsumer,
     /// The client broke the protocol; v5 clients are told why.
     Protocol(DisconnectReasonCode, &'static str),
     /// Serving the connection panicked (a bug): it is closed and cleaned up all the same.
@@ -31,7 +33,8 @@ impl Close {
             Close::TakenOver => Some(DisconnectReasonCode::SessionTakenOver),
             Close::Protocol(code, _) => Some(*code),
             Close::Internal => Some(DisconnectReasonCode::ImplementationSpecificError),
-            Close::Disconnect { .. } | Close::PeerGone | Close::Io(_) => None,
+            // A client that does not read would not read a DISCONNECT either.
+            Close::Disconnect { .. } | Close::PeerGone | Close::Io(_) | Close::SlowConsumer => None,
         }
     }
 
@@ -45,6 +48,7 @@ impl Close {
             Close::Internal => "internal error",
             Close::Disconnect { .. } => "disconnected by the client",
             Close::PeerGone | Close::Io(_) => "connection lost",
+            Close::SlowConsumer => "slow consumer",
         }
     }
 

@@ -16,6 +16,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
+/// Bytes taken from the router for one write to the client, at most (plus one packet).
+const WRITE_BATCH: usize = 64 * 1024;
+
 pub(super) struct Connection {
     pub(super) ctx: Arc<Context>,
     pub(super) codec: Codec,
@@ -43,9 +46,11 @@ impl Connection {
         let silence = self.session.silence_limit();
         let expires = instant_of(self.session.expires_at());
         let idle_deadline = |now: Instant| silence.map_or(expires, |k| (now + k).min(expires));
-        // One timer for both ends (silence and token expiry):
+        let write_timeout = self.ctx.limits.write_timeout;
+        // One timer for every end (silence, token expiry, a write the client does not take):
         // this future lives as long as the connection, once per client, so it is kept small.
-        let timer = sleep_until(idle_deadline(Instant::now()));
+        let mut idle_at = idle_deadline(Instant::now());
+        let timer = sleep_until(idle_at);
         tokio::pin!(timer);
 
         // Anything already read after the CONNECT.
@@ -61,8 +66,26 @@ impl Connection {
                 flow = self.handle_input().await;
             }
             if !self.write.is_empty() {
-                if let Err(e) = self.transport.write_all(&self.write).await {
-                    return Close::Io(e);
+                // A client that does not read would block this write, and with it keepalive
+                // and token expiry, for ever: the write gets `limits.write_timeout`.
+                let write_by = Instant::now() + write_timeout;
+                let armed = write_by < idle_at;
+                if armed {
+                    timer.as_mut().reset(write_by);
+                }
+                let written = tokio::select! {
+                    written = self.transport.write_all(&self.write) => written.map_err(Close::Io),
+                    () = &mut timer => Err(if armed && Instant::now() >= write_by {
+                        Close::SlowConsumer
+                    } else {
+                        self.session.on_timer(Instant::now() >= expires)
+                    }),
+                };
+                if let Err(close) = written {
+                    return close;
+                }
+                if armed {
+                    timer.as_mut().reset(idle_at);
                 }
                 self.write.clear();
                 if self.write.capacity() > 64 * 1024 {
@@ -79,7 +102,8 @@ impl Connection {
                     Err(e) => Flow::Close(Close::Io(e)),
                     Ok(_) => {
                         if silence.is_some() {
-                            timer.as_mut().reset(idle_deadline(Instant::now()));
+                            idle_at = idle_deadline(Instant::now());
+                            timer.as_mut().reset(idle_at);
                         }
                         Flow::Input
                     }
@@ -93,19 +117,23 @@ impl Connection {
         }
     }
 
-    /// Hands the session a notification and whatever else the router has ready, to write
-    /// it all in one go.
+    /// Hands the session a notification and whatever else the router has ready, up to
+    /// [`WRITE_BATCH`] bytes, to write it all in one go. The rest waits in the link, whose
+    /// length the router bounds.
     fn handle_notifications(&mut self, first: rumqttd::Notification) -> Flow {
         let mut actions = Actions::default();
         let mut result = self.session.on_router(first, &mut actions);
-        while result.is_ok() {
+        loop {
+            for packet in actions.to_client.drain(..) {
+                self.queue(packet);
+            }
+            if result.is_err() || self.write.len() >= WRITE_BATCH {
+                break;
+            }
             match self.link.try_recv() {
                 Some(n) => result = self.session.on_router(n, &mut actions),
                 None => break,
             }
-        }
-        for packet in actions.to_client {
-            self.queue(packet);
         }
         match result {
             Ok(()) => Flow::Continue,
@@ -176,13 +204,25 @@ impl Connection {
 
     /// Tells the router, the will, presence and the log that this connection is over.
     pub(super) async fn finish(&mut self, close: Close) {
-        self.goodbye(&close).await;
+        if !matches!(close, Close::SlowConsumer) {
+            // Bounded like every write: a client that stopped reading does not hold the
+            // goodbye (and the will, and presence) back.
+            let write_timeout = self.ctx.limits.write_timeout;
+            let _ = tokio::time::timeout(write_timeout, self.goodbye(&close)).await;
+        }
 
         match &close {
             Close::Disconnect { .. } | Close::PeerGone => info!(cause = ?close, "disconnected"),
             Close::Protocol(_, why) => {
                 metrics::protocol_error("client_protocol_error");
                 warn!(cause = why, "closed: protocol error")
+            }
+            Close::SlowConsumer => {
+                metrics::slow_consumer();
+                warn!(
+                    write_timeout = ?self.ctx.limits.write_timeout,
+                    "closed: slow consumer (the client took nothing written to it within limits.write_timeout)"
+                )
             }
             Close::Io(e) => info!(error = %e, "closed: connection error"),
             _ => info!(cause = ?close, "closed"),
