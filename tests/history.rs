@@ -63,6 +63,7 @@ on_both_backends!(
     seq_is_gapless_per_conversation_with_several_senders,
     a_retried_message_is_stored_once_and_acked_again,
     refused_payloads_reach_nobody_and_are_not_stored,
+    control_characters_are_refused_and_history_goes_on,
     history_pages_back_and_forth,
     sync_catches_up_page_by_page_on_every_device,
     conversations_list_unread_counts_and_last_message,
@@ -422,6 +423,104 @@ async fn refused_payloads_reach_nobody_and_are_not_stored(backend: Backend) {
         ["ok-v3"]
     );
     assert_eq!(node.sql("SELECT count(*) FROM history_messages"), "3");
+}
+
+/// A NUL (which PostgreSQL text cannot hold) anywhere in a chat payload, or a control
+/// character in its `id` or `kind`, is refused at the front-end like any bad payload: v5
+/// PUBACK 0x99 and an `invalid_payload` notice that names the message, so the client can
+/// mark it failed. Nothing reaches the recipient or the database, and the history goes on:
+/// the marker sent afterwards is delivered, stored and acked.
+async fn control_characters_are_refused_and_history_goes_on(backend: Backend) {
+    let node = HistNode::start(backend);
+    let mut bob = Peer::connect(&node, "bob", &[]).await;
+    bob.subscribe("im/dm/bob/+").await;
+    let mut alice = Peer::connect(&node, "alice", &[]).await;
+
+    let refused = [
+        (
+            r#"{"id":"a\u0000b","kind":"text","body":"nul in the id"}"#,
+            "a\0b",
+        ),
+        (r#"{"id":"n2","kind":"text","body":"a\u0000b"}"#, "n2"),
+        (
+            r#"{"id":"n3","kind":"text","body":{"deep":["\u0000"]}}"#,
+            "n3",
+        ),
+        (
+            r#"{"id":"n4","kind":"text","body":"x","extra\u0000":1}"#,
+            "n4",
+        ),
+        (
+            r#"{"id":"n\u0007","kind":"text","body":"bell in the id"}"#,
+            "n\u{7}",
+        ),
+        (
+            r#"{"id":"n6","kind":"te\nxt","body":"newline in the kind"}"#,
+            "n6",
+        ),
+    ];
+    for (payload, id) in refused {
+        alice.publish("im/dm/bob/alice", payload).await;
+        let puback = alice.puback().await;
+        assert_eq!(
+            puback.reason,
+            PubAckReason::PayloadFormatInvalid,
+            "{payload}"
+        );
+        let notice = alice.error_notice().await;
+        assert_eq!(notice["code"], "invalid_payload", "{notice}");
+        assert_eq!(notice["id"], json!(id), "{notice}");
+    }
+
+    alice.dm("bob", "after", "marker").await;
+    assert_eq!(alice.puback().await.reason, PubAckReason::Success);
+    assert_eq!(bob.next_chat().await.1["id"], "after");
+    assert_ack(&alice.ack("after").await, "after", "dm:alice:bob", 1);
+    assert_eq!(
+        ids(&bob.history("dm:alice:bob", json!({})).await["messages"]),
+        ["after"]
+    );
+}
+
+/// The `id` limit counts characters: a 64-emoji id is a valid id, stored and acked, and a
+/// refused payload with a 20-emoji id gets an `error` notice carrying that id.
+#[tokio::test]
+async fn message_ids_are_counted_in_characters() {
+    let node = HistNode::start(Backend::Sqlite);
+    let mut alice = Peer::connect(&node, "alice", &[]).await;
+
+    let twenty = "\u{1F426}".repeat(20);
+    let no_body = json!({"id": twenty, "kind": "text"}).to_string();
+    alice.publish("im/dm/bob/alice", no_body).await;
+    assert_eq!(
+        alice.puback().await.reason,
+        PubAckReason::PayloadFormatInvalid
+    );
+    let notice = alice.error_notice().await;
+    assert_eq!(notice["code"], "invalid_payload", "{notice}");
+    assert_eq!(notice["id"], json!(twenty), "{notice}");
+
+    let sixty_four = "\u{1F426}".repeat(64);
+    alice
+        .publish("im/dm/bob/alice", chat(&sixty_four, "64 birds"))
+        .await;
+    assert_eq!(alice.puback().await.reason, PubAckReason::Success);
+    assert_ack(
+        &alice.ack(&sixty_four).await,
+        &sixty_four,
+        "dm:alice:bob",
+        1,
+    );
+
+    let sixty_five = "\u{1F426}".repeat(65);
+    alice
+        .publish("im/dm/bob/alice", chat(&sixty_five, "65 birds"))
+        .await;
+    assert_eq!(
+        alice.puback().await.reason,
+        PubAckReason::PayloadFormatInvalid
+    );
+    assert_eq!(alice.error_notice().await["code"], "invalid_payload");
 }
 
 // ---- §5 history ---------------------------------------------------------------------------

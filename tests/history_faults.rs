@@ -190,6 +190,25 @@ async fn node_starts_and_chats_while_the_database_is_down() {
     );
 }
 
+/// The node logs which database it is waiting for, but never a password in it: neither the
+/// user info's nor a `password` query parameter's.
+#[tokio::test]
+async fn database_passwords_never_reach_the_log() {
+    // A port that cannot be: the node fails to connect at once, keeps retrying and says so
+    // in its log (a closed port would take the pool's whole connect timeout to report).
+    let url = "postgres://roost:hunter1@127.0.0.1:99999/db?user=roost&password=hunter2";
+    let node = Node::builder()
+        .toml(&format!("[history]\ndatabase_url = \"{url}\"\n"))
+        .start();
+    node.wait_for_log("history database not reachable");
+    let log = node.log_text();
+    assert!(!log.contains("hunter"), "a password was logged:\n{log}");
+    assert!(
+        log.contains("postgres://roost:***@127.0.0.1:99999/db?user=roost&password=***"),
+        "{log}"
+    );
+}
+
 // ---- history workers that die mid-batch ---------------------------------------------------
 
 /// Waits (bounded) until the node has logged the end of `client_id`'s connection.

@@ -7,8 +7,6 @@
 //! - [`acl`]: decides each PUBLISH and SUBSCRIBE, with the built-in rules of the
 //!   `im/` namespace (the anti-spoofing rule: a user only publishes as
 //!   themselves) and the configured `[[acl.rules]]` everywhere else.
-//! - [`id`]: the id syntax shared by users, groups and devices, and which client
-//!   ids a user may connect with.
 //!
 //! This crate holds no sockets and parses no MQTT packets: the broker calls it
 //! with strings and turns its answers into CONNACK, SUBACK and PUBACK codes. It
@@ -16,7 +14,6 @@
 //! [`Verifier::key_files`] changes or on SIGHUP.
 
 pub mod acl;
-pub mod id;
 pub mod token;
 
 pub use acl::{Acl, AclError, AclRule, Action, Permission};

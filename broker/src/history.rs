@@ -60,7 +60,7 @@ pub fn database_url(config: &Config) -> String {
 
 /// Connects (and migrates), retrying with backoff for as long as it takes.
 pub async fn connect(url: &str) -> Store {
-    let shown = mask(url);
+    let shown = roost_config::mask_url(url);
     let mut backoff = Duration::from_millis(200);
     let mut tries = 0u32;
     loop {
@@ -78,16 +78,5 @@ pub async fn connect(url: &str) -> Store {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
-    }
-}
-
-/// The URL without a password, for logs.
-fn mask(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
-            let user = url[scheme + 3..at].split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
     }
 }

@@ -9,7 +9,8 @@
 //! database is away the service takes nothing more, and messages wait in the router.
 
 use crate::router::{Link, Router};
-use roost_history::service::{Bus, Delivery, SUBSCRIPTIONS};
+use roost_history::service::{Bus, Delivery};
+use roost_proto::subscriptions;
 use rumqttd::protocol::{
     Filter, Packet, PubAck, PubAckReason, Publish, QoS, RetainForwardRule, Subscribe,
 };
@@ -23,10 +24,10 @@ pub struct LinkBus {
 impl LinkBus {
     pub async fn start(router: &Router) -> anyhow::Result<LinkBus> {
         let mut link = router.link("roost-history".to_owned(), true).await?;
-        let filters = SUBSCRIPTIONS
+        let filters = subscriptions::HISTORY
             .iter()
-            .map(|path| Filter {
-                path: (*path).to_owned(),
+            .map(|s| Filter {
+                path: s.path(),
                 // QoS 1, so the router keeps each delivery until it is taken (see the
                 // module comment for when the PUBACK goes).
                 qos: QoS::AtLeastOnce,

@@ -112,7 +112,7 @@ async fn messages(
         )
     };
     let store = api.history.get().ok_or_else(unavailable)?;
-    let limit = page.limit.unwrap_or(50).clamp(1, 100);
+    let limit = roost_proto::limits::history_limit(page.limit.map(i64::from));
     match store
         .history(&conv, page.before_seq, page.after_seq, limit)
         .await

@@ -55,10 +55,9 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         segment_size: 16 * 1024,
         segment_count: 2,
         // Room for a database outage: about 16 MiB of messages per history filter.
-        large: roost_history::service::SUBSCRIPTIONS
+        large: roost_proto::subscriptions::HISTORY
             .iter()
-            .filter_map(|s| s.splitn(3, '/').nth(2))
-            .map(|filter| (filter.to_owned(), 1024 * 1024, 16))
+            .map(|s| (s.filter.to_owned(), 1024 * 1024, 16))
             .collect(),
     });
     let system = SystemPublisher::start(&router)

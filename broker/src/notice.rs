@@ -1,40 +1,26 @@
-//! Server notices on `im/sys/{user}` (PROTOCOL.md section 5).
+//! Server notices on `im/sys/{user}` (docs/protocol.md section 5) as the node sends them:
+//! the JSON is roost-proto's, this only addresses it to the user's system topic.
 
 use crate::router::SystemMessage;
+use roost_proto::notice::Notice;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The `code` of an `error` notice for a refused publish or subscription.
-pub const FORBIDDEN: &str = "forbidden";
+pub use roost_proto::chat::payload_id;
+pub use roost_proto::notice::code::FORBIDDEN;
 
 /// An `error` notice for `user`. `id` is the chat message id when the refused publish
-/// carried one, so the client can mark that message as failed.
+/// carried one ([`payload_id`]), so the client can mark that message as failed.
 pub fn error(user: &str, id: Option<&str>, code: &str, message: String) -> SystemMessage {
-    let mut notice = serde_json::json!({
-        "type": "error",
-        "code": code,
-        "message": message,
-    });
-    if let Some(id) = id {
-        notice["id"] = serde_json::Value::from(id);
-    }
+    let notice = Notice::Error {
+        code,
+        message: &message,
+        id,
+    };
     SystemMessage {
-        topic: format!("im/sys/{user}"),
-        payload: notice.to_string().into_bytes(),
+        topic: roost_proto::topic::sys(user),
+        payload: notice.to_bytes(),
         retain: false,
     }
-}
-
-/// The `id` of a chat payload, if it is a JSON object with a string `id`. Cheap enough for
-/// the refusal path only.
-pub fn payload_id(payload: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct WithId {
-        id: String,
-    }
-    serde_json::from_slice::<WithId>(payload)
-        .ok()
-        .map(|p| p.id)
-        .filter(|id| !id.is_empty() && id.len() <= 64)
 }
 
 pub fn now_ms() -> u64 {

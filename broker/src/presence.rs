@@ -47,7 +47,7 @@ impl Presence {
 fn status(user: &str, status: &str) -> SystemMessage {
     let payload = serde_json::json!({ "status": status, "ts": crate::notice::now_ms() });
     SystemMessage {
-        topic: format!("im/presence/{user}"),
+        topic: roost_proto::topic::presence(user),
         payload: payload.to_string().into_bytes(),
         retain: true,
     }

@@ -3,11 +3,13 @@
 use crate::args::ConnArgs;
 use crate::display::describe;
 use crate::identity::Identity;
-use crate::payload::ChatMessage;
+use crate::payload::new_text;
 use crate::send::Recipient;
 use crate::session::{Event, Session};
-use crate::topics::{chat_filters, is_valid_id, Topic};
 use anyhow::{bail, Context, Result};
+use roost_proto::chat::ChatMessage;
+use roost_proto::id::is_valid_id;
+use roost_proto::topic::{chat_filters, Topic};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -68,7 +70,7 @@ impl Chat {
             eprintln!("no recipient yet: /to USER or /group G");
             return Ok(true);
         };
-        let msg = ChatMessage::text(text);
+        let msg = new_text(text);
         session
             .client
             .publish(&target.topic(&self.me.user), msg.to_bytes())
@@ -110,7 +112,7 @@ impl Chat {
                     _ => false,
                 };
                 let echo = mine
-                    && ChatMessage::parse(&payload).is_some_and(|m| self.sent.set.contains(&m.id));
+                    && ChatMessage::parse(&payload).is_ok_and(|m| self.sent.set.contains(&m.id));
                 if !echo {
                     println!("{}", describe(&self.me.user, &topic, &payload));
                 }

@@ -1,8 +1,8 @@
 //! Turning received messages into lines for people (`chat`, `listen`) or scripts
 //! (`listen --json`). Everything here treats the payload as untrusted bytes.
 
-use crate::payload::ChatMessage;
-use crate::topics::Topic;
+use roost_proto::chat::ChatMessage;
+use roost_proto::topic::Topic;
 use serde_json::Value;
 
 /// Text safe to print on a terminal: invalid UTF-8 replaced, control characters escaped.
@@ -43,15 +43,17 @@ pub fn describe(me: &str, topic: &str, payload: &[u8]) -> String {
         }
         Topic::Presence { user } => format!("[presence] {} is {}", clean(user), presence(payload)),
         Topic::Sys { .. } => format!("[sys] {}", notice(payload)),
-        Topic::Other(t) => format!("[{}] {}", clean(t), sanitize(payload)),
+        Topic::SigDm { .. } | Topic::SigGroup { .. } | Topic::Req { .. } | Topic::Other(_) => {
+            format!("[{}] {}", clean(topic), sanitize(payload))
+        }
     }
 }
 
 fn chat_text(payload: &[u8]) -> String {
     match ChatMessage::parse(payload) {
-        Some(m) if m.kind == "text" => clean(&m.body_text()),
-        Some(m) => format!("({}) {}", clean(&m.kind), clean(&m.body_text())),
-        None => format!("(not a chat message) {}", sanitize(payload)),
+        Ok(m) if m.kind == "text" => clean(&m.body_text()),
+        Ok(m) => format!("({}) {}", clean(&m.kind), clean(&m.body_text())),
+        Err(_) => format!("(not a chat message) {}", sanitize(payload)),
     }
 }
 
@@ -129,7 +131,7 @@ mod tests {
     use super::*;
 
     fn chat(body: &str) -> Vec<u8> {
-        ChatMessage::text(body).to_bytes()
+        crate::payload::new_text(body).to_bytes()
     }
 
     #[test]

@@ -6,8 +6,8 @@ use crate::display::sanitize;
 use crate::identity::Identity;
 use crate::payload::new_message_id;
 use crate::session::{Event, Session};
-use crate::topics::{req_topic, sys_topic};
 use anyhow::{bail, Context, Result};
+use roost_proto::topic;
 use serde_json::{json, Value};
 
 /// Which conversation: `--with USER`, `--group G` or a raw `--conv dm:a:b`.
@@ -56,11 +56,11 @@ pub async fn run(
     let req = new_message_id();
     let request = json!({"req": req, "method": method, "params": params});
 
-    let options = crate::connect_options(conn, &me, vec![sys_topic(&me.user)])?;
+    let options = crate::connect_options(conn, &me, vec![topic::sys(&me.user)])?;
     let mut session = Session::connect(&options).await?;
     session
         .client
-        .publish(&req_topic(&me.user), request.to_string().into_bytes())
+        .publish(&topic::req(&me.user), request.to_string().into_bytes())
         .await?;
     let answer = tokio::time::timeout(conn.timeout, result_for(&mut session, &req))
         .await

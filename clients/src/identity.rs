@@ -2,9 +2,9 @@
 //! nothing at all (`--plain`).
 
 use crate::args::ConnArgs;
-use crate::topics::is_valid_id;
 use anyhow::{anyhow, bail, Context, Result};
 use rand::Rng;
+use roost_proto::id::is_valid_id;
 use std::time::Duration;
 
 /// The user, their groups and the CONNECT password.

@@ -19,8 +19,8 @@
 //! requests, or any check that the token is valid. Payloads and topics from the broker
 //! are untrusted and printed lossily, with control characters escaped.
 //!
-//! The library parts meant for reuse (end-to-end tests, `bench`): [`payload::ChatMessage`],
-//! the topic builders in [`topics`], [`session::Session`] and [`identity`].
+//! The library parts meant for reuse (end-to-end tests, `bench`): [`session::Session`] and
+//! [`identity`]. Topics, ids and the chat payload are roost-proto's.
 
 pub mod args;
 pub mod bench;
@@ -32,13 +32,10 @@ pub mod listen;
 pub mod payload;
 pub mod send;
 pub mod session;
-pub mod topics;
 
 pub use args::{Cli, Command, ConnArgs};
 pub use identity::Identity;
-pub use payload::ChatMessage;
 pub use session::{ConnectOptions, Event, Session};
-pub use topics::{dm_topic, group_topic};
 
 use anyhow::Context;
 pub use anyhow::Result;

@@ -4,8 +4,8 @@ use crate::args::ConnArgs;
 use crate::display::{describe, json_line};
 use crate::identity::Identity;
 use crate::session::{Event, Session};
-use crate::topics::chat_filters;
 use anyhow::Result;
+use roost_proto::topic::chat_filters;
 
 /// Subscribes to `topics` (default: the chat filters of the user) and prints messages
 /// until `count` have arrived. Status goes to stderr, messages to stdout.

@@ -3,10 +3,10 @@
 use crate::args::ConnArgs;
 use crate::display::sanitize;
 use crate::identity::Identity;
-use crate::payload::ChatMessage;
 use crate::session::{Event, Session};
-use crate::topics::{dm_topic, group_topic, is_valid_id, sys_topic};
 use anyhow::{bail, Context, Result};
+use roost_proto::id::is_valid_id;
+use roost_proto::topic;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
@@ -35,8 +35,8 @@ impl Recipient {
     /// The topic `me` publishes to for this recipient.
     pub fn topic(&self, me: &str) -> String {
         match self {
-            Recipient::User(u) => dm_topic(u, me),
-            Recipient::Group(g) => group_topic(g, me),
+            Recipient::User(u) => topic::dm(u, me),
+            Recipient::Group(g) => topic::group(g, me),
         }
     }
 }
@@ -60,9 +60,9 @@ pub async fn run(
     } else {
         text.join(" ")
     };
-    let msg = ChatMessage::text(body);
+    let msg = crate::payload::new_text(body);
     let subs = if wait_ack {
-        vec![sys_topic(&me.user)]
+        vec![topic::sys(&me.user)]
     } else {
         vec![]
     };

@@ -29,6 +29,7 @@ use figment::Figment;
 
 pub use crate::config::{Acl, Auth, Cluster, Config, History, Http, Limits, Mqtt, Node};
 pub use crate::error::{ConfigError, Origin};
+pub use crate::mask::mask_url;
 pub use crate::secret::Secret;
 
 /// Loads the config: defaults, then `file` if given, then `ROOST_` variables; validated.

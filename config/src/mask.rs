@@ -1,4 +1,5 @@
-//! The effective config as TOML, fit to show a person: secrets are `***`.
+//! Secrets made fit to show: the effective config as TOML with its secrets as `***`, and
+//! the one function that masks a database URL wherever one is shown or logged.
 
 use crate::{Config, Secret};
 
@@ -17,14 +18,19 @@ impl Config {
             *secret = Secret::new(Secret::MASK.into());
         }
         if let Some(url) = &mut masked.history.database_url {
-            *url = mask_url_password(url);
+            *url = mask_url(url);
         }
         toml::to_string(&masked).expect("a config with UTF-8 paths serializes to TOML")
     }
 }
 
-/// `postgres://user:pw@host/db?password=pw` -> `postgres://user:***@host/db?password=***`.
-fn mask_url_password(url: &str) -> String {
+/// A URL with its passwords replaced by `***`, for logs and for people:
+/// `postgres://user:pw@host/db?password=pw&sslpassword=k` ->
+/// `postgres://user:***@host/db?password=***&sslpassword=***`.
+///
+/// Every query parameter whose name ends in `password` (any case) is masked, as is the
+/// password of the user info. Use it for every URL that may carry credentials.
+pub fn mask_url(url: &str) -> String {
     let (url, query) = match url.split_once('?') {
         Some((url, query)) => (url, Some(query)),
         None => (url, None),
@@ -47,7 +53,7 @@ fn mask_url_password(url: &str) -> String {
         let params: Vec<String> = query
             .split('&')
             .map(|param| match param.split_once('=') {
-                Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                Some((name, _)) if name.to_ascii_lowercase().ends_with("password") => {
                     format!("{name}={}", Secret::MASK)
                 }
                 _ => param.to_string(),
@@ -81,8 +87,12 @@ mod tests {
                 "postgres://host/db?user=u&password=pw&sslmode=require",
                 "postgres://host/db?user=u&password=***&sslmode=require",
             ),
+            (
+                "postgres://u:pw@host/db?PASSWORD=pw&sslpassword=key&passwordless=1",
+                "postgres://u:***@host/db?PASSWORD=***&sslpassword=***&passwordless=1",
+            ),
         ] {
-            assert_eq!(mask_url_password(url), shown);
+            assert_eq!(mask_url(url), shown);
         }
     }
 

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use roost_auth::id::is_valid_id;
+use roost_proto::id::is_valid_id;
+use roost_proto::topic::Topic;
 
 use crate::HistoryError;
 
@@ -57,17 +58,12 @@ impl Conv {
     /// id, or a DM to oneself (not representable as `dm:a:b` with `a < b`) gives
     /// `None`.
     pub fn from_topic(topic: &str) -> Option<(Conv, String)> {
-        let mut parts = topic.split('/');
-        let (root, kind, target, from) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || root != "im" || !is_valid_id(target) || !is_valid_id(from) {
-            return None;
-        }
-        match kind {
-            "dm" if target != from => Some((Conv::dm(target, from), from.to_owned())),
-            "grp" => Some((Conv::Group(target.to_owned()), from.to_owned())),
-            _ => None,
-        }
+        let (conv, from) = match Topic::parse(topic) {
+            Topic::Dm { to, from } if to != from => (Conv::dm(to, from), from),
+            Topic::Group { group, from } => (Conv::Group(group.to_owned()), from),
+            _ => return None,
+        };
+        (conv.is_valid() && is_valid_id(from)).then(|| (conv, from.to_owned()))
     }
 
     /// Whether `user` may read this conversation: a participant of the DM, or a

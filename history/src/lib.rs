@@ -15,31 +15,18 @@
 mod conv;
 mod error;
 mod fair;
-pub mod payload;
 pub mod service;
-pub mod stamp;
 mod store;
 pub mod worker;
 
 use std::time::Duration;
 
+use roost_proto::limits::MAX_MESSAGE_ID_CHARS;
 use serde::{Deserialize, Serialize};
 
 pub use conv::Conv;
 pub use error::HistoryError;
 pub use store::{Backend, Store};
-
-/// Longest message `id` (PROTOCOL section 4: 1..64 chars).
-pub const MAX_MESSAGE_ID_CHARS: usize = 64;
-/// `history` returns at most this many messages per page.
-pub const MAX_HISTORY_LIMIT: u32 = 100;
-/// `sync` returns at most this many messages per page.
-pub const MAX_SYNC_LIMIT: u32 = 500;
-/// `conversations` returns at most this many conversations per page.
-pub const MAX_CONVERSATIONS_LIMIT: u32 = 200;
-/// A page of `history`, `sync` or `conversations` holds about this many bytes of
-/// payloads at most (always at least one item); the rest is for the next page.
-pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 /// A chat message to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +72,7 @@ impl NewMessage {
         if !self.conv.is_valid() {
             return Err(format!("invalid conversation {}", self.conv));
         }
-        if !roost_auth::id::is_valid_id(&self.from) {
+        if !roost_proto::id::is_valid_id(&self.from) {
             return Err(format!("invalid sender {:?}", self.from));
         }
         if matches!(self.conv, Conv::Dm { .. }) && !self.conv.is_dm_participant(&self.from) {
@@ -94,6 +81,9 @@ impl NewMessage {
                 self.from, self.conv
             ));
         }
+        // Only the length: what else the node refuses in an id (NUL, control characters:
+        // roost_proto::chat) is kept out before it gets here, and what the database itself
+        // refuses is set apart by `Store::store_each`.
         let n = self.id.chars().count();
         if n == 0 || n > MAX_MESSAGE_ID_CHARS {
             return Err(format!(

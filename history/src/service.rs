@@ -1,34 +1,29 @@
-//! The history service: stores chat messages, acknowledges them once committed, and answers
-//! requests (PROTOCOL.md sections 4-5).
+//! The history service: stores chat messages, sends each sender the `ack` notice once the
+//! message is committed, and answers requests (docs/protocol.md sections 4-5).
 //!
 //! It sees the node's traffic through a [`Bus`]: inside `roost serve` that is a link to the
 //! router, in `roost history-worker` an MQTT connection. Either way it takes the stored
-//! topics and the request topic through shared subscriptions (so several services split the
-//! load) and acknowledges a delivery only after its message is committed: while the
-//! database is away, deliveries wait unacknowledged, nothing is acked, and live chat (which
-//! never waits for history) goes on.
+//! topics and the request topic through the shared subscriptions of
+//! [`roost_proto::subscriptions::HISTORY`] (so several services split the load), and hands
+//! each delivery back to [`Bus::ack`] once its batch is committed. What that ack means is
+//! the bus's: a worker's PUBACK goes out only then, so the broker redelivers what a dying
+//! worker had not stored; the in-node link acknowledges as it takes (broker/src/
+//! history_link.rs says why). While the database is away no `ack` notice is sent, and live
+//! chat (which never waits for history) goes on.
 
 use crate::fair::{Fair, Refusal};
-use crate::payload::ChatPayload;
-use crate::stamp;
 use crate::{Conv, HistoryError, NewMessage, Retention, Store};
+use roost_proto::chat::{self, ChatMessage};
+use roost_proto::notice::{code, ErrorBody, Notice, Outcome};
+use roost_proto::request::{Method, Request as WireRequest, RequestError};
+use roost_proto::topic::{self, Topic};
+use roost_proto::{id, limits, stamp};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
-/// The shared subscriptions a history service takes. Each filter has a group name of its
-/// own: rumqttd keys shared groups by name alone, so one name over two filters loses
-/// messages.
-pub const SUBSCRIPTIONS: [&str; 3] = [
-    "$share/roost-history-dm/im/dm/+/+",
-    "$share/roost-history-grp/im/grp/+/+",
-    "$share/roost-history-req/im/req/+",
-];
-
 /// Most messages stored in one transaction.
 const MAX_BATCH: usize = 256;
-/// `conversations` per page when the request does not say.
-const DEFAULT_CONVERSATIONS_LIMIT: u32 = 100;
 /// How long a batch waits for more messages once it has one.
 const BATCH_WINDOW: Duration = Duration::from_millis(2);
 
@@ -134,8 +129,8 @@ async fn handle<B: Bus>(
     let mut acks = Vec::with_capacity(batch.len());
     let now = Instant::now();
     for delivery in batch {
-        if let Some(me) = delivery.topic.strip_prefix("im/req/") {
-            let me = me.to_owned();
+        if let Topic::Req { user } = Topic::parse(&delivery.topic) {
+            let me = user.to_owned();
             let request = Request {
                 topic: delivery.topic,
                 payload: delivery.payload,
@@ -153,10 +148,11 @@ async fn handle<B: Bus>(
                     refused_metric("payload");
                     warn!(
                         topic = delivery.topic,
-                        "history: message not stored: {notice}"
+                        "history: message not stored: {}",
+                        String::from_utf8_lossy(&notice)
                     );
                     if let Some(from) = from {
-                        bus.publish(sys_topic(&from), notice.into_bytes()).await;
+                        bus.publish(topic::sys(&from), notice).await;
                     }
                 }
             }
@@ -168,13 +164,16 @@ async fn handle<B: Bus>(
         let outcomes = store_with_retry(store, &messages).await;
         for (message, outcome) in messages.iter().zip(outcomes) {
             let notice = match outcome {
-                Ok(s) => {
-                    json!({"type": "ack", "id": s.id, "conv": s.conv, "seq": s.seq, "ts": s.ts})
+                Ok(s) => Notice::Ack {
+                    id: &s.id,
+                    conv: &s.conv,
+                    seq: s.seq,
+                    ts: s.ts,
                 }
+                .to_bytes(),
                 Err(e) => refused(message, &e),
             };
-            bus.publish(sys_topic(&message.from), notice.to_string().into_bytes())
-                .await;
+            bus.publish(topic::sys(&message.from), notice).await;
         }
     }
     for ack in acks {
@@ -197,44 +196,54 @@ async fn refuse_request<B: Bus>(bus: &mut B, me: &str, request: &Request, refusa
         Refusal::Rate => "too many requests per second; slow down",
         Refusal::Queue => "too many requests waiting; wait for the answers first",
     };
-    let reply = json!({"type": "result", "req": req_of(&request.payload),
-        "error": {"code": "rate_limited", "message": message}});
-    bus.publish(sys_topic(me), reply.to_string().into_bytes())
-        .await;
+    let req = WireRequest::parse(&request.payload)
+        .map(|r| r.req)
+        .unwrap_or(Value::Null);
+    let reply = Notice::Result {
+        req: &req,
+        outcome: Outcome::Error {
+            error: ErrorBody {
+                code: code::RATE_LIMITED,
+                message,
+            },
+        },
+    };
+    bus.publish(topic::sys(me), reply.to_bytes()).await;
 }
 
-/// The request's `req` (correlation id), or null.
-fn req_of(payload: &[u8]) -> Value {
-    serde_json::from_slice::<Value>(payload)
-        .ok()
-        .and_then(|v| v.get("req").cloned())
-        .unwrap_or(Value::Null)
-}
-
-/// A stored-topic delivery as a message to store, or the notice explaining why not.
-fn chat_message<A>(delivery: &Delivery<A>) -> Result<NewMessage, (Option<String>, String)> {
+/// A stored-topic delivery as a message to store, or the notice explaining why not (and to
+/// whom).
+fn chat_message<A>(delivery: &Delivery<A>) -> Result<NewMessage, (Option<String>, Vec<u8>)> {
     let Some((conv, from)) = Conv::from_topic(&delivery.topic) else {
         // What the subscriptions let through without a conversation is a DM to oneself
         // (`im/dm/{me}/{me}`: `dm:{a}:{b}` needs a < b). Its sender must hear that it is not
         // stored, or a client resending until acked would resend it forever.
-        let from = delivery
-            .topic
-            .rsplit('/')
-            .next()
-            .filter(|f| roost_auth::id::is_valid_id(f))
+        let from = Topic::parse(&delivery.topic)
+            .from()
+            .filter(|f| id::is_valid_id(f))
             .map(str::to_owned);
-        let mut notice = json!({"type": "error", "code": "forbidden",
-            "message": format!("{} is not stored: a direct message is between two users", delivery.topic)});
-        if let Ok(payload) = ChatPayload::parse(&delivery.payload) {
-            notice["id"] = Value::from(payload.id);
-        }
-        return Err((from, notice.to_string()));
+        let message = format!(
+            "{} is not stored: a direct message is between two users",
+            delivery.topic
+        );
+        let id = ChatMessage::parse(&delivery.payload).ok().map(|p| p.id);
+        let notice = Notice::Error {
+            code: code::FORBIDDEN,
+            message: &message,
+            id: id.as_deref(),
+        };
+        return Err((from, notice.to_bytes()));
     };
-    let payload = match ChatPayload::parse(&delivery.payload) {
+    let payload = match ChatMessage::parse(&delivery.payload) {
         Ok(p) => p,
         Err(e) => {
-            let notice = json!({"type": "error", "code": e.code, "message": e.message});
-            return Err((Some(from), notice.to_string()));
+            let id = chat::payload_id(&delivery.payload);
+            let notice = Notice::Error {
+                code: e.code(),
+                message: &e.to_string(),
+                id: id.as_deref(),
+            };
+            return Err((Some(from), notice.to_bytes()));
         }
     };
     Ok(NewMessage {
@@ -278,7 +287,7 @@ async fn store_with_retry(
 /// A message that can never be stored: logged, counted, and its sender told with an
 /// `error` notice carrying its `id` (in place of the `ack`). Its delivery is acknowledged
 /// like any other, so it is not delivered again.
-fn refused(message: &NewMessage, e: &HistoryError) -> Value {
+fn refused(message: &NewMessage, e: &HistoryError) -> Vec<u8> {
     let reason = if e.is_bad_request() {
         "invalid"
     } else {
@@ -287,58 +296,57 @@ fn refused(message: &NewMessage, e: &HistoryError) -> Value {
     refused_metric(reason);
     warn!(from = %message.from, conv = %message.conv, id = ?message.id, reason, error = %e,
         "history: message refused, not stored; its sender gets an error notice");
-    json!({"type": "error", "code": "invalid_payload", "id": message.id,
-        "message": "message not stored: the history database refused its content"})
+    Notice::Error {
+        code: code::INVALID_PAYLOAD,
+        message: "message not stored: the history database refused its content",
+        id: Some(&message.id),
+    }
+    .to_bytes()
 }
 
 fn refused_metric(reason: &'static str) {
     metrics::counter!("roost_history_refused_total", "reason" => reason).increment(1);
 }
 
-fn sys_topic(user: &str) -> String {
-    format!("im/sys/{user}")
-}
-
 /// Answers one request from `im/req/{me}` on `im/sys/{me}`.
 async fn answer<B: Bus>(bus: &mut B, store: &Store, request: &Request) {
-    let Some(me) = request.topic.strip_prefix("im/req/") else {
+    let Topic::Req { user: me } = Topic::parse(&request.topic) else {
         return;
     };
     // The node stamps every request it routes; one without a stamp for this user did not
     // come through a node's front-end, and gets no group rights.
-    let stamped = request
-        .user_properties
-        .iter()
-        .any(|(k, v)| k == stamp::USER && v == me);
-    let groups = if stamped {
+    let groups = if stamp::is_stamped_for(&request.user_properties, me) {
         stamp::groups(&request.user_properties)
     } else {
         Vec::new()
     };
-    let parsed: Result<Value, _> = serde_json::from_slice(&request.payload);
-    let req = req_of(&request.payload);
-    let outcome = match &parsed {
-        Ok(v) => dispatch(bus, store, me, &groups, v).await,
-        Err(e) => Err((
-            "invalid_request",
-            format!("a request is a JSON object: {e}"),
-        )),
+    let (req, answer) = match WireRequest::parse(&request.payload) {
+        Ok(parsed) => {
+            let answer = dispatch(bus, store, me, &groups, &parsed).await;
+            (parsed.req, answer)
+        }
+        Err(e) => (Value::Null, Err(e)),
     };
-    let reply = match outcome {
-        Ok(Answer::Plain(result)) => json!({"type": "result", "req": req, "result": result}),
+    let outcome = match &answer {
+        Ok(Answer::Plain(result)) => Outcome::Result { result },
         Ok(Answer::Paged {
             result,
             cursor,
             more,
-        }) => {
-            json!({"type": "result", "req": req, "result": result, "cursor": cursor, "more": more})
-        }
-        Err((code, message)) => {
-            json!({"type": "result", "req": req, "error": {"code": code, "message": message}})
-        }
+        }) => Outcome::Page {
+            result,
+            cursor: cursor.as_deref(),
+            more: *more,
+        },
+        Err(e) => Outcome::Error {
+            error: ErrorBody {
+                code: e.code,
+                message: &e.message,
+            },
+        },
     };
-    bus.publish(sys_topic(me), reply.to_string().into_bytes())
-        .await;
+    let reply = Notice::Result { req: &req, outcome };
+    bus.publish(topic::sys(me), reply.to_bytes()).await;
 }
 
 /// A request's result; `conversations` pages with `cursor` and `more` beside its list
@@ -352,39 +360,32 @@ enum Answer {
     },
 }
 
-type Outcome = Result<Answer, (&'static str, String)>;
-
 async fn dispatch<B: Bus>(
     bus: &mut B,
     store: &Store,
     me: &str,
     groups: &[String],
-    request: &Value,
-) -> Outcome {
-    let method = request
-        .get("method")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let params = request.get("params").cloned().unwrap_or_else(|| json!({}));
-    let unavailable = |e: crate::HistoryError| {
+    request: &WireRequest,
+) -> Result<Answer, RequestError> {
+    let unavailable = |e: HistoryError| {
         if e.is_transient() {
-            (
-                "unavailable",
-                "history is unavailable right now; try again".to_owned(),
-            )
+            RequestError {
+                code: code::UNAVAILABLE,
+                message: "history is unavailable right now; try again".to_owned(),
+            }
         } else {
-            ("invalid_request", e.to_string())
+            RequestError::invalid(e.to_string())
         }
     };
-    match method {
-        "history" => {
-            let conv = readable_conv(&params, me, groups)?;
-            let limit = int_param(&params, "limit")?.unwrap_or(50).clamp(1, 100) as u32;
+    match request.method.clone()? {
+        Method::History => {
+            let conv = readable_conv(request, me, groups)?;
+            let limit = limits::history_limit(request.int_param("limit")?);
             let page = store
                 .history(
                     &conv,
-                    int_param(&params, "before_seq")?,
-                    int_param(&params, "after_seq")?,
+                    request.int_param("before_seq")?,
+                    request.int_param("after_seq")?,
                     limit,
                 )
                 .await
@@ -393,9 +394,9 @@ async fn dispatch<B: Bus>(
                 serde_json::to_value(page).unwrap_or(Value::Null),
             ))
         }
-        "sync" => {
-            let cursor = params.get("cursor").and_then(Value::as_str);
-            let limit = int_param(&params, "limit")?.unwrap_or(100).clamp(1, 500) as u32;
+        Method::Sync => {
+            let cursor = request.str_param("cursor");
+            let limit = limits::sync_limit(request.int_param("limit")?);
             let page = store
                 .sync(me, groups, cursor, limit)
                 .await
@@ -404,11 +405,9 @@ async fn dispatch<B: Bus>(
                 serde_json::to_value(page).unwrap_or(Value::Null),
             ))
         }
-        "conversations" => {
-            let cursor = params.get("cursor").and_then(Value::as_str);
-            let limit = int_param(&params, "limit")?
-                .unwrap_or(i64::from(DEFAULT_CONVERSATIONS_LIMIT))
-                .clamp(1, i64::from(crate::MAX_CONVERSATIONS_LIMIT)) as u32;
+        Method::Conversations => {
+            let cursor = request.str_param("cursor");
+            let limit = limits::conversations_limit(request.int_param("limit")?);
             let page = store
                 .conversations(me, groups, cursor, limit)
                 .await
@@ -419,57 +418,47 @@ async fn dispatch<B: Bus>(
                 more: page.more,
             })
         }
-        "read" => {
-            let conv = readable_conv(&params, me, groups)?;
-            let seq = int_param(&params, "seq")?
-                .ok_or(("invalid_request", "read needs seq".to_owned()))?;
+        Method::Read => {
+            let conv = readable_conv(request, me, groups)?;
+            let seq = request
+                .int_param("seq")?
+                .ok_or_else(|| RequestError::invalid("read needs seq"))?;
             let read_seq = store.mark_read(&conv, me, seq).await.map_err(unavailable)?;
-            let receipt = json!({"type": "receipt", "conv": conv.to_string(), "user": me, "read_seq": read_seq});
+            let conv_id = conv.to_string();
+            let receipt = Notice::Receipt {
+                conv: &conv_id,
+                user: me,
+                read_seq,
+            }
+            .to_bytes();
             for member in store
                 .members_to_notify(&conv, me)
                 .await
                 .map_err(unavailable)?
             {
-                bus.publish(sys_topic(&member), receipt.to_string().into_bytes())
-                    .await;
+                bus.publish(topic::sys(&member), receipt.clone()).await;
             }
             Ok(Answer::Plain(
-                json!({"conv": conv.to_string(), "read_seq": read_seq}),
+                json!({"conv": conv_id, "read_seq": read_seq}),
             ))
         }
-        "" => Err(("invalid_request", "missing method".to_owned())),
-        other => Err(("unknown_method", format!("no method {other:?}"))),
     }
 }
 
 /// The `conv` parameter, if `me` may read it.
-fn readable_conv(
-    params: &Value,
-    me: &str,
-    groups: &[String],
-) -> Result<Conv, (&'static str, String)> {
-    let raw = params
-        .get("conv")
-        .and_then(Value::as_str)
-        .ok_or(("invalid_request", "missing conv".to_owned()))?;
-    let conv = Conv::parse(raw).ok_or((
-        "invalid_request",
-        format!("{raw:?} is not a conversation id"),
-    ))?;
+fn readable_conv(request: &WireRequest, me: &str, groups: &[String]) -> Result<Conv, RequestError> {
+    let raw = request
+        .str_param("conv")
+        .ok_or_else(|| RequestError::invalid("missing conv"))?;
+    let conv = Conv::parse(raw)
+        .ok_or_else(|| RequestError::invalid(format!("{raw:?} is not a conversation id")))?;
     if !conv.can_read(me, groups) {
-        return Err(("forbidden", format!("not a member of {raw}")));
+        return Err(RequestError {
+            code: code::FORBIDDEN,
+            message: format!("not a member of {raw}"),
+        });
     }
     Ok(conv)
-}
-
-fn int_param(params: &Value, name: &str) -> Result<Option<i64>, (&'static str, String)> {
-    match params.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_i64()
-            .map(Some)
-            .ok_or(("invalid_request", format!("{name} must be an integer"))),
-    }
 }
 
 async fn enforce_retention(store: Store, retention: Retention) {

@@ -5,8 +5,9 @@
 //! worker that dies mid-batch gets its unacknowledged messages again when it comes back.
 //! Several workers on several machines share the load through the shared subscriptions.
 
-use crate::service::{self, Bus, Delivery, SUBSCRIPTIONS};
+use crate::service::{self, Bus, Delivery};
 use crate::Store;
+use roost_proto::subscriptions;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -49,8 +50,9 @@ pub async fn run(settings: WorkerSettings, store: Store, service: service::Setti
                         session_present = ack.session_present,
                         "history worker connected"
                     );
-                    let filters = SUBSCRIPTIONS
-                        .map(|f| rumqttc::v5::mqttbytes::v5::Filter::new(f, QoS::AtLeastOnce));
+                    let filters = subscriptions::HISTORY.map(|s| {
+                        rumqttc::v5::mqttbytes::v5::Filter::new(s.path(), QoS::AtLeastOnce)
+                    });
                     if let Err(e) = subscriber.subscribe_many(filters).await {
                         warn!(error = %e, "history worker could not subscribe");
                     }

@@ -756,7 +756,7 @@ async fn answers_are_bounded_in_bytes(db: &TestDb) {
         })
         .collect();
     store.store_batch(&batch).await.unwrap();
-    let bound = roost_history::MAX_ANSWER_BYTES;
+    let bound = roost_proto::limits::MAX_ANSWER_BYTES;
     let all: Vec<String> = (0..12).map(|n| format!("g{n}")).collect();
 
     let page = store.conversations("alice", &all, None, 100).await.unwrap();

@@ -8,8 +8,8 @@
 //! Both functions take a topic or filter already split and validated by
 //! [`super::filter`], whose first level is `im`.
 
-use crate::id::is_valid_id;
 use crate::token::Identity;
+use roost_proto::id::is_valid_id;
 
 /// May `who` publish to the `im/` topic `levels`?
 pub(crate) fn may_publish(who: &Identity, levels: &[&str]) -> bool {

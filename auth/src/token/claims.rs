@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{Identity, Role, TokenError};
-use crate::id::is_valid_id;
+use roost_proto::id::is_valid_id;
 
 /// The claims of a token roost mints (`roost token`, the CLI's `--secret`).
 ///

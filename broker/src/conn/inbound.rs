@@ -3,7 +3,8 @@
 //! fit for the router (own allocations, the sender's identity stamped on requests).
 
 use roost_auth::Identity;
-use roost_history::stamp;
+use roost_proto::stamp;
+use roost_proto::topic::Topic;
 use rumqttd::protocol::{self, DisconnectReasonCode, Publish, PublishProperties};
 
 use super::close::Close;
@@ -18,7 +19,7 @@ pub(crate) fn detach(mut publish: Publish) -> Publish {
 }
 
 /// Removes `roost-` user properties a client set, and stamps the sender's verified identity
-/// on requests for the history service (see `roost_history::stamp`).
+/// on requests for the history service (see `roost_proto::stamp`).
 pub(crate) fn stamp_identity(
     props: Option<PublishProperties>,
     who: &Identity,
@@ -26,15 +27,16 @@ pub(crate) fn stamp_identity(
 ) -> Option<PublishProperties> {
     let mut props = props;
     if let Some(p) = props.as_mut() {
-        p.user_properties.retain(|(k, _)| !stamp::is_reserved(k));
+        stamp::strip(&mut p.user_properties);
     }
-    if topic.starts_with("im/req/") {
+    if let Topic::Req { .. } = Topic::parse(topic) {
         let p = props.get_or_insert_with(Default::default);
-        p.user_properties.extend([
-            (stamp::USER.to_owned(), who.user.clone()),
-            (stamp::GROUPS.to_owned(), who.groups.join(",")),
-            (stamp::ROLE.to_owned(), who.role.to_string()),
-        ]);
+        stamp::stamp(
+            &mut p.user_properties,
+            &who.user,
+            &who.groups,
+            &who.role.to_string(),
+        );
     }
     props
 }

@@ -18,7 +18,7 @@ use crate::registry::Registry;
 use crate::router::SystemMessage;
 use roost_auth::{Acl, Identity};
 use roost_config::Limits;
-use roost_history::payload::{self, ChatPayload};
+use roost_proto::chat::ChatMessage;
 use rumqttd::protocol::{
     self, DisconnectReasonCode, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason,
     PubRec, PubRecReason, Publish, PublishProperties, Subscribe, SubscribeReasonCode, UnsubAck,
@@ -268,15 +268,15 @@ impl Session {
             self.refuse_publish(qos, pkid, Refused::NotAuthorized, out);
             return Ok(());
         }
-        if payload::is_stored_topic(topic) {
-            if let Err(e) = ChatPayload::parse(&publish.payload) {
-                metrics::payload_refused(e.code);
-                info!(topic, code = e.code, "chat payload refused");
+        if roost_proto::topic::is_stored(topic) {
+            if let Err(e) = ChatMessage::parse(&publish.payload) {
+                metrics::payload_refused(e.code());
+                info!(topic, code = e.code(), "chat payload refused");
                 out.notices.push(notice::error(
                     &self.identity.user,
                     notice::payload_id(&publish.payload).as_deref(),
-                    e.code,
-                    e.message,
+                    e.code(),
+                    e.to_string(),
                 ));
                 self.refuse_publish(qos, pkid, Refused::BadPayload, out);
                 return Ok(());

@@ -2,7 +2,8 @@
 //! (PROTOCOL.md section 1).
 
 use crate::codec::Version;
-use roost_auth::{id, Identity, Role, TokenError, Verifier};
+use roost_auth::{Identity, Role, TokenError, Verifier};
+use roost_proto::id;
 use rumqttd::protocol::{ConnectReturnCode, LastWill, LastWillProperties, Login};
 
 /// Why a CONNECT was refused.

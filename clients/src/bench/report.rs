@@ -1,6 +1,7 @@
 //! Counting what the simulated users saw, and printing it.
 
 use super::{BenchArgs, Scenario};
+use roost_proto::topic::Topic;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -184,14 +185,13 @@ enum Kind {
 }
 
 fn kind_of(me: &str, topic: &str) -> Kind {
-    let mut levels = topic.split('/');
-    match (levels.next(), levels.next(), levels.next(), levels.next()) {
-        (Some("im"), Some("dm"), Some(to), Some(from)) if from == me && to != me => Kind::Own,
-        (Some("im"), Some("dm"), Some(_), Some(_)) => Kind::Chat,
-        (Some("im"), Some("grp"), Some(_), Some(from)) if from == me => Kind::Own,
-        (Some("im"), Some("grp"), Some(_), Some(_)) => Kind::Chat,
-        (Some("im"), Some("presence"), Some(_), None) => Kind::Presence,
-        (Some("im"), Some("sys"), Some(_), None) => Kind::Notice,
+    match Topic::parse(topic) {
+        Topic::Dm { to, from } if from == me && to != me => Kind::Own,
+        Topic::Dm { .. } => Kind::Chat,
+        Topic::Group { from, .. } if from == me => Kind::Own,
+        Topic::Group { .. } => Kind::Chat,
+        Topic::Presence { .. } => Kind::Presence,
+        Topic::Sys { .. } => Kind::Notice,
         _ => Kind::Other,
     }
 }

@@ -5,6 +5,7 @@ use super::wire::Wire;
 use super::{Phase, Plan, Scenario};
 use anyhow::Result;
 use rand::Rng;
+use roost_proto::topic;
 use rumqttc::mqttbytes::v4::Packet;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -39,18 +40,14 @@ pub async fn run(
         None => None,
     };
     let source = (!plan.sources.is_empty()).then(|| plan.sources[i as usize % plan.sources.len()]);
-    let presence_topic = format!("im/presence/{me}");
-    let mut filters = vec![
-        format!("im/dm/{me}/+"),
-        format!("im/dm/+/{me}"),
-        format!("im/sys/{me}"),
-    ];
+    let presence_topic = topic::presence(&me);
+    let mut filters = vec![topic::dm(&me, "+"), topic::dm("+", &me), topic::sys(&me)];
     for _ in 0..args.presence {
         let friend = rand::thread_rng().gen_range(0..users);
-        filters.push(format!("im/presence/{}{friend}", args.prefix));
+        filters.push(topic::presence(&format!("{}{friend}", args.prefix)));
     }
     if let Some(g) = &group {
-        filters.push(format!("im/grp/{g}/+"));
+        filters.push(topic::group(g, "+"));
     }
     let plain = plan.secret.is_none();
 
@@ -140,7 +137,7 @@ fn publish(
     wire: &mut Wire,
 ) -> Result<()> {
     let topic = match group {
-        Some(g) => format!("im/grp/{g}/{me}"),
+        Some(g) => topic::group(g, me),
         None => {
             let users = plan.args.total_users();
             let to = loop {
@@ -149,7 +146,7 @@ fn publish(
                     break j;
                 }
             };
-            format!("im/dm/{}{to}/{me}", plan.args.prefix)
+            topic::dm(&format!("{}{to}", plan.args.prefix), me)
         }
     };
     let payload = format!(

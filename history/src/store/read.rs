@@ -7,8 +7,8 @@ use sqlx::Row;
 
 use super::sql::{check_conv, group_convs, numbered, ROWS_PER_STATEMENT};
 use super::Store;
-use crate::{
-    Conv, ConversationsPage, HistoryError, Message, Page, Summary, SyncMessage, SyncPage,
+use crate::{Conv, ConversationsPage, HistoryError, Message, Page, Summary, SyncMessage, SyncPage};
+use roost_proto::limits::{
     MAX_ANSWER_BYTES, MAX_CONVERSATIONS_LIMIT, MAX_HISTORY_LIMIT, MAX_SYNC_LIMIT,
 };
 

@@ -22,7 +22,7 @@ pub(super) fn check_conv(conv: &Conv) -> Result<(), HistoryError> {
 pub(super) fn group_convs(groups: &[String]) -> Vec<String> {
     let mut out: Vec<String> = groups
         .iter()
-        .filter(|g| roost_auth::id::is_valid_id(g))
+        .filter(|g| roost_proto::id::is_valid_id(g))
         .map(|g| format!("grp:{g}"))
         .collect();
     out.sort();

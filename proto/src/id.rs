@@ -1,12 +1,11 @@
 //! Ids of users, groups and devices, and how client ids bind to users.
 //!
-//! Ids end up as MQTT topic levels (`im/dm/{to}/{from}`) and inside
-//! conversation ids (`dm:{a}:{b}`), so the alphabet is deliberately small: no
-//! `/`, `+`, `#` or `$` that would change a topic's meaning, and no `:` that
-//! would make `{user}:{device}` ambiguous.
+//! Ids end up as MQTT topic levels (`im/dm/{to}/{from}`) and inside conversation ids
+//! (`dm:{a}:{b}`), so the alphabet is deliberately small: no `/`, `+`, `#` or `$` that
+//! would change a topic's meaning, and no `:` that would make `{user}:{device}`
+//! ambiguous. (Chat message ids are another thing, with rules of their own: [`crate::chat`].)
 
-/// Longest id, in bytes (the alphabet is ASCII, so also in characters).
-pub const MAX_ID_LEN: usize = 64;
+use crate::limits::MAX_ID_LEN;
 
 /// Whether `s` matches `^[A-Za-z0-9_.-]{1,64}$`.
 pub fn is_valid_id(s: &str) -> bool {
@@ -16,8 +15,8 @@ pub fn is_valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
-/// Whether `client_id` is one `user` may connect with: `{user}` or
-/// `{user}:{device}`, `device` being a valid id.
+/// Whether `client_id` is one `user` may connect with: `{user}` or `{user}:{device}`,
+/// `device` being a valid id.
 ///
 /// This is what stops one user from taking over another user's MQTT session.
 pub fn client_id_belongs_to(user: &str, client_id: &str) -> bool {
@@ -42,6 +41,7 @@ mod tests {
             "alice",
             "Bob_2",
             "x.y-z",
+            "alice.b-2_x",
             "0",
             "-",
             ".",

@@ -1,0 +1,99 @@
+//! How the node tells the history service who sent a request.
+//!
+//! The ACL already proves the requester is the `{me}` of `im/req/{me}`; what the topic
+//! cannot carry is the token's groups, which decide which group conversations the user may
+//! read. So the node adds these MQTT 5 user properties to every request it routes, after
+//! removing any property with the `roost-` prefix that a client sent itself: whatever the
+//! service finds under these names was put there by the node.
+
+/// The verified user id.
+pub const USER: &str = "roost-user";
+/// The token's groups, comma separated (ids never contain commas).
+pub const GROUPS: &str = "roost-groups";
+/// The token's role.
+pub const ROLE: &str = "roost-role";
+
+const RESERVED_PREFIX: &str = "roost-";
+
+/// Removes the properties no client may set (the `roost-` ones): the node does this to
+/// every publish it takes from a client.
+pub fn strip(user_properties: &mut Vec<(String, String)>) {
+    user_properties.retain(|(k, _)| !k.starts_with(RESERVED_PREFIX));
+}
+
+/// Stamps the sender's verified identity on a request.
+pub fn stamp(
+    user_properties: &mut Vec<(String, String)>,
+    user: &str,
+    groups: &[String],
+    role: &str,
+) {
+    user_properties.extend([
+        (USER.to_owned(), user.to_owned()),
+        (GROUPS.to_owned(), groups.join(",")),
+        (ROLE.to_owned(), role.to_owned()),
+    ]);
+}
+
+/// Whether the request carries the node's stamp for `user`.
+pub fn is_stamped_for(user_properties: &[(String, String)], user: &str) -> bool {
+    user_properties.iter().any(|(k, v)| k == USER && v == user)
+}
+
+/// The groups stamped on a request, or none.
+pub fn groups(user_properties: &[(String, String)]) -> Vec<String> {
+    user_properties
+        .iter()
+        .find(|(k, _)| k == GROUPS)
+        .map(|(_, v)| {
+            v.split(',')
+                .filter(|g| !g.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_client_cannot_forge_the_stamp() {
+        let mut p = props(&[
+            ("roost-user", "bob"),
+            ("roost-groups", "admins"),
+            ("x", "1"),
+        ]);
+        strip(&mut p);
+        assert_eq!(p, props(&[("x", "1")]));
+        assert!(!is_stamped_for(&p, "bob"));
+        stamp(&mut p, "alice", &["g1".into(), "g2".into()], "user");
+        assert!(is_stamped_for(&p, "alice"));
+        assert!(!is_stamped_for(&p, "bob"));
+        assert_eq!(groups(&p), ["g1", "g2"]);
+        assert_eq!(
+            p,
+            props(&[
+                ("x", "1"),
+                ("roost-user", "alice"),
+                ("roost-groups", "g1,g2"),
+                ("roost-role", "user")
+            ])
+        );
+    }
+
+    #[test]
+    fn no_groups() {
+        let mut p = Vec::new();
+        stamp(&mut p, "alice", &[], "service");
+        assert!(groups(&p).is_empty());
+        assert!(groups(&[]).is_empty());
+    }
+}

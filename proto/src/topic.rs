@@ -1,0 +1,194 @@
+//! The topics of the contract (docs/protocol.md section 3): how each is spelled, and a
+//! parser that tells them apart, so nobody formats `im/...` or splits it by hand.
+//!
+//! [`Topic::parse`] classifies by shape only; whether the ids in it are valid is
+//! [`crate::id::is_valid_id`]'s to say, and whether the user may use it is the ACL's.
+
+/// `im/dm/{to}/{from}`: a direct message from `from` to `to`.
+pub fn dm(to: &str, from: &str) -> String {
+    format!("im/dm/{to}/{from}")
+}
+
+/// `im/grp/{group}/{from}`: a message from `from` to the members of `group`.
+pub fn group(group: &str, from: &str) -> String {
+    format!("im/grp/{group}/{from}")
+}
+
+/// `im/presence/{user}`: the node's retained online/offline status of `user`.
+pub fn presence(user: &str) -> String {
+    format!("im/presence/{user}")
+}
+
+/// `im/sys/{user}`: everything the server says to `user`.
+pub fn sys(user: &str) -> String {
+    format!("im/sys/{user}")
+}
+
+/// `im/req/{user}`: requests from `user` to the server.
+pub fn req(user: &str) -> String {
+    format!("im/req/{user}")
+}
+
+/// Whether messages on `topic` are stored, and so must carry a chat payload: anything
+/// under `im/dm/` or `im/grp/` (a malformed one is refused by the ACL or not stored).
+pub fn is_stored(topic: &str) -> bool {
+    topic.starts_with("im/dm/") || topic.starts_with("im/grp/")
+}
+
+/// The filters a chat client of `me` subscribes to: DMs to me, my own DMs sent from other
+/// devices, my groups, everyone's presence and my server notices.
+pub fn chat_filters(me: &str, groups: &[String]) -> Vec<String> {
+    let mut filters = vec![dm(me, "+"), dm("+", me)];
+    filters.extend(groups.iter().map(|g| group(g, "+")));
+    filters.push(presence("+"));
+    filters.push(sys(me));
+    filters
+}
+
+/// A topic, classified. Borrowed from the topic string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic<'a> {
+    /// `im/dm/{to}/{from}`
+    Dm { to: &'a str, from: &'a str },
+    /// `im/grp/{group}/{from}`
+    Group { group: &'a str, from: &'a str },
+    /// `im/sig/dm/{to}/{from}`: a typing indicator or other ephemeral signal.
+    SigDm { to: &'a str, from: &'a str },
+    /// `im/sig/grp/{group}/{from}`
+    SigGroup { group: &'a str, from: &'a str },
+    /// `im/presence/{user}`
+    Presence { user: &'a str },
+    /// `im/sys/{user}`
+    Sys { user: &'a str },
+    /// `im/req/{user}`
+    Req { user: &'a str },
+    /// Anything else (deployment topics, malformed names).
+    Other(&'a str),
+}
+
+impl<'a> Topic<'a> {
+    pub fn parse(topic: &'a str) -> Topic<'a> {
+        let mut levels = [""; 6];
+        let mut n = 0;
+        for level in topic.split('/') {
+            if n == levels.len() {
+                return Topic::Other(topic);
+            }
+            levels[n] = level;
+            n += 1;
+        }
+        match &levels[..n] {
+            ["im", "dm", to, from] => Topic::Dm { to, from },
+            ["im", "grp", group, from] => Topic::Group { group, from },
+            ["im", "sig", "dm", to, from] => Topic::SigDm { to, from },
+            ["im", "sig", "grp", group, from] => Topic::SigGroup { group, from },
+            ["im", "presence", user] => Topic::Presence { user },
+            ["im", "sys", user] => Topic::Sys { user },
+            ["im", "req", user] => Topic::Req { user },
+            _ => Topic::Other(topic),
+        }
+    }
+
+    /// The sender a chat or signal topic names (`{from}`).
+    pub fn from(&self) -> Option<&'a str> {
+        match *self {
+            Topic::Dm { from, .. }
+            | Topic::Group { from, .. }
+            | Topic::SigDm { from, .. }
+            | Topic::SigGroup { from, .. } => Some(from),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(dm("bob", "alice"), "im/dm/bob/alice");
+        assert_eq!(group("family", "alice"), "im/grp/family/alice");
+        assert_eq!(presence("bob"), "im/presence/bob");
+        assert_eq!(sys("bob"), "im/sys/bob");
+        assert_eq!(req("bob"), "im/req/bob");
+        assert_eq!(
+            chat_filters("al", &["g".into()]),
+            [
+                "im/dm/al/+",
+                "im/dm/+/al",
+                "im/grp/g/+",
+                "im/presence/+",
+                "im/sys/al"
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_every_shape() {
+        let cases = [
+            (
+                "im/dm/bob/alice",
+                Topic::Dm {
+                    to: "bob",
+                    from: "alice",
+                },
+            ),
+            (
+                "im/grp/family/carol",
+                Topic::Group {
+                    group: "family",
+                    from: "carol",
+                },
+            ),
+            (
+                "im/sig/dm/bob/alice",
+                Topic::SigDm {
+                    to: "bob",
+                    from: "alice",
+                },
+            ),
+            (
+                "im/sig/grp/g/alice",
+                Topic::SigGroup {
+                    group: "g",
+                    from: "alice",
+                },
+            ),
+            ("im/presence/bob", Topic::Presence { user: "bob" }),
+            ("im/sys/me", Topic::Sys { user: "me" }),
+            ("im/req/me", Topic::Req { user: "me" }),
+        ];
+        for (topic, parsed) in cases {
+            assert_eq!(Topic::parse(topic), parsed, "{topic}");
+        }
+        assert_eq!(Topic::parse("im/dm/bob/alice").from(), Some("alice"));
+        assert_eq!(Topic::parse("im/sys/bob").from(), None);
+    }
+
+    #[test]
+    fn anything_else_is_other() {
+        for topic in [
+            "",
+            "im",
+            "im/dm/bob",
+            "im/dm/bob/alice/x",
+            "im/req/a/b",
+            "im/sig/x/a/b",
+            "im/sig/dm/bob/alice/x/y",
+            "sensors/kitchen",
+            "/im/dm/bob/alice",
+        ] {
+            assert_eq!(Topic::parse(topic), Topic::Other(topic), "{topic}");
+        }
+    }
+
+    #[test]
+    fn stored_topics() {
+        assert!(is_stored("im/dm/bob/alice"));
+        assert!(is_stored("im/grp/family/alice"));
+        assert!(!is_stored("im/sig/dm/bob/alice"));
+        assert!(!is_stored("im/presence/alice"));
+        assert!(!is_stored("im/req/alice"));
+    }
+}
