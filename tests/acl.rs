@@ -1,4 +1,4 @@
-//! Who may publish and subscribe where (PROTOCOL.md section 3), with real clients: every row
+//! Who may publish and subscribe where (docs/protocol.md section 3), with real clients: every row
 //! of the topic table allowed for the right user and denied for the wrong one, the denial
 //! signals of each MQTT version, the `service` role, and `[[acl.rules]]` outside `im/`.
 //!
@@ -668,7 +668,7 @@ action = "all"
 topic = "teams/{group}/#"
 "#;
 
-/// OPERATING.md `[[acl.rules]]` with `{user}`: `devices/{user}/#` lets a user publish and
+/// docs/operating.md `[[acl.rules]]` with `{user}`: `devices/{user}/#` lets a user publish and
 /// subscribe under their own device tree only; the first matching rule decides (a deny
 /// before the allow wins); a topic no rule covers is denied. Denials are signalled as for
 /// `im/` (SUBACK 0x80, dropped publish, `forbidden` notice).
@@ -730,7 +730,7 @@ async fn config_rules_user_placeholder_first_match_and_default_deny() {
     );
 }
 
-/// OPERATING.md `[[acl.rules]]` with `{client}` (the MQTT client id) and `{group}` (any group
+/// docs/operating.md `[[acl.rules]]` with `{client}` (the MQTT client id) and `{group}` (any group
 /// in the token).
 #[tokio::test]
 async fn config_rules_client_and_group_placeholders() {

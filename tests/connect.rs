@@ -1,4 +1,4 @@
-//! Connecting to a node (PROTOCOL.md section 1): who gets in, the exact CONNACK code of
+//! Connecting to a node (docs/protocol.md section 1): who gets in, the exact CONNACK code of
 //! every refusal in MQTT 3.1.1 and 5, and what the node does for a connected client over its
 //! lifetime (token expiry, keepalive, will, sessions, QoS, retained messages, limits).
 mod common;

@@ -1,4 +1,4 @@
-//! Chat history end to end (PROTOCOL.md sections 4-5): real nodes, real MQTT clients, and
+//! Chat history end to end (docs/protocol.md sections 4-5): real nodes, real MQTT clients, and
 //! the history stored in real databases. The core rules run twice, against the embedded
 //! SQLite (a node with no `[history]` config) and against PostgreSQL (a fresh database on
 //! 127.0.0.1:5432 per test): `sqlite::...` and `postgres::...`.

@@ -1,4 +1,4 @@
-//! Presence (PROTOCOL.md section 3, `im/presence/{user}`): the server keeps a retained
+//! Presence (docs/protocol.md section 3, `im/presence/{user}`): the server keeps a retained
 //! `{"status":"online"|"offline","ts":...}` per user that changes only when the user's first
 //! device connects and when the last one leaves, however it leaves.
 mod common;

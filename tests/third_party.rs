@@ -1,5 +1,5 @@
 //! Third-party MQTT clients against a real node: what a user gets with Mosquitto's command
-//! line tools and with Python paho-mqtt, tokens as passwords, and the ACL of PROTOCOL.md
+//! line tools and with Python paho-mqtt, tokens as passwords, and the ACL of docs/protocol.md
 //! section 3.
 mod common;
 

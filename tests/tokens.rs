@@ -1,4 +1,4 @@
-//! PROTOCOL section 2 on a real node: RS256 and ES256 from PEM public keys and from a JWKS
+//! docs/protocol.md section 2 on a real node: RS256 and ES256 from PEM public keys and from a JWKS
 //! file (chosen by `kid`), only configured algorithms accepted, and keys reloaded without a
 //! restart, on a key-file change and on SIGHUP.
 mod common;

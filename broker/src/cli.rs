@@ -1,4 +1,4 @@
-//! The `roost` command line: `serve`, `token`, `check-config` (OPERATING.md).
+//! The `roost` command line: `serve`, `token`, `check-config` (docs/operating.md).
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};

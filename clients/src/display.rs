@@ -80,7 +80,7 @@ fn presence(payload: &[u8]) -> String {
     clean(&status.unwrap_or_else(|| String::from_utf8_lossy(payload).into_owned()))
 }
 
-/// A server notice (PROTOCOL.md section 5), e.g. `ack id=.. conv=dm:a:b seq=3`.
+/// A server notice (docs/protocol.md section 5), e.g. `ack id=.. conv=dm:a:b seq=3`.
 pub fn notice(payload: &[u8]) -> String {
     let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(payload) else {
         return sanitize(payload);

@@ -366,7 +366,7 @@ fn refused_filters(subs: &[String], failed: impl Iterator<Item = bool>) -> Vec<S
         .collect()
 }
 
-/// A v3.1.1 CONNACK refusal, with what it means for roost (PROTOCOL.md section 1).
+/// A v3.1.1 CONNACK refusal, with what it means for roost (docs/protocol.md section 1).
 pub fn connack_v4(code: ConnectReturnCode) -> String {
     let (n, meaning) = match code {
         ConnectReturnCode::Success => (0, "accepted"),

@@ -1,7 +1,7 @@
 //! The configuration tree and its embedded defaults.
 //!
 //! Every struct is one `[section]` of the TOML file, every field one key. Field names are
-//! the operator contract (`OPERATING.md`): rename none of them.
+//! the operator contract (`docs/operating.md`): rename none of them.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -8,7 +8,7 @@
 //! not config and are ignored. The result is validated, and every error names the bad key
 //! and where its value came from.
 //!
-//! The key names are the operator contract of `OPERATING.md`.
+//! The key names are the operator contract of `docs/operating.md`.
 //!
 //! This crate reads and validates config, nothing more: it does not create files or
 //! directories, open sockets, read TLS or JWT key files, or generate secrets. Those are

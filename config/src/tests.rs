@@ -167,7 +167,7 @@ fn operating_example_hub_instead_of_peers() {
 
 #[test]
 fn operating_example_as_printed_needs_tls_files() {
-    // The example block of OPERATING.md, verbatim, sets tls_listen without tls_cert /
+    // The example block of docs/operating.md, verbatim, sets tls_listen without tls_cert /
     // tls_key. Everything else in it is valid.
     Jail::expect_with(|jail| {
         let error = assert_invalid(

@@ -121,7 +121,7 @@ pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The id pattern of PROTOCOL.md: `^[A-Za-z0-9_.-]{1,64}$`.
+/// The id pattern of docs/protocol.md: `^[A-Za-z0-9_.-]{1,64}$`.
 fn is_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id

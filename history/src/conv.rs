@@ -10,7 +10,7 @@ use crate::HistoryError;
 
 /// A conversation: a direct-message pair or a group.
 ///
-/// Ids (users, groups) match `^[A-Za-z0-9_.-]{1,64}$` (PROTOCOL section 2), so
+/// Ids (users, groups) match `^[A-Za-z0-9_.-]{1,64}$` (docs/protocol.md section 2), so
 /// they never contain `:` and `dm:{a}:{b}` is unambiguous.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Conv {

@@ -517,7 +517,7 @@ async fn payloads_come_back_parsed(db: &TestDb) {
         serde_json::json!({"id": "j", "kind": "text", "body": "alice says j"})
     );
     assert_eq!(page.messages[1].payload, serde_json::json!("not json {"));
-    // The wire shapes of PROTOCOL section 5.
+    // The wire shapes of docs/protocol.md section 5.
     let json = serde_json::to_value(&page).unwrap();
     assert_eq!(json["more"], false);
     assert_eq!(json["messages"][0]["seq"], 1);

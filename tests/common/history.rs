@@ -1,4 +1,4 @@
-//! Helpers for the history tests (PROTOCOL.md sections 4-5): nodes on either backend, an
+//! Helpers for the history tests (docs/protocol.md sections 4-5): nodes on either backend, an
 //! MQTT 5 user that keeps every packet it receives until the test asks for it, requests
 //! with correlation ids, `roost history-worker` processes and an HTTP GET with a Bearer
 //! token.
@@ -105,7 +105,7 @@ pub fn sqlite(file: &Path, query: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
 }
 
-/// A chat payload (PROTOCOL section 4).
+/// A chat payload (docs/protocol.md section 4).
 pub fn chat(id: &str, body: &str) -> String {
     json!({"id": id, "kind": "text", "body": body}).to_string()
 }

@@ -1,4 +1,4 @@
-//! The built-in rules of the `im/` namespace (PROTOCOL.md section 3).
+//! The built-in rules of the `im/` namespace (docs/protocol.md section 3).
 //!
 //! The sender is part of every chat topic, and these rules only let a user
 //! publish where that segment is their own id: the ACL check *is* the

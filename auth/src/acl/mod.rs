@@ -2,7 +2,7 @@
 //!
 //! Two regimes, split on the first topic level:
 //! - `im/...` follows only the built-in rules of the wire contract
-//!   (PROTOCOL.md section 3), whatever the config says;
+//!   (docs/protocol.md section 3), whatever the config says;
 //! - every other topic follows the configured `[[acl.rules]]`, in order, the
 //!   first matching rule deciding, and nothing matching means deny.
 //!

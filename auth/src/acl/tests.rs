@@ -1,4 +1,4 @@
-//! The ACL against PROTOCOL.md section 3 and OPERATING.md `[[acl.rules]]`:
+//! The ACL against docs/protocol.md section 3 and docs/operating.md `[[acl.rules]]`:
 //! every allowed row, and its near misses denied.
 
 use super::*;

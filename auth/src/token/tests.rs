@@ -1,4 +1,4 @@
-//! Token verification against PROTOCOL.md section 2, with the throwaway keys
+//! Token verification against docs/protocol.md section 2, with the throwaway keys
 //! in `testdata/keys` (see `testdata/gen-keys.sh`).
 
 use std::path::{Path, PathBuf};

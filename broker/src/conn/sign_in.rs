@@ -1,5 +1,5 @@
 //! Sign-in: what a CONNECT must carry to be let in, and the CONNACK codes for each refusal
-//! (PROTOCOL.md section 1).
+//! (docs/protocol.md section 1).
 
 use crate::codec::Version;
 use roost_auth::{Identity, Role, TokenError, Verifier};
