@@ -94,7 +94,7 @@ pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
 
     let cluster = &config.cluster;
     if let Some(id) = &cluster.node_id {
-        if !is_id(id) {
+        if !roost_proto::id::is_valid_id(id) {
             return fail(
                 "cluster.node_id",
                 format!("`{id}` must be 1 to 64 characters from A-Z a-z 0-9 _ . -"),
@@ -119,14 +119,6 @@ pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
     }
 
     Ok(())
-}
-
-/// The id pattern of docs/protocol.md: `^[A-Za-z0-9_.-]{1,64}$`.
-fn is_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// Accepts exactly `mqtt://host:port`, `host` being a name, an IPv4 or a `[IPv6]` address.
@@ -182,15 +174,5 @@ mod tests {
         ] {
             assert!(check_mqtt_url(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn ids() {
-        assert!(is_id("pi1"));
-        assert!(is_id("node_2.eu-west"));
-        assert!(!is_id(""));
-        assert!(!is_id("a b"));
-        assert!(!is_id("a/b"));
-        assert!(!is_id(&"x".repeat(65)));
     }
 }

@@ -42,6 +42,8 @@ mod tests {
             "Bob_2",
             "x.y-z",
             "alice.b-2_x",
+            "pi1",
+            "node_2.eu-west",
             "0",
             "-",
             ".",
