@@ -4,6 +4,7 @@
 //! user arrives and when the last one leaves, however it leaves.
 
 use crate::router::{SystemMessage, SystemPublisher};
+use roost_proto::presence::{Presence as Payload, Status};
 use std::collections::HashMap;
 use tokio::sync::Mutex;
 
@@ -27,7 +28,7 @@ impl Presence {
         let count = devices.entry(user.to_owned()).or_insert(0);
         *count += 1;
         if *count == 1 {
-            self.system.publish(status(user, "online")).await;
+            self.system.publish(status(user, Status::Online)).await;
         }
     }
 
@@ -39,16 +40,19 @@ impl Presence {
         *count -= 1;
         if *count == 0 {
             devices.remove(user);
-            self.system.publish(status(user, "offline")).await;
+            self.system.publish(status(user, Status::Offline)).await;
         }
     }
 }
 
-fn status(user: &str, status: &str) -> SystemMessage {
-    let payload = serde_json::json!({ "status": status, "ts": crate::notice::now_ms() });
+fn status(user: &str, status: Status) -> SystemMessage {
+    let payload = Payload {
+        status,
+        ts: crate::notice::now_ms(),
+    };
     SystemMessage {
         topic: roost_proto::topic::presence(user),
-        payload: payload.to_string().into_bytes(),
+        payload: payload.to_bytes(),
         retain: true,
     }
 }

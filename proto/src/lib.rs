@@ -3,10 +3,10 @@
 //! Everything a roost node, the history service and the roost clients must agree on
 //! byte for byte lives here, once: the topic shapes ([`topic`]), the id rules ([`id`]),
 //! the chat payload and its validation ([`chat`]), the notices on `im/sys/{user}`
-//! ([`notice`]), the requests on `im/req/{user}` ([`request`]), the identity the node
-//! stamps on requests ([`stamp`]), the history service's shared subscriptions
-//! ([`subscriptions`]) and the limits ([`limits`]). docs/protocol.md is the prose of the
-//! same contract.
+//! ([`notice`]), the presence payload ([`presence`]), the requests on `im/req/{user}`
+//! ([`request`]), the identity the node stamps on requests ([`stamp`]), the history
+//! service's shared subscriptions ([`subscriptions`]) and the limits ([`limits`]).
+//! docs/protocol.md is the prose of the same contract.
 //!
 //! What it is not: no I/O, no async runtime, no database, no MQTT library. It depends on
 //! serde, serde_json and thiserror only, so every crate of the workspace (and any other
@@ -16,6 +16,7 @@ pub mod chat;
 pub mod id;
 pub mod limits;
 pub mod notice;
+pub mod presence;
 pub mod request;
 pub mod stamp;
 pub mod subscriptions;
