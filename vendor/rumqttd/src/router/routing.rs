@@ -13,6 +13,7 @@ use flume::{bounded, Receiver, RecvError, Sender, TryRecvError};
 use slab::Slab;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::str::Utf8Error;
+use std::sync::Arc;
 use std::thread;
 use std::time::SystemTime;
 use thiserror::Error;
@@ -21,7 +22,7 @@ use tracing::{debug, error, info, trace, warn};
 use super::alertlog::{Alert, AlertLog};
 use super::graveyard::Graveyard;
 use super::iobufs::{Incoming, Outgoing};
-use super::logs::{log_filter, AckLog, DataLog};
+use super::logs::{log_filter, AckLog, DataLog, PublishData};
 use super::scheduler::{ScheduleReason, Scheduler};
 use super::shared_subs::SharedGroup;
 use super::{
@@ -972,8 +973,10 @@ impl Router {
 
         // check is group is None because retained messages aren't sent
         // for shared subscriptions
-        // TODO: use retain forward rules
-        let forward_retained = group.is_none();
+        // ROOST PATCH: Retain Handling (MQTT 5 3.3.1.3): 2 sends no retained messages; 0
+        // and 1 send them for a new subscription (only new ones get a request here).
+        let forward_retained =
+            group.is_none() && filter.retain_forward_rule != protocol::RetainForwardRule::Never;
 
         // call to `insert(_)` returns `true` if it didn't contain the filter_path already
         // i.e. its a new subscription
@@ -989,6 +992,8 @@ impl Router {
                 // set true for new subscriptions
                 forward_retained,
                 group,
+                nolocal: filter.nolocal,
+                preserve_retain: filter.preserve_retain,
             };
 
             self.scheduler.track(id, request);
@@ -1300,10 +1305,10 @@ fn append_to_commitlog(
         datalog.insert_to_retained_publishes(publish.clone(), properties.clone(), topic.to_owned());
     }
 
-    // after recording retained message, we also send that message to existing subscribers
-    // as normal publish message. Therefore we are setting retain to false
-    publish.retain = false;
+    // ROOST PATCH: the retain flag stays in the log; `forward_device_data` clears it unless
+    // the subscription has Retain As Published.
     let pkid = publish.pkid;
+    let origin: Arc<str> = Arc::from(connection.client_id.as_str());
 
     let filter_idxs = datalog.matches(topic);
 
@@ -1321,7 +1326,8 @@ fn append_to_commitlog(
     for filter_idx in filter_idxs {
         let datalog = datalog.native.get_mut(filter_idx).unwrap();
         let publish_data = (publish.clone(), properties.clone());
-        let (offset, filter) = datalog.append(publish_data.into(), notifications);
+        let publish_data = PublishData::from_client(publish_data, origin.clone());
+        let (offset, filter) = datalog.append(publish_data, notifications);
         debug!(
             pkid,
             "Appended to commitlog: {}[{}, {})", filter, offset.0, offset.1,
@@ -1371,9 +1377,8 @@ fn append_will_message(
         datalog.insert_to_retained_publishes(publish.clone(), properties.clone(), topic.to_owned());
     }
 
-    // after recording retained message, we also send that message to existing subscribers
-    // as normal publish message. Therefore we are setting retain to false
-    publish.retain = false;
+    // ROOST PATCH: the retain flag stays in the log; `forward_device_data` clears it unless
+    // the subscription has Retain As Published.
     let pkid = publish.pkid;
 
     let filter_idxs = datalog.matches(topic);
@@ -1544,19 +1549,30 @@ fn forward_device_data(
         request.forward_retained = false;
     }
 
-    let (next, publishes_from_datalog) =
-        match datalog.native_readv(request.filter_idx, request.cursor, inflight_slots) {
-            Ok(v) => v,
-            Err(e) => {
-                error!(error = ?e, "Failed to read from commitlog {}", e);
-                return ConsumeStatus::FilterCaughtup;
-            }
-        };
+    let (next, publishes_from_datalog) = match datalog.native_readv(
+        request.filter_idx,
+        request.cursor,
+        inflight_slots,
+        request.nolocal.then_some(outgoing.client_id.as_str()),
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            error!(error = ?e, "Failed to read from commitlog {}", e);
+            return ConsumeStatus::FilterCaughtup;
+        }
+    };
 
+    // ROOST PATCH: the log keeps the publisher's retain flag; a live delivery carries it
+    // only for Retain As Published (MQTT 5 3.3.1.3). Retained messages sent on subscribe
+    // (above) always have it.
+    let preserve_retain = request.preserve_retain;
     publishes.extend(
         publishes_from_datalog
             .into_iter()
-            .map(|(p, offset)| (p, Some(offset))),
+            .map(|((mut p, props), offset)| {
+                p.retain &= preserve_retain;
+                ((p, props), Some(offset))
+            }),
     );
 
     let (start, next, caughtup) = match next {
@@ -1630,7 +1646,9 @@ fn forward_device_data(
     let forwards = publishes
         .into_iter()
         .map(|((mut publish, mut properties), offset)| {
-            publish.qos = protocol::qos(qos).unwrap();
+            // ROOST PATCH: delivered at min(publish QoS, granted QoS) (MQTT 5 3.8.4, 3.1.1
+            // 3.8.4); upstream used the subscription's, so QoS 0 went out at QoS 1.
+            publish.qos = protocol::qos(qos.min(publish.qos as u8)).unwrap_or(QoS::AtMostOnce);
 
             // if there is some topic alias to use, set it in publish properties
             if topic_alias.is_some() {
@@ -1659,7 +1677,7 @@ fn forward_device_data(
             }
         });
 
-    let (len, inflight) = outgoing.push_forwards(forwards, qos, filter_idx);
+    let (len, inflight) = outgoing.push_forwards(forwards, filter_idx);
 
     debug!(
         inflight_count = inflight,

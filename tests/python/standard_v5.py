@@ -1,0 +1,117 @@
+"""What a generic MQTT 5 client gets (docs/protocol.md, "Standard MQTT"): delivery at the
+lower of publish and subscription QoS, No Local, Retain As Published, Retain Handling 2.
+
+usage: standard_v5.py HOST PORT PREFIX
+
+Anonymous clients (roost in open mode with an ACL rule for PREFIX/#, or any plain broker
+such as Mosquitto, the reference). PREFIX must be unique per run on a shared broker; the
+retained messages the script sets are cleared again.
+"""
+
+import argparse
+import queue
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from roost_session import WAIT, Failed, check, run
+
+
+class Plain:
+    """An anonymous MQTT 5 connection; messages queue up in arrival order."""
+
+    def __init__(self, host, port, client_id):
+        self.messages = queue.Queue()
+        self.subacks = queue.Queue()
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            reconnect_on_failure=False,
+        )
+        connected = queue.Queue()
+        c.on_connect = lambda _c, _u, flags, rc, props: connected.put(rc.value)
+        c.on_subscribe = lambda _c, _u, mid, rcs, props: self.subacks.put([r.value for r in rcs])
+        c.on_message = lambda _c, _u, msg: self.messages.put(msg)
+        c.connect(host, port, keepalive=30, clean_start=True)
+        c.loop_start()
+        self.client = c
+        try:
+            code = connected.get(timeout=WAIT)
+        except queue.Empty:
+            raise Failed(f"{client_id}: no CONNACK within {WAIT}s")
+        check(code == 0, f"{client_id}: CONNACK {code:#x}")
+
+    def subscribe(self, topic, **options):
+        self.client.subscribe(topic, options=SubscribeOptions(**options))
+        try:
+            codes = self.subacks.get(timeout=WAIT)
+        except queue.Empty:
+            raise Failed(f"no SUBACK for {topic} within {WAIT}s")
+        check(codes == [options.get("qos", 0)], f"SUBACK {codes} for {topic}")
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        info.wait_for_publish(timeout=WAIT)
+        check(info.is_published(), f"publish to {topic} not sent within {WAIT}s")
+
+    def next(self):
+        try:
+            return self.messages.get(timeout=WAIT)
+        except queue.Empty:
+            raise Failed(f"no message within {WAIT}s")
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("prefix")
+    a = p.parse_args()
+    t = a.prefix
+
+    sub = Plain(a.host, a.port, f"{t}-sub".replace("/", "-"))
+    pub = Plain(a.host, a.port, f"{t}-pub".replace("/", "-"))
+
+    # QoS: min(publish, subscription).
+    sub.subscribe(f"{t}/q", qos=1)
+    pub.publish(f"{t}/q", "zero", qos=0)
+    pub.publish(f"{t}/q", "one", qos=1)
+    for payload, qos in [(b"zero", 0), (b"one", 1)]:
+        m = sub.next()
+        check(m.payload == payload, f"got {m.payload!r}, expected {payload!r}")
+        check(m.qos == qos, f"{payload!r} delivered at QoS {m.qos}, expected {qos}")
+
+    # No Local: the subscriber's own publish does not come back; another client's does.
+    sub.subscribe(f"{t}/n", qos=0, noLocal=True)
+    sub.publish(f"{t}/n", "mine", qos=1)
+    pub.publish(f"{t}/n", "theirs", qos=1)
+    m = sub.next()
+    check(m.payload == b"theirs", f"No Local: got {m.payload!r} first")
+
+    # Retain As Published: a live retained message keeps its flag for this subscription.
+    sub.subscribe(f"{t}/r", qos=0, retainAsPublished=True)
+    pub.publish(f"{t}/r", "kept", qos=1, retain=True)
+    m = sub.next()
+    check(m.payload == b"kept" and m.retain, f"RAP: got {m.payload!r} retain={m.retain}")
+
+    # Retain Handling 2: no retained message on subscribe ({t}/r holds one now).
+    late = Plain(a.host, a.port, f"{t}-late".replace("/", "-"))
+    late.subscribe(f"{t}/r", qos=0, retainHandling=2)
+    pub.publish(f"{t}/r", "live", qos=1)
+    m = late.next()
+    check(m.payload == b"live", f"Retain Handling 2: got {m.payload!r} first")
+    check(not m.retain, "a live message without Retain As Published has no retain flag")
+
+    # Leave no retained message behind on a shared broker.
+    pub.publish(f"{t}/r", "", qos=1, retain=True)
+    for c in (sub, pub, late):
+        c.close()
+
+
+if __name__ == "__main__":
+    run(main)
