@@ -78,6 +78,7 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
                         protocol::Error::PayloadSizeLimitExceeded(_) => {
                             ConnectReturnCode::PacketTooLarge
                         }
+                        protocol::Error::ProtocolViolation(_) => ConnectReturnCode::ProtocolError,
                         _ => ConnectReturnCode::MalformedPacket,
                     };
                     refuse(&mut transport, codec, code).await;
