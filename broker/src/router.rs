@@ -137,8 +137,9 @@ impl Drop for Link {
 #[error("router refused the link: {0}")]
 pub struct LinkRefused(String);
 
-type MakeLink =
-    dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), LinkRefused> + Send + Sync;
+type MakeLink = dyn Fn(&str, bool, Option<u16>) -> Result<(LinkTx, LinkRx, Notification), LinkRefused>
+    + Send
+    + Sync;
 
 /// Handle to the running router.
 #[derive(Clone)]
@@ -187,9 +188,11 @@ impl Router {
             ..Default::default()
         };
         let router_tx = rumqttd::Router::new(0, config).spawn();
-        let make_link = move |client_id: &str, clean: bool| {
+        let make_link = move |client_id: &str, clean: bool, receive_maximum: Option<u16>| {
             LinkBuilder::new(client_id, router_tx.clone())
                 .clean_session(clean)
+                // QoS 1/2 deliveries the client takes at once (v5 Receive Maximum).
+                .receive_maximum(receive_maximum)
                 // The front-end refuses topic aliases; the router must not invent them.
                 .topic_alias_max(0)
                 .build()
@@ -202,11 +205,17 @@ impl Router {
 
     /// Registers a client with the router. Blocks until the router answers, so it runs on
     /// the blocking pool.
-    pub(crate) async fn link(&self, client_id: String, clean: bool) -> Result<Link, LinkRefused> {
+    pub(crate) async fn link(
+        &self,
+        client_id: String,
+        clean: bool,
+        receive_maximum: Option<u16>,
+    ) -> Result<Link, LinkRefused> {
         let make_link = self.make_link.clone();
-        let built = tokio::task::spawn_blocking(move || make_link(&client_id, clean))
-            .await
-            .map_err(|e| LinkRefused(e.to_string()))??;
+        let built =
+            tokio::task::spawn_blocking(move || make_link(&client_id, clean, receive_maximum))
+                .await
+                .map_err(|e| LinkRefused(e.to_string()))??;
         let (tx, rx, ack) = built;
         let session_present = match ack {
             Notification::DeviceAck(ack) => match Packet::from(ack) {
@@ -244,7 +253,7 @@ const SYSTEM_QUEUE: usize = 4096;
 
 impl SystemPublisher {
     pub async fn start(router: &Router) -> Result<SystemPublisher, LinkRefused> {
-        let link = router.link("roost-system".to_owned(), true).await?;
+        let link = router.link("roost-system".to_owned(), true, None).await?;
         let (tx, rx) = mpsc::channel(SYSTEM_QUEUE);
         tokio::spawn(run_system_link(link, rx));
         Ok(SystemPublisher { tx })

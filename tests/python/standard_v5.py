@@ -1,5 +1,6 @@
 """What a generic MQTT 5 client gets (docs/protocol.md, "Standard MQTT"): delivery at the
-lower of publish and subscription QoS, No Local, Retain As Published, Retain Handling 2.
+lower of publish and subscription QoS, No Local, Retain As Published, Retain Handling 2,
+and the client's Receive Maximum.
 
 usage: standard_v5.py HOST PORT PREFIX
 
@@ -12,6 +13,8 @@ import argparse
 import queue
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from roost_session import WAIT, Failed, check, run
@@ -20,7 +23,7 @@ from roost_session import WAIT, Failed, check, run
 class Plain:
     """An anonymous MQTT 5 connection; messages queue up in arrival order."""
 
-    def __init__(self, host, port, client_id):
+    def __init__(self, host, port, client_id, receive_maximum=None):
         self.messages = queue.Queue()
         self.subacks = queue.Queue()
         c = mqtt.Client(
@@ -33,7 +36,13 @@ class Plain:
         c.on_connect = lambda _c, _u, flags, rc, props: connected.put(rc.value)
         c.on_subscribe = lambda _c, _u, mid, rcs, props: self.subacks.put([r.value for r in rcs])
         c.on_message = lambda _c, _u, msg: self.messages.put(msg)
-        c.connect(host, port, keepalive=30, clean_start=True)
+        props = None
+        if receive_maximum is not None:
+            # The test acknowledges deliveries itself, to hold them in flight.
+            c.manual_ack_set(True)
+            props = Properties(PacketTypes.CONNECT)
+            props.ReceiveMaximum = receive_maximum
+        c.connect(host, port, keepalive=30, clean_start=True, properties=props)
         c.loop_start()
         self.client = c
         try:
@@ -106,6 +115,21 @@ def main():
     m = late.next()
     check(m.payload == b"live", f"Retain Handling 2: got {m.payload!r} first")
     check(not m.retain, "a live message without Retain As Published has no retain flag")
+
+    # Receive Maximum 2: with two QoS 1 deliveries unacknowledged, a third waits.
+    slow = Plain(a.host, a.port, f"{t}-slow".replace("/", "-"), receive_maximum=2)
+    slow.subscribe(f"{t}/m", qos=1)
+    for n in range(1, 5):
+        pub.publish(f"{t}/m", f"m{n}", qos=1)  # each waits for its PUBACK
+    first, second = slow.next(), slow.next()
+    check([first.payload, second.payload] == [b"m1", b"m2"], "m1 and m2 first")
+    # A PUBACK for the slow client's own publish comes after anything the broker sent it
+    # before; m3 must not be among that.
+    slow.publish(f"{t}/sync", "sync", qos=1)
+    check(slow.messages.empty(), f"a third delivery with two in flight: {slow.messages.qsize()}")
+    slow.client.ack(first.mid, first.qos)
+    check(slow.next().payload == b"m3", "m3 once m1 is acknowledged")
+    slow.close()
 
     # Leave no retained message behind on a shared broker.
     pub.publish(f"{t}/r", "", qos=1, retain=True)

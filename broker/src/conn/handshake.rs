@@ -148,7 +148,12 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
     // Claimed before the router takes the session over, so the connection it replaces
     // sees, when it closes, that its client is back (its delayed will is dropped).
     let epoch = ctx.registry.claim(&client_id);
-    let link = match ctx.router.link(client_id.clone(), !persistent).await {
+    let receive_maximum = connect_props.as_ref().and_then(|p| p.receive_maximum);
+    let link = match ctx
+        .router
+        .link(client_id.clone(), !persistent, receive_maximum)
+        .await
+    {
         Ok(link) => link,
         Err(e) => {
             warn!(error = %e, "router refused the link");

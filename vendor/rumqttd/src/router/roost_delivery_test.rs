@@ -34,8 +34,13 @@ struct Client {
 
 impl Client {
     fn new(router: &RouterTx, id: &str) -> Client {
+        Client::with_receive_maximum(router, id, None)
+    }
+
+    fn with_receive_maximum(router: &RouterTx, id: &str, max: Option<u16>) -> Client {
         let (tx, rx, _connack) = LinkBuilder::new(id, router.clone())
             .topic_alias_max(0)
+            .receive_maximum(max)
             .build()
             .unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -90,6 +95,40 @@ impl Client {
                 Err(e) => panic!("nothing from the router: {e}"),
             }
         }
+    }
+
+    /// Everything the router sends until the answer to a PINGREQ. The router handles a
+    /// connection's packets in order and forwards whatever it can whenever it serves the
+    /// connection, so two of these in a row show all it was willing to deliver by then.
+    fn ping_sync(&mut self) -> Vec<Notification> {
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            self.send(Packet::PingReq(crate::protocol::PingReq));
+            loop {
+                match self.next() {
+                    Notification::DeviceAck(Ack::PingResp(_)) => break,
+                    n => seen.push(n),
+                }
+            }
+        }
+        seen
+    }
+
+    /// The next publish delivered, not acknowledged.
+    fn forward(&mut self) -> Forward {
+        loop {
+            if let Notification::Forward(forward) = self.next() {
+                return forward;
+            }
+        }
+    }
+
+    fn ack(&mut self, pkid: u16) {
+        let puback = PubAck {
+            pkid,
+            reason: PubAckReason::Success,
+        };
+        self.send(Packet::PubAck(puback, None));
     }
 
     /// The next delivered publish (acknowledged if QoS 1), skipping acks.
@@ -226,4 +265,82 @@ fn retain_handling_2_sends_no_retained_messages() {
         b"new",
         "no retained message first"
     );
+}
+
+fn forwards(notifications: &[Notification]) -> usize {
+    notifications
+        .iter()
+        .filter(|n| matches!(n, Notification::Forward(_)))
+        .count()
+}
+
+#[test]
+fn receive_maximum_bounds_qos1_deliveries_in_flight() {
+    let router = router();
+    let mut sub = Client::with_receive_maximum(&router, "sub", Some(2));
+    let mut publisher = Client::new(&router, "pub");
+    sub.subscribe(filter("t/m", QoS::AtLeastOnce));
+    for n in 1..=4 {
+        publisher.publish("t/m", &format!("m{n}"), QoS::AtLeastOnce, false);
+    }
+    // All four are in the router's log once their PUBACKs are back.
+    let mut acked = 0;
+    while acked < 4 {
+        if let Notification::DeviceAck(Ack::PubAck(_)) = publisher.next() {
+            acked += 1;
+        }
+    }
+
+    let first = sub.forward();
+    let second = sub.forward();
+    assert_eq!(
+        (payload(&first), payload(&second)),
+        (&b"m1"[..], &b"m2"[..])
+    );
+    assert_eq!(forwards(&sub.ping_sync()), 0, "a third before any PUBACK");
+    sub.ack(first.publish.pkid);
+    assert_eq!(payload(&sub.forward()), b"m3");
+    assert_eq!(forwards(&sub.ping_sync()), 0, "a fourth with two in flight");
+    sub.ack(second.publish.pkid);
+    assert_eq!(payload(&sub.forward()), b"m4");
+}
+
+#[test]
+fn a_qos2_delivery_holds_its_receive_maximum_slot_until_pubcomp() {
+    use crate::protocol::{PubComp, PubCompReason, PubRec, PubRecReason, PubRel, PubRelReason};
+    let router = router();
+    let mut sub = Client::with_receive_maximum(&router, "sub", Some(1));
+    let mut publisher = Client::new(&router, "pub");
+    sub.subscribe(filter("t/2", QoS::ExactlyOnce));
+    for n in 1..=2 {
+        publisher.publish("t/2", &format!("m{n}"), QoS::ExactlyOnce, false);
+        let pkid = publisher.pkid;
+        let pubrel = PubRel {
+            pkid,
+            reason: PubRelReason::Success,
+        };
+        publisher.send(Packet::PubRel(pubrel, None));
+    }
+
+    let first = sub.forward();
+    assert_eq!(payload(&first), b"m1");
+    let pkid = first.publish.pkid;
+    let pubrec = PubRec {
+        pkid,
+        reason: PubRecReason::Success,
+    };
+    sub.send(Packet::PubRec(pubrec, None));
+    let seen = sub.ping_sync();
+    assert!(
+        seen.iter()
+            .any(|n| matches!(n, Notification::DeviceAck(Ack::PubRel(_)))),
+        "PUBREL for the first"
+    );
+    assert_eq!(forwards(&seen), 0, "the second before the first's PUBCOMP");
+    let pubcomp = PubComp {
+        pkid,
+        reason: PubCompReason::Success,
+    };
+    sub.send(Packet::PubComp(pubcomp, None));
+    assert_eq!(payload(&sub.forward()), b"m2");
 }

@@ -882,6 +882,8 @@ impl Router {
                         disconnect = true;
                         break;
                     }
+                    // ROOST PATCH: a PUBCOMP frees a Receive Maximum slot (see `free_slots`).
+                    self.scheduler.reschedule(id, ScheduleReason::IncomingAck);
                 }
                 Packet::PingReq(_) => {
                     let ackslog = self.ackslog.get_mut(id).unwrap();
@@ -907,8 +909,11 @@ impl Router {
 
         // Prepare AcksRequest in tracker if router is operating in a
         // single node mode or force ack request for subscriptions
+        // ROOST PATCH: `IncomingAck`, not `FreshData`: a connection paused because its
+        // deliveries fill the client's Receive Maximum still gets its acks (PUBACK for its
+        // own publishes, SUBACK, PINGRESP); upstream held them until the client acked.
         if force_ack {
-            self.scheduler.reschedule(id, ScheduleReason::FreshData);
+            self.scheduler.reschedule(id, ScheduleReason::IncomingAck);
         }
 
         // Notify waiting consumers only if there is publish data. During
