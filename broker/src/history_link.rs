@@ -22,7 +22,9 @@ pub struct LinkBus {
 
 impl LinkBus {
     pub async fn start(router: &Router) -> anyhow::Result<LinkBus> {
-        let mut link = router.link("roost-history".to_owned(), true, None).await?;
+        let mut link = router
+            .link("roost-history".to_owned(), true, None, None)
+            .await?;
         let filters = SUBSCRIPTIONS
             .iter()
             .map(|path| Filter {

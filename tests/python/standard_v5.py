@@ -1,6 +1,6 @@
 """What a generic MQTT 5 client gets (docs/protocol.md, "Standard MQTT"): delivery at the
 lower of publish and subscription QoS, No Local, Retain As Published, Retain Handling 2,
-and the client's Receive Maximum.
+the client's Receive Maximum and Session Expiry Interval.
 
 usage: standard_v5.py HOST PORT PREFIX
 
@@ -11,6 +11,7 @@ retained messages the script sets are cleared again.
 
 import argparse
 import queue
+import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -23,7 +24,7 @@ from roost_session import WAIT, Failed, check, run
 class Plain:
     """An anonymous MQTT 5 connection; messages queue up in arrival order."""
 
-    def __init__(self, host, port, client_id, receive_maximum=None):
+    def __init__(self, host, port, client_id, receive_maximum=None, session_expiry=None):
         self.messages = queue.Queue()
         self.subacks = queue.Queue()
         c = mqtt.Client(
@@ -33,20 +34,24 @@ class Plain:
             reconnect_on_failure=False,
         )
         connected = queue.Queue()
-        c.on_connect = lambda _c, _u, flags, rc, props: connected.put(rc.value)
+        c.on_connect = lambda _c, _u, flags, rc, props: connected.put(
+            (rc.value, flags.session_present)
+        )
         c.on_subscribe = lambda _c, _u, mid, rcs, props: self.subacks.put([r.value for r in rcs])
         c.on_message = lambda _c, _u, msg: self.messages.put(msg)
-        props = None
+        props = Properties(PacketTypes.CONNECT)
         if receive_maximum is not None:
             # The test acknowledges deliveries itself, to hold them in flight.
             c.manual_ack_set(True)
-            props = Properties(PacketTypes.CONNECT)
             props.ReceiveMaximum = receive_maximum
-        c.connect(host, port, keepalive=30, clean_start=True, properties=props)
+        if session_expiry is not None:
+            props.SessionExpiryInterval = session_expiry
+        clean = session_expiry is None
+        c.connect(host, port, keepalive=30, clean_start=clean, properties=props)
         c.loop_start()
         self.client = c
         try:
-            code = connected.get(timeout=WAIT)
+            code, self.session_present = connected.get(timeout=WAIT)
         except queue.Empty:
             raise Failed(f"{client_id}: no CONNACK within {WAIT}s")
         check(code == 0, f"{client_id}: CONNACK {code:#x}")
@@ -130,6 +135,21 @@ def main():
     slow.client.ack(first.mid, first.qos)
     check(slow.next().payload == b"m3", "m3 once m1 is acknowledged")
     slow.close()
+
+    # Session Expiry Interval 1 s: the session is there within it, gone 2.5 s after the
+    # connection ended (the passing of time is what is tested).
+    kept_id, gone_id = f"{t}-kept".replace("/", "-"), f"{t}-gone".replace("/", "-")
+    for client_id, expiry in [(kept_id, 60), (gone_id, 1)]:
+        c = Plain(a.host, a.port, client_id, session_expiry=expiry)
+        c.subscribe(f"{t}/e", qos=1)
+        c.close()
+    time.sleep(2.5)
+    kept = Plain(a.host, a.port, kept_id, session_expiry=60)
+    check(kept.session_present, "a session within its expiry is resumed")
+    gone = Plain(a.host, a.port, gone_id, session_expiry=1)
+    check(not gone.session_present, "a session 2.5 s past its 1 s expiry is still present")
+    kept.close()
+    gone.close()
 
     # Leave no retained message behind on a shared broker.
     pub.publish(f"{t}/r", "", qos=1, retain=True)

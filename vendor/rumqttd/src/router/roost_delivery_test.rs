@@ -1,5 +1,6 @@
 //! ROOST PATCH: tests of what a subscriber receives, through a real router thread and local
-//! links (the way roost's front-end uses it): delivery QoS and MQTT 5 subscription options.
+//! links (the way roost's front-end uses it): delivery QoS, MQTT 5 subscription options,
+//! Receive Maximum and Session Expiry.
 
 use std::time::{Duration, Instant};
 
@@ -343,4 +344,62 @@ fn a_qos2_delivery_holds_its_receive_maximum_slot_until_pubcomp() {
     };
     sub.send(Packet::PubComp(pubcomp, None));
     assert_eq!(payload(&sub.forward()), b"m2");
+}
+
+/// Links `id` with a persistent session expiring `expiry` after the link ends; whether a
+/// saved session was resumed.
+fn persistent(router: &RouterTx, id: &str, expiry: Duration) -> (Client, bool) {
+    let (tx, rx, connack) = LinkBuilder::new(id, router.clone())
+        .clean_session(false)
+        .session_expiry(Some(expiry))
+        .build()
+        .unwrap();
+    let Notification::DeviceAck(Ack::ConnAck(_, connack, _)) = connack else {
+        panic!("not a CONNACK: {connack:?}");
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let client = Client {
+        tx,
+        rx,
+        rt,
+        pkid: 0,
+    };
+    (client, connack.session_present)
+}
+
+#[test]
+fn a_persistent_session_ends_when_its_expiry_passes() {
+    let router = router();
+    let mut publisher = Client::new(&router, "pub");
+    let short = Duration::from_millis(200);
+    let long = Duration::from_secs(60);
+    for (id, expiry) in [("short", short), ("long", long)] {
+        let (mut client, resumed) = persistent(&router, id, expiry);
+        assert!(!resumed);
+        client.subscribe(filter(&format!("t/{id}"), QoS::AtLeastOnce));
+        client.send(Packet::Disconnect(
+            crate::protocol::Disconnect {
+                reason_code: crate::protocol::DisconnectReasonCode::NormalDisconnection,
+            },
+            None,
+        ));
+        publisher.publish(&format!("t/{id}"), "kept", QoS::AtLeastOnce, false);
+    }
+    // Wait for the short expiry to pass: the passing of time is what is tested.
+    std::thread::sleep(short + Duration::from_millis(100));
+
+    let (mut long_client, resumed) = persistent(&router, "long", long);
+    assert!(resumed, "a session within its expiry resumes");
+    assert_eq!(payload(&long_client.delivery()), b"kept");
+
+    let (mut short_client, resumed) = persistent(&router, "short", short);
+    assert!(!resumed, "the expired session was not resumed");
+    publisher.publish("t/short", "after", QoS::AtLeastOnce, false);
+    assert_eq!(
+        forwards(&short_client.ping_sync()),
+        0,
+        "its subscription went with it"
+    );
 }

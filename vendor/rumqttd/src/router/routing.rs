@@ -9,13 +9,13 @@ use crate::router::scheduler::{PauseReason, Tracker};
 use crate::router::{ConnectionEvents, Forward, NewConnection};
 use crate::segments::Position;
 use crate::*;
-use flume::{bounded, Receiver, RecvError, Sender, TryRecvError};
+use flume::{bounded, Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError};
 use slab::Slab;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::str::Utf8Error;
 use std::sync::Arc;
 use std::thread;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 use thiserror::Error;
 use tracing::{debug, error, info, trace, warn};
 
@@ -197,9 +197,20 @@ impl Router {
         // Block on incoming events if there are no ready connections for consumption
         if self.consume().is_none() {
             // trace!("{}:: {:20} {:20} {:?}", self.id, "", "done-await", self.readyqueue);
-            let (id, data) = self.router_rx.recv()?;
-            self.events(id, data);
+            // ROOST PATCH: wakes up for the next session expiry too.
+            let event = match self.graveyard.next_expiry() {
+                None => Some(self.router_rx.recv()?),
+                Some(deadline) => match self.router_rx.recv_deadline(deadline) {
+                    Ok(event) => Some(event),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return Err(RouterError::Disconnected),
+                },
+            };
+            if let Some((id, data)) = event {
+                self.events(id, data);
+            }
         }
+        self.expire_sessions();
 
         // Try reading more from connections in a non-blocking
         // fashion to accumulate data and handle subscriptions.
@@ -230,6 +241,24 @@ impl Router {
 
         // self.send_all_alerts();
         Ok(())
+    }
+
+    /// ROOST PATCH: ends the saved persistent sessions whose Session Expiry Interval has
+    /// passed: like a clean start discarding one, their data requests stop counting as
+    /// readers, so logs nobody else reads go (see `DataLog::remove_reader`).
+    fn expire_sessions(&mut self) {
+        let now = Instant::now();
+        match self.graveyard.next_expiry() {
+            Some(at) if at <= now => {}
+            _ => return,
+        }
+        // Shared groups were left when the connection ended (`handle_disconnection`).
+        for (client_id, state) in self.graveyard.take_expired(now) {
+            info!(client_id, "persistent session expired");
+            for filter in &state.subscriptions {
+                self.datalog.remove_reader(filter);
+            }
+        }
     }
 
     fn events(&mut self, id: ConnectionId, data: Event) {
@@ -304,6 +333,9 @@ impl Router {
             return;
         }
 
+        // ROOST PATCH: a session that expired is not resumed, even if the sweep in
+        // `run_inner` has not run yet.
+        self.expire_sessions();
         // Retrieve previous connection state from graveyard
         let saved = self.graveyard.retrieve(&client_id);
         let clean_session = connection.clean;
@@ -518,11 +550,13 @@ impl Router {
                 }
             }
 
+            let expires_at = connection.session_expiry.map(|d| Instant::now() + d);
             self.graveyard.save_state(
                 tracker,
                 connection.subscriptions,
                 connection.events,
                 outgoing.unacked_pubrels,
+                expires_at,
             );
         } else {
             // ROOST PATCH: the session's data requests end with it.
