@@ -242,3 +242,115 @@ async fn churning_distinct_filters_leaves_no_router_state_behind() {
     );
     still_talk(&mut node, &mut bob, &mut carol).await;
 }
+
+/// Issue 15: a packet MQTT calls malformed or a protocol error closes the connection that
+/// sent it, v5 clients getting the reason code the spec names (DISCONNECT, or CONNACK for a
+/// CONNECT) and v3.1.1 clients a plain close; the node keeps serving the others.
+#[tokio::test]
+async fn invalid_packets_get_the_reason_code_mqtt_names() {
+    let mut node = Node::start();
+    let mut bob = Client::user(&node, "bob").await;
+    assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
+    let mut carol = Client::user(&node, "carol").await;
+    assert_eq!(carol.subscribe("im/dm/carol/+").await, 1);
+
+    let topic = raw::string(b"im/dm/bob/mallory");
+    let subscribe = |byte1: u8, options: u8| {
+        let mut body = vec![0, 1, 0];
+        body.extend(raw::string(b"im/dm/mallory/+"));
+        body.push(options);
+        raw::packet(byte1, &body)
+    };
+    let publish = |byte1: u8, props: &[u8]| {
+        let mut body = topic.clone();
+        body.push(props.len() as u8);
+        body.extend_from_slice(props);
+        body.push(b'x');
+        raw::packet(byte1, &body)
+    };
+    const MALFORMED: (u8, &str) = (0x81, "malformed packet");
+    let v5_cases: Vec<(&str, Vec<u8>, (u8, &str))> = vec![
+        ("SUBSCRIBE flags 0000", subscribe(0x80, 1), MALFORMED),
+        ("reserved option bits", subscribe(0x82, 0xc1), MALFORMED),
+        (
+            "Retain Handling 3",
+            subscribe(0x82, 0x31),
+            (0x82, "Retain Handling 3"),
+        ),
+        (
+            "empty UNSUBSCRIBE",
+            raw::packet(0xa2, &[0, 1, 0]),
+            (0x82, "UNSUBSCRIBE without a topic filter"),
+        ),
+        ("DUP on QoS 0", publish(0x38, &[]), MALFORMED),
+        (
+            "property twice",
+            publish(0x30, &[0x01, 1, 0x01, 1]),
+            (0x82, "a property given more than once"),
+        ),
+        ("PUBREL flags 0000", raw::packet(0x60, &[0, 1]), MALFORMED),
+    ];
+    for (name, bad, (code, why)) in v5_cases {
+        let mut mallory = Raw::sign_in(&node, V5, "mallory").await;
+        mallory.send(&bad).await;
+        let closed = mallory.closed().await;
+        assert_eq!(closed.packets.len(), 1, "{name}: {closed:?}");
+        assert_eq!(closed.packets[0].disconnect_reason(), code, "{name}");
+        assert_eq!(
+            closed.packets[0].reason_string().as_deref(),
+            Some(why),
+            "{name}"
+        );
+    }
+    let v311_cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "SUBSCRIBE flags 0000",
+            raw::packet(0x80, &subscribe(0x82, 1)[2..]),
+        ),
+        ("empty UNSUBSCRIBE", raw::packet(0xa2, &[0, 1])),
+        (
+            "DUP on QoS 0",
+            raw::packet(0x38, &[&topic[..], b"x"].concat()),
+        ),
+    ];
+    for (name, bad) in v311_cases {
+        let mut mallory = Raw::sign_in(&node, V311, "mallory").await;
+        mallory.send(&bad).await;
+        let closed = mallory.closed().await;
+        assert!(
+            closed.packets.is_empty() && closed.trailing.is_empty(),
+            "{name}: {closed:?}"
+        );
+    }
+
+    // CONNECTs: the reserved flag is malformed (0x81), a property twice a protocol error
+    // (0x82).
+    let token = common::token("mallory");
+    let connect = |flags: u8, props: &[u8]| {
+        let mut body = raw::string(b"MQTT");
+        body.extend_from_slice(&[V5, flags, 0, 30, props.len() as u8]);
+        body.extend_from_slice(props);
+        body.extend(raw::string(b"mallory"));
+        body.extend(raw::string(b"mallory"));
+        body.extend(raw::string(token.as_bytes()));
+        raw::packet(0x10, &body)
+    };
+    let expiry_twice = [0x11, 0, 0, 0, 60, 0x11, 0, 0, 0, 60];
+    for (name, bad, code) in [
+        ("reserved flag", connect(0xc3, &[]), 0x81),
+        ("property twice", connect(0xc2, &expiry_twice), 0x82),
+    ] {
+        let mut mallory = Raw::open(node.mqtt).await;
+        mallory.send(&bad).await;
+        let closed = mallory.closed().await;
+        assert_eq!(closed.packets.len(), 1, "{name}: {closed:?}");
+        assert_eq!(closed.packets[0].connack_code(), code, "{name}");
+    }
+    // The same CONNECT with valid flags signs in.
+    let mut fine = Raw::open(node.mqtt).await;
+    fine.send(&connect(0xc2, &[])).await;
+    let ack = fine.next_frame().await.expect("a CONNACK");
+    assert_eq!(ack.connack_code(), 0);
+
+    still_talk(&mut node, &mut bob, &mut carol).await;
+}

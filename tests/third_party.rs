@@ -185,3 +185,35 @@ fn paho_v5_denied_publish_gets_0x87_and_an_error_notice() {
     let port = node.mqtt.port().to_string();
     paho("denied_v5.py", &["127.0.0.1", &port, &token("alice")]);
 }
+
+/// A unique topic prefix, so runs against a shared broker do not see each other.
+fn unique_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("test/std-{}-{nanos}", std::process::id())
+}
+
+/// docs/protocol.md "Standard MQTT": a generic MQTT 5 client (paho, anonymous, topics
+/// outside `im/`) gets delivery at min(publish, subscription) QoS, No Local, Retain As
+/// Published and Retain Handling 2.
+#[test]
+fn paho_v5_standard_delivery_and_subscription_options() {
+    let node = Node::builder()
+        .toml(&format!(
+            "[auth]\njwt_secret = \"{}\"\nallow_anonymous = true\n\
+             [[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"test/#\"\n",
+            common::SECRET
+        ))
+        .start();
+    let port = node.mqtt.port().to_string();
+    paho("standard_v5.py", &["127.0.0.1", &port, &unique_prefix()]);
+}
+
+/// The same script against the reference broker (the Mosquitto at 127.0.0.1:1883), so the
+/// expectations above are MQTT's, not roost's.
+#[test]
+fn paho_v5_standard_delivery_reference_mosquitto() {
+    paho("standard_v5.py", &["127.0.0.1", "1883", &unique_prefix()]);
+}

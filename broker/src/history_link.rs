@@ -23,7 +23,9 @@ pub struct LinkBus {
 
 impl LinkBus {
     pub async fn start(router: &Router) -> anyhow::Result<LinkBus> {
-        let mut link = router.link("roost-history".to_owned(), true).await?;
+        let mut link = router
+            .link("roost-history".to_owned(), true, None, None)
+            .await?;
         let filters = subscriptions::HISTORY
             .iter()
             .map(|s| Filter {

@@ -9,6 +9,7 @@ use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
 use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet, Publish};
 use rumqttd::{Notification, RouterConfig, SegmentConfig};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
@@ -137,8 +138,14 @@ impl Drop for Link {
 #[error("router refused the link: {0}")]
 pub struct LinkRefused(String);
 
-type MakeLink =
-    dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), LinkRefused> + Send + Sync;
+type MakeLink = dyn Fn(
+        &str,
+        bool,
+        Option<u16>,
+        Option<Duration>,
+    ) -> Result<(LinkTx, LinkRx, Notification), LinkRefused>
+    + Send
+    + Sync;
 
 /// Handle to the running router.
 #[derive(Clone)]
@@ -187,9 +194,16 @@ impl Router {
             ..Default::default()
         };
         let router_tx = rumqttd::Router::new(0, config).spawn();
-        let make_link = move |client_id: &str, clean: bool| {
+        let make_link = move |client_id: &str,
+                              clean: bool,
+                              receive_maximum: Option<u16>,
+                              session_expiry: Option<Duration>| {
             LinkBuilder::new(client_id, router_tx.clone())
                 .clean_session(clean)
+                // How long a persistent session outlives the link (`None`: for ever).
+                .session_expiry(session_expiry)
+                // QoS 1/2 deliveries the client takes at once (v5 Receive Maximum).
+                .receive_maximum(receive_maximum)
                 // The front-end refuses topic aliases; the router must not invent them.
                 .topic_alias_max(0)
                 .build()
@@ -202,11 +216,19 @@ impl Router {
 
     /// Registers a client with the router. Blocks until the router answers, so it runs on
     /// the blocking pool.
-    pub(crate) async fn link(&self, client_id: String, clean: bool) -> Result<Link, LinkRefused> {
+    pub(crate) async fn link(
+        &self,
+        client_id: String,
+        clean: bool,
+        receive_maximum: Option<u16>,
+        session_expiry: Option<Duration>,
+    ) -> Result<Link, LinkRefused> {
         let make_link = self.make_link.clone();
-        let built = tokio::task::spawn_blocking(move || make_link(&client_id, clean))
-            .await
-            .map_err(|e| LinkRefused(e.to_string()))??;
+        let built = tokio::task::spawn_blocking(move || {
+            make_link(&client_id, clean, receive_maximum, session_expiry)
+        })
+        .await
+        .map_err(|e| LinkRefused(e.to_string()))??;
         let (tx, rx, ack) = built;
         let session_present = match ack {
             Notification::DeviceAck(ack) => match Packet::from(ack) {
@@ -244,7 +266,9 @@ const SYSTEM_QUEUE: usize = 4096;
 
 impl SystemPublisher {
     pub async fn start(router: &Router) -> Result<SystemPublisher, LinkRefused> {
-        let link = router.link("roost-system".to_owned(), true).await?;
+        let link = router
+            .link("roost-system".to_owned(), true, None, None)
+            .await?;
         let (tx, rx) = mpsc::channel(SYSTEM_QUEUE);
         tokio::spawn(run_system_link(link, rx));
         Ok(SystemPublisher { tx })

@@ -14,6 +14,7 @@ use bytes::BytesMut;
 use rumqttd::protocol::{self, ConnAck, ConnAckProperties, ConnectReturnCode, Packet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, info, warn};
 
@@ -78,6 +79,7 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
                         protocol::Error::PayloadSizeLimitExceeded(_) => {
                             ConnectReturnCode::PacketTooLarge
                         }
+                        protocol::Error::ProtocolViolation(_) => ConnectReturnCode::ProtocolError,
                         _ => ConnectReturnCode::MalformedPacket,
                     };
                     refuse(&mut transport, codec, code).await;
@@ -147,7 +149,16 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
     // Claimed before the router takes the session over, so the connection it replaces
     // sees, when it closes, that its client is back (its delayed will is dropped).
     let epoch = ctx.registry.claim(&client_id);
-    let link = match ctx.router.link(client_id.clone(), !persistent).await {
+    let receive_maximum = connect_props.as_ref().and_then(|p| p.receive_maximum);
+    // v5: the session ends this long after the connection (0xFFFFFFFF: never); v3.1.1
+    // persistent sessions wait for the client.
+    let expiry = (version == Version::V5 && session_expiry != u32::MAX)
+        .then(|| Duration::from_secs(session_expiry.into()));
+    let link = match ctx
+        .router
+        .link(client_id.clone(), !persistent, receive_maximum, expiry)
+        .await
+    {
         Ok(link) => link,
         Err(e) => {
             warn!(error = %e, "router refused the link");

@@ -46,7 +46,9 @@ pub(crate) fn decode_error(e: protocol::Error) -> Close {
     use protocol::Error as E;
     let code = match e {
         E::PayloadSizeLimitExceeded(_) => DisconnectReasonCode::PacketTooLarge,
-        E::PacketIdZero | E::UnexpectedPacket(_) => DisconnectReasonCode::ProtocolError,
+        E::PacketIdZero | E::UnexpectedPacket(_) | E::ProtocolViolation(_) => {
+            DisconnectReasonCode::ProtocolError
+        }
         // QoS 3 (both QoS bits set) included: a Malformed Packet (MQTT 5 section 3.3.1.2).
         _ => DisconnectReasonCode::MalformedPacket,
     };
@@ -55,6 +57,7 @@ pub(crate) fn decode_error(e: protocol::Error) -> Close {
         E::InvalidQoS(_) => "QoS 3",
         E::TopicNotUtf8 | E::PayloadNotUtf8(_) => "invalid UTF-8",
         E::UnexpectedPacket(_) => "packet a client may not send",
+        E::ProtocolViolation(why) => why,
         _ => "malformed packet",
     };
     Close::Protocol(code, why)

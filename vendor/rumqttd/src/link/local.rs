@@ -16,7 +16,7 @@ use parking_lot::{Mutex, RawMutex};
 use std::collections::VecDeque;
 use std::mem;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -49,6 +49,10 @@ pub struct LinkBuilder<'a> {
     dynamic_filters: bool,
     // default to 0, indicating to not use topic alias
     topic_alias_max: u16,
+    /// ROOST PATCH: the client's Receive Maximum; `None` for the router's default (100).
+    receive_maximum: Option<u16>,
+    /// ROOST PATCH: how long a persistent session outlives the link; `None`: for ever.
+    session_expiry: Option<Duration>,
 }
 
 impl<'a> LinkBuilder<'a> {
@@ -62,7 +66,24 @@ impl<'a> LinkBuilder<'a> {
             last_will_properties: None,
             dynamic_filters: false,
             topic_alias_max: 0,
+            receive_maximum: None,
+            session_expiry: None,
         }
+    }
+
+    /// ROOST PATCH: a persistent session (`clean_session(false)`) ends this long after the
+    /// link does unless the client links again first; its subscriptions and the messages
+    /// kept for it go with it. `None` (the default): it waits for the client for ever.
+    pub fn session_expiry(mut self, expiry: Option<Duration>) -> Self {
+        self.session_expiry = expiry;
+        self
+    }
+
+    /// ROOST PATCH: QoS 1/2 deliveries the client accepts at once (its MQTT 5 Receive
+    /// Maximum); a QoS 2 one counts until its PUBCOMP.
+    pub fn receive_maximum(mut self, receive_maximum: Option<u16>) -> Self {
+        self.receive_maximum = receive_maximum;
+        self
     }
 
     pub fn tenant_id(mut self, tenant_id: Option<String>) -> Self {
@@ -110,9 +131,13 @@ impl<'a> LinkBuilder<'a> {
 
         connection
             .last_will(self.last_will, self.last_will_properties)
-            .topic_alias_max(self.topic_alias_max);
+            .topic_alias_max(self.topic_alias_max)
+            .session_expiry(self.session_expiry);
         let incoming = Incoming::new(connection.client_id.to_owned());
-        let (outgoing, link_rx) = Outgoing::new(connection.client_id.to_owned());
+        let (mut outgoing, link_rx) = Outgoing::new(connection.client_id.to_owned());
+        if let Some(receive_maximum) = self.receive_maximum {
+            outgoing.set_receive_maximum(receive_maximum);
+        }
         let outgoing_data_buffer = outgoing.buffer();
         let incoming_data_buffer = incoming.buffer();
 

@@ -758,6 +758,54 @@ pub enum Error {
     /// Upstream hit `unreachable!()` on some of them. A MQTT 5 Protocol Error.
     #[error("{0} is not a packet a client may send")]
     UnexpectedPacket(&'static str),
+    /// ROOST PATCH: what MQTT 5 calls a Protocol Error (reason code 0x82) in a client's
+    /// packet, e.g. a property given twice or an UNSUBSCRIBE without a filter. In v3.1.1 the
+    /// connection is closed.
+    #[error("protocol error: {0}")]
+    ProtocolViolation(&'static str),
+}
+
+/// ROOST PATCH: the fixed-header flags a client's packet must carry (MQTT 5 2.1.3, 3.1.1
+/// 2.2.2: anything else is a Malformed Packet / closes the connection), and DUP only on
+/// QoS 1/2 publishes (MQTT-3.3.1-2). Upstream ignored them.
+pub(crate) fn check_client_flags(byte1: u8) -> Result<(), Error> {
+    const PUBLISH: u8 = 3;
+    const PUBREL: u8 = 6;
+    const SUBSCRIBE: u8 = 8;
+    const UNSUBSCRIBE: u8 = 10;
+    let flags = byte1 & 0x0F;
+    let valid = match byte1 >> 4 {
+        PUBLISH => !(flags & 0b1000 != 0 && flags & 0b0110 == 0),
+        PUBREL | SUBSCRIBE | UNSUBSCRIBE => flags == 0b0010,
+        _ => flags == 0,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::MalformedPacket)
+    }
+}
+
+/// ROOST PATCH: MQTT 5 properties seen so far in one property list: a property given twice
+/// is a Protocol Error, except User Property (and Subscription Identifier in a PUBLISH from
+/// a server, which its reader does not check). Upstream kept the last one.
+#[derive(Default)]
+pub(crate) struct SeenProperties(u64);
+
+impl SeenProperties {
+    pub(crate) fn once(&mut self, property: u8) -> Result<(), Error> {
+        const USER_PROPERTY: u8 = 38;
+        if property == USER_PROPERTY || property >= 64 {
+            // Unknown ids are refused by the property parser.
+            return Ok(());
+        }
+        let bit = 1u64 << property;
+        if self.0 & bit != 0 {
+            return Err(Error::ProtocolViolation("a property given more than once"));
+        }
+        self.0 |= bit;
+        Ok(())
+    }
 }
 
 pub trait Protocol {
@@ -767,7 +815,6 @@ pub trait Protocol {
     /// already taken off the stream, so callers waited for bytes that belonged to no packet).
     fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error>;
     /// ROOST PATCH: reads the next packet a server sent (the client's side, for the bridge).
-    fn read_reply_mut(&mut self, stream: &mut BytesMut, max_size: usize)
-        -> Result<Packet, Error>;
+    fn read_reply_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error>;
     fn write(&self, packet: Packet, write: &mut BytesMut) -> Result<usize, Error>;
 }

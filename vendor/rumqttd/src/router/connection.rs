@@ -4,6 +4,7 @@ use crate::protocol::LastWillProperties;
 use crate::Filter;
 use crate::{protocol::LastWill, Topic};
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use super::ConnectionEvents;
 
@@ -34,6 +35,9 @@ pub struct Connection {
     pub(crate) broker_topic_aliases: Option<Box<BrokerAliases>>,
     /// subscription IDs for a connection
     pub(crate) subscription_ids: HashMap<Filter, usize>,
+    /// ROOST PATCH: how long a persistent session outlives the connection (MQTT 5 Session
+    /// Expiry Interval); `None`: until the client returns.
+    pub(crate) session_expiry: Option<Duration>,
 }
 
 impl Connection {
@@ -67,7 +71,14 @@ impl Connection {
             topic_aliases: HashMap::new(),
             broker_topic_aliases: None,
             subscription_ids: HashMap::new(),
+            session_expiry: None,
         }
+    }
+
+    /// ROOST PATCH: see `session_expiry`; meaningless for a clean session.
+    pub fn session_expiry(&mut self, expiry: Option<Duration>) -> &mut Connection {
+        self.session_expiry = expiry;
+        self
     }
 
     pub fn topic_alias_max(&mut self, max: u16) -> &mut Connection {

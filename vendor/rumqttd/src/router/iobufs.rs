@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use tracing::{error, warn};
 
 use crate::{
-    protocol::Packet,
+    protocol::{Packet, QoS},
     router::{FilterIdx, MAX_CHANNEL_CAPACITY},
     Cursor, Notification,
 };
@@ -66,6 +66,9 @@ pub struct Outgoing {
     pub(crate) unacked_pubrels: VecDeque<u16>,
     /// Last packet id
     last_pkid: u16,
+    /// ROOST PATCH: the client's Receive Maximum (at most `MAX_INFLIGHT`): QoS 1/2
+    /// deliveries outstanding at once, a QoS 2 one until its PUBCOMP (MQTT 5 4.9).
+    max_inflight: usize,
     /// Metrics of outgoing messages of this connection
     pub(crate) meter: OutgoingMeter,
 }
@@ -86,6 +89,7 @@ impl Outgoing {
             unacked_pubrels,
             handle,
             last_pkid: 0,
+            max_inflight: MAX_INFLIGHT,
             meter: Default::default(),
         };
 
@@ -97,8 +101,21 @@ impl Outgoing {
         self.data_buffer.clone()
     }
 
+    /// ROOST PATCH: QoS 1/2 deliveries the client can still take. Upstream counted only
+    /// unacknowledged ones against a fixed 100 and forgot QoS 2 ones awaiting PUBCOMP, so a
+    /// client's Receive Maximum was exceeded (and packet ids could repeat).
     pub fn free_slots(&self) -> usize {
-        MAX_INFLIGHT - self.inflight_buffer.len()
+        let outstanding = self.inflight_buffer.len() + self.unacked_pubrels.len();
+        self.max_inflight.saturating_sub(outstanding)
+    }
+
+    /// ROOST PATCH: limits outstanding QoS 1/2 deliveries to the client's Receive Maximum
+    /// (0, which MQTT forbids, and anything above the router's own limit count as that limit).
+    pub(crate) fn set_receive_maximum(&mut self, receive_maximum: u16) {
+        self.max_inflight = match usize::from(receive_maximum) {
+            0 => MAX_INFLIGHT,
+            n => n.min(MAX_INFLIGHT),
+        };
     }
 
     pub fn push_notification(&mut self, notification: Notification) -> usize {
@@ -108,29 +125,21 @@ impl Outgoing {
     }
 
     /// Push packets to the outgoing buffer.
+    /// ROOST PATCH: each publish goes out at its own QoS (the router sets it to
+    /// min(publish, subscription)); only QoS 1/2 ones take a packet id and an inflight slot.
     pub fn push_forwards(
         &mut self,
         publishes: impl Iterator<Item = Forward>,
-        qos: u8,
         filter_idx: usize,
     ) -> (usize, usize) {
         let mut buffer = self.data_buffer.lock();
-        let publishes = publishes;
-
-        if qos == 0 {
-            for p in publishes {
-                self.meter.publish_count += 1;
-                buffer.push_back(Notification::Forward(p));
-                // self.meter.total_size += p.len();
-            }
-
-            // self.meter.update_data_rate(total_size);
-            let buffer_count = buffer.len();
-            let inflight_count = self.inflight_buffer.len();
-            return (buffer_count, inflight_count);
-        }
 
         for mut p in publishes {
+            self.meter.publish_count += 1;
+            if p.publish.qos == QoS::AtMostOnce {
+                buffer.push_back(Notification::Forward(p));
+                continue;
+            }
             // Index and pkid of current outgoing packet
             self.last_pkid += 1;
             p.publish.pkid = self.last_pkid;
@@ -143,7 +152,6 @@ impl Outgoing {
                 self.last_pkid = 0;
             }
 
-            self.meter.publish_count += 1;
             self.meter.total_size += p.publish.topic.len() + p.publish.payload.len();
             buffer.push_back(Notification::Forward(p));
         }

@@ -15,6 +15,7 @@ use crate::Storage;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
 use std::ops::Bound;
+use std::sync::Arc;
 use std::time::Instant;
 
 type PubWithProp = (Publish, Option<PublishProperties>);
@@ -24,6 +25,9 @@ pub struct PublishData {
     pub publish: Publish,
     pub properties: Option<PublishProperties>,
     pub timestamp: Instant,
+    /// ROOST PATCH: client id of the publisher, for subscriptions with No Local. One
+    /// allocation per publish, shared by every filter's copy.
+    pub origin: Option<Arc<str>>,
 }
 
 impl From<PubWithProp> for PublishData {
@@ -32,6 +36,17 @@ impl From<PubWithProp> for PublishData {
             publish,
             properties,
             timestamp: Instant::now(),
+            origin: None,
+        }
+    }
+}
+
+impl PublishData {
+    /// ROOST PATCH: a publish from a client, remembering who sent it (see `origin`).
+    pub(crate) fn from_client(publish: PubWithProp, origin: Arc<str>) -> Self {
+        PublishData {
+            origin: Some(origin),
+            ..publish.into()
         }
     }
 }
@@ -158,6 +173,7 @@ impl DataLog {
         filter_idx: FilterIdx,
         offset: Offset,
         len: u64,
+        exclude_origin: Option<&str>,
     ) -> io::Result<(Position, Vec<(PubWithProp, Offset)>)> {
         // unwrap to get index of `self.native` is fine here, because when a new subscribe packet
         // arrives in `Router::handle_device_payload`, it first calls the function
@@ -173,6 +189,10 @@ impl DataLog {
 
         let now = Instant::now();
         o.retain_mut(|(pubdata, _)| {
+            // ROOST PATCH: No Local: a subscriber's own publishes are skipped (MQTT 5 3.8.3.1).
+            if exclude_origin.is_some() && pubdata.origin.as_deref() == exclude_origin {
+                return false;
+            }
             // Keep data if no properties exists, which implies no message expiry!
             let Some(properties) = pubdata.properties.as_mut() else {
                 return true;
@@ -562,6 +582,8 @@ mod test {
             max_count: 100,
             forward_retained: false,
             group: None,
+            nolocal: false,
+            preserve_retain: false,
         };
         data.park(id, request);
     }

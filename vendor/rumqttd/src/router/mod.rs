@@ -21,6 +21,8 @@ mod filter_trie;
 mod graveyard;
 pub mod iobufs;
 mod logs;
+#[cfg(test)]
+mod roost_delivery_test;
 mod routing;
 mod scheduler;
 pub(crate) mod shared_subs;
@@ -202,6 +204,10 @@ pub struct DataRequest {
     max_count: usize,
     pub(crate) forward_retained: bool,
     pub(crate) group: Option<String>,
+    /// ROOST PATCH: MQTT 5 subscription options: No Local (the subscriber's own publishes
+    /// are not delivered) and Retain As Published (live messages keep their retain flag).
+    pub(crate) nolocal: bool,
+    pub(crate) preserve_retain: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

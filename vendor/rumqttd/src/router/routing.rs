@@ -9,19 +9,20 @@ use crate::router::scheduler::{PauseReason, Tracker};
 use crate::router::{ConnectionEvents, Forward, NewConnection};
 use crate::segments::Position;
 use crate::*;
-use flume::{bounded, Receiver, RecvError, Sender, TryRecvError};
+use flume::{bounded, Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError};
 use slab::Slab;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::str::Utf8Error;
+use std::sync::Arc;
 use std::thread;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 use thiserror::Error;
 use tracing::{debug, error, info, trace, warn};
 
 use super::alertlog::{Alert, AlertLog};
 use super::graveyard::Graveyard;
 use super::iobufs::{Incoming, Outgoing};
-use super::logs::{log_filter, AckLog, DataLog};
+use super::logs::{log_filter, AckLog, DataLog, PublishData};
 use super::scheduler::{ScheduleReason, Scheduler};
 use super::shared_subs::SharedGroup;
 use super::{
@@ -196,9 +197,20 @@ impl Router {
         // Block on incoming events if there are no ready connections for consumption
         if self.consume().is_none() {
             // trace!("{}:: {:20} {:20} {:?}", self.id, "", "done-await", self.readyqueue);
-            let (id, data) = self.router_rx.recv()?;
-            self.events(id, data);
+            // ROOST PATCH: wakes up for the next session expiry too.
+            let event = match self.graveyard.next_expiry() {
+                None => Some(self.router_rx.recv()?),
+                Some(deadline) => match self.router_rx.recv_deadline(deadline) {
+                    Ok(event) => Some(event),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return Err(RouterError::Disconnected),
+                },
+            };
+            if let Some((id, data)) = event {
+                self.events(id, data);
+            }
         }
+        self.expire_sessions();
 
         // Try reading more from connections in a non-blocking
         // fashion to accumulate data and handle subscriptions.
@@ -229,6 +241,24 @@ impl Router {
 
         // self.send_all_alerts();
         Ok(())
+    }
+
+    /// ROOST PATCH: ends the saved persistent sessions whose Session Expiry Interval has
+    /// passed: like a clean start discarding one, their data requests stop counting as
+    /// readers, so logs nobody else reads go (see `DataLog::remove_reader`).
+    fn expire_sessions(&mut self) {
+        let now = Instant::now();
+        match self.graveyard.next_expiry() {
+            Some(at) if at <= now => {}
+            _ => return,
+        }
+        // Shared groups were left when the connection ended (`handle_disconnection`).
+        for (client_id, state) in self.graveyard.take_expired(now) {
+            info!(client_id, "persistent session expired");
+            for filter in &state.subscriptions {
+                self.datalog.remove_reader(filter);
+            }
+        }
     }
 
     fn events(&mut self, id: ConnectionId, data: Event) {
@@ -303,6 +333,9 @@ impl Router {
             return;
         }
 
+        // ROOST PATCH: a session that expired is not resumed, even if the sweep in
+        // `run_inner` has not run yet.
+        self.expire_sessions();
         // Retrieve previous connection state from graveyard
         let saved = self.graveyard.retrieve(&client_id);
         let clean_session = connection.clean;
@@ -517,11 +550,13 @@ impl Router {
                 }
             }
 
+            let expires_at = connection.session_expiry.map(|d| Instant::now() + d);
             self.graveyard.save_state(
                 tracker,
                 connection.subscriptions,
                 connection.events,
                 outgoing.unacked_pubrels,
+                expires_at,
             );
         } else {
             // ROOST PATCH: the session's data requests end with it.
@@ -881,6 +916,8 @@ impl Router {
                         disconnect = true;
                         break;
                     }
+                    // ROOST PATCH: a PUBCOMP frees a Receive Maximum slot (see `free_slots`).
+                    self.scheduler.reschedule(id, ScheduleReason::IncomingAck);
                 }
                 Packet::PingReq(_) => {
                     let ackslog = self.ackslog.get_mut(id).unwrap();
@@ -906,8 +943,11 @@ impl Router {
 
         // Prepare AcksRequest in tracker if router is operating in a
         // single node mode or force ack request for subscriptions
+        // ROOST PATCH: `IncomingAck`, not `FreshData`: a connection paused because its
+        // deliveries fill the client's Receive Maximum still gets its acks (PUBACK for its
+        // own publishes, SUBACK, PINGRESP); upstream held them until the client acked.
         if force_ack {
-            self.scheduler.reschedule(id, ScheduleReason::FreshData);
+            self.scheduler.reschedule(id, ScheduleReason::IncomingAck);
         }
 
         // Notify waiting consumers only if there is publish data. During
@@ -972,8 +1012,10 @@ impl Router {
 
         // check is group is None because retained messages aren't sent
         // for shared subscriptions
-        // TODO: use retain forward rules
-        let forward_retained = group.is_none();
+        // ROOST PATCH: Retain Handling (MQTT 5 3.3.1.3): 2 sends no retained messages; 0
+        // and 1 send them for a new subscription (only new ones get a request here).
+        let forward_retained =
+            group.is_none() && filter.retain_forward_rule != protocol::RetainForwardRule::Never;
 
         // call to `insert(_)` returns `true` if it didn't contain the filter_path already
         // i.e. its a new subscription
@@ -989,6 +1031,8 @@ impl Router {
                 // set true for new subscriptions
                 forward_retained,
                 group,
+                nolocal: filter.nolocal,
+                preserve_retain: filter.preserve_retain,
             };
 
             self.scheduler.track(id, request);
@@ -1300,10 +1344,10 @@ fn append_to_commitlog(
         datalog.insert_to_retained_publishes(publish.clone(), properties.clone(), topic.to_owned());
     }
 
-    // after recording retained message, we also send that message to existing subscribers
-    // as normal publish message. Therefore we are setting retain to false
-    publish.retain = false;
+    // ROOST PATCH: the retain flag stays in the log; `forward_device_data` clears it unless
+    // the subscription has Retain As Published.
     let pkid = publish.pkid;
+    let origin: Arc<str> = Arc::from(connection.client_id.as_str());
 
     let filter_idxs = datalog.matches(topic);
 
@@ -1321,7 +1365,8 @@ fn append_to_commitlog(
     for filter_idx in filter_idxs {
         let datalog = datalog.native.get_mut(filter_idx).unwrap();
         let publish_data = (publish.clone(), properties.clone());
-        let (offset, filter) = datalog.append(publish_data.into(), notifications);
+        let publish_data = PublishData::from_client(publish_data, origin.clone());
+        let (offset, filter) = datalog.append(publish_data, notifications);
         debug!(
             pkid,
             "Appended to commitlog: {}[{}, {})", filter, offset.0, offset.1,
@@ -1371,9 +1416,8 @@ fn append_will_message(
         datalog.insert_to_retained_publishes(publish.clone(), properties.clone(), topic.to_owned());
     }
 
-    // after recording retained message, we also send that message to existing subscribers
-    // as normal publish message. Therefore we are setting retain to false
-    publish.retain = false;
+    // ROOST PATCH: the retain flag stays in the log; `forward_device_data` clears it unless
+    // the subscription has Retain As Published.
     let pkid = publish.pkid;
 
     let filter_idxs = datalog.matches(topic);
@@ -1544,19 +1588,30 @@ fn forward_device_data(
         request.forward_retained = false;
     }
 
-    let (next, publishes_from_datalog) =
-        match datalog.native_readv(request.filter_idx, request.cursor, inflight_slots) {
-            Ok(v) => v,
-            Err(e) => {
-                error!(error = ?e, "Failed to read from commitlog {}", e);
-                return ConsumeStatus::FilterCaughtup;
-            }
-        };
+    let (next, publishes_from_datalog) = match datalog.native_readv(
+        request.filter_idx,
+        request.cursor,
+        inflight_slots,
+        request.nolocal.then_some(outgoing.client_id.as_str()),
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            error!(error = ?e, "Failed to read from commitlog {}", e);
+            return ConsumeStatus::FilterCaughtup;
+        }
+    };
 
+    // ROOST PATCH: the log keeps the publisher's retain flag; a live delivery carries it
+    // only for Retain As Published (MQTT 5 3.3.1.3). Retained messages sent on subscribe
+    // (above) always have it.
+    let preserve_retain = request.preserve_retain;
     publishes.extend(
         publishes_from_datalog
             .into_iter()
-            .map(|(p, offset)| (p, Some(offset))),
+            .map(|((mut p, props), offset)| {
+                p.retain &= preserve_retain;
+                ((p, props), Some(offset))
+            }),
     );
 
     let (start, next, caughtup) = match next {
@@ -1630,7 +1685,9 @@ fn forward_device_data(
     let forwards = publishes
         .into_iter()
         .map(|((mut publish, mut properties), offset)| {
-            publish.qos = protocol::qos(qos).unwrap();
+            // ROOST PATCH: delivered at min(publish QoS, granted QoS) (MQTT 5 3.8.4, 3.1.1
+            // 3.8.4); upstream used the subscription's, so QoS 0 went out at QoS 1.
+            publish.qos = protocol::qos(qos.min(publish.qos as u8)).unwrap_or(QoS::AtMostOnce);
 
             // if there is some topic alias to use, set it in publish properties
             if topic_alias.is_some() {
@@ -1659,7 +1716,7 @@ fn forward_device_data(
             }
         });
 
-    let (len, inflight) = outgoing.push_forwards(forwards, qos, filter_idx);
+    let (len, inflight) = outgoing.push_forwards(forwards, filter_idx);
 
     debug!(
         inflight_count = inflight,

@@ -42,6 +42,12 @@ pub fn read(
     }
 
     let connect_flags = read_u8(&mut bytes)?;
+    // ROOST PATCH: the reserved flag must be 0 (MQTT-3.1.2-3), else the connection is
+    // closed. (A password without a user name, which 3.1.1 forbids, stays accepted: roost
+    // documents the user name as optional, the token being the password.)
+    if connect_flags & 1 != 0 {
+        return Err(Error::MalformedPacket);
+    }
     let clean_session = (connect_flags & 0b10) != 0;
     let keep_alive = read_u16(&mut bytes)?;
 

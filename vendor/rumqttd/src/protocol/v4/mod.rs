@@ -305,6 +305,7 @@ fn read(stream: &mut BytesMut, max_size: usize, from_server: bool) -> Result<Pac
         if let Some(name) = name {
             return Err(Error::UnexpectedPacket(name));
         }
+        check_client_flags(fixed_header.byte1)?;
     }
     // The whole frame is here: a body that ends early is malformed, not a reason to wait.
     read_body(fixed_header, packet_type, packet).map_err(|e| match e {
@@ -441,5 +442,75 @@ mod roost_read_test {
             V4.read_reply_mut(&mut connack, 1024),
             Ok(Packet::ConnAck(..))
         ));
+    }
+
+    /// ROOST PATCH: what MQTT 3.1.1 says closes the connection is a decode error; upstream
+    /// accepted all of these.
+    #[test]
+    fn invalid_client_packets_are_refused() {
+        let connect = |flags: u8, tail: &[u8]| {
+            let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, flags, 0, 60, 0, 1, b'c'];
+            body.extend_from_slice(tail);
+            let mut frame = vec![0x10, body.len() as u8];
+            frame.extend(body);
+            frame
+        };
+        let cases: Vec<(&str, Vec<u8>, Error)> = vec![
+            (
+                "CONNECT reserved flag",
+                connect(0x03, &[]),
+                Error::MalformedPacket,
+            ),
+            (
+                "password flag, no password",
+                connect(0xc2, &[0, 1, b'u']),
+                Error::MalformedPacket,
+            ),
+            (
+                "SUBSCRIBE flags 0000",
+                vec![0x80, 6, 0, 1, 0, 1, b'a', 1],
+                Error::MalformedPacket,
+            ),
+            (
+                "reserved option bits",
+                vec![0x82, 6, 0, 1, 0, 1, b'a', 0x04],
+                Error::MalformedPacket,
+            ),
+            (
+                "empty UNSUBSCRIBE",
+                vec![0xa2, 2, 0, 1],
+                Error::ProtocolViolation("UNSUBSCRIBE without a topic filter"),
+            ),
+            (
+                "PUBREL flags 0000",
+                vec![0x60, 2, 0, 1],
+                Error::MalformedPacket,
+            ),
+            (
+                "DUP on QoS 0",
+                vec![0x38, 4, 0, 1, b'a', b'x'],
+                Error::MalformedPacket,
+            ),
+        ];
+        for (name, bytes, error) in cases {
+            let mut stream = BytesMut::from(&bytes[..]);
+            stream.extend_from_slice(&[0xc0, 0x00]);
+            assert_eq!(V4.read_mut(&mut stream, 1024), Err(error), "{name}");
+            assert!(matches!(
+                V4.read_mut(&mut stream, 1024),
+                Ok(Packet::PingReq(_))
+            ));
+        }
+        let valid: Vec<Vec<u8>> = vec![
+            connect(0x02, &[]),
+            connect(0x42, &[0, 1, b'p']),
+            connect(0xc2, &[0, 1, b'u', 0, 1, b'p']),
+            vec![0x82, 6, 0, 1, 0, 1, b'a', 1],
+            vec![0x62, 2, 0, 1],
+        ];
+        for bytes in valid {
+            let got = V4.read_mut(&mut BytesMut::from(&bytes[..]), 1024);
+            assert!(got.is_ok(), "{bytes:x?}: {got:?}");
+        }
     }
 }

@@ -15,6 +15,13 @@ pub fn read(fixed_header: FixedHeader, mut bytes: Bytes) -> Result<Unsubscribe, 
         filters.push(topic_filter);
     }
 
+    // ROOST PATCH: an UNSUBSCRIBE needs a topic filter (MQTT-3.10.3-2); upstream accepted
+    // none.
+    if filters.is_empty() {
+        return Err(Error::ProtocolViolation(
+            "UNSUBSCRIBE without a topic filter",
+        ));
+    }
     let unsubscribe = Unsubscribe { pkid, filters };
     Ok(unsubscribe)
 }

@@ -161,9 +161,11 @@ mod properties {
         }
 
         let mut cursor = 0;
+        let mut seen = SeenProperties::default();
         // read until cursor reaches property length. properties_len = 0 will skip this loop
         while cursor < properties_len {
             let prop = read_u8(bytes)?;
+            seen.once(prop)?;
             cursor += 1;
 
             match property(prop)? {

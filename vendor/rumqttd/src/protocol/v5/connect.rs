@@ -32,6 +32,10 @@ pub fn read(
     }
 
     let connect_flags = read_u8(&mut bytes)?;
+    // ROOST PATCH: the reserved flag must be 0 (MQTT-3.1.2-3): a Malformed Packet.
+    if connect_flags & 1 != 0 {
+        return Err(Error::MalformedPacket);
+    }
     let clean_session = (connect_flags & 0b10) != 0;
     let keep_alive = read_u16(&mut bytes)?;
 
@@ -252,9 +256,11 @@ mod willproperties {
         }
 
         let mut cursor = 0;
+        let mut seen = SeenProperties::default();
         // read until cursor reaches property length. properties_len = 0 will skip this loop
         while cursor < properties_len {
             let prop = read_u8(bytes)?;
+            seen.once(prop)?;
             cursor += 1;
 
             match property(prop)? {
@@ -429,9 +435,11 @@ mod properties {
         }
 
         let mut cursor = 0;
+        let mut seen = SeenProperties::default();
         // read until cursor reaches property length. properties_len = 0 will skip this loop
         while cursor < properties_len {
             let prop = read_u8(bytes)?;
+            seen.once(prop)?;
             cursor += 1;
             match property(prop)? {
                 PropertyType::SessionExpiryInterval => {

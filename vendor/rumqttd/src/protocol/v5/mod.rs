@@ -381,6 +381,7 @@ fn read(stream: &mut BytesMut, max_size: usize, from_server: bool) -> Result<Pac
         if let Some(name) = name {
             return Err(Error::UnexpectedPacket(name));
         }
+        check_client_flags(fixed_header.byte1)?;
     }
     // The whole frame is here: a body that ends early is malformed, not a reason to wait.
     read_body(fixed_header, packet_type, packet).map_err(|e| match e {
@@ -579,5 +580,119 @@ mod roost_read_test {
             V5.read_reply_mut(&mut unsuback, 1024),
             Ok(Packet::UnsubAck(..))
         ));
+    }
+
+    /// ROOST PATCH: what MQTT 5 calls malformed (0x81) or a protocol error (0x82) in a
+    /// client's packet is a decode error; upstream accepted all of these.
+    #[test]
+    fn invalid_client_packets_are_refused() {
+        let connect = |flags: u8, props: &[u8], tail: &[u8]| {
+            let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, flags, 0, 60];
+            body.push(props.len() as u8);
+            body.extend_from_slice(props);
+            body.extend_from_slice(&[0, 1, b'c']);
+            body.extend_from_slice(tail);
+            let mut frame = vec![0x10, body.len() as u8];
+            frame.extend(body);
+            frame
+        };
+        let subscribe = |byte1: u8, filter: &[u8], options: u8| {
+            let mut frame = vec![byte1, (6 + filter.len()) as u8, 0, 1, 0, 0];
+            frame.push(filter.len() as u8);
+            frame.extend_from_slice(filter);
+            frame.push(options);
+            frame
+        };
+        let malformed = Error::MalformedPacket;
+        let protocol = Error::ProtocolViolation;
+        let cases: Vec<(&str, Vec<u8>, Error)> = vec![
+            ("CONNECT reserved flag", connect(0x03, &[], &[]), malformed),
+            (
+                "password flag, no password",
+                connect(0x42, &[], &[]),
+                malformed,
+            ),
+            (
+                "CONNECT property twice",
+                connect(0x02, &[0x11, 0, 0, 0, 1, 0x11, 0, 0, 0, 2], &[]),
+                protocol("a property given more than once"),
+            ),
+            ("SUBSCRIBE flags 0000", subscribe(0x80, b"a", 1), malformed),
+            (
+                "reserved option bits",
+                subscribe(0x82, b"a", 0x41),
+                malformed,
+            ),
+            (
+                "Retain Handling 3",
+                subscribe(0x82, b"a", 0x30),
+                protocol("Retain Handling 3"),
+            ),
+            (
+                "No Local on $share",
+                subscribe(0x82, b"$share/g/a", 0x04),
+                protocol("No Local on a shared subscription"),
+            ),
+            (
+                "empty SUBSCRIBE",
+                vec![0x82, 3, 0, 1, 0],
+                protocol("SUBSCRIBE without a topic filter"),
+            ),
+            (
+                "empty UNSUBSCRIBE",
+                vec![0xa2, 3, 0, 1, 0],
+                protocol("UNSUBSCRIBE without a topic filter"),
+            ),
+            (
+                "UNSUBSCRIBE flags 0000",
+                vec![0xa0, 6, 0, 1, 0, 0, 1, b'a'],
+                malformed,
+            ),
+            ("PUBREL flags 0000", vec![0x60, 2, 0, 1], malformed),
+            ("PINGREQ flags 0001", vec![0xc1, 0], malformed),
+            (
+                "DUP on QoS 0",
+                vec![0x38, 5, 0, 1, b'a', 0, b'x'],
+                malformed,
+            ),
+            (
+                "PUBLISH property twice",
+                vec![0x30, 9, 0, 1, b'a', 4, 0x01, 1, 0x01, 1, b'x'],
+                protocol("a property given more than once"),
+            ),
+        ];
+        for (name, bytes, error) in cases {
+            // Followed by a PINGREQ: the refused frame is consumed, nothing after it is lost.
+            let mut stream = BytesMut::from(&bytes[..]);
+            stream.extend_from_slice(&[0xc0, 0x00]);
+            assert_eq!(V5.read_mut(&mut stream, 1024), Err(error), "{name}");
+            assert!(matches!(
+                V5.read_mut(&mut stream, 1024),
+                Ok(Packet::PingReq(_))
+            ));
+        }
+
+        // The valid neighbours of those still decode.
+        let user = [0x26, 0, 1, b'k', 0, 1, b'v'];
+        let mut twice = vec![0x30, 19, 0, 1, b'a', 14];
+        twice.extend_from_slice(&user);
+        twice.extend_from_slice(&user);
+        twice.push(b'x');
+        let valid: Vec<Vec<u8>> = vec![
+            connect(0x02, &[], &[]),
+            connect(0x42, &[], &[0, 1, b'p']),
+            subscribe(0x82, b"a", 0x2d),
+            vec![0xa2, 6, 0, 1, 0, 0, 1, b'a'],
+            vec![0x62, 2, 0, 1],
+            vec![0x3a, 7, 0, 1, b'a', 0, 1, 0, b'x'],
+            twice,
+        ];
+        for bytes in valid {
+            assert!(
+                read_one(&bytes).is_ok(),
+                "{bytes:x?}: {:?}",
+                read_one(&bytes)
+            );
+        }
     }
 }

@@ -150,9 +150,14 @@ mod properties {
         }
 
         let mut cursor = 0;
+        let mut seen = SeenProperties::default();
         // read until cursor reaches property length. properties_len = 0 will skip this loop
         while cursor < properties_len {
             let prop = read_u8(bytes)?;
+            if prop != 11 {
+                // Subscription Identifier (11) repeats in a PUBLISH from a server.
+                seen.once(prop)?;
+            }
             cursor += 1;
 
             match property(prop)? {

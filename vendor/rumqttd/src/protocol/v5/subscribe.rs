@@ -33,6 +33,10 @@ pub fn read(
     while bytes.has_remaining() {
         let path = read_mqtt_string(&mut bytes)?;
         let options = read_u8(&mut bytes)?;
+        // ROOST PATCH: reserved option bits make the packet malformed (MQTT-3.8.3-5).
+        if options & 0b1100_0000 != 0 {
+            return Err(Error::MalformedPacket);
+        }
         let requested_qos = options & 0b0000_0011;
 
         let nolocal = ((options >> 2) & 0b0000_0001);
@@ -46,8 +50,15 @@ pub fn read(
             0 => RetainForwardRule::OnEverySubscribe,
             1 => RetainForwardRule::OnNewSubscribe,
             2 => RetainForwardRule::Never,
-            r => return Err(Error::InvalidRetainForwardRule(r)),
+            // ROOST PATCH: Retain Handling 3 is a Protocol Error (MQTT 5 3.8.3.1).
+            _ => return Err(Error::ProtocolViolation("Retain Handling 3")),
         };
+        // ROOST PATCH: No Local on a shared subscription is a Protocol Error (MQTT-3.8.3-4).
+        if nolocal && path.starts_with("$share/") {
+            return Err(Error::ProtocolViolation(
+                "No Local on a shared subscription",
+            ));
+        }
 
         filters.push(Filter {
             path,
@@ -59,7 +70,8 @@ pub fn read(
     }
 
     match filters.len() {
-        0 => Err(Error::EmptySubscription),
+        // ROOST PATCH: a Protocol Error (MQTT-3.8.3-2), not a Malformed Packet.
+        0 => Err(Error::ProtocolViolation("SUBSCRIBE without a topic filter")),
         _ => Ok((Subscribe { pkid, filters }, properties)),
     }
 }
@@ -188,9 +200,11 @@ mod properties {
         }
 
         let mut cursor = 0;
+        let mut seen = SeenProperties::default();
         // read until cursor reaches property length. properties_len = 0 will skip this loop
         while cursor < properties_len {
             let prop = read_u8(bytes)?;
+            seen.once(prop)?;
             cursor += 1;
 
             match property(prop)? {

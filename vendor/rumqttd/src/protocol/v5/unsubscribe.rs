@@ -34,6 +34,13 @@ pub fn read(
         filters.push(filter);
     }
 
+    // ROOST PATCH: an UNSUBSCRIBE needs a topic filter (MQTT-3.10.3-2); upstream accepted
+    // none.
+    if filters.is_empty() {
+        return Err(Error::ProtocolViolation(
+            "UNSUBSCRIBE without a topic filter",
+        ));
+    }
     let unsubscribe = Unsubscribe { pkid, filters };
     Ok((unsubscribe, properties))
 }
@@ -89,9 +96,11 @@ mod properties {
         }
 
         let mut cursor = 0;
+        let mut seen = SeenProperties::default();
         // read until cursor reaches property length. properties_len = 0 will skip this loop
         while cursor < properties_len {
             let prop = read_u8(bytes)?;
+            seen.once(prop)?;
             cursor += 1;
 
             match property(prop)? {

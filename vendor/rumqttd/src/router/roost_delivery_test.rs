@@ -1,0 +1,405 @@
+//! ROOST PATCH: tests of what a subscriber receives, through a real router thread and local
+//! links (the way roost's front-end uses it): delivery QoS, MQTT 5 subscription options,
+//! Receive Maximum and Session Expiry.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::local::{LinkBuilder, LinkRx, LinkTx};
+use crate::protocol::{
+    Filter, Packet, PubAck, PubAckReason, Publish, QoS, RetainForwardRule, Subscribe,
+};
+use crate::router::{Ack, Event, Forward};
+use crate::{ConnectionId, Notification, Router, RouterConfig};
+
+type RouterTx = flume::Sender<(ConnectionId, Event)>;
+
+fn router() -> RouterTx {
+    let config = RouterConfig {
+        max_connections: 16,
+        max_outgoing_packet_count: 200,
+        max_segment_size: 1 << 20,
+        max_segment_count: 2,
+        ..Default::default()
+    };
+    Router::new(0, config).spawn()
+}
+
+struct Client {
+    tx: LinkTx,
+    rx: LinkRx,
+    rt: tokio::runtime::Runtime,
+    pkid: u16,
+}
+
+impl Client {
+    fn new(router: &RouterTx, id: &str) -> Client {
+        Client::with_receive_maximum(router, id, None)
+    }
+
+    fn with_receive_maximum(router: &RouterTx, id: &str, max: Option<u16>) -> Client {
+        let (tx, rx, _connack) = LinkBuilder::new(id, router.clone())
+            .topic_alias_max(0)
+            .receive_maximum(max)
+            .build()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        Client {
+            tx,
+            rx,
+            rt,
+            pkid: 0,
+        }
+    }
+
+    fn send(&mut self, packet: Packet) {
+        self.rt.block_on(self.tx.send(packet)).unwrap();
+    }
+
+    fn subscribe(&mut self, filter: Filter) {
+        self.pkid += 1;
+        let subscribe = Subscribe {
+            pkid: self.pkid,
+            filters: vec![filter],
+        };
+        self.send(Packet::Subscribe(subscribe, None));
+        // The SUBACK: the subscription is in place once it arrives.
+        loop {
+            if let Notification::DeviceAck(Ack::SubAck(_)) = self.next() {
+                return;
+            }
+        }
+    }
+
+    fn publish(&mut self, topic: &str, payload: &str, qos: QoS, retain: bool) {
+        self.pkid += 1;
+        let publish = Publish {
+            dup: false,
+            qos,
+            retain,
+            topic: Bytes::copy_from_slice(topic.as_bytes()),
+            pkid: if qos == QoS::AtMostOnce { 0 } else { self.pkid },
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
+        };
+        self.send(Packet::Publish(publish, None));
+    }
+
+    fn next(&mut self) -> Notification {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.rx.recv_deadline(deadline) {
+                Ok(Some(notification)) => return notification,
+                Ok(None) => continue,
+                Err(e) => panic!("nothing from the router: {e}"),
+            }
+        }
+    }
+
+    /// Everything the router sends until the answer to a PINGREQ. The router handles a
+    /// connection's packets in order and forwards whatever it can whenever it serves the
+    /// connection, so two of these in a row show all it was willing to deliver by then.
+    fn ping_sync(&mut self) -> Vec<Notification> {
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            self.send(Packet::PingReq(crate::protocol::PingReq));
+            loop {
+                match self.next() {
+                    Notification::DeviceAck(Ack::PingResp(_)) => break,
+                    n => seen.push(n),
+                }
+            }
+        }
+        seen
+    }
+
+    /// The next publish delivered, not acknowledged.
+    fn forward(&mut self) -> Forward {
+        loop {
+            if let Notification::Forward(forward) = self.next() {
+                return forward;
+            }
+        }
+    }
+
+    fn ack(&mut self, pkid: u16) {
+        let puback = PubAck {
+            pkid,
+            reason: PubAckReason::Success,
+        };
+        self.send(Packet::PubAck(puback, None));
+    }
+
+    /// The next delivered publish (acknowledged if QoS 1), skipping acks.
+    fn delivery(&mut self) -> Forward {
+        loop {
+            if let Notification::Forward(forward) = self.next() {
+                if forward.publish.qos == QoS::AtLeastOnce {
+                    let puback = PubAck {
+                        pkid: forward.publish.pkid,
+                        reason: PubAckReason::Success,
+                    };
+                    self.send(Packet::PubAck(puback, None));
+                }
+                return forward;
+            }
+        }
+    }
+}
+
+fn filter(path: &str, qos: QoS) -> Filter {
+    Filter {
+        path: path.to_owned(),
+        qos,
+        nolocal: false,
+        preserve_retain: false,
+        retain_forward_rule: RetainForwardRule::OnEverySubscribe,
+    }
+}
+
+fn payload(forward: &Forward) -> &[u8] {
+    &forward.publish.payload
+}
+
+#[test]
+fn delivery_qos_is_the_lower_of_publish_and_subscription() {
+    let router = router();
+    let mut sub = Client::new(&router, "sub");
+    let mut publisher = Client::new(&router, "pub");
+    sub.subscribe(filter("t/q", QoS::AtLeastOnce));
+    publisher.publish("t/q", "zero", QoS::AtMostOnce, false);
+    publisher.publish("t/q", "one", QoS::AtLeastOnce, false);
+    publisher.publish("t/q", "two", QoS::ExactlyOnce, false);
+
+    let got = sub.delivery();
+    assert_eq!(payload(&got), b"zero");
+    assert_eq!(
+        got.publish.qos,
+        QoS::AtMostOnce,
+        "a QoS 0 publish stays QoS 0"
+    );
+    assert_eq!(got.publish.pkid, 0);
+    let got = sub.delivery();
+    assert_eq!(payload(&got), b"one");
+    assert_eq!(got.publish.qos, QoS::AtLeastOnce);
+    assert_ne!(got.publish.pkid, 0);
+    // QoS 2 publishes reach the log on PUBREL; the router's ack path answers PUBREC first.
+    let pkid = publisher.pkid;
+    publisher.send(Packet::PubRel(
+        crate::protocol::PubRel {
+            pkid,
+            reason: crate::protocol::PubRelReason::Success,
+        },
+        None,
+    ));
+    let got = sub.delivery();
+    assert_eq!(payload(&got), b"two");
+    assert_eq!(
+        got.publish.qos,
+        QoS::AtLeastOnce,
+        "capped at the granted QoS 1"
+    );
+}
+
+#[test]
+fn no_local_skips_only_the_subscribers_own_publishes() {
+    let router = router();
+    let mut me = Client::new(&router, "me");
+    let mut other = Client::new(&router, "other");
+    me.subscribe(Filter {
+        nolocal: true,
+        ..filter("t/n", QoS::AtMostOnce)
+    });
+    me.publish("t/n", "mine", QoS::AtMostOnce, false);
+    other.publish("t/n", "theirs", QoS::AtMostOnce, false);
+    assert_eq!(payload(&me.delivery()), b"theirs");
+}
+
+#[test]
+fn retain_as_published_keeps_the_flag_on_live_messages() {
+    let router = router();
+    let mut keeps = Client::new(&router, "keeps");
+    let mut clears = Client::new(&router, "clears");
+    let mut publisher = Client::new(&router, "pub");
+    keeps.subscribe(Filter {
+        preserve_retain: true,
+        ..filter("t/r", QoS::AtMostOnce)
+    });
+    clears.subscribe(filter("t/r", QoS::AtMostOnce));
+    publisher.publish("t/r", "kept", QoS::AtMostOnce, true);
+    publisher.publish("t/r", "plain", QoS::AtMostOnce, false);
+
+    let got = keeps.delivery();
+    assert_eq!((payload(&got), got.publish.retain), (&b"kept"[..], true));
+    let got = keeps.delivery();
+    assert_eq!((payload(&got), got.publish.retain), (&b"plain"[..], false));
+    let got = clears.delivery();
+    assert_eq!((payload(&got), got.publish.retain), (&b"kept"[..], false));
+
+    // A new subscriber still gets the stored retained message flagged as retained.
+    let mut late = Client::new(&router, "late");
+    late.subscribe(filter("t/r", QoS::AtMostOnce));
+    let got = late.delivery();
+    assert_eq!((payload(&got), got.publish.retain), (&b"kept"[..], true));
+}
+
+#[test]
+fn retain_handling_2_sends_no_retained_messages() {
+    let router = router();
+    let mut publisher = Client::new(&router, "pub");
+    publisher.publish("t/h", "old", QoS::AtMostOnce, true);
+    // Handling 0 gets it: the retained message is in place before the next subscriber.
+    let mut witness = Client::new(&router, "witness");
+    witness.subscribe(filter("t/h", QoS::AtMostOnce));
+    assert_eq!(payload(&witness.delivery()), b"old");
+
+    let mut sub = Client::new(&router, "sub");
+    sub.subscribe(Filter {
+        retain_forward_rule: RetainForwardRule::Never,
+        ..filter("t/h", QoS::AtMostOnce)
+    });
+    publisher.publish("t/h", "new", QoS::AtMostOnce, false);
+    assert_eq!(
+        payload(&sub.delivery()),
+        b"new",
+        "no retained message first"
+    );
+}
+
+fn forwards(notifications: &[Notification]) -> usize {
+    notifications
+        .iter()
+        .filter(|n| matches!(n, Notification::Forward(_)))
+        .count()
+}
+
+#[test]
+fn receive_maximum_bounds_qos1_deliveries_in_flight() {
+    let router = router();
+    let mut sub = Client::with_receive_maximum(&router, "sub", Some(2));
+    let mut publisher = Client::new(&router, "pub");
+    sub.subscribe(filter("t/m", QoS::AtLeastOnce));
+    for n in 1..=4 {
+        publisher.publish("t/m", &format!("m{n}"), QoS::AtLeastOnce, false);
+    }
+    // All four are in the router's log once their PUBACKs are back.
+    let mut acked = 0;
+    while acked < 4 {
+        if let Notification::DeviceAck(Ack::PubAck(_)) = publisher.next() {
+            acked += 1;
+        }
+    }
+
+    let first = sub.forward();
+    let second = sub.forward();
+    assert_eq!(
+        (payload(&first), payload(&second)),
+        (&b"m1"[..], &b"m2"[..])
+    );
+    assert_eq!(forwards(&sub.ping_sync()), 0, "a third before any PUBACK");
+    sub.ack(first.publish.pkid);
+    assert_eq!(payload(&sub.forward()), b"m3");
+    assert_eq!(forwards(&sub.ping_sync()), 0, "a fourth with two in flight");
+    sub.ack(second.publish.pkid);
+    assert_eq!(payload(&sub.forward()), b"m4");
+}
+
+#[test]
+fn a_qos2_delivery_holds_its_receive_maximum_slot_until_pubcomp() {
+    use crate::protocol::{PubComp, PubCompReason, PubRec, PubRecReason, PubRel, PubRelReason};
+    let router = router();
+    let mut sub = Client::with_receive_maximum(&router, "sub", Some(1));
+    let mut publisher = Client::new(&router, "pub");
+    sub.subscribe(filter("t/2", QoS::ExactlyOnce));
+    for n in 1..=2 {
+        publisher.publish("t/2", &format!("m{n}"), QoS::ExactlyOnce, false);
+        let pkid = publisher.pkid;
+        let pubrel = PubRel {
+            pkid,
+            reason: PubRelReason::Success,
+        };
+        publisher.send(Packet::PubRel(pubrel, None));
+    }
+
+    let first = sub.forward();
+    assert_eq!(payload(&first), b"m1");
+    let pkid = first.publish.pkid;
+    let pubrec = PubRec {
+        pkid,
+        reason: PubRecReason::Success,
+    };
+    sub.send(Packet::PubRec(pubrec, None));
+    let seen = sub.ping_sync();
+    assert!(
+        seen.iter()
+            .any(|n| matches!(n, Notification::DeviceAck(Ack::PubRel(_)))),
+        "PUBREL for the first"
+    );
+    assert_eq!(forwards(&seen), 0, "the second before the first's PUBCOMP");
+    let pubcomp = PubComp {
+        pkid,
+        reason: PubCompReason::Success,
+    };
+    sub.send(Packet::PubComp(pubcomp, None));
+    assert_eq!(payload(&sub.forward()), b"m2");
+}
+
+/// Links `id` with a persistent session expiring `expiry` after the link ends; whether a
+/// saved session was resumed.
+fn persistent(router: &RouterTx, id: &str, expiry: Duration) -> (Client, bool) {
+    let (tx, rx, connack) = LinkBuilder::new(id, router.clone())
+        .clean_session(false)
+        .session_expiry(Some(expiry))
+        .build()
+        .unwrap();
+    let Notification::DeviceAck(Ack::ConnAck(_, connack, _)) = connack else {
+        panic!("not a CONNACK: {connack:?}");
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let client = Client {
+        tx,
+        rx,
+        rt,
+        pkid: 0,
+    };
+    (client, connack.session_present)
+}
+
+#[test]
+fn a_persistent_session_ends_when_its_expiry_passes() {
+    let router = router();
+    let mut publisher = Client::new(&router, "pub");
+    let short = Duration::from_millis(200);
+    let long = Duration::from_secs(60);
+    for (id, expiry) in [("short", short), ("long", long)] {
+        let (mut client, resumed) = persistent(&router, id, expiry);
+        assert!(!resumed);
+        client.subscribe(filter(&format!("t/{id}"), QoS::AtLeastOnce));
+        client.send(Packet::Disconnect(
+            crate::protocol::Disconnect {
+                reason_code: crate::protocol::DisconnectReasonCode::NormalDisconnection,
+            },
+            None,
+        ));
+        publisher.publish(&format!("t/{id}"), "kept", QoS::AtLeastOnce, false);
+    }
+    // Wait for the short expiry to pass: the passing of time is what is tested.
+    std::thread::sleep(short + Duration::from_millis(100));
+
+    let (mut long_client, resumed) = persistent(&router, "long", long);
+    assert!(resumed, "a session within its expiry resumes");
+    assert_eq!(payload(&long_client.delivery()), b"kept");
+
+    let (mut short_client, resumed) = persistent(&router, "short", short);
+    assert!(!resumed, "the expired session was not resumed");
+    publisher.publish("t/short", "after", QoS::AtLeastOnce, false);
+    assert_eq!(
+        forwards(&short_client.ping_sync()),
+        0,
+        "its subscription went with it"
+    );
+}
