@@ -43,11 +43,12 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
 
     let verifier = Arc::new(Verifier::new(key_settings(&config)?)?);
     let acl = Acl::new(&config.acl.rules)?;
-    if config.cluster.node_id.is_some()
-        || !config.cluster.peers.is_empty()
-        || config.cluster.hub.is_some()
-    {
-        warn!("[cluster] is set but clustering is not part of this version yet; running alone");
+    if config.cluster.enabled() {
+        warn!(
+            node_id = config.cluster.node_id.as_deref().unwrap_or_default(),
+            "[cluster] is set but the NATS bridge is not wired into the node yet \
+             (docs/cluster.md): running alone, connecting to no NATS server"
+        );
     }
 
     let router = Router::start(Sizing {

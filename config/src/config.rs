@@ -183,16 +183,51 @@ impl Default for History {
     }
 }
 
-/// `[cluster]`: links to other nodes, either a mesh of `peers` or one `hub` broker.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+/// `[cluster]`: this node as one of several behind a load balancer, linked through NATS
+/// (docs/cluster.md). Clustering is on when `nats` lists at least one server.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Cluster {
-    /// This node's name among its peers.
+    /// This node's name in the cluster, unique. `None`: the host name, filled in by
+    /// [`load`](crate::load) when clustering is on.
     pub node_id: Option<String>,
-    /// Other roost nodes, as `mqtt://host:port`.
-    pub peers: Vec<String>,
-    /// An existing MQTT broker used as backplane, as `mqtt://host:port`.
-    pub hub: Option<String>,
+    /// NATS servers to connect to (`nats://`, `tls://`), any subset of the NATS cluster.
+    pub nats: Vec<String>,
+    /// A NATS credentials file (JWT + NKey seed). Exclusive with the other credentials.
+    pub nats_creds: Option<PathBuf>,
+    /// NATS user name; needs `nats_password`.
+    pub nats_user: Option<String>,
+    /// NATS password; needs `nats_user`.
+    pub nats_password: Option<Secret>,
+    /// NATS token.
+    pub nats_token: Option<Secret>,
+    /// First subject tokens of everything roost puts on NATS. Default `roost`.
+    pub subject_prefix: String,
+    /// A node silent this long is dead; survivors publish its users offline. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub node_timeout: Duration,
+}
+
+impl Cluster {
+    /// Whether this node is part of a cluster.
+    pub fn enabled(&self) -> bool {
+        !self.nats.is_empty()
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            node_id: None,
+            nats: Vec::new(),
+            nats_creds: None,
+            nats_user: None,
+            nats_password: None,
+            nats_token: None,
+            subject_prefix: "roost".into(),
+            node_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 fn localhost(port: u16) -> SocketAddr {

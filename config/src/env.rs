@@ -31,8 +31,17 @@ const STRING_KEYS: &[&str] = &[
     "history.database_url",
     "history.max_age",
     "cluster.node_id",
-    "cluster.hub",
+    "cluster.nats_creds",
+    "cluster.nats_user",
+    "cluster.nats_password",
+    "cluster.nats_token",
+    "cluster.subject_prefix",
+    "cluster.node_timeout",
 ];
+
+/// Keys whose value is a list of strings, given in one variable separated by commas:
+/// `ROOST_CLUSTER__NATS=nats://a:4222,nats://b:4222`.
+const LIST_KEYS: &[&str] = &["cluster.nats"];
 
 /// The name of the variable that sets `key` (`mqtt.listen` -> `ROOST_MQTT__LISTEN`).
 pub fn var_name<K: AsRef<str>>(key: &[K]) -> String {
@@ -65,6 +74,8 @@ impl Provider for RoostEnv {
         for (key, raw) in vars.iter() {
             let value = if STRING_KEYS.contains(&key.as_str()) {
                 Value::from(raw)
+            } else if LIST_KEYS.contains(&key.as_str()) {
+                Value::from(split_list(&raw))
             } else {
                 raw.parse().expect("parsing a Value is infallible")
             };
@@ -73,6 +84,15 @@ impl Provider for RoostEnv {
         }
         Ok(Profile::Default.collect(dict))
     }
+}
+
+/// `a, b,,c` -> `["a", "b", "c"]`: items trimmed, empty ones dropped.
+fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Puts `value` at `path` in `dict`, creating the tables on the way.
@@ -107,5 +127,15 @@ mod tests {
             var_name(&["limits", "connect_timeout"]),
             "ROOST_LIMITS__CONNECT_TIMEOUT"
         );
+    }
+
+    #[test]
+    fn lists() {
+        assert_eq!(
+            split_list(" nats://a:4222, nats://b:4222 ,,"),
+            ["nats://a:4222", "nats://b:4222"]
+        );
+        assert_eq!(split_list("nats://a"), ["nats://a"]);
+        assert!(split_list(" , ").is_empty());
     }
 }

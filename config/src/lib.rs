@@ -50,8 +50,32 @@ pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
     let config: Config = figment
         .extract()
         .map_err(|error| ConfigError::from_figment(&figment, error))?;
+    let mut config = config;
+    default_node_id(&mut config, &figment)?;
     validate::validate(&config, &figment)?;
     Ok(config)
+}
+
+/// A clustered node without `cluster.node_id` is named after its host.
+fn default_node_id(config: &mut Config, figment: &Figment) -> Result<(), ConfigError> {
+    if !config.cluster.enabled() || config.cluster.node_id.is_some() {
+        return Ok(());
+    }
+    let host = gethostname::gethostname();
+    match host.to_str() {
+        Some(name) if roost_proto::id::is_valid_id(name) => {
+            config.cluster.node_id = Some(name.to_string());
+            Ok(())
+        }
+        _ => Err(ConfigError::invalid(
+            figment,
+            "cluster.node_id",
+            format!(
+                "is not set and the host name {host:?} is not a valid node id \
+                 (1 to 64 characters from A-Z a-z 0-9 _ . -): set cluster.node_id"
+            ),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use crate::{Config, Secret};
 
 impl Config {
     /// The config as a TOML document that [`load`](crate::load) reads back, with
-    /// `auth.jwt_secret` and any password in `history.database_url` replaced by `***`.
+    /// `auth.jwt_secret`, `cluster.nats_password`, `cluster.nats_token` and any password in
+    /// `history.database_url` replaced by `***`.
     /// This is what `roost check-config` prints.
     ///
     /// # Panics
@@ -15,6 +16,15 @@ impl Config {
     pub fn to_masked_toml(&self) -> String {
         let mut masked = self.clone();
         if let Some(secret) = &mut masked.auth.jwt_secret {
+            *secret = Secret::new(Secret::MASK.into());
+        }
+        for secret in [
+            &mut masked.cluster.nats_password,
+            &mut masked.cluster.nats_token,
+        ]
+        .into_iter()
+        .flatten()
+        {
             *secret = Secret::new(Secret::MASK.into());
         }
         if let Some(url) = &mut masked.history.database_url {
@@ -103,5 +113,15 @@ mod tests {
         let shown = config.to_masked_toml();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains(r#"jwt_secret = "***""#), "{shown}");
+
+        config.cluster.nats_password = Some(Secret::new("natspw".into()));
+        config.cluster.nats_token = Some(Secret::new("natstok".into()));
+        let shown = config.to_masked_toml();
+        assert!(
+            !shown.contains("natspw") && !shown.contains("natstok"),
+            "{shown}"
+        );
+        assert!(shown.contains(r#"nats_password = "***""#), "{shown}");
+        assert!(shown.contains(r#"nats_token = "***""#), "{shown}");
     }
 }

@@ -129,7 +129,7 @@ fn operating_example_with_every_key() {
                 write_timeout: Duration::from_secs(20),
             },
             history: History {
-                database_url: Some("sqlite://roost-data/history.db".into()),
+                database_url: Some("postgres://roost@db.example/roost".into()),
                 service: false,
                 max_age: Some(Duration::from_secs(90 * 24 * 3600)),
                 max_messages: Some(10_000),
@@ -137,8 +137,16 @@ fn operating_example_with_every_key() {
             },
             cluster: Cluster {
                 node_id: Some("pi1".into()),
-                peers: vec!["mqtt://10.0.0.12:1883".into()],
-                hub: None,
+                nats: vec![
+                    "nats://10.0.0.11:4222".into(),
+                    "nats://10.0.0.12:4222".into(),
+                ],
+                nats_creds: Some("/etc/roost/nats.creds".into()),
+                nats_user: None,
+                nats_password: None,
+                nats_token: None,
+                subject_prefix: "roost".into(),
+                node_timeout: Duration::from_secs(10),
             },
         };
         assert_eq!(config, expected);
@@ -147,20 +155,24 @@ fn operating_example_with_every_key() {
 }
 
 #[test]
-fn operating_example_hub_instead_of_peers() {
+fn operating_example_nats_credentials() {
     Jail::expect_with(|jail| {
-        let toml = OPERATING_FULL
-            .replace("peers = [", "# peers = [")
-            .replace("# hub = ", "hub = ");
-        let config = load_toml(jail, &toml).unwrap();
-        assert!(config.cluster.peers.is_empty());
-        assert_eq!(
-            config.cluster.hub.as_deref(),
-            Some("mqtt://broker.example:1883")
+        let toml = OPERATING_FULL.replace(
+            "nats_creds = \"/etc/roost/nats.creds\"",
+            "nats_user = \"roost\"\nnats_password = \"s3cret\"",
         );
+        let config = load_toml(jail, &toml).unwrap();
+        assert_eq!(config.cluster.nats_creds, None);
+        assert_eq!(config.cluster.nats_user.as_deref(), Some("roost"));
+        let shown = config.to_masked_toml();
+        assert!(!shown.contains("s3cret"), "{shown}");
 
-        let both = OPERATING_FULL.replace("# hub = ", "hub = ");
-        assert_invalid(load_toml(jail, &both), "cluster.hub", "cluster.peers");
+        let both = OPERATING_FULL.replace("nats_creds = ", "nats_token = \"t\"\nnats_creds = ");
+        assert_invalid(
+            load_toml(jail, &both),
+            "cluster.nats_creds",
+            "cluster.nats_token",
+        );
         Ok(())
     });
 }
@@ -205,9 +217,11 @@ fn env_overrides_file() {
         jail.set_env("ROOST_AUTH__ALLOW_ANONYMOUS", "true");
         jail.set_env("ROOST_HTTP__LISTEN", "[::1]:8081");
         jail.set_env(
-            "ROOST_CLUSTER__PEERS",
-            r#"["mqtt://10.0.0.2:1883", "mqtt://10.0.0.3:1883"]"#,
+            "ROOST_CLUSTER__NATS",
+            "nats://10.0.0.2:4222, tls://10.0.0.3:4443",
         );
+        jail.set_env("ROOST_CLUSTER__NODE_ID", "pi2");
+        jail.set_env("ROOST_HISTORY__DATABASE_URL", "postgres://roost@db/roost");
 
         let config = load(Some(Path::new(FILE))).unwrap();
         assert_eq!(config.mqtt.listen, addr("127.0.0.1:11883"));
@@ -217,8 +231,8 @@ fn env_overrides_file() {
         assert!(config.auth.allow_anonymous);
         assert_eq!(config.http.listen, addr("[::1]:8081"));
         assert_eq!(
-            config.cluster.peers,
-            ["mqtt://10.0.0.2:1883", "mqtt://10.0.0.3:1883"]
+            config.cluster.nats,
+            ["nats://10.0.0.2:4222", "tls://10.0.0.3:4443"]
         );
         Ok(())
     });
@@ -264,11 +278,15 @@ fn env_strings_are_verbatim() {
         jail.set_env("ROOST_AUTH__ISSUER", "true");
         jail.set_env("ROOST_AUTH__AUDIENCE", "[roost]");
         jail.set_env("ROOST_CLUSTER__NODE_ID", "7");
+        jail.set_env("ROOST_CLUSTER__NATS", "nats://a:4222");
+        jail.set_env("ROOST_CLUSTER__NATS_TOKEN", "0123");
+        jail.set_env("ROOST_HISTORY__DATABASE_URL", "postgres://h/db");
         let config = load(None).unwrap();
         assert_eq!(config.auth.jwt_secret.unwrap().expose(), "0123");
         assert_eq!(config.auth.issuer.as_deref(), Some("true"));
         assert_eq!(config.auth.audience.as_deref(), Some("[roost]"));
         assert_eq!(config.cluster.node_id.as_deref(), Some("7"));
+        assert_eq!(config.cluster.nats_token.unwrap().expose(), "0123");
         Ok(())
     });
 }
@@ -564,34 +582,94 @@ fn history_database_url() {
     });
 }
 
+/// A clustered config: one NATS server and the shared PostgreSQL history, plus `extra`.
+fn clustered(extra: &str) -> String {
+    format!(
+        "[history]\ndatabase_url = \"postgres://db/roost\"\n\
+         [cluster]\nnats = [\"nats://n1:4222\"]\n{extra}"
+    )
+}
+
 #[test]
-fn cluster_urls_and_node_id() {
+fn cluster_keys() {
     Jail::expect_with(|jail| {
         assert_invalid(
-            load_toml(jail, "[cluster]\npeers = [\"mqtt://a:1883\", \"b:1883\"]\n"),
-            "cluster.peers",
-            "`b:1883`: must be an mqtt://host:port URL",
+            load_toml(jail, &clustered("").replace("nats://n1:4222", "n1:4222")),
+            "cluster.nats",
+            "`n1:4222`: must be a nats://host:port",
         );
         assert_invalid(
-            load_toml(jail, "[cluster]\nhub = \"tcp://broker:1883\"\n"),
-            "cluster.hub",
-            "mqtt://host:port",
+            load_toml(jail, &clustered("").replace("nats://n1", "nats://u:pw@n1")),
+            "cluster.nats",
+            "must not hold credentials",
         );
         assert_invalid(
-            load_toml(jail, "[cluster]\nhub = \"mqtt://broker\"\n"),
-            "cluster.hub",
-            "mqtt://host:port",
-        );
-        assert_invalid(
-            load_toml(jail, "[cluster]\nnode_id = \"pi 1\"\n"),
+            load_toml(jail, &clustered("node_id = \"pi 1\"\n")),
             "cluster.node_id",
             "1 to 64 characters",
         );
-        let config = load_toml(jail, "[cluster]\nhub = \"mqtt://broker.example:1883\"\n").unwrap();
-        assert_eq!(
-            config.cluster.hub.as_deref(),
-            Some("mqtt://broker.example:1883")
+        assert_invalid(
+            load_toml(jail, &clustered("subject_prefix = \"roost.*\"\n")),
+            "cluster.subject_prefix",
+            "tokens",
         );
+        assert_invalid(
+            load_toml(jail, &clustered("node_timeout = \"500ms\"\n")),
+            "cluster.node_timeout",
+            "at least 1s",
+        );
+        assert_invalid(
+            load_toml(jail, &clustered("nats_user = \"u\"\n")),
+            "cluster.nats_user",
+            "requires cluster.nats_password",
+        );
+        assert_invalid(
+            load_toml(jail, &clustered("nats_password = \"p\"\n")),
+            "cluster.nats_password",
+            "requires cluster.nats_user",
+        );
+        assert_invalid(
+            load_toml(jail, "[cluster]\nnode_id = \"pi1\"\n"),
+            "cluster.nats",
+            "when cluster.node_id is set",
+        );
+
+        let config = load_toml(jail, &clustered("node_timeout = \"3s\"\n")).unwrap();
+        assert!(config.cluster.enabled());
+        assert_eq!(config.cluster.node_timeout, Duration::from_secs(3));
+        assert_eq!(config.cluster.subject_prefix, "roost");
+        // No node_id: the host name, which check-config then shows.
+        let host = gethostname::gethostname().into_string().unwrap();
+        assert_eq!(config.cluster.node_id.as_deref(), Some(host.as_str()));
+        assert!(config
+            .to_masked_toml()
+            .contains(&format!("node_id = \"{host}\"")));
+
+        let alone = load(None).unwrap();
+        assert!(!alone.cluster.enabled());
+        assert_eq!(
+            alone.cluster.node_id, None,
+            "no host name without a cluster"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn cluster_needs_postgres_history() {
+    Jail::expect_with(|jail| {
+        for history in ["", "[history]\ndatabase_url = \"sqlite://h.db\"\n"] {
+            let toml = format!("{history}[cluster]\nnats = [\"nats://n1:4222\"]\n");
+            assert_invalid(
+                load_toml(jail, &toml),
+                "history.database_url",
+                "SQLite is a file private to each node",
+            );
+        }
+        jail.set_env("ROOST_CLUSTER__NATS", "nats://n1:4222,nats://n2:4222");
+        assert_invalid(load(None), "history.database_url", "postgres://");
+        jail.set_env("ROOST_HISTORY__DATABASE_URL", "postgresql://db/roost");
+        assert_eq!(load(None).unwrap().cluster.nats.len(), 2);
         Ok(())
     });
 }
@@ -619,7 +697,7 @@ fn masked_toml_round_trips() {
         let toml = OPERATING_FULL
             .replace(r#"jwt_secret = "...""#, r#"jwt_secret = "s3cr3t-hs256""#)
             .replace(
-                "sqlite://roost-data/history.db",
+                "postgres://roost@db.example/roost",
                 "postgres://roost:pgpass@db.example/roost",
             );
         let config = load_toml(jail, &toml).unwrap();

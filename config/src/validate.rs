@@ -3,6 +3,8 @@
 //! ACL rules are not checked here beyond their serde shape: `roost_auth::Acl::new` owns
 //! their meaning.
 
+use std::time::Duration;
+
 use figment::Figment;
 
 use crate::{Config, ConfigError};
@@ -11,6 +13,9 @@ use crate::{Config, ConfigError};
 pub const MAX_PACKET_SIZE: usize = 268_435_455;
 /// Smaller packets could not carry a chat message with its topic.
 pub const MIN_PACKET_SIZE: usize = 1024;
+/// Shortest `cluster.node_timeout`: below it, heartbeats would flood NATS and a busy
+/// node would be declared dead.
+const MIN_NODE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Checks `config`; `figment` is only used to say where a bad value came from.
 pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
@@ -92,40 +97,125 @@ pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
         return fail("history.max_messages", "must be at least 1".into());
     }
 
+    check_cluster(config).map_err(|(key, message)| ConfigError::invalid(figment, key, message))
+}
+
+/// The `[cluster]` rules, as the key at fault and why.
+fn check_cluster(config: &Config) -> Result<(), (&'static str, String)> {
     let cluster = &config.cluster;
     if let Some(id) = &cluster.node_id {
         if !roost_proto::id::is_valid_id(id) {
-            return fail(
+            return Err((
                 "cluster.node_id",
                 format!("`{id}` must be 1 to 64 characters from A-Z a-z 0-9 _ . -"),
-            );
+            ));
         }
     }
-    for peer in &cluster.peers {
-        if let Err(why) = check_mqtt_url(peer) {
-            return fail("cluster.peers", format!("`{peer}`: {why}"));
-        }
+    for url in &cluster.nats {
+        check_nats_url(url).map_err(|why| ("cluster.nats", format!("`{url}`: {why}")))?;
     }
-    if let Some(hub) = &cluster.hub {
-        if let Err(why) = check_mqtt_url(hub) {
-            return fail("cluster.hub", format!("`{hub}`: {why}"));
+    if !is_subject_prefix(&cluster.subject_prefix) {
+        return Err((
+            "cluster.subject_prefix",
+            format!(
+                "`{}` must be one or more tokens of A-Z a-z 0-9 _ - joined by `.`",
+                cluster.subject_prefix
+            ),
+        ));
+    }
+    if cluster.node_timeout < MIN_NODE_TIMEOUT {
+        return Err((
+            "cluster.node_timeout",
+            "must be at least 1s (nodes heartbeat three times per timeout)".into(),
+        ));
+    }
+    match (&cluster.nats_user, &cluster.nats_password) {
+        (Some(_), None) => {
+            return Err(("cluster.nats_user", "requires cluster.nats_password".into()))
         }
-        if !cluster.peers.is_empty() {
-            return fail(
-                "cluster.hub",
-                "cannot be used together with cluster.peers: choose a mesh or a hub".into(),
-            );
+        (None, Some(_)) => {
+            return Err(("cluster.nats_password", "requires cluster.nats_user".into()))
         }
+        _ => {}
+    }
+    let credentials: Vec<&str> = [
+        ("cluster.nats_creds", cluster.nats_creds.is_some()),
+        ("cluster.nats_user", cluster.nats_user.is_some()),
+        ("cluster.nats_token", cluster.nats_token.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(key, set)| set.then_some(key))
+    .collect();
+    if let [first, second, ..] = credentials[..] {
+        return Err((
+            first,
+            format!("cannot be used together with {second}: choose one way to sign in to NATS"),
+        ));
     }
 
+    if !cluster.enabled() {
+        let set = [
+            ("cluster.node_id", cluster.node_id.is_some()),
+            ("cluster.nats_creds", cluster.nats_creds.is_some()),
+            ("cluster.nats_user", cluster.nats_user.is_some()),
+            ("cluster.nats_token", cluster.nats_token.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(key, set)| set.then_some(key));
+        if let Some(key) = set {
+            return Err((
+                "cluster.nats",
+                format!("must list at least one NATS server when {key} is set"),
+            ));
+        }
+        return Ok(());
+    }
+
+    let postgres = config
+        .history
+        .database_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("postgres:") || url.starts_with("postgresql:"));
+    if !postgres {
+        return Err((
+            "history.database_url",
+            "must be a postgres:// URL when [cluster] is set: every node writes the one \
+             shared history, and SQLite is a file private to each node"
+                .into(),
+        ));
+    }
     Ok(())
 }
 
-/// Accepts exactly `mqtt://host:port`, `host` being a name, an IPv4 or a `[IPv6]` address.
-fn check_mqtt_url(url: &str) -> Result<(), &'static str> {
-    const SHAPE: &str = "must be an mqtt://host:port URL";
-    let authority = url.strip_prefix("mqtt://").ok_or(SHAPE)?;
-    let (host, port) = authority.rsplit_once(':').ok_or(SHAPE)?;
+/// `prefix` is NATS tokens of `[A-Za-z0-9_-]`, joined by `.`: no wildcard, no space, no
+/// empty token.
+fn is_subject_prefix(prefix: &str) -> bool {
+    prefix.split('.').all(|token| {
+        !token.is_empty()
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+    })
+}
+
+/// Accepts `nats://host[:port]` or `tls://host[:port]`, `host` being a name, an IPv4 or a
+/// `[IPv6]` address. Credentials in the URL are refused: they belong in the
+/// `nats_*` keys, which `check-config` masks.
+fn check_nats_url(url: &str) -> Result<(), &'static str> {
+    const SHAPE: &str = "must be a nats://host:port or tls://host:port URL";
+    let authority = url
+        .strip_prefix("nats://")
+        .or_else(|| url.strip_prefix("tls://"))
+        .ok_or(SHAPE)?;
+    if authority.contains('@') {
+        return Err("must not hold credentials: use cluster.nats_creds, nats_user/nats_password or nats_token");
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && (!host.contains(':') || host.ends_with(']')) => {
+            (host, Some(port))
+        }
+        _ => (authority, None),
+    };
     let bare = match host.strip_prefix('[') {
         Some(v6) => v6.strip_suffix(']').ok_or(SHAPE)?,
         None => host,
@@ -138,9 +228,9 @@ fn check_mqtt_url(url: &str) -> Result<(), &'static str> {
     if !host_ok {
         return Err(SHAPE);
     }
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(()),
-        _ => Err("port must be a number from 1 to 65535"),
+    match port.map(str::parse::<u16>) {
+        None | Some(Ok(1..)) => Ok(()),
+        Some(_) => Err("port must be a number from 1 to 65535"),
     }
 }
 
@@ -149,30 +239,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mqtt_urls() {
+    fn nats_urls() {
         for ok in [
-            "mqtt://10.0.0.12:1883",
-            "mqtt://broker.example:1883",
-            "mqtt://[::1]:1883",
-            "mqtt://pi-2.local:65535",
+            "nats://10.0.0.11:4222",
+            "nats://nats.example",
+            "tls://nats.example:4443",
+            "nats://[::1]:4222",
+            "nats://pi-2.local:65535",
         ] {
-            assert_eq!(check_mqtt_url(ok), Ok(()), "{ok}");
+            assert_eq!(check_nats_url(ok), Ok(()), "{ok}");
         }
         for bad in [
-            "10.0.0.12:1883",
-            "mqtts://host:8883",
-            "tcp://host:1883",
-            "mqtt://host",
-            "mqtt://:1883",
-            "mqtt://host:0",
-            "mqtt://host:99999",
-            "mqtt://host:1883/",
-            "mqtt://user:pw@host:1883",
-            "mqtt://::1:1883",
-            "mqtt://[::1:1883",
-            "mqtt://host name:1883",
+            "10.0.0.11:4222",
+            "mqtt://host:1883",
+            "ws://host:8080",
+            "nats://",
+            "nats://:4222",
+            "nats://host:0",
+            "nats://host:99999",
+            "nats://host:4222/",
+            "nats://user:pw@host:4222",
+            "nats://token@host:4222",
+            "nats://::1:4222",
+            "nats://[::1:4222",
+            "nats://host name:4222",
         ] {
-            assert!(check_mqtt_url(bad).is_err(), "{bad}");
+            assert!(check_nats_url(bad).is_err(), "{bad}");
+        }
+        assert!(check_nats_url("nats://u:p@h:1")
+            .unwrap_err()
+            .contains("nats_user"));
+    }
+
+    #[test]
+    fn subject_prefixes() {
+        for ok in ["roost", "prod.roost", "a-b_c.d1"] {
+            assert!(is_subject_prefix(ok), "{ok}");
+        }
+        for bad in [
+            "", ".roost", "roost.", "a..b", "roost.*", "roost.>", "ro ost", "röst",
+        ] {
+            assert!(!is_subject_prefix(bad), "{bad}");
         }
     }
 }

@@ -1,0 +1,365 @@
+//! The one place that talks to NATS: connection, live messages, heartbeats, retained.
+//!
+//! Why here and not in the bridge loop: everything else in this crate is plain data that
+//! tests drive without a network; this module turns its decisions into NATS calls and
+//! NATS messages back into topics and [`Meta`]. It is tested against a private NATS
+//! cluster (tests/cluster.rs).
+//!
+//! JetStream objects, created at start when missing (`{P}` is the subject prefix with `.`
+//! written `_`, as stream and bucket names cannot hold a dot):
+//! - KV bucket `{P}_nodes`: key = node id, value = the node's last heartbeat (unix ms).
+//!   One revision per key; entries expire after three `node_timeout`s.
+//! - stream `{P}_retained` on `{prefix}.r.>`: one message per subject (last value wins);
+//!   an empty payload deletes the subject's message.
+//!
+//! Both are replicated on up to three servers (as many as the NATS cluster announces).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::context::Publish;
+use async_nats::jetstream::{self, kv, stream};
+use async_nats::{ConnectOptions, Event, ServerAddr, Subscriber};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use roost_config::Cluster;
+use tracing::{info, warn};
+
+use crate::headers::{HeaderError, Meta};
+use crate::subject::{Space, SubjectError, Subjects};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What can go wrong between the bridge and NATS.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("cluster.node_id is not set")]
+    NoNodeId,
+    #[error("reading cluster.nats_creds `{path}`: {source}")]
+    Credentials {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("connecting to NATS ({urls}): {source}")]
+    Connect { urls: String, source: BoxError },
+    #[error("NATS {what}: {source}")]
+    Nats {
+        what: &'static str,
+        source: BoxError,
+    },
+    #[error(transparent)]
+    Subject(#[from] SubjectError),
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+}
+
+fn nats_error(what: &'static str) -> impl FnOnce(BoxError) -> BridgeError {
+    move |source| BridgeError::Nats { what, source }
+}
+
+/// A message as it came off NATS.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Incoming {
+    pub(crate) topic: String,
+    pub(crate) meta: Meta,
+    pub(crate) payload: Bytes,
+    /// The retained stream's sequence for this message; 0 for live messages.
+    pub(crate) seq: u64,
+}
+
+/// This node's NATS connection and the cluster's JetStream objects.
+pub(crate) struct Nats {
+    node_id: String,
+    subjects: Subjects,
+    client: async_nats::Client,
+    nodes: kv::Store,
+    retained: stream::Stream,
+    /// This node's count of live messages put on NATS.
+    sent: AtomicU64,
+}
+
+impl Nats {
+    /// Connects with the `[cluster]` URLs and credentials and makes sure the JetStream
+    /// objects exist. Fails if no listed server answers now; once connected, the client
+    /// reconnects by itself, forever, logging each loss and return.
+    pub(crate) async fn connect(cluster: &Cluster) -> Result<Nats, BridgeError> {
+        let node_id = cluster.node_id.clone().ok_or(BridgeError::NoNodeId)?;
+        let mut options = match &cluster.nats_creds {
+            Some(path) => ConnectOptions::with_credentials_file(path)
+                .await
+                .map_err(|source| BridgeError::Credentials {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            None => ConnectOptions::new(),
+        };
+        if let (Some(user), Some(password)) = (&cluster.nats_user, &cluster.nats_password) {
+            options = options.user_and_password(user.clone(), password.expose().to_string());
+        }
+        if let Some(token) = &cluster.nats_token {
+            options = options.token(token.expose().to_string());
+        }
+        let node = node_id.clone();
+        let options = options
+            .name(format!("roost-{node_id}"))
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let node = node.clone();
+                async move {
+                    match event {
+                        Event::Connected => info!(node_id = %node, "NATS connected"),
+                        Event::Disconnected => {
+                            warn!(node_id = %node, "NATS connection lost; reconnecting")
+                        }
+                        other => warn!(node_id = %node, "NATS: {other}"),
+                    }
+                }
+            });
+        let urls = cluster.nats.join(",");
+        let addresses = cluster
+            .nats
+            .iter()
+            .map(|url| url.parse::<ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| BridgeError::Connect {
+                urls: urls.clone(),
+                source: source.into(),
+            })?;
+        let client = options
+            .connect(addresses)
+            .await
+            .map_err(|source| BridgeError::Connect {
+                urls: urls.clone(),
+                source: source.into(),
+            })?;
+
+        let subjects = Subjects::new(&cluster.subject_prefix);
+        let names = cluster.subject_prefix.replace('.', "_");
+        let replicas = client.server_info().connect_urls.len().clamp(1, 3);
+        let js = jetstream::new(client.clone());
+        // The bucket's stream is made here, as `kv::Config` would make it: async-nats'
+        // own bucket helper first reads account fields that NATS 2.9 (Debian's) lacks.
+        let bucket = format!("{names}_nodes");
+        js.get_or_create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some("roost node heartbeats".into()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: cluster.node_timeout * 3,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats_error("creating the heartbeat bucket")(e.into()))?;
+        let nodes = js
+            .get_key_value(bucket)
+            .await
+            .map_err(|e| nats_error("opening the heartbeat bucket")(e.into()))?;
+        let retained = js
+            .get_or_create_stream(stream::Config {
+                name: format!("{names}_retained"),
+                description: Some("roost retained messages".into()),
+                subjects: subjects.filter(Space::Retained, "#"),
+                max_messages_per_subject: 1,
+                num_replicas: replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats_error("creating the retained stream")(e.into()))?;
+        Ok(Nats {
+            node_id,
+            subjects,
+            client,
+            nodes,
+            retained,
+            sent: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether the client is connected right now.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Puts a locally accepted publish on NATS, stamped with this node and its next
+    /// sequence. `meta.origin` and `meta.seq` are overwritten.
+    pub(crate) async fn publish(
+        &self,
+        topic: &str,
+        mut meta: Meta,
+        payload: Bytes,
+    ) -> Result<(), BridgeError> {
+        meta.origin = self.node_id.clone();
+        meta.seq = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
+        let subject = self.subjects.topic(Space::Message, topic);
+        self.client
+            .publish_with_headers(subject, meta.to_headers(), payload)
+            .await
+            .map_err(|e| nats_error("publishing")(e.into()))
+    }
+
+    /// Subscribes to one subject from `interest::Action::Subscribe`; dropping the
+    /// subscriber unsubscribes.
+    pub(crate) async fn subscribe(&self, subject: String) -> Result<Subscriber, BridgeError> {
+        self.client
+            .subscribe(subject)
+            .await
+            .map_err(|e| nats_error("subscribing")(e.into()))
+    }
+
+    /// A live message from a subscription as topic, meta and payload. Messages this node
+    /// sent come back to it only if it subscribed to their subject; they are marked by
+    /// `meta.origin`, which the bridge uses for split horizon.
+    pub(crate) fn incoming(&self, message: &async_nats::Message) -> Result<Incoming, BridgeError> {
+        let (_, topic) = self.subjects.parse(message.subject.as_str())?;
+        let meta = Meta::from_headers(message.headers.as_ref().unwrap_or(&Default::default()))?;
+        Ok(Incoming {
+            topic,
+            meta,
+            payload: message.payload.clone(),
+            seq: 0,
+        })
+    }
+
+    /// Records that this node is alive, now.
+    pub(crate) async fn heartbeat(&self) -> Result<(), BridgeError> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_millis();
+        self.nodes
+            .put(&self.node_id, now_ms.to_string().into())
+            .await
+            .map_err(|e| nats_error("heartbeat")(e.into()))?;
+        Ok(())
+    }
+
+    /// Every heartbeat of every node (this one included), as node ids, starting with the
+    /// latest one of each; feed them to `liveness::Liveness::heard`.
+    pub(crate) async fn heartbeats(
+        &self,
+    ) -> Result<impl futures_util::Stream<Item = String>, BridgeError> {
+        let watch = self
+            .nodes
+            .watch_with_history(">")
+            .await
+            .map_err(|e| nats_error("watching heartbeats")(e.into()))?;
+        Ok(watch.filter_map(|entry| async move {
+            match entry {
+                Ok(entry) if entry.operation == kv::Operation::Put => Some(entry.key),
+                Ok(_) => None,
+                Err(error) => {
+                    warn!("heartbeat watch: {error}");
+                    None
+                }
+            }
+        }))
+    }
+
+    /// Stores the retained message of `topic`, or deletes it if `payload` is empty.
+    /// With `expected`, the store happens only if the topic's retained message is still
+    /// the one with that sequence (0: there is none), which is how a survivor publishes
+    /// a dead node's users offline without overwriting a newer online. Returns the new
+    /// message's sequence (0 for a delete); a failed expectation is an error.
+    pub(crate) async fn retain(
+        &self,
+        topic: &str,
+        meta: Meta,
+        payload: Bytes,
+        expected: Option<u64>,
+    ) -> Result<u64, BridgeError> {
+        let subject = self.subjects.topic(Space::Retained, topic);
+        if payload.is_empty() {
+            self.retained
+                .purge()
+                .filter(subject)
+                .await
+                .map_err(|e| nats_error("deleting a retained message")(e.into()))?;
+            return Ok(0);
+        }
+        let mut meta = meta;
+        meta.origin = self.node_id.clone();
+        meta.retain = true;
+        let mut publish = Publish::build().payload(payload);
+        for (name, values) in meta.to_headers().iter() {
+            for value in values {
+                publish = publish.header(name.clone(), value.clone());
+            }
+        }
+        if let Some(seq) = expected {
+            publish = publish.expected_last_subject_sequence(seq);
+        }
+        let ack = jetstream::new(self.client.clone())
+            .send_publish(subject, publish)
+            .await
+            .map_err(|e| nats_error("storing a retained message")(e.into()))?
+            .await
+            .map_err(|e| nats_error("storing a retained message")(e.into()))?;
+        Ok(ack.sequence)
+    }
+
+    /// The retained messages matching `filter`, at most `max`, in subject order per
+    /// NATS subject of the filter.
+    pub(crate) async fn retained(
+        &self,
+        filter: &str,
+        max: usize,
+    ) -> Result<Vec<Incoming>, BridgeError> {
+        let mut found = Vec::new();
+        for subject in self.subjects.filter(Space::Retained, filter) {
+            if found.len() >= max {
+                break;
+            }
+            let mut consumer: PullConsumer = self
+                .retained
+                .create_consumer(pull::Config {
+                    filter_subject: subject,
+                    deliver_policy: DeliverPolicy::LastPerSubject,
+                    ack_policy: AckPolicy::None,
+                    inactive_threshold: Duration::from_secs(30),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| nats_error("reading retained messages")(e.into()))?;
+            let pending = consumer
+                .info()
+                .await
+                .map_err(|e| nats_error("reading retained messages")(e.into()))?
+                .num_pending as usize;
+            let mut left = pending.min(max - found.len());
+            while left > 0 {
+                let mut batch = consumer
+                    .fetch()
+                    .max_messages(left)
+                    .messages()
+                    .await
+                    .map_err(|e| nats_error("reading retained messages")(e.into()))?;
+                let mut got = 0;
+                while let Some(message) = batch.next().await {
+                    let message =
+                        message.map_err(|e| nats_error("reading retained messages")(e))?;
+                    got += 1;
+                    let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+                    match self.incoming(&message.message) {
+                        Ok(incoming) => found.push(Incoming { seq, ..incoming }),
+                        // Not ours (another publisher on the prefix): skip, keep reading.
+                        Err(error) => warn!(subject = %message.subject, "retained: {error}"),
+                    }
+                }
+                if got == 0 {
+                    break;
+                }
+                left = left.saturating_sub(got);
+            }
+            let name = consumer.cached_info().name.clone();
+            // The consumer also expires by itself when inactive; deleting is tidiness.
+            let _ = self.retained.delete_consumer(&name).await;
+        }
+        Ok(found)
+    }
+}
