@@ -866,27 +866,24 @@ async fn qos_0_1_2_end_to_end_v5() {
 }
 
 /// MQTT retained messages: a retained publish is delivered, flagged retained, to a client
-/// that subscribes afterwards.
+/// that subscribes afterwards (outside `im/`, where retain is allowed; see tests/rules.rs).
 #[tokio::test]
 async fn retained_message_reaches_later_subscriber() {
-    let node = Node::start();
+    let node = Node::builder()
+        .toml("[[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"public/#\"\n")
+        .start();
     let mut alice = Client::user(&node, "alice").await;
     alice
         .client
-        .publish(
-            "im/dm/bob/alice",
-            QoS::AtLeastOnce,
-            true,
-            chat("r1", "kept"),
-        )
+        .publish("public/news", QoS::AtLeastOnce, true, chat("r1", "kept"))
         .await
         .unwrap();
     alice.next_where(|p| matches!(p, Packet::PubAck(_))).await;
 
     let mut bob = Client::user(&node, "bob").await;
-    assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
+    assert_eq!(bob.subscribe("public/#").await, 1);
     let got = next_publish3(&mut bob).await;
-    assert_eq!(got.topic, "im/dm/bob/alice");
+    assert_eq!(got.topic, "public/news");
     assert!(got.retain, "delivered as retained");
     assert!(String::from_utf8_lossy(&got.payload).contains("r1"));
 }

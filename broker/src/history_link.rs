@@ -24,7 +24,7 @@ pub struct LinkBus {
 impl LinkBus {
     pub async fn start(router: &Router) -> anyhow::Result<LinkBus> {
         let mut link = router
-            .link("roost-history".to_owned(), true, None, None)
+            .link(crate::keys::HISTORY.to_owned(), true, None, None)
             .await?;
         let filters = subscriptions::HISTORY
             .iter()

@@ -2,7 +2,7 @@
 //!
 //! Names (all prefixed `roost_`): `connections` (gauge), `sign_ins_total{result, reason}`,
 //! `messages_in_total`, `messages_out_total`, `acl_denials_total{action}`, `payloads_refused_total{code}`,
-//! `protocol_errors_total{cause}`, `slow_consumers_total`.
+//! `protocol_errors_total{cause}`, `slow_consumers_total`, `limit_refusals_total{limit}`.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -50,6 +50,11 @@ pub fn acl_denied(action: &'static str) {
 
 pub fn payload_refused(code: &'static str) {
     metrics::counter!("roost_payloads_refused_total", "code" => code).increment(1);
+}
+
+/// Something refused because a resource limit (`[limits]`) was reached.
+pub fn limit_refused(limit: &'static str) {
+    metrics::counter!("roost_limit_refusals_total", "limit" => limit).increment(1);
 }
 
 pub fn protocol_error(cause: &'static str) {

@@ -3,6 +3,7 @@
 use crate::listener::{self, Kind};
 use crate::presence::Presence;
 use crate::registry::Registry;
+use crate::retained::Retained;
 use crate::router::{Router, Sizing, SystemPublisher};
 use anyhow::Context as _;
 use roost_auth::{Acl, KeySettings, Verifier};
@@ -24,6 +25,7 @@ pub struct Context {
     pub system: SystemPublisher,
     pub presence: Presence,
     pub registry: Registry,
+    pub(crate) retained: Retained,
     /// Signed-in connections right now.
     pub active: AtomicUsize,
 }
@@ -73,6 +75,7 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         presence: Presence::new(system.clone()),
         system,
         registry: Registry::default(),
+        retained: Retained::new(config.limits.max_retained_per_user),
         active: AtomicUsize::new(0),
     });
 

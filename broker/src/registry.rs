@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::task::AbortHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 /// The client-id registry shared by every connection of the node.
 #[derive(Default)]
@@ -160,8 +160,8 @@ impl Registry {
                         .get_mut(&id)
                         .and_then(|e| e.will.take_if(|(e, _)| *e == epoch))
                         .is_some();
-                    if still_ours {
-                        owner_ctx.system.publish(message(will)).await;
+                    if let Some(message) = still_ours.then(|| message(&owner_ctx, will)).flatten() {
+                        owner_ctx.system.publish(message).await;
                     }
                     owner_ctx.registry.forget_if_unused(&id, epoch);
                 });
@@ -189,16 +189,27 @@ impl Registry {
     }
 }
 
-fn message(will: Will) -> SystemMessage {
-    SystemMessage {
+/// The will as a message, unless it is retained and its user holds all the retained topics
+/// they may already.
+fn message(ctx: &Context, will: Will) -> Option<SystemMessage> {
+    if will.retain {
+        if let Err(refusal) = ctx.retained.admit(&will.user, &will.topic, &will.payload) {
+            let (user, topic, code) = (&will.user, &will.topic, refusal.code());
+            warn!(user, topic, code, "will not published");
+            return None;
+        }
+    }
+    Some(SystemMessage {
         topic: will.topic,
         payload: will.payload,
         retain: will.retain,
-    }
+    })
 }
 
 fn publish(ctx: &Arc<Context>, will: Will) {
     let system = ctx.system.clone();
-    let message = message(will);
+    let Some(message) = message(ctx, will) else {
+        return;
+    };
     tokio::spawn(async move { system.publish(message).await });
 }

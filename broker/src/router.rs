@@ -267,7 +267,7 @@ const SYSTEM_QUEUE: usize = 4096;
 impl SystemPublisher {
     pub async fn start(router: &Router) -> Result<SystemPublisher, LinkRefused> {
         let link = router
-            .link("roost-system".to_owned(), true, None, None)
+            .link(crate::keys::SYSTEM.to_owned(), true, None, None)
             .await?;
         let (tx, rx) = mpsc::channel(SYSTEM_QUEUE);
         tokio::spawn(run_system_link(link, rx));

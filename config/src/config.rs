@@ -137,6 +137,8 @@ pub struct Limits {
     /// stops reading is disconnected after it (slow consumer). Default 30s.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
+    /// Retained topics outside `im/` one user may hold (0: none). Default 256.
+    pub max_retained_per_user: usize,
 }
 
 impl Default for Limits {
@@ -148,6 +150,7 @@ impl Default for Limits {
             receive_maximum: 64,
             max_subscriptions: 100,
             write_timeout: Duration::from_secs(30),
+            max_retained_per_user: 256,
         }
     }
 }

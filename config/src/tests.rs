@@ -65,6 +65,7 @@ fn defaults_without_file() {
         assert_eq!(config.limits.connect_timeout, Duration::from_secs(5));
         assert_eq!(config.limits.receive_maximum, 64);
         assert_eq!(config.limits.max_subscriptions, 100);
+        assert_eq!(config.limits.max_retained_per_user, 256);
         assert_eq!(config.history.database_url, None);
         assert_eq!(config.cluster, Cluster::default());
         Ok(())
@@ -127,6 +128,7 @@ fn operating_example_with_every_key() {
                 receive_maximum: 32,
                 max_subscriptions: 50,
                 write_timeout: Duration::from_secs(20),
+                max_retained_per_user: 16,
             },
             history: History {
                 database_url: Some("postgres://roost@db.example/roost".into()),

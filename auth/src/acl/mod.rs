@@ -7,7 +7,9 @@
 //!   first matching rule deciding, and nothing matching means deny.
 //!
 //! Topics starting with `$` are denied, except shared subscriptions
-//! (`$share/{name}/{filter}`), which are judged by their filter.
+//! (`$share/{name}/{filter}`), which are judged by their filter; group names
+//! starting with `roost-` belong to the node's own services (the history
+//! service shares `roost-history-*`), so only `service` tokens may use them.
 
 mod builtin;
 mod filter;
@@ -17,7 +19,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
-use crate::token::Identity;
+use crate::token::{Identity, Role};
 use filter::{filter_levels, topic_levels, Pattern, Subject};
 
 /// One `[[acl.rules]]` entry of the config.
@@ -138,7 +140,10 @@ impl Acl {
         let (filter, shared) = match filter.strip_prefix('$') {
             None => (filter, false),
             Some(rest) => match shared_filter(rest) {
-                Some(inner) => (inner, true),
+                Some((group, _)) if is_internal_group(group) && who.role != Role::Service => {
+                    return false
+                }
+                Some((_, inner)) => (inner, true),
                 None => return false,
             },
         };
@@ -186,13 +191,22 @@ impl Acl {
     }
 }
 
-/// The filter of `share/{name}/{filter}` (after the `$`), if that is what
-/// `rest` is and the share name is valid (non-empty, no wildcards).
-fn shared_filter(rest: &str) -> Option<&str> {
+/// The group name and filter of `share/{name}/{filter}` (after the `$`), if
+/// that is what `rest` is and the share name is valid (non-empty, no
+/// wildcards).
+fn shared_filter(rest: &str) -> Option<(&str, &str)> {
     let rest = rest.strip_prefix("share/")?;
     let (name, filter) = rest.split_once('/')?;
     if name.is_empty() || name.contains(['+', '#']) {
         return None;
     }
-    Some(filter)
+    Some((name, filter))
+}
+
+/// Shared-subscription groups of the node's own services: joining one takes
+/// deliveries away from the service (every second stored DM, say).
+pub const INTERNAL_GROUP_PREFIX: &str = "roost-";
+
+fn is_internal_group(name: &str) -> bool {
+    name.starts_with(INTERNAL_GROUP_PREFIX)
 }

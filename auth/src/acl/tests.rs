@@ -540,6 +540,20 @@ fn shared_subscriptions_outside_im_follow_config() {
 }
 
 #[test]
+fn internal_shared_groups_are_for_services_only() {
+    let acl = acl(&[rule(Permission::Allow, Action::All, "#")]);
+    let internal = [
+        "$share/roost-history-dm/devices/alice/#",
+        "$share/roost-history-dm/im/dm/+/+",
+        "$share/roost-x/devices/alice/x",
+    ];
+    subs(&acl, &alice(), &["$share/mine/devices/alice/#"], &internal);
+    subs(&acl, &user("b", &[], Role::Bridge), &[], &internal);
+    subs(&acl, &user("a", &[], Role::Admin), &[], &internal);
+    subs(&acl, &user("h", &[], Role::Service), &internal, &[]);
+}
+
+#[test]
 fn dollar_topics_are_denied() {
     let acl = acl(&[rule(Permission::Allow, Action::All, "#")]);
     let svc = user("svc", &[], Role::Service);

@@ -134,6 +134,10 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
             refused(&mut transport, codec, Refusal::WillNotAllowed).await;
             return None;
         }
+        if let Err(refusal) = w.check() {
+            refused(&mut transport, codec, refusal).await;
+            return None;
+        }
     }
 
     // 3. Room for it?
@@ -207,7 +211,8 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
 
     ctx.presence.connected(&identity.user).await;
 
-    let session = Session::new(
+    let will = will.map(|w| w.owned_by(&identity.user));
+    let mut session = Session::new(
         version,
         identity,
         client_id,
@@ -215,6 +220,7 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         connect.keep_alive,
         will,
     );
+    session.revoke(&revoked);
     let mut conn = Connection {
         ctx: ctx.clone(),
         codec,

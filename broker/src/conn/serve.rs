@@ -122,7 +122,7 @@ impl Connection {
     /// length the router bounds.
     fn handle_notifications(&mut self, first: rumqttd::Notification) -> Flow {
         let mut actions = Actions::default();
-        let mut result = self.session.on_router(first, &mut actions);
+        let mut result = self.session.on_router(first, &self.ctx.acl, &mut actions);
         loop {
             for packet in actions.to_client.drain(..) {
                 self.queue(packet);
@@ -131,9 +131,13 @@ impl Connection {
                 break;
             }
             match self.link.try_recv() {
-                Some(n) => result = self.session.on_router(n, &mut actions),
+                Some(n) => result = self.session.on_router(n, &self.ctx.acl, &mut actions),
                 None => break,
             }
+        }
+        // Acks the session gives the router in the client's place (revoked filters).
+        if !self.link.try_send(actions.to_router) {
+            return Flow::Close(Close::TakenOver);
         }
         match result {
             Ok(()) => Flow::Continue,
@@ -148,6 +152,7 @@ impl Connection {
             acl: &self.ctx.acl,
             registry: &self.ctx.registry,
             limits: &self.ctx.limits,
+            retained: &self.ctx.retained,
         };
         let result = loop {
             let incoming = match self.codec.decode(&mut self.read) {

@@ -15,6 +15,9 @@ use crate::codec::Version;
 use crate::metrics;
 use crate::notice;
 use crate::registry::Registry;
+use crate::retained::RetainRefusal;
+pub(crate) use crate::retained::Retained;
+use crate::revoked::Revoked;
 use crate::router::SystemMessage;
 use roost_auth::{Acl, Identity};
 use roost_config::Limits;
@@ -34,6 +37,7 @@ pub(crate) struct Env<'a> {
     pub(crate) acl: &'a Acl,
     pub(crate) registry: &'a Registry,
     pub(crate) limits: &'a Limits,
+    pub(crate) retained: &'a Retained,
 }
 
 /// What the connection loop is to do after an event, in order: answer the client, pass
@@ -77,6 +81,9 @@ pub(crate) struct Session {
     pending_subacks: HashMap<u16, Vec<Option<SubscribeReasonCode>>>,
     /// Boxed: most clients leave none, and it is large.
     will: Option<Box<Will>>,
+    /// Filters of the resumed session this token no longer allows (see `revoked`); boxed and
+    /// usually `None`, like the will.
+    revoked: Option<Box<Revoked>>,
 }
 
 impl Session {
@@ -97,6 +104,15 @@ impl Session {
             inbound: HashMap::new(),
             pending_subacks: HashMap::new(),
             will: will.map(Box::new),
+            revoked: None,
+        }
+    }
+
+    /// The resumed session's `filters` were unsubscribed at sign-in: what still comes
+    /// through them is not delivered.
+    pub(crate) fn revoke(&mut self, filters: &[String]) {
+        if !filters.is_empty() {
+            self.revoked = Some(Box::new(Revoked::new(filters)));
         }
     }
 
@@ -282,6 +298,17 @@ impl Session {
                 return Ok(());
             }
         }
+        if publish.retain {
+            let user = self.identity.user.as_str();
+            if let Err(r) = env.retained.admit(user, topic, &publish.payload) {
+                let id = notice::payload_id(&publish.payload);
+                let message = r.message(topic);
+                out.notices
+                    .push(notice::error(user, id.as_deref(), r.code(), message));
+                self.refuse_publish(qos, pkid, Refused::Retain(r), out);
+                return Ok(());
+            }
+        }
         let props = stamp_identity(props, &self.identity, topic);
         match qos {
             1 => {
@@ -307,6 +334,12 @@ impl Session {
                     (false, _) => PubAckReason::Success,
                     (true, Refused::NotAuthorized) => PubAckReason::NotAuthorized,
                     (true, Refused::BadPayload) => PubAckReason::PayloadFormatInvalid,
+                    (true, Refused::Retain(RetainRefusal::NotAllowed)) => {
+                        PubAckReason::ImplementationSpecificError
+                    }
+                    (true, Refused::Retain(RetainRefusal::QuotaExceeded)) => {
+                        PubAckReason::QuotaExceeded
+                    }
                 };
                 out.to_client
                     .push(Packet::PubAck(PubAck { pkid, reason }, None));
@@ -316,6 +349,12 @@ impl Session {
                     match why {
                         Refused::NotAuthorized => PubRecReason::NotAuthorized,
                         Refused::BadPayload => PubRecReason::PayloadFormatInvalid,
+                        Refused::Retain(RetainRefusal::NotAllowed) => {
+                            PubRecReason::ImplementationSpecificError
+                        }
+                        Refused::Retain(RetainRefusal::QuotaExceeded) => {
+                            PubRecReason::QuotaExceeded
+                        }
                     }
                 } else {
                     self.inbound.insert(pkid, Inbound::Refused);
@@ -366,6 +405,7 @@ impl Session {
                 &filter.path,
                 env.limits.max_subscriptions,
             ) {
+                metrics::limit_refused("subscriptions");
                 refused(SubscribeReasonCode::QuotaExceeded)
             } else {
                 None
@@ -395,10 +435,19 @@ impl Session {
     pub(crate) fn on_router(
         &mut self,
         notification: Notification,
+        acl: &Acl,
         out: &mut Actions,
     ) -> Result<(), Close> {
         let packet = match notification {
             Notification::Forward(forward) => {
+                if let Some(revoked) = self.revoked.as_deref_mut() {
+                    let (who, client_id) = (&self.identity, &self.client_id);
+                    let may_read = |topic: &str| acl.can_subscribe(who, client_id, topic);
+                    if let Some(acks) = revoked.intercept(&forward.publish, may_read) {
+                        out.to_router.extend(acks);
+                        return Ok(());
+                    }
+                }
                 metrics::messages_out(1);
                 Packet::Publish(forward.publish, forward.properties)
             }
@@ -454,6 +503,16 @@ impl Session {
                 self.inbound.remove(&pubcomp.pkid);
                 Packet::PubComp(pubcomp, props)
             }
+            Packet::PubRel(pubrel, props) => {
+                let revoked = self.revoked.as_deref_mut();
+                match revoked.and_then(|r| r.release(pubrel.pkid)) {
+                    Some(pubcomp) => {
+                        out.to_router.push(pubcomp);
+                        return;
+                    }
+                    None => Packet::PubRel(pubrel, props),
+                }
+            }
             packet => packet,
         };
         out.to_client.push(packet);
@@ -465,6 +524,7 @@ impl Session {
 enum Refused {
     NotAuthorized,
     BadPayload,
+    Retain(RetainRefusal),
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ struct World {
     acl: Acl,
     registry: Registry,
     limits: Limits,
+    retained: Retained,
 }
 
 impl World {
@@ -18,6 +19,7 @@ impl World {
             acl: Acl::new(&[]).expect("built-in rules"),
             registry: Registry::default(),
             limits: Limits::default(),
+            retained: Retained::new(Limits::default().max_retained_per_user),
         }
     }
 
@@ -26,6 +28,7 @@ impl World {
             acl: &self.acl,
             registry: &self.registry,
             limits: &self.limits,
+            retained: &self.retained,
         }
     }
 }
@@ -216,6 +219,7 @@ fn will_follows_the_close() {
         payload: b"gone".to_vec(),
         retain: false,
         delay_secs: 0,
+        user: "alice".into(),
     };
     let mut s = alice(Version::V5);
     s.will = Some(Box::new(will()));
@@ -236,7 +240,8 @@ fn keepalive_is_one_and_a_half_times() {
 
 #[test]
 fn session_state_is_compact() {
-    // Identity, client id, two maps, keepalive, the boxed will: 216 bytes on 64-bit.
+    // Identity, client id, two maps, keepalive, the boxed will and revoked filters: 224
+    // bytes on 64-bit.
     let size = std::mem::size_of::<Session>();
-    assert!(size <= 216, "Session grew to {size} bytes");
+    assert!(size <= 224, "Session grew to {size} bytes");
 }

@@ -3,6 +3,7 @@
 
 use crate::codec::Version;
 use roost_auth::{Identity, Role, TokenError, Verifier};
+use roost_proto::chat::ChatMessage;
 use roost_proto::id;
 use rumqttd::protocol::{ConnectReturnCode, LastWill, LastWillProperties, Login};
 
@@ -18,6 +19,10 @@ pub enum Refusal {
     UsernameNotBound,
     /// A last will on a topic the user may not publish to.
     WillNotAllowed,
+    /// A last will on a stored chat topic that is not a chat message.
+    WillPayloadInvalid,
+    /// A retained last will on a topic where retain is refused.
+    WillRetainNotAllowed,
     MaxConnections,
     ServerBusy,
 }
@@ -30,6 +35,11 @@ impl Refusal {
             (Refusal::BadToken(_) | Refusal::NoToken, Version::V5) => C::BadUserNamePassword,
             (Refusal::ClientIdNotBound, _) => C::ClientIdentifierNotValid,
             (Refusal::UsernameNotBound | Refusal::WillNotAllowed, _) => C::NotAuthorized,
+            (Refusal::WillPayloadInvalid | Refusal::WillRetainNotAllowed, Version::V311) => {
+                C::NotAuthorized
+            }
+            (Refusal::WillPayloadInvalid, Version::V5) => C::PayloadFormatInvalid,
+            (Refusal::WillRetainNotAllowed, Version::V5) => C::ImplementationSpecificError,
             (Refusal::MaxConnections, Version::V311) => C::ServiceUnavailable,
             (Refusal::MaxConnections, Version::V5) => C::QuotaExceeded,
             (Refusal::ServerBusy, Version::V311) => C::ServiceUnavailable,
@@ -45,6 +55,8 @@ impl Refusal {
             Refusal::ClientIdNotBound => "client_id_not_bound",
             Refusal::UsernameNotBound => "username_not_bound",
             Refusal::WillNotAllowed => "will_not_allowed",
+            Refusal::WillPayloadInvalid => "will_payload_invalid",
+            Refusal::WillRetainNotAllowed => "will_retain_not_allowed",
             Refusal::MaxConnections => "max_connections",
             Refusal::ServerBusy => "server_busy",
         }
@@ -55,6 +67,8 @@ impl Refusal {
 #[derive(Debug)]
 pub struct SignIn {
     pub identity: Identity,
+    /// The client id the node knows the connection by, and its router session key: the
+    /// client's own, or `@anon:{client id}` for anonymous clients (see `keys`).
     pub client_id: String,
     /// The client id was empty and the server made one up (v5 returns it in the CONNACK).
     pub assigned: bool,
@@ -73,7 +87,8 @@ pub fn sign_in(
     let username = login.map(|l| l.username.as_str()).unwrap_or_default();
 
     if password.is_empty() && allow_anonymous {
-        // Development mode: the client id names the anonymous user.
+        // Development mode: the client id names the anonymous user; its session lives
+        // apart from token users' (see `keys`).
         if !id::is_valid_id(client_id) || client_id.len() > 59 {
             return Err(Refusal::ClientIdNotBound);
         }
@@ -84,7 +99,7 @@ pub fn sign_in(
                 role: Role::User,
                 expires_at: u64::MAX,
             },
-            client_id: client_id.to_owned(),
+            client_id: crate::keys::anonymous(client_id),
             assigned: false,
         });
     }
@@ -128,9 +143,32 @@ pub struct Will {
     pub payload: Vec<u8>,
     pub retain: bool,
     pub delay_secs: u32,
+    /// The user it is published for: a retained will counts against their retained topics.
+    pub user: String,
 }
 
 impl Will {
+    /// The will, published for `user`.
+    pub fn owned_by(self, user: &str) -> Will {
+        Will {
+            user: user.to_owned(),
+            ..self
+        }
+    }
+
+    /// What a publish to the will's topic would have to pass besides the ACL: retain only
+    /// where it is allowed, and a chat message on a stored chat topic.
+    pub fn check(&self) -> Result<(), Refusal> {
+        if self.retain && !crate::retained::may_retain(&self.topic) {
+            return Err(Refusal::WillRetainNotAllowed);
+        }
+        if roost_proto::topic::is_stored(&self.topic) && ChatMessage::parse(&self.payload).is_err()
+        {
+            return Err(Refusal::WillPayloadInvalid);
+        }
+        Ok(())
+    }
+
     /// The will of a CONNECT, or `Err` when its topic is not a valid publish topic.
     pub fn from_connect(
         will: Option<LastWill>,
@@ -149,6 +187,7 @@ impl Will {
             payload: will.message.to_vec(),
             retain: will.retain,
             delay_secs: delay.min(session_expiry),
+            user: String::new(),
         }))
     }
 }
