@@ -112,22 +112,30 @@ impl Drop for Subscriber {
     }
 }
 
+/// The Python that has paho-mqtt: `ROOST_TEST_PYTHON` (scripts/test points it at its venv
+/// under target/), else `python3`.
+fn python() -> String {
+    std::env::var("ROOST_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
 /// Runs a paho-mqtt script from tests/python with `args`; panics unless it exits 0.
 pub fn paho(script: &str, args: &[&str]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    let python = python();
     let probe = run_bounded(
-        "python3",
+        &python,
         &["-c", "import paho.mqtt.client as m; m.CallbackAPIVersion"],
     );
     assert!(
         probe.status.success(),
-        "paho-mqtt 2.x is not installed: pip install 'paho-mqtt>=2'\n{}",
+        "{python} has no paho-mqtt 2.x: run the tests with scripts/test (it makes a venv \
+         with it), or pip install 'paho-mqtt>=2' and set ROOST_TEST_PYTHON\n{}",
         describe(&probe)
     );
     let script = dir.join(script);
     // -B: no __pycache__ in the source tree.
     let mut all = vec!["-B", script.to_str().unwrap()];
     all.extend_from_slice(args);
-    let out = run_bounded("python3", &all);
+    let out = run_bounded(&python, &all);
     assert!(out.status.success(), "{}", describe(&out));
 }
