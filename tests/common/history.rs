@@ -80,6 +80,7 @@ impl HistNode {
 
 /// Runs SQL on a SQLite file with the `sqlite3` shell.
 pub fn sqlite(file: &Path, query: &str) -> String {
+    super::tools::require("sqlite3");
     let out = Command::new("timeout")
         .args(["30", "sqlite3", "-bail", "-cmd", ".timeout 10000"])
         .arg(file)

@@ -17,6 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Runs one SQL statement with `psql` on the database at `url`: unaligned, tuples only, `|`
 /// between columns. `Err` carries psql's output.
 pub fn psql(url: &str, sql: &str) -> Result<String, String> {
+    super::tools::require("psql");
     let out = Command::new("timeout")
         .args([
             "30",
