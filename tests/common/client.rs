@@ -72,7 +72,7 @@ pub fn options5(node: &Node, client_id: &str, user: &str, token: &str) -> Mqtt5 
     Mqtt5::for_node(node, client_id, user, token)
 }
 
-/// A connected client; dropping it drops the connection.
+/// A connected client and what the broker sent it, in order.
 pub struct Client<V: Version> {
     /// rumqttc's own handle, for what the helpers below do not cover.
     pub client: V::Handle,
