@@ -200,7 +200,7 @@ async fn database_passwords_never_reach_the_log() {
     let node = Node::builder()
         .toml(&format!("[history]\ndatabase_url = \"{url}\"\n"))
         .start();
-    node.wait_for_log("history database not reachable");
+    node.wait_for_log(&["history database not reachable"]).await;
     let log = node.log_text();
     assert!(!log.contains("hunter"), "a password was logged:\n{log}");
     assert!(
