@@ -249,9 +249,9 @@ async fn churning_distinct_filters_leaves_no_router_state_behind() {
 #[tokio::test]
 async fn invalid_packets_get_the_reason_code_mqtt_names() {
     let mut node = Node::start();
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
-    let mut carol = Client::user(&node, "carol").await;
+    let mut carol = Client::<Mqtt3>::user(&node, "carol").await;
     assert_eq!(carol.subscribe("im/dm/carol/+").await, 1);
 
     let topic = raw::string(b"im/dm/bob/mallory");
