@@ -7,8 +7,7 @@
 //! denied publishes without having seen any of them.
 mod common;
 
-use common::client::{options, Client};
-use common::client5::{options5, Client5};
+use common::client::{options, options5, Client, Mqtt3, Mqtt5};
 use common::{token_with, Node};
 use roost_auth::Role;
 use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, PubAckReason, SubscribeReasonCode};
@@ -21,7 +20,7 @@ use std::time::Duration;
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// A v3.1.1 client for `user` (client id = user) in `groups`.
-async fn v3(node: &Node, user: &str, groups: &[&str]) -> Client {
+async fn v3(node: &Node, user: &str, groups: &[&str]) -> Client<Mqtt3> {
     let token = token_with(user, groups, Role::User, HOUR);
     Client::connect(options(node, user, user, &token))
         .await
@@ -29,15 +28,15 @@ async fn v3(node: &Node, user: &str, groups: &[&str]) -> Client {
 }
 
 /// An MQTT 5 client for `user` (client id = user) in `groups`.
-async fn v5(node: &Node, user: &str, groups: &[&str]) -> Client5 {
+async fn v5(node: &Node, user: &str, groups: &[&str]) -> Client<Mqtt5> {
     let token = token_with(user, groups, Role::User, HOUR);
-    Client5::connect(options5(node, user, user, &token))
+    Client::<Mqtt5>::connect(options5(node, user, user, &token))
         .await
         .expect("sign-in refused")
 }
 
 /// A v3.1.1 `role = service` client.
-async fn service(node: &Node, name: &str) -> Client {
+async fn service(node: &Node, name: &str) -> Client<Mqtt3> {
     let token = token_with(name, &[], Role::Service, HOUR);
     Client::connect(options(node, name, name, &token))
         .await
@@ -45,7 +44,7 @@ async fn service(node: &Node, name: &str) -> Client {
 }
 
 /// A service client that sees every message under `im/`.
-async fn watcher(node: &Node) -> Client {
+async fn watcher(node: &Node) -> Client<Mqtt3> {
     let mut w = service(node, "watcher").await;
     assert_eq!(w.subscribe("im/#").await, 1, "a service subscribes im/#");
     w
@@ -69,7 +68,7 @@ fn code5(reason: SubscribeReasonCode) -> u8 {
 }
 
 /// The SUBACK codes of one SUBSCRIBE with `filters`, from a v3.1.1 client.
-async fn suback3(c: &mut Client, filters: &[&str]) -> Vec<u8> {
+async fn suback3(c: &mut Client<Mqtt3>, filters: &[&str]) -> Vec<u8> {
     let filters: Vec<rumqttc::SubscribeFilter> = filters
         .iter()
         .map(|f| rumqttc::SubscribeFilter::new(f.to_string(), rumqttc::QoS::AtLeastOnce))
@@ -89,7 +88,7 @@ async fn suback3(c: &mut Client, filters: &[&str]) -> Vec<u8> {
 }
 
 /// The SUBACK codes of one SUBSCRIBE with `filters`, from an MQTT 5 client.
-async fn suback5(c: &mut Client5, filters: &[&str]) -> Vec<u8> {
+async fn suback5(c: &mut Client<Mqtt5>, filters: &[&str]) -> Vec<u8> {
     c.subscribe_many(filters)
         .await
         .into_iter()
@@ -98,7 +97,7 @@ async fn suback5(c: &mut Client5, filters: &[&str]) -> Vec<u8> {
 }
 
 /// Asserts each filter subscribes with `expected` (one SUBSCRIBE per filter).
-async fn subs3(c: &mut Client, expected: u8, filters: &[&str]) {
+async fn subs3(c: &mut Client<Mqtt3>, expected: u8, filters: &[&str]) {
     for filter in filters {
         assert_eq!(
             suback3(c, &[filter]).await,
@@ -108,7 +107,7 @@ async fn subs3(c: &mut Client, expected: u8, filters: &[&str]) {
     }
 }
 
-async fn subs5(c: &mut Client5, expected: u8, filters: &[&str]) {
+async fn subs5(c: &mut Client<Mqtt5>, expected: u8, filters: &[&str]) {
     for filter in filters {
         assert_eq!(
             suback5(c, &[filter]).await,
@@ -130,7 +129,7 @@ fn is_error(topic: &[u8], payload: &[u8], id: Option<&str>) -> Option<Value> {
 
 /// The next `error` notice a v3.1.1 client subscribed to its `im/sys/{me}` receives; with
 /// `id`, the next one about that chat message (notices about other things are skipped).
-async fn next_error3(c: &mut Client, id: Option<&str>) -> Value {
+async fn next_error3(c: &mut Client<Mqtt3>, id: Option<&str>) -> Value {
     loop {
         let (topic, payload) = c.next_publish().await;
         if let Some(notice) = is_error(topic.as_bytes(), payload.as_bytes(), id) {
@@ -139,7 +138,7 @@ async fn next_error3(c: &mut Client, id: Option<&str>) -> Value {
     }
 }
 
-async fn next_error5(c: &mut Client5, id: Option<&str>) -> Value {
+async fn next_error5(c: &mut Client<Mqtt5>, id: Option<&str>) -> Value {
     loop {
         let p = c.next_publish().await;
         if let Some(notice) = is_error(&p.topic, &p.payload, id) {
@@ -150,7 +149,7 @@ async fn next_error5(c: &mut Client5, id: Option<&str>) -> Value {
 
 /// Receives publishes until one with exactly `marker` as payload; panics if any of
 /// `denied` (exact payloads) comes first.
-async fn marker_before_any(watcher: &mut Client, denied: &[String], marker: &str) {
+async fn marker_before_any(watcher: &mut Client<Mqtt3>, denied: &[String], marker: &str) {
     loop {
         let (topic, payload) = watcher.next_publish().await;
         assert!(
@@ -167,8 +166,8 @@ async fn marker_before_any(watcher: &mut Client, denied: &[String], marker: &str
 /// v3.1.1 cannot say no), expects a `forbidden` notice for each on `im/sys/{me}` (`from` must
 /// be subscribed there), then proves with `marker_topic` that none was delivered.
 async fn denied_publishes3(
-    from: &mut Client,
-    watcher: &mut Client,
+    from: &mut Client<Mqtt3>,
+    watcher: &mut Client<Mqtt3>,
     denied: &[&str],
     marker_topic: &str,
 ) {
@@ -193,8 +192,8 @@ async fn denied_publishes3(
 /// MQTT 5: each `denied` publish gets PUBACK 0x87 and a `forbidden` notice; then the marker
 /// proves none was delivered.
 async fn denied_publishes5(
-    from: &mut Client5,
-    watcher: &mut Client,
+    from: &mut Client<Mqtt5>,
+    watcher: &mut Client<Mqtt3>,
     denied: &[&str],
     marker_topic: &str,
 ) {

@@ -3,7 +3,7 @@
 //! reason codes), logs which peer did what, and everyone else keeps chatting.
 mod common;
 
-use common::client::Client;
+use common::client::{Client, Mqtt3};
 use common::raw::{self, Closed, Connect, Raw, V311, V5};
 use common::{token_from_claims, Node};
 use roost_auth::{mint_hs256, Claims, Role};
@@ -13,14 +13,14 @@ const CHAT: &[u8] = br#"{"id":"x1","kind":"text","body":"should never arrive"}"#
 
 /// Two users signed in before the bad connection, each listening for DMs.
 struct Bystanders {
-    bob: Client,
-    carol: Client,
+    bob: Client<Mqtt3>,
+    carol: Client<Mqtt3>,
 }
 
 async fn bystanders(node: &Node) -> Bystanders {
-    let mut bob = Client::user(node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(node, "bob").await;
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
-    let mut carol = Client::user(node, "carol").await;
+    let mut carol = Client::<Mqtt3>::user(node, "carol").await;
     assert_eq!(carol.subscribe("im/dm/carol/+").await, 1);
     Bystanders { bob, carol }
 }
@@ -108,7 +108,7 @@ async fn after_sign_in(node: &Node, level: u8, user: &str, bad: &[u8], reason: u
     raw.send(bad).await;
     let closed = raw.closed().await;
     assert_closed_with(&closed, level, reason, cause);
-    raw::log_line(node, &[&raw.peer(), cause]).await;
+    node.wait_for_log(&[&raw.peer(), cause]).await;
 }
 
 #[tokio::test]
@@ -149,7 +149,7 @@ async fn truncated_connect_is_refused() {
         } else {
             assert_refused_with(&closed, 0x81);
         }
-        raw::log_line(&node, &[&raw.peer(), "malformed CONNECT"]).await;
+        node.wait_for_log(&[&raw.peer(), "malformed CONNECT"]).await;
     }
     others.still_talk(&mut node).await;
 }
@@ -174,7 +174,8 @@ async fn publish_before_connect_is_refused() {
         raw.send(&raw::publish(level, b"im/dm/bob/mallory", 1, 1, CHAT))
             .await;
         assert_bare_close(&raw.closed().await);
-        raw::log_line(&node, &[&raw.peer(), "first packet is not a CONNECT"]).await;
+        node.wait_for_log(&[&raw.peer(), "first packet is not a CONNECT"])
+            .await;
     }
     others.still_talk(&mut node).await;
 }
@@ -192,7 +193,8 @@ async fn first_packet_not_connect_is_refused() {
         let mut raw = Raw::open(node.mqtt).await;
         raw.send(first).await;
         assert_bare_close(&raw.closed().await);
-        raw::log_line(&node, &[&raw.peer(), "first packet is not a CONNECT"]).await;
+        node.wait_for_log(&[&raw.peer(), "first packet is not a CONNECT"])
+            .await;
     }
     others.still_talk(&mut node).await;
 }
@@ -252,7 +254,8 @@ async fn a_frame_declaring_200_mib_is_refused_from_its_header() {
         // Nothing more is sent: the node decides from those 5 bytes.
         let closed = raw.closed().await;
         assert_closed_with(&closed, level, 0x95, "maximum packet size"); // v5: Packet too large
-        raw::log_line(&node, &[&raw.peer(), "maximum packet size"]).await;
+        node.wait_for_log(&[&raw.peer(), "maximum packet size"])
+            .await;
     }
     let after = raw::rss_kib(node.pid());
     assert!(
@@ -276,7 +279,8 @@ async fn a_connect_declaring_200_mib_is_refused_from_its_header() {
     header.extend(HEADER_200_MIB);
     raw.send(&header).await;
     assert_bare_close(&raw.closed_within(Duration::from_secs(10)).await);
-    raw::log_line(&node, &[&raw.peer(), "maximum packet size"]).await;
+    node.wait_for_log(&[&raw.peer(), "maximum packet size"])
+        .await;
     let after = raw::rss_kib(node.pid());
     assert!(
         after < before + 4 * 1024,
@@ -303,14 +307,11 @@ async fn an_unsupported_protocol_level_gets_connack_1() {
         // 0x01: unacceptable protocol version, in the form every version reads.
         assert_refused_with(&closed, 0x01);
         assert_eq!(closed.packets[0].body, [0x00, 0x01]);
-        raw::log_line(
-            &node,
-            &[
-                &raw.peer(),
-                "unsupported MQTT protocol level",
-                &format!("level={level}"),
-            ],
-        )
+        node.wait_for_log(&[
+            &raw.peer(),
+            "unsupported MQTT protocol level",
+            &format!("level={level}"),
+        ])
         .await;
     }
     others.still_talk(&mut node).await;
@@ -371,14 +372,11 @@ async fn bad_tokens_are_refused_with_connack_4_or_0x86() {
                 .await;
             let closed = raw.closed().await;
             assert_refused_with(&closed, code);
-            raw::log_line(
-                &node,
-                &[
-                    &raw.peer(),
-                    "sign-in refused",
-                    &format!("cause=\"{cause}\""),
-                ],
-            )
+            node.wait_for_log(&[
+                &raw.peer(),
+                "sign-in refused",
+                &format!("cause=\"{cause}\""),
+            ])
             .await;
         }
     }

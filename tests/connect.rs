@@ -3,8 +3,7 @@
 //! lifetime (token expiry, keepalive, will, sessions, QoS, retained messages, limits).
 mod common;
 
-use common::client::{options, Client, WAIT};
-use common::client5::{options5, user_properties, Client5};
+use common::client::{options, options5, user_properties, Client, Mqtt3, Mqtt5, WAIT};
 use common::raw::{self, Connect, Raw, V5};
 use common::{token, token_from_claims, Node, SECRET};
 use roost_auth::{mint_hs256, Claims, Role};
@@ -148,7 +147,7 @@ fn v5_options(node: &Node, user: &str, password: Option<&str>) -> rumqttc::v5::M
 }
 
 /// The next PUBLISH a v3.1.1 client receives, whole.
-async fn next_publish3(c: &mut Client) -> rumqttc::Publish {
+async fn next_publish3(c: &mut Client<Mqtt3>) -> rumqttc::Publish {
     match c.next_where(|p| matches!(p, Packet::Publish(_))).await {
         Packet::Publish(p) => p,
         _ => unreachable!(),
@@ -156,7 +155,7 @@ async fn next_publish3(c: &mut Client) -> rumqttc::Publish {
 }
 
 /// Payloads of the PUBLISHes `c` receives up to and including the first containing `marker`.
-async fn payloads_until(c: &mut Client, marker: &str) -> Vec<String> {
+async fn payloads_until(c: &mut Client<Mqtt3>, marker: &str) -> Vec<String> {
     let mut seen = Vec::new();
     loop {
         let (_, payload) = c.next_publish().await;
@@ -170,7 +169,7 @@ async fn payloads_until(c: &mut Client, marker: &str) -> Vec<String> {
 
 /// Waits until `observer` (subscribed to `im/presence/{user}`) sees `user` go offline: by
 /// then the node has finished with the user's connection.
-async fn wait_offline(observer: &mut Client, user: &str) {
+async fn wait_offline(observer: &mut Client<Mqtt3>, user: &str) {
     let topic = format!("im/presence/{user}");
     loop {
         let (t, payload) = observer.next_publish().await;
@@ -211,7 +210,8 @@ async fn bad_tokens_are_refused_with_code_4_v311() {
 async fn bad_tokens_are_refused_with_0x86_v5() {
     let node = node_with_issuer();
     for (why, password) in bad_tokens("alice") {
-        let refused = Client5::connect(v5_options(&node, "alice", password.as_deref())).await;
+        let refused =
+            Client::<Mqtt5>::connect(v5_options(&node, "alice", password.as_deref())).await;
         assert_eq!(
             refused.err(),
             Some(V5Code::BadUserNamePassword),
@@ -219,7 +219,7 @@ async fn bad_tokens_are_refused_with_0x86_v5() {
         );
     }
     let good = token_from_claims(&good_claims("alice"));
-    Client5::connect(v5_options(&node, "alice", Some(&good)))
+    Client::<Mqtt5>::connect(v5_options(&node, "alice", Some(&good)))
         .await
         .expect("a good token is accepted");
 }
@@ -261,7 +261,7 @@ async fn client_id_not_bound_to_sub_is_refused_with_0x85_v5() {
     let node = Node::start();
     let alice = token("alice");
     for client_id in FOREIGN_CLIENT_IDS {
-        let refused = Client5::connect(options5(&node, client_id, "alice", &alice)).await;
+        let refused = Client::<Mqtt5>::connect(options5(&node, client_id, "alice", &alice)).await;
         assert_eq!(
             refused.err(),
             Some(V5Code::ClientIdentifierNotValid),
@@ -269,7 +269,7 @@ async fn client_id_not_bound_to_sub_is_refused_with_0x85_v5() {
         );
     }
     for client_id in ["alice", "alice:phone"] {
-        Client5::connect(options5(&node, client_id, "alice", &alice))
+        Client::<Mqtt5>::connect(options5(&node, client_id, "alice", &alice))
             .await
             .unwrap_or_else(|code| panic!("{client_id:?} refused with {code:?}"));
     }
@@ -282,7 +282,7 @@ async fn username_other_than_sub_is_refused_with_5_and_0x87() {
     let alice = token("alice");
     let refused = Client::connect(options(&node, "alice", "bob", &alice)).await;
     assert_eq!(refused.err(), Some(V3Code::NotAuthorized));
-    let refused = Client5::connect(options5(&node, "alice", "bob", &alice)).await;
+    let refused = Client::<Mqtt5>::connect(options5(&node, "alice", "bob", &alice)).await;
     assert_eq!(refused.err(), Some(V5Code::NotAuthorized));
 }
 
@@ -293,11 +293,11 @@ async fn max_connections_refused_with_3_and_0x97_until_a_slot_frees() {
     let node = Node::builder()
         .toml("[limits]\nmax_connections = 1\n")
         .start();
-    let alice = Client::user(&node, "alice").await;
+    let alice = Client::<Mqtt3>::user(&node, "alice").await;
     let bob = token("bob");
     let refused = Client::connect(options(&node, "bob", "bob", &bob)).await;
     assert_eq!(refused.err(), Some(V3Code::ServiceUnavailable));
-    let refused = Client5::connect(options5(&node, "bob", "bob", &bob)).await;
+    let refused = Client::<Mqtt5>::connect(options5(&node, "bob", "bob", &bob)).await;
     assert_eq!(refused.err(), Some(V5Code::QuotaExceeded));
 
     alice.client.disconnect().await.unwrap();
@@ -316,12 +316,12 @@ async fn max_connections_refused_with_3_and_0x97_until_a_slot_frees() {
 
 // ---- client ids ---------------------------------------------------------------------------
 
-/// §1: an MQTT 5 client with an empty client id gets an Assigned Client Identifier
+/// §1: an MQTT 5 client with an empty client id gets an Assigned Client<Mqtt3> Identifier
 /// `{sub}:{random}` and is a working client.
 #[tokio::test]
 async fn empty_client_id_gets_assigned_sub_device_v5() {
     let node = Node::start();
-    let mut alice = Client5::connect(options5(&node, "", "alice", &token("alice")))
+    let mut alice = Client::<Mqtt5>::connect(options5(&node, "", "alice", &token("alice")))
         .await
         .expect("empty client id accepted");
     let assigned = alice
@@ -329,7 +329,7 @@ async fn empty_client_id_gets_assigned_sub_device_v5() {
         .properties
         .as_ref()
         .and_then(|p| p.assigned_client_identifier.clone())
-        .expect("CONNACK has an Assigned Client Identifier");
+        .expect("CONNACK has an Assigned Client<Mqtt3> Identifier");
     let device = assigned
         .strip_prefix("alice:")
         .unwrap_or_else(|| panic!("{assigned:?} is not alice:{{device}}"));
@@ -346,7 +346,7 @@ async fn empty_client_id_gets_assigned_sub_device_v5() {
         alice.subscribe("im/dm/alice/+").await,
         rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)
     ));
-    let bob = Client::user(&node, "bob").await;
+    let bob = Client::<Mqtt3>::user(&node, "bob").await;
     bob.publish("im/dm/alice/bob", &chat("m1", "hi")).await;
     let got = alice.next_publish().await;
     assert_eq!(&got.topic[..], b"im/dm/alice/bob");
@@ -362,7 +362,7 @@ async fn empty_client_id_v311_only_with_clean_session() {
         .await
         .expect("empty client id with clean session accepted");
     assert_eq!(anon.subscribe("im/dm/alice/+").await, 1);
-    let bob = Client::user(&node, "bob").await;
+    let bob = Client::<Mqtt3>::user(&node, "bob").await;
     bob.publish("im/dm/alice/bob", &chat("m1", "hi")).await;
     assert_eq!(anon.next_publish().await.0, "im/dm/alice/bob");
 
@@ -388,7 +388,7 @@ async fn two_devices_of_one_user_both_receive_a_dm() {
         .unwrap();
     assert_eq!(phone.subscribe("im/dm/alice/+").await, 1);
     assert_eq!(laptop.subscribe("im/dm/alice/+").await, 1);
-    let bob = Client::user(&node, "bob").await;
+    let bob = Client::<Mqtt3>::user(&node, "bob").await;
     bob.publish("im/dm/alice/bob", &chat("m1", "to both")).await;
     for device in [&mut phone, &mut laptop] {
         let (topic, payload) = device.next_publish().await;
@@ -411,7 +411,7 @@ fn short_token(user: &str, ttl_secs: u64) -> (String, u64) {
 async fn token_expiry_disconnects_v5_with_0xa0() {
     let node = Node::start();
     let (token, exp) = short_token("alice", 3);
-    let mut alice = Client5::connect(options5(&node, "alice", "alice", &token))
+    let mut alice = Client::<Mqtt5>::connect(options5(&node, "alice", "alice", &token))
         .await
         .unwrap();
     match alice.ended().await {
@@ -542,7 +542,7 @@ async fn connection_without_connect_closed_after_connect_timeout() {
 #[tokio::test]
 async fn will_published_when_socket_drops() {
     let node = Node::start();
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
     let mut connect = Connect::v311("alice", &token("alice"));
     connect.will = Some(("im/dm/bob/alice".into(), chat("w1", "gone").into_bytes()));
@@ -558,7 +558,7 @@ async fn will_published_when_socket_drops() {
 #[tokio::test]
 async fn will_not_published_on_normal_disconnect() {
     let node = Node::start();
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
     assert_eq!(bob.subscribe("im/presence/alice").await, 1);
     let mut o = options(&node, "alice", "alice", &token("alice"));
@@ -572,7 +572,7 @@ async fn will_not_published_on_normal_disconnect() {
     alice.client.disconnect().await.unwrap();
     wait_offline(&mut bob, "alice").await;
 
-    let carol = Client::user(&node, "carol").await;
+    let carol = Client::<Mqtt3>::user(&node, "carol").await;
     carol.publish("im/dm/bob/carol", &chat("marker", "m")).await;
     let seen = payloads_until(&mut bob, "marker").await;
     assert!(
@@ -604,15 +604,18 @@ async fn will_on_forbidden_topic_refused_at_connect() {
         false,
         None,
     ));
-    assert_eq!(Client5::connect(o).await.err(), Some(V5Code::NotAuthorized));
+    assert_eq!(
+        Client::<Mqtt5>::connect(o).await.err(),
+        Some(V5Code::NotAuthorized)
+    );
 }
 
 // ---- sessions -----------------------------------------------------------------------------
 
 /// Alice, watching bob's presence (to see him leave), and the options of bob's persistent
 /// v3.1.1 session.
-async fn alice_and_persistent_bob(node: &Node) -> (Client, rumqttc::MqttOptions) {
-    let mut alice = Client::user(node, "alice").await;
+async fn alice_and_persistent_bob(node: &Node) -> (Client<Mqtt3>, rumqttc::MqttOptions) {
+    let mut alice = Client::<Mqtt3>::user(node, "alice").await;
     assert_eq!(alice.subscribe("im/presence/bob").await, 1);
     let mut o = options(node, "bob:phone", "bob", &token("bob"));
     o.set_clean_session(false);
@@ -626,7 +629,8 @@ async fn alice_and_persistent_bob(node: &Node) -> (Client, rumqttc::MqttOptions)
 async fn persistent_session_gets_offline_messages_v311() {
     let node = Node::start();
     let (mut alice, o) = alice_and_persistent_bob(&node).await;
-    let (mut bob, present) = Client::connect_session(o.clone()).await.unwrap();
+    let mut bob = Client::connect(o.clone()).await.unwrap();
+    let present = bob.connack.session_present;
     assert!(!present, "a new session is not present");
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
     bob.client.disconnect().await.unwrap();
@@ -636,7 +640,8 @@ async fn persistent_session_gets_offline_messages_v311() {
         .publish_acked("im/dm/bob/alice", &chat("away1", "while away"))
         .await;
 
-    let (mut bob, present) = Client::connect_session(o).await.unwrap();
+    let mut bob = Client::connect(o).await.unwrap();
+    let present = bob.connack.session_present;
     assert!(present, "session present on resume");
     let (topic, payload) = bob.next_publish().await;
     assert_eq!(topic, "im/dm/bob/alice");
@@ -647,14 +652,14 @@ async fn persistent_session_gets_offline_messages_v311() {
 #[tokio::test]
 async fn persistent_session_gets_offline_messages_v5() {
     let node = Node::start();
-    let mut alice = Client::user(&node, "alice").await;
+    let mut alice = Client::<Mqtt3>::user(&node, "alice").await;
     assert_eq!(alice.subscribe("im/presence/bob").await, 1);
 
     let bob_token = token("bob");
     let mut o = options5(&node, "bob:phone", "bob", &bob_token);
     o.set_clean_start(false);
     o.set_session_expiry_interval(Some(300));
-    let mut bob = Client5::connect(o.clone()).await.unwrap();
+    let mut bob = Client::<Mqtt5>::connect(o.clone()).await.unwrap();
     assert!(!bob.connack.session_present);
     assert!(matches!(
         bob.subscribe("im/dm/bob/+").await,
@@ -667,7 +672,7 @@ async fn persistent_session_gets_offline_messages_v5() {
         .publish_acked("im/dm/bob/alice", &chat("away1", "while away"))
         .await;
 
-    let mut bob = Client5::connect(o).await.unwrap();
+    let mut bob = Client::<Mqtt5>::connect(o).await.unwrap();
     assert!(bob.connack.session_present, "session present on resume");
     let got = bob.next_publish().await;
     assert_eq!(&got.topic[..], b"im/dm/bob/alice");
@@ -683,7 +688,7 @@ async fn persistent_session_gets_unacknowledged_deliveries_again_on_resume() {
     let node = Node::start();
     let (mut alice, mut o) = alice_and_persistent_bob(&node).await;
     o.set_manual_acks(true);
-    let (mut bob, _) = Client::connect_session(o.clone()).await.unwrap();
+    let mut bob = Client::connect(o.clone()).await.unwrap();
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
 
     alice.publish("im/dm/bob/alice", &chat("m1", "acked")).await;
@@ -706,7 +711,8 @@ async fn persistent_session_gets_unacknowledged_deliveries_again_on_resume() {
         .publish_acked("im/dm/bob/alice", &chat("m3", "while away"))
         .await;
 
-    let (mut bob, present) = Client::connect_session(o).await.unwrap();
+    let mut bob = Client::connect(o).await.unwrap();
+    let present = bob.connack.session_present;
     assert!(present);
     let (_, first) = bob.next_publish().await;
     assert!(first.contains("m2"), "first after resume: {first}");
@@ -720,13 +726,14 @@ async fn persistent_session_gets_unacknowledged_deliveries_again_on_resume() {
 async fn resumed_session_can_unsubscribe() {
     let node = Node::start();
     let (mut alice, o) = alice_and_persistent_bob(&node).await;
-    let (mut bob, _) = Client::connect_session(o.clone()).await.unwrap();
+    let mut bob = Client::connect(o.clone()).await.unwrap();
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
     assert_eq!(bob.subscribe("im/dm/+/bob").await, 1);
     bob.client.disconnect().await.unwrap();
     wait_offline(&mut alice, "bob").await;
 
-    let (mut bob, present) = Client::connect_session(o).await.unwrap();
+    let mut bob = Client::connect(o).await.unwrap();
+    let present = bob.connack.session_present;
     assert!(present);
     bob.client.unsubscribe("im/dm/bob/+").await.unwrap();
     bob.next_where(|p| matches!(p, Packet::UnsubAck(_))).await;
@@ -746,11 +753,12 @@ async fn resumed_session_can_unsubscribe() {
 #[tokio::test]
 async fn clean_session_keeps_nothing() {
     let node = Node::start();
-    let mut alice = Client::user(&node, "alice").await;
+    let mut alice = Client::<Mqtt3>::user(&node, "alice").await;
     assert_eq!(alice.subscribe("im/presence/bob").await, 1);
 
     let o = options(&node, "bob:phone", "bob", &token("bob"));
-    let (mut bob, present) = Client::connect_session(o.clone()).await.unwrap();
+    let mut bob = Client::connect(o.clone()).await.unwrap();
+    let present = bob.connack.session_present;
     assert!(!present);
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
     bob.client.disconnect().await.unwrap();
@@ -760,7 +768,8 @@ async fn clean_session_keeps_nothing() {
         .publish_acked("im/dm/bob/alice", &chat("away1", "while away"))
         .await;
 
-    let (mut bob, present) = Client::connect_session(o).await.unwrap();
+    let mut bob = Client::connect(o).await.unwrap();
+    let present = bob.connack.session_present;
     assert!(!present, "a clean session is never present");
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
     alice
@@ -778,13 +787,13 @@ async fn clean_session_keeps_nothing() {
 #[tokio::test]
 async fn qos_0_1_2_end_to_end_v311() {
     let node = Node::start();
-    let mut alice = Client::user(&node, "alice").await;
+    let mut alice = Client::<Mqtt3>::user(&node, "alice").await;
     for (n, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
         .into_iter()
         .enumerate()
     {
         let user = format!("bob{n}");
-        let mut bob = Client::user(&node, &user).await;
+        let mut bob = Client::<Mqtt3>::user(&node, &user).await;
         bob.client
             .subscribe(format!("im/dm/{user}/+"), qos)
             .await
@@ -825,13 +834,13 @@ async fn qos_0_1_2_end_to_end_v5() {
     use rumqttc::v5::mqttbytes::v5::{Filter, SubscribeReasonCode};
     use rumqttc::v5::mqttbytes::QoS as Q5;
     let node = Node::start();
-    let mut alice = Client5::user(&node, "alice").await;
+    let mut alice = Client::<Mqtt5>::user(&node, "alice").await;
     for (n, qos) in [Q5::AtMostOnce, Q5::AtLeastOnce, Q5::ExactlyOnce]
         .into_iter()
         .enumerate()
     {
         let user = format!("bob{n}");
-        let mut bob = Client5::user(&node, &user).await;
+        let mut bob = Client::<Mqtt5>::user(&node, &user).await;
         bob.client
             .subscribe_many([Filter::new(format!("im/dm/{user}/+"), qos)])
             .await
@@ -872,7 +881,7 @@ async fn retained_message_reaches_later_subscriber() {
     let node = Node::builder()
         .toml("[[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"public/#\"\n")
         .start();
-    let mut alice = Client::user(&node, "alice").await;
+    let mut alice = Client::<Mqtt3>::user(&node, "alice").await;
     alice
         .client
         .publish("public/news", QoS::AtLeastOnce, true, chat("r1", "kept"))
@@ -880,7 +889,7 @@ async fn retained_message_reaches_later_subscriber() {
         .unwrap();
     alice.next_where(|p| matches!(p, Packet::PubAck(_))).await;
 
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     assert_eq!(bob.subscribe("public/#").await, 1);
     let got = next_publish3(&mut bob).await;
     assert_eq!(got.topic, "public/news");
@@ -894,7 +903,7 @@ async fn retained_message_reaches_later_subscriber() {
 async fn user_properties_reach_v5_and_are_dropped_for_v311() {
     let node = Node::start();
     let bob_token = token("bob");
-    let mut bob5 = Client5::connect(options5(&node, "bob:v5", "bob", &bob_token))
+    let mut bob5 = Client::<Mqtt5>::connect(options5(&node, "bob:v5", "bob", &bob_token))
         .await
         .unwrap();
     let mut bob3 = Client::connect(options(&node, "bob:v3", "bob", &bob_token))
@@ -906,7 +915,7 @@ async fn user_properties_reach_v5_and_are_dropped_for_v311() {
     ));
     assert_eq!(bob3.subscribe("im/dm/bob/+").await, 1);
 
-    let alice = Client5::user(&node, "alice").await;
+    let alice = Client::<Mqtt5>::user(&node, "alice").await;
     let props = PublishProperties {
         user_properties: vec![("trace".into(), "abc".into())],
         ..Default::default()
@@ -946,7 +955,7 @@ async fn connack_advertises_receive_maximum_and_packet_size_v5() {
     let node = Node::builder()
         .toml("[limits]\nreceive_maximum = 10\nmax_packet_size = 4096\n")
         .start();
-    let alice = Client5::user(&node, "alice").await;
+    let alice = Client::<Mqtt5>::user(&node, "alice").await;
     let props = alice.connack.properties.expect("CONNACK properties");
     assert_eq!(props.receive_max, Some(10));
     assert_eq!(props.max_packet_size, Some(4096));
@@ -959,7 +968,7 @@ async fn oversize_publish_closes_only_that_connection_v311() {
     let node = Node::builder()
         .toml("[limits]\nmax_packet_size = 2048\n")
         .start();
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
 
     let mut o = options(&node, "alice", "alice", &token("alice"));
@@ -969,7 +978,7 @@ async fn oversize_publish_closes_only_that_connection_v311() {
     alice.publish("im/dm/bob/alice", &big).await;
     alice.closed().await;
 
-    let carol = Client::user(&node, "carol").await;
+    let carol = Client::<Mqtt3>::user(&node, "carol").await;
     carol
         .publish("im/dm/bob/carol", &chat("marker", "small"))
         .await;
@@ -987,7 +996,7 @@ async fn oversize_publish_gets_disconnect_0x95_v5() {
     let node = Node::builder()
         .toml("[limits]\nmax_packet_size = 2048\n")
         .start();
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
 
     let (mut raw, _) = Raw::connect(&node, &Connect::v5("alice", &token("alice"))).await;
@@ -1001,7 +1010,7 @@ async fn oversize_publish_gets_disconnect_0x95_v5() {
         .expect("a DISCONNECT before the close");
     assert_eq!(disconnect.body.first(), Some(&0x95), "{frames:?}");
 
-    let carol = Client::user(&node, "carol").await;
+    let carol = Client::<Mqtt3>::user(&node, "carol").await;
     carol
         .publish("im/dm/bob/carol", &chat("marker", "small"))
         .await;

@@ -4,7 +4,7 @@
 //! filters leaves no router state (logs, trie nodes, meters) behind once it leaves.
 mod common;
 
-use common::client::{Client, WAIT};
+use common::client::{Client, Mqtt3, WAIT};
 use common::http::http_get;
 use common::raw::{self, Raw, DISCONNECT_NORMAL, SUBACK, V311, V5};
 use common::Node;
@@ -43,7 +43,7 @@ async fn connections_back_to(node: &Node, want: f64) {
 }
 
 /// The next status on mallory's presence topic.
-async fn next_status(watcher: &mut Client) -> String {
+async fn next_status(watcher: &mut Client<Mqtt3>) -> String {
     match watcher
         .next_where(|p| matches!(p, Packet::Publish(p) if p.topic == PRESENCE))
         .await
@@ -57,7 +57,7 @@ async fn next_status(watcher: &mut Client) -> String {
 }
 
 /// Bob and carol exchange DMs.
-async fn still_talk(node: &mut Node, bob: &mut Client, carol: &mut Client) {
+async fn still_talk(node: &mut Node, bob: &mut Client<Mqtt3>, carol: &mut Client<Mqtt3>) {
     assert!(node.is_running(), "the node died:\n{}", node.log_text());
     bob.publish(
         "im/dm/carol/bob",
@@ -128,11 +128,11 @@ fn server_only_packets(level: u8) -> Vec<(&'static str, Vec<u8>, &'static str)> 
 #[tokio::test]
 async fn server_only_packets_close_the_connection_and_clean_up() {
     let mut node = Node::start();
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
-    let mut carol = Client::user(&node, "carol").await;
+    let mut carol = Client::<Mqtt3>::user(&node, "carol").await;
     assert_eq!(carol.subscribe("im/dm/carol/+").await, 1);
-    let mut watcher = Client::user(&node, "watcher").await;
+    let mut watcher = Client::<Mqtt3>::user(&node, "watcher").await;
     assert_eq!(watcher.subscribe(PRESENCE).await, 1);
     let baseline = connections(&node);
 
@@ -152,7 +152,7 @@ async fn server_only_packets_close_the_connection_and_clean_up() {
             } else {
                 assert!(closed.packets.is_empty(), "{name}: {closed:?}");
             }
-            raw::log_line(&node, &[&mallory.peer(), cause]).await;
+            node.wait_for_log(&[&mallory.peer(), cause]).await;
 
             // The cleanup ran: mallory is offline and the gauge is back.
             assert_eq!(
@@ -217,9 +217,9 @@ async fn churn(alice: &mut Raw, range: std::ops::Range<u32>) {
 #[tokio::test]
 async fn churning_distinct_filters_leaves_no_router_state_behind() {
     let mut node = Node::builder().toml(DEVICE_RULES).start();
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
-    let mut carol = Client::user(&node, "carol").await;
+    let mut carol = Client::<Mqtt3>::user(&node, "carol").await;
     assert_eq!(carol.subscribe("im/dm/carol/+").await, 1);
 
     let mut alice = Raw::sign_in(&node, V311, "alice").await;
@@ -249,9 +249,9 @@ async fn churning_distinct_filters_leaves_no_router_state_behind() {
 #[tokio::test]
 async fn invalid_packets_get_the_reason_code_mqtt_names() {
     let mut node = Node::start();
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
-    let mut carol = Client::user(&node, "carol").await;
+    let mut carol = Client::<Mqtt3>::user(&node, "carol").await;
     assert_eq!(carol.subscribe("im/dm/carol/+").await, 1);
 
     let topic = raw::string(b"im/dm/bob/mallory");

@@ -1,7 +1,7 @@
 //! Chat history end to end (docs/protocol.md sections 4-5): real nodes, real MQTT clients, and
 //! the history stored in real databases. The core rules run twice, against the embedded
-//! SQLite (a node with no `[history]` config) and against PostgreSQL (a fresh database on
-//! 127.0.0.1:5432 per test): `sqlite::...` and `postgres::...`.
+//! SQLite (a node with no `[history]` config) and against PostgreSQL (a fresh database per
+//! test on the test server, see tests/common/backend.rs): `sqlite::...` and `postgres::...`.
 //!
 //! What a user depends on, and how each is shown:
 //! - the `ack` is the "sent" tick: it comes only once the message is stored, so a `history`
@@ -18,11 +18,11 @@ mod common;
 
 use common::client::{options, Client};
 use common::history::{
-    api_messages, chat, ids, keys, send_until_acked, seqs, Backend, HistNode, Peer, Worker, WAIT,
+    api_messages, chat, ids, keys, send_until_acked, seqs, HistNode, Peer, Worker, WAIT,
 };
 use common::pg::PgDb;
 use common::tools::describe;
-use common::{token, token_from_claims, token_with, Node};
+use common::{token, token_from_claims, token_with, Backend, Node};
 use roost_auth::{mint_hs256, Claims, Role};
 use rumqttc::v5::mqttbytes::v5::PubAckReason;
 use rumqttc::v5::mqttbytes::QoS;
@@ -40,25 +40,7 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// Each case as two tests, `sqlite::case` and `postgres::case`.
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $case() {
-                super::$case(super::Backend::Sqlite).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $case() {
-                super::$case(super::Backend::Postgres).await;
-            })*
-        }
-    };
-}
-
-on_both_backends!(
+common::on_both_backends!(
     ack_comes_once_the_message_is_stored,
     seq_is_gapless_per_conversation_with_several_senders,
     a_retried_message_is_stored_once_and_acked_again,
@@ -139,6 +121,7 @@ async fn ack_comes_once_the_message_is_stored(backend: Backend) {
 
     // A QoS 0 publish (no PUBACK at all) is stored and acked all the same.
     alice
+        .mqtt
         .client
         .publish(
             "im/dm/bob/alice",
@@ -1404,7 +1387,7 @@ async fn retention_keeps_the_newest_messages_and_never_reuses_seqs() {
 
     // At most 3 per conversation.
     let node = start("max_messages = 3");
-    node.wait_for_log("retention removed old messages");
+    node.wait_for_log(&["retention removed old messages"]).await;
     let mut alice = Peer::connect(&node, "alice", &[]).await;
     let page = alice.history("dm:alice:bob", json!({})).await;
     assert_eq!(seqs(&page["messages"]), [3, 4, 5]);
@@ -1416,7 +1399,7 @@ async fn retention_keeps_the_newest_messages_and_never_reuses_seqs() {
 
     // Nothing older than a millisecond: everything stored so far goes.
     let node = start("max_age = \"1ms\"");
-    node.wait_for_log("retention removed old messages");
+    node.wait_for_log(&["retention removed old messages"]).await;
     let mut alice = Peer::connect(&node, "alice", &[]).await;
     let page = alice.history("dm:alice:bob", json!({})).await;
     assert_eq!(page["messages"], json!([]), "{page}");

@@ -7,10 +7,10 @@
 //! gapless seqs; and a client retry of a message it never saw acked is stored once.
 mod common;
 
-use common::history::{chat, send_until_acked, Backend, HistNode, Peer, Worker, HTTP_WAIT};
+use common::history::{chat, send_until_acked, HistNode, Peer, Worker, HTTP_WAIT};
 use common::http::http_get;
 use common::pg::{PgDb, PrivatePg};
-use common::{token, Node};
+use common::{token, Backend, Node};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -200,7 +200,7 @@ async fn database_passwords_never_reach_the_log() {
     let node = Node::builder()
         .toml(&format!("[history]\ndatabase_url = \"{url}\"\n"))
         .start();
-    node.wait_for_log("history database not reachable");
+    node.wait_for_log(&["history database not reachable"]).await;
     let log = node.log_text();
     assert!(!log.contains("hunter"), "a password was logged:\n{log}");
     assert!(
@@ -212,23 +212,12 @@ async fn database_passwords_never_reach_the_log() {
 // ---- history workers that die mid-batch ---------------------------------------------------
 
 /// Waits (bounded) until the node has logged the end of `client_id`'s connection.
-fn wait_until_gone(node: &Node, client_id: &str) {
-    let deadline = std::time::Instant::now() + LONG;
+async fn wait_until_gone(node: &Node, client_id: &str) {
     let needle = format!("client_id=\"{client_id}\"");
-    loop {
-        let log = node.log_text();
-        if log
-            .lines()
-            .any(|l| l.contains(&needle) && (l.contains(" closed") || l.contains("disconnected")))
-        {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the node never noticed {client_id} leave; log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    node.wait_for_log_where(LONG, &format!("about {client_id} leaving"), |l| {
+        l.contains(&needle) && (l.contains(" closed") || l.contains("disconnected"))
+    })
+    .await;
 }
 
 /// The node still routes after a client left: `from` sends `id` to `to`, who must receive
@@ -258,14 +247,14 @@ async fn assert_node_still_routes(node: &Node, from: &Peer, to: &mut Peer, id: &
 
 /// Waits (bounded) until at least `n` sessions of `db` wait for a lock: the workers are
 /// stuck writing, holding what they were delivered unacknowledged.
-fn wait_for_lock_waiters(db: &PgDb, n: u32) {
-    let deadline = std::time::Instant::now() + LONG;
+async fn wait_for_lock_waiters(db: &PgDb, n: u32) {
+    let deadline = tokio::time::Instant::now() + LONG;
     while db.lock_waiters() < n {
         assert!(
-            std::time::Instant::now() < deadline,
+            tokio::time::Instant::now() < deadline,
             "fewer than {n} writers ever waited for the lock"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -296,11 +285,11 @@ async fn the_only_worker_dies_mid_batch_and_gets_its_messages_again() {
     let worker = Worker::start(&node, "w1");
     assert_eq!(send_until_acked(&mut alice, "bob", "probe").await["seq"], 1);
 
-    let lock = db.lock_table("history_head");
+    let lock = db.lock_table("history_head").await;
     alice.dm("bob", "m1", "x").await;
     alice.dm("bob", "m2", "x").await;
     live_until(&mut bob, "m2").await;
-    wait_for_lock_waiters(db, 1);
+    wait_for_lock_waiters(db, 1).await;
     assert!(
         alice
             .kept_notices()
@@ -311,7 +300,7 @@ async fn the_only_worker_dies_mid_batch_and_gets_its_messages_again() {
     );
 
     drop(worker);
-    wait_until_gone(&node, "roost-history:w1");
+    wait_until_gone(&node, "roost-history:w1").await;
     // Chat goes on, and people can still sign in.
     assert_node_still_routes(
         &node,
@@ -357,16 +346,16 @@ async fn one_of_two_workers_dies_mid_batch_and_the_other_stores_its_messages() {
         send_until_acked(&mut alice, "bob", &format!("probe-{probes}")).await;
     }
 
-    let lock = db.lock_table("history_head");
+    let lock = db.lock_table("history_head").await;
     let sent: Vec<String> = (1..=6).map(|n| format!("n{n}")).collect();
     for id in &sent {
         alice.dm("bob", id, "x").await;
     }
     live_until(&mut bob, "n6").await;
-    wait_for_lock_waiters(db, 2);
+    wait_for_lock_waiters(db, 2).await;
 
     drop(w1);
-    wait_until_gone(&node, "roost-history:w1");
+    wait_until_gone(&node, "roost-history:w1").await;
     assert_node_still_routes(&node, &alice, &mut bob, "n7", "one of two workers left").await;
     drop(lock);
     // The survivor stores its share; the dead worker's share waits for it (MQTT lets a

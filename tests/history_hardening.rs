@@ -10,8 +10,8 @@
 mod common;
 
 use common::client::{options, Client};
-use common::history::{send_until_acked, Backend, HistNode, Peer, Worker};
-use common::token_with;
+use common::history::{send_until_acked, HistNode, Peer, Worker};
+use common::{token_with, Backend};
 use roost_auth::Role;
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! and `/metrics` counting sign-ins, refusals, ACL denials, messages and connections.
 mod common;
 
-use common::client::{options, Client};
+use common::client::{options, Client, Mqtt3};
 use common::http::http_get;
 use common::{token, Node};
 use std::collections::HashMap;
@@ -115,7 +115,7 @@ async fn metrics_follow_sign_ins_refusals_denials_and_messages() {
     let mut metrics = Metrics::new(&node);
 
     // Signed in.
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     metrics
         .changed(&[(ACCEPTED, 1.0), (CONNECTIONS, 1.0)])
         .await;
@@ -160,7 +160,7 @@ async fn metrics_follow_sign_ins_refusals_denials_and_messages() {
 
     // One message in from alice, one out to bob.
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
-    let alice = Client::user(&node, "alice").await;
+    let alice = Client::<Mqtt3>::user(&node, "alice").await;
     metrics
         .changed(&[(ACCEPTED, 1.0), (CONNECTIONS, 1.0)])
         .await;

@@ -3,7 +3,7 @@
 //! device connects and when the last one leaves, however it leaves.
 mod common;
 
-use common::client::{options, Client, WAIT};
+use common::client::{options, Client, Mqtt3, WAIT};
 use common::raw::{Connect, Raw};
 use common::{token, Node};
 use rumqttc::Packet;
@@ -14,14 +14,14 @@ use tokio::time::Instant;
 const TOPIC: &str = "im/presence/alice";
 
 /// A client subscribed to alice's presence.
-async fn observer(node: &Node, name: &str) -> Client {
-    let mut c = Client::user(node, name).await;
+async fn observer(node: &Node, name: &str) -> Client<Mqtt3> {
+    let mut c = Client::<Mqtt3>::user(node, name).await;
     assert_eq!(c.subscribe(TOPIC).await, 1);
     c
 }
 
 /// The next message on alice's presence topic: (payload as JSON, retain flag).
-async fn next_status(c: &mut Client) -> (Value, bool) {
+async fn next_status(c: &mut Client<Mqtt3>) -> (Value, bool) {
     match c
         .next_where(|p| matches!(p, Packet::Publish(p) if p.topic == TOPIC))
         .await
@@ -48,7 +48,7 @@ fn assert_status(got: &Value, status: &str) {
 }
 
 /// Connects one of alice's devices.
-async fn device(node: &Node, device: &str) -> Client {
+async fn device(node: &Node, device: &str) -> Client<Mqtt3> {
     let client_id = format!("alice:{device}");
     Client::connect(options(node, &client_id, "alice", &token("alice")))
         .await
@@ -74,7 +74,7 @@ async fn wait_closed_in_log(node: &Node, client_id: &str) {
 
 /// A status only alice can publish (her own topic), used as a marker: whatever the server
 /// publishes on the topic before it arrives, arrives before it.
-async fn marker(from: &Client, name: &str) -> Value {
+async fn marker(from: &Client<Mqtt3>, name: &str) -> Value {
     let body = serde_json::json!({ "status": name });
     from.publish(TOPIC, &body.to_string()).await;
     body

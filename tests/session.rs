@@ -3,8 +3,7 @@
 //! and a client that stops reading.
 mod common;
 
-use common::client::{options, Client};
-use common::client5::{options5, Client5};
+use common::client::{options, options5, Client, Mqtt3, Mqtt5};
 use common::history::chat;
 use common::raw::{self, Connect, Raw, V311, V5};
 use common::{token, Node};
@@ -16,14 +15,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 /// Bob, subscribed to his DMs.
-async fn bob(node: &Node) -> Client {
-    let mut bob = Client::user(node, "bob").await;
+async fn bob(node: &Node) -> Client<Mqtt3> {
+    let mut bob = Client::<Mqtt3>::user(node, "bob").await;
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
     bob
 }
 
 /// Bob's DM payloads up to and including the one that contains `marker`.
-async fn payloads_until(bob: &mut Client, marker: &str) -> Vec<String> {
+async fn payloads_until(bob: &mut Client<Mqtt3>, marker: &str) -> Vec<String> {
     let mut seen = Vec::new();
     loop {
         let (_, payload) = bob.next_publish().await;
@@ -91,8 +90,8 @@ async fn delayed_will_not_published_after_takeover() {
     let node = Node::start();
     let mut bob = bob(&node).await;
     let o = alice_with_delayed_will(&node, 1);
-    let mut first = Client5::connect(o.clone()).await.unwrap();
-    let second = Client5::connect(o).await.unwrap();
+    let mut first = Client::<Mqtt5>::connect(o.clone()).await.unwrap();
+    let second = Client::<Mqtt5>::connect(o).await.unwrap();
     let ended = format!("{:?}", first.ended().await);
     assert!(ended.contains("SessionTakenOver"), "{ended}");
 
@@ -150,8 +149,8 @@ async fn delayed_will_cancelled_by_reconnect() {
     // Gone without a DISCONNECT: the will waits out its delay.
     let peer = first.peer();
     drop(first);
-    raw::log_line(&node, &[&peer, "disconnected"]).await;
-    let second = Client5::connect(alice_with_delayed_will(&node, 1))
+    node.wait_for_log(&[&peer, "disconnected"]).await;
+    let second = Client::<Mqtt5>::connect(alice_with_delayed_will(&node, 1))
         .await
         .unwrap();
 
@@ -244,7 +243,7 @@ async fn qos2_copy_with_the_same_packet_id_is_delivered_once() {
 }
 
 /// The next status bob sees on alice's presence topic.
-async fn alice_status(bob: &mut Client) -> String {
+async fn alice_status(bob: &mut Client<Mqtt3>) -> String {
     match bob
         .next_where(|p| matches!(p, Packet::Publish(p) if p.topic == "im/presence/alice"))
         .await
@@ -266,7 +265,7 @@ async fn client_that_stops_reading_is_disconnected() {
     let node = Node::builder()
         .toml("[limits]\nwrite_timeout = \"1s\"\n[history]\nservice = false\n")
         .start();
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     assert_eq!(bob.subscribe("im/presence/alice").await, 1);
 
     // A small receive buffer, so that little fills it (the kernel's default grows to MiBs).
@@ -319,7 +318,7 @@ async fn client_that_stops_reading_is_disconnected() {
         }
     });
 
-    raw::log_line(&node, &[&peer, "slow consumer"]).await;
+    node.wait_for_log(&[&peer, "slow consumer"]).await;
     // Enough: the flood would only slow the router down for everyone else.
     flood.abort();
     loop {

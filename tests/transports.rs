@@ -164,8 +164,8 @@ fn upgrade(addr: SocketAddr, path: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-#[test]
-fn websocket_is_served_at_mqtt_only() {
+#[tokio::test]
+async fn websocket_is_served_at_mqtt_only() {
     let node = node();
     let ws = node.ws.unwrap();
     let answer = upgrade(ws, "/mqtt");
@@ -180,5 +180,5 @@ fn websocket_is_served_at_mqtt_only() {
         let answer = upgrade(ws, path);
         assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
     }
-    node.wait_for_log("handshake failed");
+    node.wait_for_log(&["handshake failed"]).await;
 }

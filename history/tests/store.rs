@@ -1,6 +1,5 @@
 //! The store's behaviour, each test run against SQLite and PostgreSQL.
 
-#[macro_use]
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -8,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{conv, msg, TestDb};
+use common::{conv, msg, Backend, TestDb};
 use roost_history::{Conv, HistoryError, NewMessage, Retention, Stored};
 
-both_backends!(
+common::on_both_backends!(
     seq_is_gapless_per_conversation,
     duplicates_within_a_batch,
     duplicates_across_batches,
@@ -41,7 +40,8 @@ fn seqs(stored: &[Stored]) -> Vec<i64> {
     stored.iter().map(|s| s.seq).collect()
 }
 
-async fn seq_is_gapless_per_conversation(db: &TestDb) {
+async fn seq_is_gapless_per_conversation(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     let mut expected: HashMap<&str, i64> = HashMap::new();
     let convs = ["dm:alice:bob", "grp:team", "dm:bob:carol"];
@@ -85,7 +85,8 @@ async fn seq_is_gapless_per_conversation(db: &TestDb) {
     assert!(store.store_batch(&[]).await.unwrap().is_empty());
 }
 
-async fn duplicates_within_a_batch(db: &TestDb) {
+async fn duplicates_within_a_batch(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     let mut again = msg("grp:team", "alice", "x1");
     again.payload = r#"{"id":"x1","kind":"text","body":"changed"}"#.into();
@@ -120,7 +121,8 @@ async fn duplicates_within_a_batch(db: &TestDb) {
     assert_eq!(next[0].seq, 4);
 }
 
-async fn duplicates_across_batches(db: &TestDb) {
+async fn duplicates_across_batches(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     let first = store
         .store_batch(&[
@@ -181,7 +183,8 @@ async fn duplicates_across_batches(db: &TestDb) {
 /// A message the database refuses as data (on PostgreSQL, an `id` with a NUL: 22021) or
 /// that is invalid is set apart by `store_each`; every other message of the batch is
 /// stored, in input order, with gapless seqs. Retrying the batch stores nothing twice.
-async fn store_each_sets_apart_refused_messages(db: &TestDb) {
+async fn store_each_sets_apart_refused_messages(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     let postgres = store.backend() == roost_history::Backend::Postgres;
     let mut batch: Vec<NewMessage> = (0..20)
@@ -237,7 +240,8 @@ async fn store_each_sets_apart_refused_messages(db: &TestDb) {
     assert_eq!(got, want, "stored in input order");
 }
 
-async fn invalid_message_refuses_the_batch(db: &TestDb) {
+async fn invalid_message_refuses_the_batch(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     let mut bad_id = msg("grp:team", "alice", "ok");
     bad_id.id = "x".repeat(65);
@@ -284,7 +288,8 @@ async fn invalid_message_refuses_the_batch(db: &TestDb) {
 /// copies), while a reader syncs with small pages. Afterwards: every
 /// conversation's seqs are exactly 1..=n, each (from, id) got one place that
 /// every copy agrees on, and the reader saw every message exactly once.
-async fn concurrent_writers_and_reader(db: &TestDb) {
+async fn concurrent_writers_and_reader(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     const MESSAGES: usize = 600;
     const BATCH: usize = 25;
     let stores = [db.store().await, db.store().await];
@@ -418,7 +423,8 @@ async fn concurrent_writers_and_reader(db: &TestDb) {
     }
 }
 
-async fn history_paging(db: &TestDb) {
+async fn history_paging(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     let c = conv("grp:team");
     let batch: Vec<NewMessage> = (1..=130)
@@ -495,7 +501,8 @@ async fn history_paging(db: &TestDb) {
     assert!(page.messages.is_empty() && !page.more);
 }
 
-async fn payloads_come_back_parsed(db: &TestDb) {
+async fn payloads_come_back_parsed(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     let mut weird = msg("grp:team", "alice", "w");
     weird.payload = "not json {".into();
@@ -530,7 +537,8 @@ async fn payloads_come_back_parsed(db: &TestDb) {
     assert!(json["cursor"].is_string());
 }
 
-async fn sync_pages_with_cursors(db: &TestDb) {
+async fn sync_pages_with_cursors(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     // alice reads dm:alice:bob, dm:alice:carol, grp:g1; not dm:bob:carol nor grp:g2.
     let plan = [
@@ -619,7 +627,8 @@ async fn sync_pages_with_cursors(db: &TestDb) {
     }
 }
 
-async fn sync_cursor_skips_other_users_traffic(db: &TestDb) {
+async fn sync_cursor_skips_other_users_traffic(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     store
         .store_batch(&[msg("dm:alice:bob", "bob", "hi")])
@@ -662,7 +671,8 @@ async fn sync_cursor_skips_other_users_traffic(db: &TestDb) {
 
 /// More conversations than fit one statement: the pages still come oldest
 /// first, each message once.
-async fn sync_over_many_conversations(db: &TestDb) {
+async fn sync_over_many_conversations(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     let batch: Vec<NewMessage> = (0..1300)
         .map(|i| msg(&format!("grp:g{}", i % 1200), "dave", &format!("m{i}")))
@@ -693,7 +703,8 @@ async fn sync_over_many_conversations(db: &TestDb) {
 
 /// A user with many conversations gets them a page at a time, newest first, each page
 /// continuing where the last one stopped: every conversation once.
-async fn conversations_page_with_cursors(db: &TestDb) {
+async fn conversations_page_with_cursors(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     let batch: Vec<NewMessage> = (0..250)
         .map(|n| {
@@ -744,7 +755,8 @@ async fn conversations_page_with_cursors(db: &TestDb) {
 }
 
 /// Pages of big messages stop at about MAX_ANSWER_BYTES (with `more`), never empty.
-async fn answers_are_bounded_in_bytes(db: &TestDb) {
+async fn answers_are_bounded_in_bytes(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     let big = "x".repeat(60 * 1024);
     let batch: Vec<NewMessage> = (0..12)
@@ -812,7 +824,8 @@ async fn answers_are_bounded_in_bytes(db: &TestDb) {
     );
 }
 
-async fn conversations_with_unread_counts(db: &TestDb) {
+async fn conversations_with_unread_counts(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     assert!(store
         .conversations("alice", &groups(&["g1"]), None, 100)
@@ -910,7 +923,8 @@ async fn conversations_with_unread_counts(db: &TestDb) {
     }
 }
 
-async fn mark_read_is_monotonic_and_clamped(db: &TestDb) {
+async fn mark_read_is_monotonic_and_clamped(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     let c = conv("dm:alice:bob");
     assert_eq!(
@@ -953,7 +967,8 @@ async fn mark_read_is_monotonic_and_clamped(db: &TestDb) {
     assert_eq!((summary.read_seq, summary.unread), (5, 0));
 }
 
-async fn members_to_notify(db: &TestDb) {
+async fn members_to_notify(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     let dm = conv("dm:alice:bob");
     assert_eq!(
@@ -993,7 +1008,8 @@ async fn members_to_notify(db: &TestDb) {
     );
 }
 
-async fn retention_by_count(db: &TestDb) {
+async fn retention_by_count(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     let mut batch: Vec<NewMessage> = (1..=10)
         .map(|i| msg("grp:big", "alice", &format!("b{i}")))
@@ -1076,7 +1092,8 @@ async fn retention_by_count(db: &TestDb) {
     );
 }
 
-async fn retention_by_age(db: &TestDb) {
+async fn retention_by_age(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let store = db.store().await;
     let old: Vec<NewMessage> = (1..=1500)
         .map(|i| msg(["grp:a", "grp:b"][i % 2], "alice", &format!("old{i}")))
@@ -1115,7 +1132,8 @@ async fn retention_by_age(db: &TestDb) {
     assert_eq!(store.apply_retention(&both).await.unwrap(), 2);
 }
 
-async fn schema_and_connect_are_repeatable(db: &TestDb) {
+async fn schema_and_connect_are_repeatable(backend: Backend) {
+    let db = &TestDb::new(backend).await;
     let a = db.store().await;
     a.store_batch(&[msg("grp:g", "u", "1")]).await.unwrap();
     a.ping().await.unwrap();

@@ -3,37 +3,27 @@
 //! with correlation ids, `roost history-worker` processes and an HTTP GET with a Bearer
 //! token.
 
+use super::backend::Backend;
+use super::client::{Client, Mqtt5, Version};
 use super::http::http_get;
 use super::pg::PgDb;
+use super::process_log::ProcessLog;
 use super::{token_with, Node};
 use roost_auth::Role;
-use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PubAck, Publish, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{Packet, PubAck, Publish, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
 
 /// How long a test waits for a notice, a result or a delivery it is owed.
 pub const WAIT: Duration = Duration::from_secs(15);
 const HOUR: Duration = Duration::from_secs(3600);
 /// How long an HTTP API request may take to be answered.
 pub const HTTP_WAIT: Duration = Duration::from_secs(30);
-
-/// Which database the node's history uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// The embedded default: SQLite in the node's data dir (no `[history]` config at all).
-    Sqlite,
-    /// A fresh database on the shared PostgreSQL server.
-    Postgres,
-}
 
 /// A node and, on Postgres, its database (dropped after the node: fields drop in order).
 pub struct HistNode {
@@ -90,6 +80,7 @@ impl HistNode {
 
 /// Runs SQL on a SQLite file with the `sqlite3` shell.
 pub fn sqlite(file: &Path, query: &str) -> String {
+    super::tools::require("sqlite3");
     let out = Command::new("timeout")
         .args(["30", "sqlite3", "-bail", "-cmd", ".timeout 10000"])
         .arg(file)
@@ -152,8 +143,7 @@ pub fn ids(messages: &Value) -> Vec<String> {
 pub struct Peer {
     pub user: String,
     pub client_id: String,
-    pub client: AsyncClient,
-    events: mpsc::UnboundedReceiver<Result<Packet, ConnectionError>>,
+    pub mqtt: Client<Mqtt5>,
     kept: VecDeque<Packet>,
     requests: u64,
     /// How long `expect` and friends wait.
@@ -178,25 +168,19 @@ impl Peer {
         groups: &[&str],
     ) -> Peer {
         let token = token_with(user, groups, Role::User, HOUR);
-        let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+        let mut options = Mqtt5::new(client_id, addr.ip().to_string(), addr.port());
         options.set_credentials(user, &token);
         options.set_keep_alive(Duration::from_secs(30));
         // rumqttc accepts 10 KiB by default; a page of history is bigger.
         options.set_max_packet_size(Some(16 << 20));
-        let (client, eventloop) = AsyncClient::new(options, 100);
-        let (tx, events) = mpsc::unbounded_channel();
-        let (ack_tx, ack_rx) = oneshot::channel();
-        tokio::spawn(pump(eventloop, tx, ack_tx));
-        let accepted = tokio::time::timeout(WAIT, ack_rx)
-            .await
-            .expect("no CONNACK in time")
-            .expect("event loop ended before CONNACK");
-        assert!(accepted, "{client_id} was refused");
+        let mqtt = match Client::connect(options).await {
+            Ok(mqtt) => mqtt,
+            Err(refusal) => panic!("{client_id} was refused: {refusal:?}"),
+        };
         let mut peer = Peer {
             user: user.to_owned(),
             client_id: client_id.to_owned(),
-            client,
-            events,
+            mqtt,
             kept: VecDeque::new(),
             requests: 0,
             wait: WAIT,
@@ -207,10 +191,7 @@ impl Peer {
 
     /// Subscribes at QoS 1; panics unless granted.
     pub async fn subscribe(&mut self, filter: &str) {
-        self.client
-            .subscribe_many([Filter::new(filter, QoS::AtLeastOnce)])
-            .await
-            .unwrap();
+        Mqtt5::subscribe(&self.mqtt.client, &[filter]).await;
         match self
             .expect("SUBACK", |p| matches!(p, Packet::SubAck(_)))
             .await
@@ -230,10 +211,7 @@ impl Peer {
 
     /// Publishes `payload` at QoS 1.
     pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload.into())
-            .await
-            .unwrap();
+        Mqtt5::publish(&self.mqtt.client, topic, payload.into()).await;
     }
 
     /// A direct message to `to`.
@@ -261,10 +239,10 @@ impl Peer {
 
     /// Moves whatever arrived so far into the kept packets (no waiting).
     fn drain(&mut self) {
-        while let Ok(item) = self.events.try_recv() {
+        while let Some(item) = self.mqtt.try_recv() {
             match item {
                 Ok(packet) => self.kept.push_back(packet),
-                Err(e) => panic!("{}: connection ended: {e:?}", self.client_id),
+                Err(e) => panic!("{}: connection ended: {e}", self.client_id),
             }
         }
     }
@@ -293,11 +271,10 @@ impl Peer {
         }
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Err(_) => return Ok(None),
-                Ok(None) => return Err("event stream ended".to_owned()),
-                Ok(Some(Err(e))) => return Err(format!("{e:?}")),
-                Ok(Some(Ok(packet))) => {
+            match self.mqtt.recv_until(deadline).await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(packet)) => {
                     if want(&packet) {
                         return Ok(Some(packet));
                     }
@@ -447,7 +424,8 @@ impl Peer {
                 user_properties,
                 ..Default::default()
             };
-            self.client
+            self.mqtt
+                .client
                 .publish_with_properties(topic, QoS::AtLeastOnce, false, body, props)
                 .await
                 .unwrap();
@@ -529,37 +507,6 @@ impl Peer {
     }
 }
 
-async fn pump(
-    mut eventloop: EventLoop,
-    tx: mpsc::UnboundedSender<Result<Packet, ConnectionError>>,
-    ack_tx: oneshot::Sender<bool>,
-) {
-    let mut ack_tx = Some(ack_tx);
-    loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                if let Some(t) = ack_tx.take() {
-                    let _ = t.send(true);
-                }
-            }
-            Ok(Event::Incoming(packet)) => {
-                if tx.send(Ok(packet)).is_err() {
-                    return;
-                }
-            }
-            Ok(Event::Outgoing(_)) => {}
-            Err(e) => {
-                if let Some(t) = ack_tx.take() {
-                    let _ = t.send(false);
-                    return;
-                }
-                let _ = tx.send(Err(e));
-                return;
-            }
-        }
-    }
-}
-
 /// Sends `id` from `from` to `to` until its ack comes (each try waits a second): the way
 /// to know a freshly started worker has subscribed, since messages published before that
 /// reach no history service at all. Retries are safe: same (from, id).
@@ -598,7 +545,7 @@ pub fn api_messages(node: &Node, conv: &str, query: &str, token: Option<&str>) -
 /// A `roost history-worker` process, killed when dropped; its log is kept.
 pub struct Worker {
     child: Child,
-    log: Arc<Mutex<Vec<String>>>,
+    log: ProcessLog,
     pub name: String,
 }
 
@@ -629,19 +576,7 @@ impl Worker {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start roost history-worker");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        let tag = name.to_owned();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("ROOST_TEST_LOG").is_some() {
-                    eprintln!("[{tag}] {line}");
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let log = ProcessLog::read(child.stderr.take().unwrap(), name, None);
         Worker {
             child,
             log,
@@ -650,15 +585,14 @@ impl Worker {
     }
 
     pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.log.text()
     }
 
     /// How many messages this worker has committed (new ones, not duplicates), from its
     /// `history batch committed ... stored=N` lines.
     pub fn stored(&self) -> u64 {
         self.log
-            .lock()
-            .unwrap()
+            .lines()
             .iter()
             .filter(|l| l.contains("history batch committed"))
             .filter_map(|l| {

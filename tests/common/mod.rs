@@ -2,21 +2,24 @@
 //! real MQTT clients.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod client;
-pub mod client5;
 pub mod history;
 pub mod http;
 pub mod pg;
+pub mod process_log;
 pub mod raw;
 pub mod tools;
 
+#[allow(unused_imports)]
+pub(crate) use backend::{on_both_backends, Backend};
+
+use process_log::ProcessLog;
 use roost_auth::{mint_hs256, Claims, Role};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const SECRET: &str = "test-secret-for-roost-e2e-0123456789";
@@ -30,8 +33,8 @@ pub struct Node {
     pub ws: Option<SocketAddr>,
     pub tls: Option<SocketAddr>,
     pub wss: Option<SocketAddr>,
-    /// Every log line the node wrote so far (stderr).
-    log: Arc<Mutex<Vec<String>>>,
+    /// What the node logs (stderr).
+    log: ProcessLog,
 }
 
 /// Builds a node's config; `Node::start()` for the defaults used by most tests.
@@ -55,19 +58,33 @@ impl Node {
     }
 
     pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.log.text()
     }
 
-    /// Waits (bounded) until a log line contains `needle`; panics with the log otherwise.
-    pub fn wait_for_log(&self, needle: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    /// Waits (up to [`client::WAIT`]) for a log line holding every one of `needles`;
+    /// returns it, or panics with the log.
+    pub async fn wait_for_log(&self, needles: &[&str]) -> String {
+        self.wait_for_log_where(client::WAIT, &format!("{needles:?}"), |l| {
+            needles.iter().all(|n| l.contains(n))
+        })
+        .await
+    }
+
+    /// Waits up to `within` for a log line `want` accepts (`what` says which in the panic
+    /// message); returns it, or panics with the log.
+    pub async fn wait_for_log_where(
+        &self,
+        within: Duration,
+        what: &str,
+        want: impl Fn(&str) -> bool,
+    ) -> String {
+        match self.log.wait_for(within, want).await {
+            Some(line) => line,
+            None => panic!(
+                "no log line {what} within {within:?}; log:\n{}",
+                self.log_text()
+            ),
         }
-        panic!("no log line with {needle:?}; log:\n{}", self.log_text());
     }
 
     /// Whether the process is still running.
@@ -141,21 +158,9 @@ impl NodeBuilder {
             .spawn()
             .expect("start roost");
 
-        // Read the log on a thread: listening addresses now, the rest for assertions.
-        let log = Arc::new(Mutex::new(Vec::new()));
+        // The log: listening addresses now, the rest for assertions.
         let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("ROOST_TEST_LOG").is_some() {
-                    eprintln!("[roost] {line}");
-                }
-                let _ = tx.send(line.clone());
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let log = ProcessLog::read(child.stderr.take().unwrap(), "roost", Some(tx));
 
         let mut addrs = std::collections::HashMap::new();
         let expected = 2 + usize::from(self.ws) + 2 * usize::from(self.tls);
@@ -164,10 +169,7 @@ impl NodeBuilder {
                 Ok(line) => line,
                 Err(_) => {
                     let _ = child.kill();
-                    panic!(
-                        "roost did not start; log:\n{}",
-                        log.lock().unwrap().join("\n")
-                    );
+                    panic!("roost did not start; log:\n{}", log.text());
                 }
             };
             if let Some((kind, addr)) = parse_listening(&line) {

@@ -1,11 +1,12 @@
-//! PostgreSQL for the history tests: a fresh database per test on the machine's shared
-//! server (127.0.0.1:5432, trust auth), dropped afterwards, and a private server the fault
-//! tests start, stop and restart on a free port (initdb and pg_ctl from the installed
-//! PostgreSQL).
+//! PostgreSQL for the history tests: a fresh database per test on the test server
+//! (`ROOST_TEST_PG_URL`, else 127.0.0.1:5432 database `test`, trust auth: see backend.rs),
+//! dropped afterwards, and a private server the fault tests start, stop and restart on a
+//! free port (initdb and pg_ctl from the installed PostgreSQL).
 //!
 //! Postgres being unreachable is a failure with a message saying so, never a skip: the
 //! history issue requires these tests to run against a real server.
 
+use super::backend::{pg_admin_url, with_database};
 use super::tools::describe;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -13,32 +14,26 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The shared server every machine running these tests provides (see `.ci/run`).
-pub const SHARED_HOST: &str = "127.0.0.1";
-pub const SHARED_PORT: u16 = 5432;
-/// The database on the shared server that always exists; new databases are made from it.
-const ADMIN_DB: &str = "test";
-
-/// Runs one SQL statement with `psql` as user `postgres`: unaligned, tuples only, `|`
+/// Runs one SQL statement with `psql` on the database at `url`: unaligned, tuples only, `|`
 /// between columns. `Err` carries psql's output.
-pub fn psql(host: &str, port: u16, db: &str, sql: &str) -> Result<String, String> {
+pub fn psql(url: &str, sql: &str) -> Result<String, String> {
+    super::tools::require("psql");
     let out = Command::new("timeout")
-        .args(["30", "psql", "-X", "-qAt", "-v", "ON_ERROR_STOP=1"])
         .args([
-            "-h",
-            host,
-            "-p",
-            &port.to_string(),
-            "-U",
-            "postgres",
+            "30",
+            "psql",
+            "-X",
+            "-qAt",
+            "-v",
+            "ON_ERROR_STOP=1",
             "-d",
-            db,
+            url,
         ])
         .args(["-c", sql])
         .env("PGCONNECT_TIMEOUT", "5")
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run psql (install postgresql-client): {e}"))?;
+        .map_err(|e| format!("cannot run psql (apt install postgresql-client): {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
     } else {
@@ -60,10 +55,10 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
-/// A database of its own on the shared server, dropped (connections and all) when dropped.
+/// A database of its own on the test server, dropped (connections and all) when dropped.
 pub struct PgDb {
     pub name: String,
-    /// `postgres://postgres@127.0.0.1:5432/{name}`
+    /// The test server's URL with database `{name}`.
     pub url: String,
 }
 
@@ -71,28 +66,23 @@ impl PgDb {
     /// Creates `roost_e2e_...`; panics, saying why, when the server is not reachable.
     pub fn create() -> PgDb {
         let name = unique_name("roost_e2e");
-        if let Err(e) = psql(
-            SHARED_HOST,
-            SHARED_PORT,
-            ADMIN_DB,
-            &format!("CREATE DATABASE {name}"),
-        ) {
+        let admin = pg_admin_url();
+        if let Err(e) = psql(&admin, &format!("CREATE DATABASE {name}")) {
             panic!(
-                "PostgreSQL at {SHARED_HOST}:{SHARED_PORT} (user postgres, database {ADMIN_DB}, \
-                 trust auth) is needed by the Postgres history tests and is not usable \
-                 (.ci/run sets it up):\n{e}"
+                "PostgreSQL at {admin} (user postgres, trust auth) is needed by the Postgres \
+                 history tests and is not usable: run the tests with scripts/test (it starts \
+                 one when none is reachable) or point ROOST_TEST_PG_URL at one:\n{e}"
             );
         }
         PgDb {
-            url: format!("postgres://postgres@{SHARED_HOST}:{SHARED_PORT}/{name}"),
+            url: with_database(&admin, &name),
             name,
         }
     }
 
     /// Runs SQL in this database; panics on an error.
     pub fn query(&self, sql: &str) -> String {
-        psql(SHARED_HOST, SHARED_PORT, &self.name, sql)
-            .unwrap_or_else(|e| panic!("SQL {sql:?} failed:\n{e}"))
+        psql(&self.url, sql).unwrap_or_else(|e| panic!("SQL {sql:?} failed:\n{e}"))
     }
 }
 
@@ -100,18 +90,9 @@ impl PgDb {
     /// Opens a transaction that holds `table` in ACCESS EXCLUSIVE mode (every writer, and
     /// every reader of that table, waits) until the returned guard is dropped. Returns once
     /// the lock is granted.
-    pub fn lock_table(&self, table: &str) -> TableLock {
+    pub async fn lock_table(&self, table: &str) -> TableLock {
         let mut child = Command::new("psql")
-            .args(["-X", "-qAt", "-v", "ON_ERROR_STOP=1"])
-            .args([
-                "-h",
-                SHARED_HOST,
-                "-p",
-                &SHARED_PORT.to_string(),
-                "-U",
-                "postgres",
-            ])
-            .args(["-d", &self.name])
+            .args(["-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-d", &self.url])
             .env("PGCONNECT_TIMEOUT", "5")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -134,13 +115,13 @@ impl PgDb {
              WHERE c.relname = '{table}' AND l.mode = 'AccessExclusiveLock' AND l.granted \
              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         while self.query(&granted) != "1" {
             assert!(
-                std::time::Instant::now() < deadline,
+                tokio::time::Instant::now() < deadline,
                 "the lock on {table} was not granted within 10 s"
             );
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         lock
     }
@@ -171,9 +152,7 @@ impl Drop for TableLock {
 impl Drop for PgDb {
     fn drop(&mut self) {
         let _ = psql(
-            SHARED_HOST,
-            SHARED_PORT,
-            ADMIN_DB,
+            &pg_admin_url(),
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
         );
     }
@@ -334,7 +313,7 @@ impl PrivatePg {
 
     /// Runs SQL in the `postgres` database; panics on an error.
     pub fn query(&self, sql: &str) -> String {
-        psql("127.0.0.1", self.port, "postgres", sql)
+        psql(&self.url(), sql)
             .unwrap_or_else(|e| panic!("SQL {sql:?} failed:\n{e}\nserver log:\n{}", self.log()))
     }
 

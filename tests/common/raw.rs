@@ -385,27 +385,6 @@ pub fn subscribe(level: u8, pkid: u16, filter: &str) -> Vec<u8> {
 
 // ---- the node's side ----------------------------------------------------------------------
 
-/// Waits (bounded) for one log line holding every one of `needles`; returns it.
-pub async fn log_line(node: &Node, needles: &[&str]) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(line) = node
-            .log_text()
-            .lines()
-            .find(|l| needles.iter().all(|n| l.contains(n)))
-        {
-            return line.to_owned();
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "no log line with all of {needles:?}; log:\n{}",
-                node.log_text()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Resident memory of a process in KiB (VmRSS in /proc/<pid>/status).
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -10,8 +10,43 @@ use std::time::Duration;
 /// Longest any single client process may run before the test gives up on it.
 const PROCESS_LIMIT: &str = "60";
 
+/// The Debian package of each program the tests run, for the failure when one is missing.
+const PACKAGES: &[(&str, &str)] = &[
+    ("mosquitto_pub", "mosquitto-clients"),
+    ("mosquitto_sub", "mosquitto-clients"),
+    ("sqlite3", "sqlite3"),
+    ("psql", "postgresql-client"),
+    ("openssl", "openssl"),
+    ("python3", "python3"),
+    ("timeout", "coreutils"),
+    ("stdbuf", "coreutils"),
+];
+
+/// Panics, saying what to install, unless `program` is on the PATH (or is an existing
+/// path): a test that lacks its tool fails, it is never skipped.
+pub fn require(program: &str) {
+    if program.contains('/') {
+        assert!(Path::new(program).is_file(), "{program} does not exist");
+        return;
+    }
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()));
+    if !found {
+        let package = PACKAGES
+            .iter()
+            .find(|(p, _)| *p == program)
+            .map_or(program, |(_, package)| *package);
+        panic!(
+            "{program} is not installed: run the tests with scripts/test (it installs what \
+             is missing), or apt install {package}"
+        );
+    }
+}
+
 /// Runs `program args...` under coreutils `timeout`, so a hung client fails the test.
 pub fn run_bounded(program: &str, args: &[&str]) -> Output {
+    require("timeout");
+    require(program);
     Command::new("timeout")
         .arg(PROCESS_LIMIT)
         .arg(program)
@@ -40,6 +75,8 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn start(args: &[&str]) -> Subscriber {
+        require("stdbuf");
+        require("mosquitto_sub");
         // Line-buffered: a piped stdout would otherwise hold the SUBACK line back.
         let mut child = Command::new("stdbuf")
             .args(["-oL", "mosquitto_sub", "-d", "-v"])
@@ -112,22 +149,30 @@ impl Drop for Subscriber {
     }
 }
 
+/// The Python that has paho-mqtt: `ROOST_TEST_PYTHON` (scripts/test points it at its venv
+/// under target/), else `python3`.
+fn python() -> String {
+    std::env::var("ROOST_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
 /// Runs a paho-mqtt script from tests/python with `args`; panics unless it exits 0.
 pub fn paho(script: &str, args: &[&str]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    let python = python();
     let probe = run_bounded(
-        "python3",
+        &python,
         &["-c", "import paho.mqtt.client as m; m.CallbackAPIVersion"],
     );
     assert!(
         probe.status.success(),
-        "paho-mqtt 2.x is not installed: pip install 'paho-mqtt>=2'\n{}",
+        "{python} has no paho-mqtt 2.x: run the tests with scripts/test (it makes a venv \
+         with it), or pip install 'paho-mqtt>=2' and set ROOST_TEST_PYTHON\n{}",
         describe(&probe)
     );
     let script = dir.join(script);
     // -B: no __pycache__ in the source tree.
     let mut all = vec!["-B", script.to_str().unwrap()];
     all.extend_from_slice(args);
-    let out = run_bounded("python3", &all);
+    let out = run_bounded(&python, &all);
     assert!(out.status.success(), "{}", describe(&out));
 }

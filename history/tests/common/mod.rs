@@ -4,18 +4,18 @@
 //!
 //! PostgreSQL is required: `ROOST_TEST_PG_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`) must be reachable, and a test that
-//! cannot reach it fails; it is never skipped.
+//! cannot reach it fails; it is never skipped. Where it is and the backend macro are
+//! shared with the end-to-end tests (tests/common/backend.rs).
 
 #![allow(dead_code)]
 
+#[path = "../../../tests/common/backend.rs"]
+mod backend;
+pub(crate) use backend::on_both_backends;
+pub use backend::{pg_admin_url, with_database, Backend};
+
 use roost_history::{Conv, NewMessage, Store};
 use sqlx::Connection;
-
-pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-pub fn admin_url() -> String {
-    std::env::var("ROOST_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned())
-}
 
 /// A database for one test.
 pub struct TestDb {
@@ -25,6 +25,13 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => TestDb::sqlite().await,
+            Backend::Postgres => TestDb::postgres().await,
+        }
+    }
+
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temporary folder");
         let url = format!("sqlite://{}", dir.path().join("history.db").display());
@@ -36,13 +43,13 @@ impl TestDb {
     }
 
     pub async fn postgres() -> TestDb {
-        let admin = admin_url();
+        let admin = pg_admin_url();
         let mut conn = match sqlx::PgConnection::connect(&admin).await {
             Ok(c) => c,
             Err(e) => panic!(
                 "PostgreSQL is not reachable at {admin}: {e}\n\
-                 The history tests need a real PostgreSQL server (CI starts one); \
-                 start it, or point ROOST_TEST_PG_URL at one."
+                 The history tests need a real PostgreSQL server: run them with scripts/test \
+                 (it starts one when none is reachable), or point ROOST_TEST_PG_URL at one."
             ),
         };
         let name = format!("roost_hist_{:016x}", rand::random::<u64>());
@@ -52,7 +59,7 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("CREATE DATABASE {name} on {admin}: {e}"));
         conn.close().await.ok();
         TestDb {
-            url: replace_database(&admin, &name),
+            url: with_database(&admin, &name),
             pg_database: Some(name),
             _dir: None,
         }
@@ -93,7 +100,7 @@ impl Drop for TestDb {
         let Some(name) = self.pg_database.take() else {
             return;
         };
-        let admin = admin_url();
+        let admin = pg_admin_url();
         // Drop may run inside the test's runtime: use a thread with its own.
         let result = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -117,7 +124,7 @@ impl Drop for TestDb {
 
 /// Ends every connection to the test database `name` (as a server restart would).
 pub async fn terminate_connections(name: &str) {
-    let mut conn = sqlx::PgConnection::connect(&admin_url())
+    let mut conn = sqlx::PgConnection::connect(&pg_admin_url())
         .await
         .expect("admin connection");
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
@@ -126,42 +133,6 @@ pub async fn terminate_connections(name: &str) {
         .await
         .expect("pg_terminate_backend");
     conn.close().await.ok();
-}
-
-/// `url` with its database name replaced.
-fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
-/// Runs each named `async fn name(db: &TestDb)` against SQLite and PostgreSQL,
-/// as tests `name::sqlite` and `name::postgres`.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = crate::common::TestDb::sqlite().await;
-                super::$name(&db).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let db = crate::common::TestDb::postgres().await;
-                super::$name(&db).await;
-            }
-        }
-    )*};
 }
 
 pub fn conv(s: &str) -> Conv {
