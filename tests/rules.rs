@@ -5,8 +5,7 @@
 //! and a will on a chat topic passes the chat payload check (PROTOCOL.md sections 1 and 3).
 mod common;
 
-use common::client::{options, Client};
-use common::client5::{options5, Client5};
+use common::client::{options, options5, Client, Mqtt3, Mqtt5};
 use common::raw::{Connect, Raw};
 use common::{token, token_with, Node};
 use roost_auth::Role;
@@ -22,7 +21,7 @@ fn chat(id: &str, body: &str) -> String {
     format!(r#"{{"id":"{id}","kind":"text","body":"{body}"}}"#)
 }
 
-async fn wait_presence(observer: &mut Client, user: &str, status: &str) {
+async fn wait_presence(observer: &mut Client<Mqtt3>, user: &str, status: &str) {
     let topic = format!("im/presence/{user}");
     loop {
         let (t, payload) = observer.next_publish().await;
@@ -33,7 +32,7 @@ async fn wait_presence(observer: &mut Client, user: &str, status: &str) {
 }
 
 /// The next `error` notice on a v3.1.1 client subscribed to its `im/sys/{me}`.
-async fn next_error(client: &mut Client) -> String {
+async fn next_error(client: &mut Client<Mqtt3>) -> String {
     loop {
         let (topic, payload) = client.next_publish().await;
         if topic.starts_with("im/sys/") && payload.contains("\"error\"") {
@@ -43,7 +42,7 @@ async fn next_error(client: &mut Client) -> String {
 }
 
 /// A v5 QoS 1 publish and the reason of its PUBACK.
-async fn publish5(client: &mut Client5, topic: &str, payload: &[u8], retain: bool) -> PubAckReason {
+async fn publish5(client: &mut Client<Mqtt5>, topic: &str, payload: &[u8], retain: bool) -> PubAckReason {
     client
         .client
         .publish(topic, QoS5::AtLeastOnce, retain, payload.to_vec())
@@ -63,13 +62,13 @@ async fn publish5(client: &mut Client5, topic: &str, payload: &[u8], retain: boo
 #[tokio::test]
 async fn users_named_like_internal_links_take_nothing_over() {
     let node = Node::start();
-    let _system = Client::user(&node, "roost-system").await;
-    let _history = Client::user(&node, "roost-history").await;
+    let _system = Client::<Mqtt3>::user(&node, "roost-system").await;
+    let _history = Client::<Mqtt3>::user(&node, "roost-history").await;
 
-    let mut alice = Client::user(&node, "alice").await;
+    let mut alice = Client::<Mqtt3>::user(&node, "alice").await;
     assert_eq!(alice.subscribe("im/presence/bob").await, 1);
     assert_eq!(alice.subscribe("im/sys/alice").await, 1);
-    let _bob = Client::user(&node, "bob").await;
+    let _bob = Client::<Mqtt3>::user(&node, "bob").await;
     wait_presence(&mut alice, "bob", "online").await;
 
     alice
@@ -99,10 +98,11 @@ async fn anonymous_client_never_shares_a_token_users_session() {
         .start();
     let mut o = options(&node, "alice", "alice", &token("alice"));
     o.set_clean_session(false);
-    let (mut alice, present) = Client::connect_session(o).await.unwrap();
+    let mut alice = Client::<Mqtt3>::connect(o).await.unwrap();
+    let present = alice.connack.session_present;
     assert!(!present);
     assert_eq!(alice.subscribe("im/dm/alice/+").await, 1);
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     bob.publish_acked("im/dm/alice/bob", &chat("b1", "first"))
         .await;
     let (_, first) = alice.next_publish().await;
@@ -110,7 +110,8 @@ async fn anonymous_client_never_shares_a_token_users_session() {
 
     let mut anon = rumqttc::MqttOptions::new("alice", node.mqtt.ip().to_string(), node.mqtt.port());
     anon.set_clean_session(false);
-    let (mut anon, present) = Client::connect_session(anon).await.unwrap();
+    let mut anon = Client::<Mqtt3>::connect(anon).await.unwrap();
+    let present = anon.connack.session_present;
     assert!(!present, "the anonymous client resumed alice's session");
     assert_eq!(anon.subscribe("im/presence/+").await, 1);
 
@@ -138,7 +139,7 @@ async fn internal_shared_groups_are_refused_to_users() {
     let node = Node::builder()
         .toml("[[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"devices/{user}/#\"\n")
         .start();
-    let mut alice = Client5::user(&node, "alice").await;
+    let mut alice = Client::<Mqtt5>::user(&node, "alice").await;
     let codes = alice
         .subscribe_many(&[
             "$share/roost-history-dm/devices/alice/#",
@@ -155,7 +156,7 @@ async fn internal_shared_groups_are_refused_to_users() {
         ]
     );
 
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     assert_eq!(bob.subscribe("im/sys/bob").await, 1);
     assert_eq!(
         bob.subscribe("$share/roost-history-dm/devices/bob/#").await,
@@ -173,7 +174,7 @@ async fn internal_shared_groups_are_refused_to_users() {
 #[tokio::test]
 async fn retain_is_refused_on_chat_topics() {
     let node = Node::start();
-    let mut alice = Client5::user(&node, "alice").await;
+    let mut alice = Client::<Mqtt5>::user(&node, "alice").await;
     assert!(matches!(
         alice.subscribe("im/sys/alice").await,
         SubscribeReasonCode::Success(_)
@@ -192,14 +193,14 @@ async fn retain_is_refused_on_chat_topics() {
     );
 
     // A later subscriber gets no retained DM: the first thing it sees is a live one.
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
     alice.publish("im/dm/bob/alice", &chat("live", "now")).await;
     let (_, payload) = bob.next_publish().await;
     assert!(payload.contains("live"), "bob got {payload}");
 
     // v3.1.1: acked (it has no way to say no), dropped, and told.
-    let mut carol = Client::user(&node, "carol").await;
+    let mut carol = Client::<Mqtt3>::user(&node, "carol").await;
     assert_eq!(carol.subscribe("im/sys/carol").await, 1);
     carol
         .client
@@ -219,7 +220,7 @@ async fn retained_messages_are_bounded_per_user() {
         .toml("[limits]\nmax_retained_per_user = 2\n")
         .toml("[[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"devices/{user}/#\"\n")
         .start();
-    let mut alice = Client5::user(&node, "alice").await;
+    let mut alice = Client::<Mqtt5>::user(&node, "alice").await;
     assert_eq!(
         publish5(&mut alice, "devices/alice/1", b"a", true).await,
         PubAckReason::Success
@@ -251,7 +252,7 @@ async fn retained_messages_are_bounded_per_user() {
     );
 
     // What is stored is what was accepted.
-    let mut reader = Client5::user(&node, "alice").await;
+    let mut reader = Client::<Mqtt5>::user(&node, "alice").await;
     assert!(matches!(
         reader.subscribe("devices/alice/+").await,
         SubscribeReasonCode::Success(_)
@@ -282,7 +283,7 @@ async fn retained_messages_are_bounded_per_user() {
 #[tokio::test]
 async fn resumed_session_loses_a_group_the_new_token_lacks() {
     let node = Node::start();
-    let mut alice = Client::user(&node, "alice").await;
+    let mut alice = Client::<Mqtt3>::user(&node, "alice").await;
     assert_eq!(alice.subscribe("im/presence/bob").await, 1);
     let carol_token = token_with("carol", &["g"], Role::User, Duration::from_secs(3600));
     let mut carol = Client::connect(options(&node, "carol", "carol", &carol_token))
@@ -292,7 +293,7 @@ async fn resumed_session_loses_a_group_the_new_token_lacks() {
     let with_g = token_with("bob", &["g"], Role::User, Duration::from_secs(3600));
     let mut o = options(&node, "bob:phone", "bob", &with_g);
     o.set_clean_session(false);
-    let (mut bob, _) = Client::connect_session(o).await.unwrap();
+    let mut bob = Client::<Mqtt3>::connect(o).await.unwrap();
     assert_eq!(bob.subscribe("im/grp/g/+").await, 1);
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
     carol
@@ -310,7 +311,8 @@ async fn resumed_session_loses_a_group_the_new_token_lacks() {
     let without_g = token("bob");
     let mut o = options(&node, "bob:phone", "bob", &without_g);
     o.set_clean_session(false);
-    let (mut bob, present) = Client::connect_session(o).await.unwrap();
+    let mut bob = Client::<Mqtt3>::connect(o).await.unwrap();
+    let present = bob.connack.session_present;
     assert!(present);
     carol
         .publish_acked("im/grp/g/carol", &chat("g2", "live"))
@@ -341,7 +343,7 @@ async fn will_on_a_chat_topic_passes_the_payload_check() {
         None,
     ));
     assert_eq!(
-        Client5::connect(o).await.err(),
+        Client::<Mqtt5>::connect(o).await.err(),
         Some(V5Code::PayloadFormatInvalid)
     );
 
@@ -355,7 +357,7 @@ async fn will_on_a_chat_topic_passes_the_payload_check() {
         None,
     ));
     assert_eq!(
-        Client5::connect(o).await.err(),
+        Client::<Mqtt5>::connect(o).await.err(),
         Some(V5Code::ImplementationSpecificError)
     );
 
@@ -368,7 +370,7 @@ async fn will_on_a_chat_topic_passes_the_payload_check() {
     ));
     assert_eq!(Client::connect(o).await.err(), Some(V3Code::NotAuthorized));
 
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
     let mut connect = Connect::v311("alice", &alice_token);
     connect.will = Some(("im/dm/bob/alice".into(), will.into_bytes()));
