@@ -42,7 +42,12 @@ async fn next_error(client: &mut Client<Mqtt3>) -> String {
 }
 
 /// A v5 QoS 1 publish and the reason of its PUBACK.
-async fn publish5(client: &mut Client<Mqtt5>, topic: &str, payload: &[u8], retain: bool) -> PubAckReason {
+async fn publish5(
+    client: &mut Client<Mqtt5>,
+    topic: &str,
+    payload: &[u8],
+    retain: bool,
+) -> PubAckReason {
     client
         .client
         .publish(topic, QoS5::AtLeastOnce, retain, payload.to_vec())
