@@ -159,7 +159,8 @@ fn history_worker(
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let store = crate::history::connect(&crate::history::database_url(&config)).await;
+        let url = crate::history::database_url(&config);
+        let store = crate::history::connect(&url, config.history.pool_size).await;
         let service = crate::history::service_settings(&config);
         tokio::select! {
             () = roost_history::worker::run(settings, store, service) => {}
