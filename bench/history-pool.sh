@@ -32,7 +32,7 @@ WORK=$(mktemp -d)
 chown postgres:postgres "$WORK"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 as_pg() { runuser -u postgres -- "$@"; }
-psql_() { psql -X -qAt -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "$1"; }
+psql_() { PGOPTIONS="-c client_min_messages=warning" psql -X -qAt -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "$1"; }
 NODE_PID=
 cleanup() {
     [ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null || true

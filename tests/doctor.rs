@@ -39,7 +39,10 @@ impl Setup {
     fn new(toml: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let text = format!("[node]\ndata_dir = {:?}\n{toml}\n", data.display().to_string());
+        let text = format!(
+            "[node]\ndata_dir = {:?}\n{toml}\n",
+            data.display().to_string()
+        );
         std::fs::write(dir.path().join("roost.toml"), text).unwrap();
         Setup { dir }
     }
@@ -50,9 +53,7 @@ impl Setup {
 
     /// `roost doctor --config ... [args]` through `sh -c` so a test can lower a limit first.
     fn doctor(&self, shell_prefix: &str, args: &str) -> Output {
-        let script = format!(
-            "{shell_prefix} exec \"$0\" doctor --config \"$1\" {args}",
-        );
+        let script = format!("{shell_prefix} exec \"$0\" doctor --config \"$1\" {args}",);
         let mut cmd = Command::new("timeout");
         cmd.args(["60", "sh", "-c", &script, ROOST])
             .arg(self.config())
@@ -67,7 +68,10 @@ impl Setup {
 
     fn json(&self, shell_prefix: &str) -> (i32, Value) {
         let out = self.doctor(shell_prefix, "--json");
-        let code = out.status.code().unwrap_or_else(|| panic!("{}", describe(&out)));
+        let code = out
+            .status
+            .code()
+            .unwrap_or_else(|| panic!("{}", describe(&out)));
         let json: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", describe(&out)));
         (code, json)
@@ -120,8 +124,14 @@ fn doctor_checks_this_host_and_exits_with_its_verdict() {
     // The data dir does not exist yet: the probe writes next to it, on the same disk.
     let fsync = check(&json, "data dir fsync");
     assert_ne!(fsync["status"], "fail", "{json:#}");
-    assert!(fsync["found"].as_str().unwrap().contains("writes"), "{fsync}");
-    assert!(!setup.dir.path().join("data").exists(), "the doctor created the data dir");
+    assert!(
+        fsync["found"].as_str().unwrap().contains("writes"),
+        "{fsync}"
+    );
+    assert!(
+        !setup.dir.path().join("data").exists(),
+        "the doctor created the data dir"
+    );
     // Files this host may not have are unknown, never failures.
     for name in ["board", "cpu temperature", "cpu frequency", "pi throttling"] {
         assert_ne!(check(&json, name)["status"], "fail", "{json:#}");
@@ -150,7 +160,10 @@ fn doctor_fails_when_the_open_file_limit_cannot_hold_max_connections() {
     let nofile = check(&json, "open files");
     assert_eq!(nofile["status"], "fail", "{json:#}");
     assert!(
-        nofile["found"].as_str().unwrap().starts_with("soft 512 / hard 512"),
+        nofile["found"]
+            .as_str()
+            .unwrap()
+            .starts_with("soft 512 / hard 512"),
         "{nofile}"
     );
     assert!(
@@ -174,9 +187,18 @@ fn doctor_reaches_postgres_and_cluster_links() {
     ));
     let (code, json) = setup.json("");
     let pg = check(&json, "postgres");
-    assert_ne!(pg["status"], "fail", "PostgreSQL at {SHARED_HOST}:{SHARED_PORT}: {pg}");
-    assert!(pg["found"].as_str().unwrap().starts_with("PostgreSQL "), "{pg}");
-    assert!(pg["found"].as_str().unwrap().contains("synchronous_commit"), "{pg}");
+    assert_ne!(
+        pg["status"], "fail",
+        "PostgreSQL at {SHARED_HOST}:{SHARED_PORT}: {pg}"
+    );
+    assert!(
+        pg["found"].as_str().unwrap().starts_with("PostgreSQL "),
+        "{pg}"
+    );
+    assert!(
+        pg["found"].as_str().unwrap().contains("synchronous_commit"),
+        "{pg}"
+    );
 
     let links: Vec<&Value> = json["checks"]
         .as_array()
@@ -187,7 +209,10 @@ fn doctor_reaches_postgres_and_cluster_links() {
     assert_eq!(links.len(), 2, "{json:#}");
     assert_eq!(links[0]["status"], "ok", "{}", links[0]);
     assert_eq!(links[1]["status"], "fail", "{}", links[1]);
-    assert!(links[1]["found"].as_str().unwrap().contains(&closed.to_string()));
+    assert!(links[1]["found"]
+        .as_str()
+        .unwrap()
+        .contains(&closed.to_string()));
     assert_eq!(code, 2);
 }
 
@@ -267,7 +292,10 @@ fn systemd_units_pass_systemd_analyze_verify() {
         "ProtectSystem=strict",
         "StateDirectory=roost",
     ] {
-        assert!(node.lines().any(|l| l == line), "roost.service lacks {line}");
+        assert!(
+            node.lines().any(|l| l == line),
+            "roost.service lacks {line}"
+        );
     }
 }
 
@@ -298,9 +326,16 @@ fn sysctl_file_sets_only_real_kernel_keys_each_explained() {
         if let Some((key, value)) = line.split_once('=') {
             let key = key.trim();
             let proc = Path::new("/proc/sys").join(key.replace('.', "/"));
-            assert!(proc.exists(), "{key} is not a kernel setting ({})", proc.display());
+            assert!(
+                proc.exists(),
+                "{key} is not a kernel setting ({})",
+                proc.display()
+            );
             assert!(!value.trim().is_empty(), "{key} has no value");
-            assert!(previous.starts_with('#'), "{key} has no comment explaining it");
+            assert!(
+                previous.starts_with('#'),
+                "{key} has no comment explaining it"
+            );
             keys += 1;
         }
         previous = line;

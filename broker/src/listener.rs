@@ -39,8 +39,8 @@ impl Kind {
 /// Binds `addr` and serves it until the process ends. Returns the bound address (the port
 /// is chosen by the OS when `addr` has port 0).
 pub async fn start(addr: SocketAddr, kind: Kind, ctx: Arc<Context>) -> anyhow::Result<SocketAddr> {
-    let listener = bind(addr)
-        .with_context(|| format!("binding the {} listener on {addr}", kind.name()))?;
+    let listener =
+        bind(addr).with_context(|| format!("binding the {} listener on {addr}", kind.name()))?;
     let local = listener.local_addr()?;
     info!(kind = kind.name(), addr = %local, "listening");
     tokio::spawn(accept_loop(listener, kind, ctx));

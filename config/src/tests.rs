@@ -601,7 +601,11 @@ fn history_pool_size() {
         assert_eq!(config.history.pool_size, Some(20));
         for bad in [0, 101] {
             let toml = format!("[history]\npool_size = {bad}\n");
-            assert_invalid(load_toml(jail, &toml), "history.pool_size", "between 1 and 100");
+            assert_invalid(
+                load_toml(jail, &toml),
+                "history.pool_size",
+                "between 1 and 100",
+            );
         }
         jail.set_env("ROOST_HISTORY__POOL_SIZE", "2");
         assert_eq!(load_toml(jail, "").unwrap().history.pool_size, Some(2));

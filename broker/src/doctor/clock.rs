@@ -28,7 +28,7 @@ fn read() -> Option<ClockState> {
     let mut tx: libc::timex = unsafe { std::mem::zeroed() };
     // SAFETY: `tx` is a valid, writable timex.
     let state = unsafe { libc::adjtimex(&mut tx) };
-    (state >= 0).then(|| ClockState {
+    (state >= 0).then_some(ClockState {
         state,
         status: tx.status,
         maxerror_us: tx.maxerror as i64,
@@ -81,10 +81,7 @@ mod tests {
             Status::Warn
         );
         // Synchronised once, but the error estimate has grown past half a second.
-        assert_eq!(
-            judge(clock(libc::TIME_OK, 0, 900_000)).status,
-            Status::Warn
-        );
+        assert_eq!(judge(clock(libc::TIME_OK, 0, 900_000)).status, Status::Warn);
         assert_eq!(judge(None).status, Status::Info);
     }
 

@@ -184,7 +184,10 @@ mod tests {
             port_range(Some("1024 65535".into()), 100_000).status,
             Status::Ok
         );
-        assert_eq!(port_range(Some("60999 32768".into()), 10).status, Status::Info);
+        assert_eq!(
+            port_range(Some("60999 32768".into()), 10).status,
+            Status::Info
+        );
         assert_eq!(port_range(None, 10).status, Status::Info);
     }
 

@@ -85,7 +85,10 @@ impl Host {
     pub(crate) fn read(&self, path: &str) -> Option<String> {
         let full = self.root.join(path.trim_start_matches('/'));
         let text = std::fs::read_to_string(full).ok()?;
-        Some(text.trim_matches(|c: char| c.is_whitespace() || c == '\0').to_owned())
+        Some(
+            text.trim_matches(|c: char| c.is_whitespace() || c == '\0')
+                .to_owned(),
+        )
     }
 }
 
@@ -125,7 +128,12 @@ impl Report {
     /// A plain-text table: check, found, status, fix.
     pub(crate) fn table(&self) -> String {
         let width = |f: fn(&Check) -> usize, title: &str| {
-            self.checks.iter().map(f).max().unwrap_or(0).max(title.len())
+            self.checks
+                .iter()
+                .map(f)
+                .max()
+                .unwrap_or(0)
+                .max(title.len())
         };
         let w_check = width(|c| c.check.len(), "CHECK");
         let w_found = width(|c| c.found.chars().count(), "FOUND");
@@ -165,7 +173,11 @@ pub(crate) async fn run(config: &Config) -> Report {
     let storage = tokio::task::spawn_blocking(move || storage::checks(&data_dir, sqlite))
         .await
         .unwrap_or_else(|e| {
-            vec![Check::new("storage", Status::Fail, format!("probe crashed: {e}"))]
+            vec![Check::new(
+                "storage",
+                Status::Fail,
+                format!("probe crashed: {e}"),
+            )]
         });
     checks.extend(storage);
     checks.extend(thermal::checks(&host));
@@ -203,7 +215,10 @@ pub(crate) fn size(bytes: u64) -> String {
 /// node's first start; what matters is the disk it will be on).
 pub(crate) fn existing_ancestor(dir: &Path) -> Option<PathBuf> {
     let absolute = std::path::absolute(dir).ok()?;
-    absolute.ancestors().find(|p| p.is_dir()).map(Path::to_path_buf)
+    absolute
+        .ancestors()
+        .find(|p| p.is_dir())
+        .map(Path::to_path_buf)
 }
 
 #[cfg(test)]
@@ -212,10 +227,7 @@ mod tests {
 
     fn report(statuses: &[Status]) -> Report {
         Report {
-            checks: statuses
-                .iter()
-                .map(|s| Check::new("x", *s, "y"))
-                .collect(),
+            checks: statuses.iter().map(|s| Check::new("x", *s, "y")).collect(),
         }
     }
 
@@ -223,7 +235,10 @@ mod tests {
     fn exit_code_is_the_worst_status() {
         assert_eq!(report(&[]).exit_code(), 0);
         assert_eq!(report(&[Status::Ok, Status::Info]).exit_code(), 0);
-        assert_eq!(report(&[Status::Ok, Status::Warn, Status::Info]).exit_code(), 1);
+        assert_eq!(
+            report(&[Status::Ok, Status::Warn, Status::Info]).exit_code(),
+            1
+        );
         assert_eq!(report(&[Status::Fail, Status::Warn]).exit_code(), 2);
     }
 
@@ -237,7 +252,9 @@ mod tests {
         };
         let table = r.table();
         assert!(table.starts_with("CHECK"), "{table}");
-        assert!(table.contains("open files") && table.contains("WARN") && table.contains("raise it"));
+        assert!(
+            table.contains("open files") && table.contains("WARN") && table.contains("raise it")
+        );
         assert!(table.contains("exit code 1"), "{table}");
         let json: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
         assert_eq!(json["exit_code"], 1);

@@ -35,7 +35,11 @@ pub(crate) async fn postgres(config: &Config) -> Check {
                 .unwrap_or_else(|_| Err(format!("no answer in {CONNECT_TIMEOUT:?}")));
             judge_postgres(facts)
         }
-        _ => Check::new("postgres", Status::Info, "not configured (history in SQLite)"),
+        _ => Check::new(
+            "postgres",
+            Status::Info,
+            "not configured (history in SQLite)",
+        ),
     }
 }
 
@@ -53,14 +57,13 @@ async fn pg_facts(url: &str) -> Result<PgFacts, String> {
         times.push(t.elapsed());
     }
     times.sort();
-    let (version, synchronous_commit, shared_buffers): (String, String, String) =
-        sqlx::query_as(
-            "SELECT current_setting('server_version'), current_setting('synchronous_commit'), \
+    let (version, synchronous_commit, shared_buffers): (String, String, String) = sqlx::query_as(
+        "SELECT current_setting('server_version'), current_setting('synchronous_commit'), \
              current_setting('shared_buffers')",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|e| e.to_string())?;
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(|e| e.to_string())?;
     let _ = conn.close().await;
     Ok(PgFacts {
         version,
@@ -232,7 +235,10 @@ mod tests {
         let info = r#"INFO {"server_id":"N1","server_name":"pi1","version":"2.10.18","max_payload":1048576}"#;
         let nats = judge_link("nats://10.0.0.11:4222", probe(Some(info)));
         assert_eq!(nats.status, Status::Ok);
-        assert_eq!(nats.found, "nats://10.0.0.11:4222: NATS 2.10.18 (pi1), 0.42 ms");
+        assert_eq!(
+            nats.found,
+            "nats://10.0.0.11:4222: NATS 2.10.18 (pi1), 0.42 ms"
+        );
 
         // An HTTP server, or an MQTT broker, on the NATS port says nothing or something else.
         let wrong = judge_link("nats://10.0.0.11:4222", probe(Some("HTTP/1.1 400")));

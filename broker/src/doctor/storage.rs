@@ -33,7 +33,10 @@ pub(crate) fn checks(data_dir: &Path, sqlite_history: bool) -> Vec<Check> {
         .fix("set node.data_dir to a directory on the SSD")];
     };
     vec![
-        judge_fsync(probe(&dir).map_err(|e| format!("{}: {e}", dir.display())), sqlite_history),
+        judge_fsync(
+            probe(&dir).map_err(|e| format!("{}: {e}", dir.display())),
+            sqlite_history,
+        ),
         judge_free(free_space(&dir)),
     ]
 }
@@ -189,7 +192,10 @@ mod tests {
     fn free_space_thresholds() {
         const MIB: u64 = 1024 * 1024;
         let total = 64 * 1024 * MIB;
-        assert_eq!(judge_free(Some((20 * 1024 * MIB, total))).status, Status::Ok);
+        assert_eq!(
+            judge_free(Some((20 * 1024 * MIB, total))).status,
+            Status::Ok
+        );
         assert_eq!(judge_free(Some((1024 * MIB, total))).status, Status::Warn);
         // 3 GiB is plenty in bytes but under 10% of a 1 TB disk.
         assert_eq!(

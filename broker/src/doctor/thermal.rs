@@ -30,7 +30,11 @@ pub(crate) fn model(host: &Host) -> Check {
 pub(crate) fn checks(host: &Host) -> Vec<Check> {
     vec![
         temperature(host.read(TEMP)),
-        cpufreq(host.read(GOVERNOR), host.read(CUR_FREQ), host.read(MAX_FREQ)),
+        cpufreq(
+            host.read(GOVERNOR),
+            host.read(CUR_FREQ),
+            host.read(MAX_FREQ),
+        ),
         throttled(host.read(THROTTLED)),
     ]
 }
@@ -80,7 +84,11 @@ const FLAGS: [(u32, &str); 4] = [
 pub(crate) fn throttled(value: Option<String>) -> Check {
     const NAME: &str = "pi throttling";
     let Some(text) = value else {
-        return Check::new(NAME, Status::Info, "unknown (no Pi firmware flags: not a Pi)");
+        return Check::new(
+            NAME,
+            Status::Info,
+            "unknown (no Pi firmware flags: not a Pi)",
+        );
     };
     let digits = text
         .trim_start_matches("throttled=")
@@ -98,8 +106,16 @@ pub(crate) fn throttled(value: Option<String>) -> Check {
     let (now, past) = (names(0), names(16));
     let found = format!(
         "0x{bits:x}: now {}; since boot {}",
-        if now.is_empty() { "none".to_owned() } else { now.join(", ") },
-        if past.is_empty() { "none".to_owned() } else { past.join(", ") },
+        if now.is_empty() {
+            "none".to_owned()
+        } else {
+            now.join(", ")
+        },
+        if past.is_empty() {
+            "none".to_owned()
+        } else {
+            past.join(", ")
+        },
     );
     let power = "use the official power supply (5 V 3 A for a Pi 4, 5 V 5 A for a Pi 5)";
     let cooling = "add cooling (docs/raspberry-pi.md)";
@@ -150,7 +166,11 @@ mod tests {
         // Under-voltage right now: the power supply is too weak.
         let uv = throttled(s("0x50005"));
         assert_eq!(uv.status, Status::Fail);
-        assert!(uv.found.contains("now under-voltage, throttled"), "{}", uv.found);
+        assert!(
+            uv.found.contains("now under-voltage, throttled"),
+            "{}",
+            uv.found
+        );
         assert!(uv.fix.contains("power supply"), "{}", uv.fix);
         // Throttled by heat now.
         let hot = throttled(s("0x80008"));
@@ -159,7 +179,11 @@ mod tests {
         // Only in the past: a warning.
         let past = throttled(s("0x50000"));
         assert_eq!(past.status, Status::Warn);
-        assert!(past.found.contains("since boot under-voltage, throttled"), "{}", past.found);
+        assert!(
+            past.found.contains("since boot under-voltage, throttled"),
+            "{}",
+            past.found
+        );
         // vcgencmd's spelling reads the same.
         assert_eq!(throttled(s("throttled=0x0")).status, Status::Ok);
         assert_eq!(throttled(None).status, Status::Info);
@@ -171,7 +195,10 @@ mod tests {
         let pi = FakeHost::new(&[
             ("proc/device-tree/model", "Raspberry Pi 4 Model B Rev 1.4\0"),
             ("sys/class/thermal/thermal_zone0/temp", "51234\n"),
-            ("sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", "ondemand\n"),
+            (
+                "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor",
+                "ondemand\n",
+            ),
             ("sys/devices/platform/soc/soc:firmware/get_throttled", "0\n"),
         ]);
         assert_eq!(model(&pi.host()).found, "Raspberry Pi 4 Model B Rev 1.4");
@@ -179,7 +206,9 @@ mod tests {
         assert_eq!(statuses, [Status::Ok, Status::Ok, Status::Ok]);
 
         let container = FakeHost::new(&[]);
-        assert!(model(&container.host()).found.contains("not a Raspberry Pi"));
+        assert!(model(&container.host())
+            .found
+            .contains("not a Raspberry Pi"));
         for c in checks(&container.host()) {
             assert_eq!(c.status, Status::Info, "{c:?}");
         }
