@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 
 TARGET=aarch64-unknown-linux-gnu
 OUT=dist/roost-aarch64
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 die() { echo "build-aarch64: $*" >&2; exit 1; }
 
@@ -35,7 +36,7 @@ cargo build --release --locked --target "$TARGET" --bin roost --bin roost-cli
 
 mkdir -p "$OUT"
 for bin in roost roost-cli; do
-    cp "target/$TARGET/release/$bin" "$OUT/$bin"
+    cp "$TARGET_DIR/$TARGET/release/$bin" "$OUT/$bin"
 done
 (cd "$OUT" && sha256sum roost roost-cli > SHA256SUMS)
 file "$OUT/roost" 2>/dev/null || true
