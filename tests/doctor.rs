@@ -2,7 +2,7 @@
 //! the tools that will read them (systemd-analyze, nats-server, the kernel's /proc/sys).
 mod common;
 
-use common::pg::{SHARED_HOST, SHARED_PORT};
+use common::pg::PgDb;
 use common::tools::describe;
 use common::Node;
 use serde_json::Value;
@@ -180,17 +180,16 @@ fn doctor_reaches_postgres_and_cluster_links() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
+    let db = PgDb::create();
     let setup = Setup::new(&format!(
-        "[history]\ndatabase_url = \"postgres://postgres@{SHARED_HOST}:{SHARED_PORT}/test\"\n\
-         [cluster]\npeers = [\"mqtt://{}\", \"mqtt://{closed}\"]\n",
+        "[history]\ndatabase_url = \"{}\"\n\
+         [cluster]\nnats = [\"tls://{}\", \"nats://{closed}\"]\n",
+        db.url,
         listening.local_addr().unwrap()
     ));
     let (code, json) = setup.json("");
     let pg = check(&json, "postgres");
-    assert_ne!(
-        pg["status"], "fail",
-        "PostgreSQL at {SHARED_HOST}:{SHARED_PORT}: {pg}"
-    );
+    assert_ne!(pg["status"], "fail", "PostgreSQL at {}: {pg}", db.url);
     assert!(
         pg["found"].as_str().unwrap().starts_with("PostgreSQL "),
         "{pg}"

@@ -1,10 +1,9 @@
 //! What the node talks to on other hosts: the PostgreSQL history database and the cluster
 //! links, reachable or not and how far away.
 //!
-//! Cluster links are `[cluster] peers` and `hub` (mqtt://host:port) today: the doctor
-//! checks that each accepts a TCP connection. A `nats://` URL is also understood: the
-//! server must greet with its `INFO` line, which tells a NATS server from anything else
-//! listening on the port.
+//! Cluster links are the NATS servers of `[cluster] nats`: each must accept a TCP
+//! connection, and a `nats://` server must greet with its `INFO` line, which tells a NATS
+//! server from anything else listening on the port (a `tls://` URL is only connected to).
 
 use super::{Check, Status};
 use roost_config::Config;
@@ -107,7 +106,7 @@ pub(crate) struct Probe {
 
 pub(crate) async fn cluster(config: &Config) -> Vec<Check> {
     let cluster = &config.cluster;
-    let urls: Vec<&String> = cluster.peers.iter().chain(cluster.hub.iter()).collect();
+    let urls: Vec<&String> = cluster.nats.iter().collect();
     if urls.is_empty() {
         return vec![Check::new("cluster links", Status::Info, "not clustered")];
     }
@@ -155,7 +154,7 @@ pub(crate) fn judge_link(url: &str, probe: Result<Probe, String>) -> Check {
         Ok(probe) => probe,
         Err(e) => {
             return Check::new(NAME, Status::Fail, format!("{url}: unreachable: {e}"))
-                .fix("start that node (or NATS server), or open its port in the firewall")
+                .fix("start that NATS server, or open its port in the firewall")
         }
     };
     let ms = probe.connect.as_secs_f64() * 1000.0;
@@ -228,9 +227,9 @@ mod tests {
 
     #[test]
     fn link_judgement() {
-        let mqtt = judge_link("mqtt://10.0.0.12:1883", probe(None));
+        let mqtt = judge_link("tls://10.0.0.12:4222", probe(None));
         assert_eq!(mqtt.status, Status::Ok);
-        assert_eq!(mqtt.found, "mqtt://10.0.0.12:1883: reachable, 0.42 ms");
+        assert_eq!(mqtt.found, "tls://10.0.0.12:4222: reachable, 0.42 ms");
 
         let info = r#"INFO {"server_id":"N1","server_name":"pi1","version":"2.10.18","max_payload":1048576}"#;
         let nats = judge_link("nats://10.0.0.11:4222", probe(Some(info)));
@@ -248,7 +247,7 @@ mod tests {
             Status::Fail
         );
 
-        let down = judge_link("mqtt://10.0.0.13:1883", Err("connection refused".into()));
+        let down = judge_link("nats://10.0.0.13:4222", Err("connection refused".into()));
         assert_eq!(down.status, Status::Fail);
         assert!(down.found.contains("10.0.0.13"));
     }
@@ -257,9 +256,9 @@ mod tests {
     async fn probes_a_listening_and_a_closed_port() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let up = super::probe(&format!("mqtt://{addr}")).await;
+        let up = super::probe(&format!("tls://{addr}")).await;
         assert!(up.is_ok());
         drop(listener);
-        assert!(super::probe(&format!("mqtt://{addr}")).await.is_err());
+        assert!(super::probe(&format!("tls://{addr}")).await.is_err());
     }
 }
