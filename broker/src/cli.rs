@@ -1,4 +1,5 @@
-//! The `roost` command line: `serve`, `token`, `check-config` (docs/operating.md).
+//! The `roost` command line: `serve`, `token`, `history-worker`, `check-config`, `doctor`
+//! (docs/operating.md).
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -59,6 +60,15 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Check this host against the config (limits, memory, disk, temperature, clock,
+    /// database, cluster links) and say what to fix. Exit code 0 ok, 1 warnings, 2 failures.
+    Doctor {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Entry point of the `roost` binary.
@@ -93,6 +103,17 @@ pub fn main() -> anyhow::Result<()> {
             roost_auth::Acl::new(&config.acl.rules).context("acl.rules")?;
             print!("{}", config.to_masked_toml());
             Ok(())
+        }
+        Command::Doctor { config, json } => {
+            // A config that does not load is a failure (2), not a warning (1).
+            let config = roost_config::load(config.as_deref()).unwrap_or_else(|e| {
+                eprintln!("roost doctor: {e}");
+                std::process::exit(2)
+            });
+            let runtime = tokio::runtime::Runtime::new()?;
+            let report = runtime.block_on(crate::doctor::run(&config));
+            print!("{}", if json { report.json() } else { report.table() });
+            std::process::exit(report.exit_code());
         }
     }
 }
@@ -159,7 +180,8 @@ fn history_worker(
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let store = crate::history::connect(&crate::history::database_url(&config)).await;
+        let url = crate::history::database_url(&config);
+        let store = crate::history::connect(&url, config.history.pool_size).await;
         let service = crate::history::service_settings(&config);
         tokio::select! {
             () = roost_history::worker::run(settings, store, service) => {}

@@ -25,8 +25,9 @@ pub async fn start(config: &Config, router: &Router) -> anyhow::Result<History> 
     };
     let settings = service_settings(config);
     let ready = history.clone();
+    let pool_size = config.history.pool_size;
     tokio::spawn(async move {
-        let store = connect(&url).await;
+        let store = connect(&url, pool_size).await;
         let _ = ready.set(store.clone());
         if let Some(bus) = bus {
             info!("history service running in this node");
@@ -59,12 +60,12 @@ pub fn database_url(config: &Config) -> String {
 }
 
 /// Connects (and migrates), retrying with backoff for as long as it takes.
-pub async fn connect(url: &str) -> Store {
+pub async fn connect(url: &str, pool_size: Option<u32>) -> Store {
     let shown = roost_config::mask_url(url);
     let mut backoff = Duration::from_millis(200);
     let mut tries = 0u32;
     loop {
-        match Store::connect(url).await {
+        match Store::connect_with_pool(url, pool_size).await {
             Ok(store) => {
                 info!(database = shown, "history database ready");
                 return store;

@@ -14,6 +14,7 @@
 pub mod cli;
 mod codec;
 mod conn;
+mod doctor;
 mod history;
 mod history_link;
 mod http;

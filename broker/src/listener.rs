@@ -39,13 +39,28 @@ impl Kind {
 /// Binds `addr` and serves it until the process ends. Returns the bound address (the port
 /// is chosen by the OS when `addr` has port 0).
 pub async fn start(addr: SocketAddr, kind: Kind, ctx: Arc<Context>) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the {} listener on {addr}", kind.name()))?;
+    let listener =
+        bind(addr).with_context(|| format!("binding the {} listener on {addr}", kind.name()))?;
     let local = listener.local_addr()?;
     info!(kind = kind.name(), addr = %local, "listening");
     tokio::spawn(accept_loop(listener, kind, ctx));
     Ok(local)
+}
+
+/// Accept-queue length asked of the kernel, which caps it at `net.core.somaxconn`
+/// (deploy/sysctl.d/90-roost.conf sets 4096). tokio's `TcpListener::bind` asks for 128: too
+/// short for every phone reconnecting at once after a Pi reboots.
+pub(crate) const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn accept_loop(listener: TcpListener, kind: Kind, ctx: Arc<Context>) {

@@ -172,6 +172,9 @@ pub struct History {
     /// History requests per second each user may make (also their burst); more are
     /// answered `rate_limited`.
     pub max_requests_per_second: u32,
+    /// Database connections in the history pool. Default: 10 on PostgreSQL, 4 on SQLite
+    /// (one writer at a time there anyway).
+    pub pool_size: Option<u32>,
 }
 
 impl Default for History {
@@ -182,6 +185,7 @@ impl Default for History {
             max_age: None,
             max_messages: None,
             max_requests_per_second: 20,
+            pool_size: None,
         }
     }
 }

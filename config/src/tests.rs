@@ -136,6 +136,7 @@ fn operating_example_with_every_key() {
                 max_age: Some(Duration::from_secs(90 * 24 * 3600)),
                 max_messages: Some(10_000),
                 max_requests_per_second: 10,
+                pool_size: Some(4),
             },
             cluster: Cluster {
                 node_id: Some("pi1".into()),
@@ -590,6 +591,26 @@ fn clustered(extra: &str) -> String {
         "[history]\ndatabase_url = \"postgres://db/roost\"\n\
          [cluster]\nnats = [\"nats://n1:4222\"]\n{extra}"
     )
+}
+
+#[test]
+fn history_pool_size() {
+    Jail::expect_with(|jail| {
+        assert_eq!(load_toml(jail, "").unwrap().history.pool_size, None);
+        let config = load_toml(jail, "[history]\npool_size = 20\n").unwrap();
+        assert_eq!(config.history.pool_size, Some(20));
+        for bad in [0, 101] {
+            let toml = format!("[history]\npool_size = {bad}\n");
+            assert_invalid(
+                load_toml(jail, &toml),
+                "history.pool_size",
+                "between 1 and 100",
+            );
+        }
+        jail.set_env("ROOST_HISTORY__POOL_SIZE", "2");
+        assert_eq!(load_toml(jail, "").unwrap().history.pool_size, Some(2));
+        Ok(())
+    });
 }
 
 #[test]

@@ -16,6 +16,8 @@ pub const MIN_PACKET_SIZE: usize = 1024;
 /// Shortest `cluster.node_timeout`: below it, heartbeats would flood NATS and a busy
 /// node would be declared dead.
 const MIN_NODE_TIMEOUT: Duration = Duration::from_secs(1);
+/// PostgreSQL's default `max_connections` is 100: a bigger pool could not be filled.
+pub const MAX_POOL_SIZE: u32 = 100;
 
 /// Checks `config`; `figment` is only used to say where a bad value came from.
 pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
@@ -95,6 +97,14 @@ pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
     }
     if config.history.max_messages == Some(0) {
         return fail("history.max_messages", "must be at least 1".into());
+    }
+    if let Some(size) = config.history.pool_size {
+        if !(1..=MAX_POOL_SIZE).contains(&size) {
+            return fail(
+                "history.pool_size",
+                format!("{size} is out of range: must be between 1 and {MAX_POOL_SIZE}"),
+            );
+        }
     }
 
     check_cluster(config).map_err(|(key, message)| ConfigError::invalid(figment, key, message))

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use conv::Conv;
 pub use error::HistoryError;
-pub use store::{Backend, Store};
+pub use store::{Backend, Store, DEFAULT_POOL_SIZE, SQLITE_POOL_SIZE};
 
 /// A chat message to store.
 #[derive(Debug, Clone, PartialEq, Eq)]

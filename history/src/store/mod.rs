@@ -29,6 +29,10 @@ use crate::HistoryError;
 
 /// How long a SQLite connection waits for another process's write lock.
 const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+/// Connections in a PostgreSQL history pool unless `history.pool_size` says otherwise.
+pub const DEFAULT_POOL_SIZE: u32 = 10;
+/// The same for SQLite, which has one writer at a time anyway.
+pub const SQLITE_POOL_SIZE: u32 = 4;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +74,16 @@ impl Store {
     ///   process's lock);
     /// - `sqlite::memory:` (one connection, gone when the store is dropped).
     pub async fn connect(database_url: &str) -> Result<Store, HistoryError> {
+        Store::connect_with_pool(database_url, None).await
+    }
+
+    /// [`Store::connect`] with `pool_size` database connections (`history.pool_size`);
+    /// `None`: [`DEFAULT_POOL_SIZE`] on PostgreSQL, [`SQLITE_POOL_SIZE`] on SQLite. An
+    /// in-memory SQLite database always has one.
+    pub async fn connect_with_pool(
+        database_url: &str,
+        pool_size: Option<u32>,
+    ) -> Result<Store, HistoryError> {
         sqlx::any::install_default_drivers();
         let backend = if database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://")
@@ -85,7 +99,7 @@ impl Store {
         let pool = match backend {
             Backend::Postgres => {
                 AnyPoolOptions::new()
-                    .max_connections(10)
+                    .max_connections(pool_size.unwrap_or(DEFAULT_POOL_SIZE))
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(database_url)
                     .await?
@@ -110,7 +124,7 @@ impl Store {
                         .idle_timeout(None)
                         .max_lifetime(None)
                 } else {
-                    options.max_connections(4)
+                    options.max_connections(pool_size.unwrap_or(SQLITE_POOL_SIZE))
                 };
                 let pool = options.connect(&url).await?;
                 if !in_memory {
