@@ -1,4 +1,4 @@
-//! The `roost` command line: `serve`, `token`, `history-worker`, `check-config`, `doctor`
+//! The `roost` command line: `serve`, `drain`, `token`, `history-worker`, `check-config`, `doctor`
 //! (docs/operating.md).
 
 use anyhow::Context as _;
@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use roost_auth::{mint_hs256, Claims, Role};
 use std::path::PathBuf;
 use std::time::Duration;
-use tracing::info;
+use tracing::{info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +23,12 @@ struct Cli {
 enum Command {
     /// Run a node. With no config file it runs on the embedded defaults.
     Serve {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Drain the node running on this config's data dir (it has written its pid there):
+    /// the same as sending it SIGTERM. Waits until it has exited.
+    Drain {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -76,6 +82,7 @@ pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Drain { config } => crate::drain_cmd::drain(config.as_deref()),
         Command::Token {
             user,
             groups,
@@ -134,8 +141,17 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
         }
         info!(mqtt = %bound.mqtt, http = %bound.http, "roost is running");
         shutdown_signal().await;
-        info!("shutting down");
-        anyhow::Ok(())
+        // A second SIGTERM or Ctrl-C while draining stops at once.
+        tokio::select! {
+            () = bound.drain() => {
+                info!("drained; exiting");
+                anyhow::Ok(())
+            }
+            () = shutdown_signal() => {
+                warn!("second signal: stopping at once, drain not finished");
+                std::process::exit(1);
+            }
+        }
     })
 }
 

@@ -7,26 +7,49 @@ use roost_config::Config;
 use roost_history::{Retention, Store};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::OnceCell;
+use tokio::sync::{watch, OnceCell};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 /// The history database, once it has been reached. The node starts without it (live chat
 /// never waits for history) and keeps trying until it answers.
 pub type History = Arc<OnceCell<Store>>;
 
-pub async fn start(config: &Config, router: &Router) -> anyhow::Result<History> {
+/// The history service running in the node, to finish when the node drains.
+pub struct Service {
+    finish: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Service {
+    /// Tells the service that no client is left: it stores what it has taken and stops.
+    /// Waits at most `bound` (the database may be away).
+    pub async fn finish(self, bound: Duration) {
+        self.finish.send_replace(true);
+        match tokio::time::timeout(bound, self.task).await {
+            Ok(_) => info!("history service finished"),
+            Err(_) => warn!(
+                ?bound,
+                "history service did not finish in time (database away?)"
+            ),
+        }
+    }
+}
+
+pub async fn start(config: &Config, router: &Router) -> anyhow::Result<(History, Service)> {
     let url = database_url(config);
     let history: History = Arc::new(OnceCell::new());
+    let (finish, finishing) = watch::channel(false);
     // Subscribe first: what arrives while the database is still away waits in the router.
     let bus = if config.history.service {
-        Some(LinkBus::start(router).await?)
+        Some(LinkBus::start(router, finishing).await?)
     } else {
         None
     };
     let settings = service_settings(config);
     let ready = history.clone();
     let pool_size = config.history.pool_size;
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let store = connect(&url, pool_size).await;
         let _ = ready.set(store.clone());
         if let Some(bus) = bus {
@@ -34,7 +57,7 @@ pub async fn start(config: &Config, router: &Router) -> anyhow::Result<History> 
             roost_history::service::run(bus, store, settings).await;
         }
     });
-    Ok(history)
+    Ok((history, Service { finish, task }))
 }
 
 /// The history service's settings from `[history]` (for the node and `history-worker`).

@@ -15,14 +15,22 @@ use rumqttd::protocol::{
     Filter, Packet, PubAck, PubAckReason, Publish, QoS, RetainForwardRule, Subscribe,
 };
 use rumqttd::Notification;
-use tracing::warn;
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// How long the router must stay quiet, once the node is finishing, before the service
+/// stops: everything clients handed over before they left has reached it by then.
+const QUIET: Duration = Duration::from_secs(1);
 
 pub struct LinkBus {
     link: Link,
+    /// Set when the node drains and its clients are gone: take what is left, then stop.
+    finish: watch::Receiver<bool>,
 }
 
 impl LinkBus {
-    pub async fn start(router: &Router) -> anyhow::Result<LinkBus> {
+    pub async fn start(router: &Router, finish: watch::Receiver<bool>) -> anyhow::Result<LinkBus> {
         let mut link = router
             .link(crate::keys::HISTORY.to_owned(), true, None, None)
             .await?;
@@ -44,7 +52,7 @@ impl LinkBus {
         )]) {
             anyhow::bail!("router dropped the history link");
         }
-        Ok(LinkBus { link })
+        Ok(LinkBus { link, finish })
     }
 }
 
@@ -54,7 +62,21 @@ impl Bus for LinkBus {
 
     async fn recv(&mut self) -> Option<Delivery<()>> {
         loop {
-            let Some(notification) = self.link.recv().await else {
+            let notification = if *self.finish.borrow() {
+                match tokio::time::timeout(QUIET, self.link.recv()).await {
+                    Ok(notification) => notification,
+                    Err(_) => {
+                        info!("history: everything taken; the service finishes");
+                        return None;
+                    }
+                }
+            } else {
+                tokio::select! {
+                    notification = self.link.recv() => notification,
+                    _ = self.finish.wait_for(|f| *f) => continue,
+                }
+            };
+            let Some(notification) = notification else {
                 warn!("history link closed by the router");
                 return None;
             };

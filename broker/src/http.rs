@@ -1,7 +1,8 @@
-//! The node's HTTP side: `/healthz` for load balancers, `/metrics` for Prometheus, and the
+//! The node's HTTP side: `/healthz` for load balancers (`ok`, `degraded`, `draining`), `/metrics` for Prometheus, and the
 //! history API `GET /api/v1/conversations/{conv}/messages` (Bearer JWT, same rules as the
 //! `history` request over MQTT).
 
+use crate::drain::{Drain, Health};
 use crate::history::History;
 use anyhow::Context as _;
 use axum::extract::{Path, Query, State};
@@ -20,16 +21,18 @@ use tracing::{error, info};
 struct Api {
     verifier: Arc<Verifier>,
     history: History,
+    drain: Arc<Drain>,
 }
 
 pub async fn start(
     addr: SocketAddr,
     verifier: Arc<Verifier>,
     history: History,
+    drain: Arc<Drain>,
 ) -> anyhow::Result<SocketAddr> {
     let metrics = crate::metrics::install();
     let app = axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route(
             "/metrics",
             get(move || {
@@ -38,7 +41,11 @@ pub async fn start(
             }),
         )
         .route("/api/v1/conversations/{conv}/messages", get(messages))
-        .with_state(Api { verifier, history });
+        .with_state(Api {
+            verifier,
+            history,
+            drain,
+        });
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the http listener on {addr}"))?;
@@ -50,6 +57,16 @@ pub async fn start(
         }
     });
     Ok(local)
+}
+
+/// 200 `ok` or `degraded` while the node takes users, 503 `draining` once it does not.
+async fn healthz(State(api): State<Api>) -> (StatusCode, String) {
+    let health = api.drain.health();
+    let status = match health {
+        Health::Ok | Health::Degraded => StatusCode::OK,
+        Health::Draining => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, format!("{}\n", health.word()))
 }
 
 #[derive(Deserialize)]

@@ -15,6 +15,8 @@ pub mod cli;
 mod codec;
 mod conn;
 mod doctor;
+mod drain;
+mod drain_cmd;
 mod history;
 mod history_link;
 mod http;

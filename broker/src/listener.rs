@@ -65,7 +65,15 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 async fn accept_loop(listener: TcpListener, kind: Kind, ctx: Arc<Context>) {
     loop {
-        let (socket, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = ctx.drain.stopping() => {
+                // Dropping the socket refuses new connections: load balancers move on.
+                info!(kind = kind.name(), "listener closed: node draining");
+                return;
+            }
+        };
+        let (socket, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, most likely: back off instead of spinning.

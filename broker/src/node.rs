@@ -1,5 +1,6 @@
 //! A running node: everything `roost serve` starts, and what its connections share.
 
+use crate::drain::Drain;
 use crate::listener::{self, Kind};
 use crate::presence::Presence;
 use crate::registry::Registry;
@@ -28,13 +29,37 @@ pub struct Context {
     pub(crate) retained: Retained,
     /// Signed-in connections right now.
     pub active: AtomicUsize,
+    pub drain: Arc<Drain>,
 }
 
-/// Addresses a started node listens on.
-#[derive(Debug)]
+/// A started node: the addresses it listens on, and what a drain needs.
 pub struct Bound {
     pub mqtt: SocketAddr,
     pub http: SocketAddr,
+    ctx: Arc<Context>,
+    history: crate::history::Service,
+    drain_period: Duration,
+    pid_file: PathBuf,
+}
+
+impl Bound {
+    /// Drains the node (see `drain.rs`): stop accepting, disconnect the clients over
+    /// `cluster.drain_period`, let the history service store what it took.
+    pub async fn drain(self) {
+        crate::drain::run(&self.ctx, self.drain_period).await;
+        self.remove_pid_file();
+        self.history.finish(Duration::from_secs(30)).await;
+    }
+
+    /// Forgets the pid file (`roost drain` reads it); the node is going away.
+    pub fn remove_pid_file(&self) {
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+/// The file in the data dir holding the pid of the node running on it, for `roost drain`.
+pub fn pid_file(config: &Config) -> PathBuf {
+    config.node.data_dir.join("roost.pid")
 }
 
 /// Starts a node on `config`. The node runs in the background until the process ends.
@@ -77,6 +102,7 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         registry: Registry::default(),
         retained: Retained::new(config.limits.max_retained_per_user),
         active: AtomicUsize::new(0),
+        drain: Arc::new(Drain::default()),
     });
 
     let mqtt = &config.mqtt;
@@ -94,13 +120,26 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
     if let (Some(addr), Some(tls)) = (mqtt.wss_listen, &tls) {
         listener::start(addr, Kind::Wss(tls.clone()), ctx.clone()).await?;
     }
-    let history = crate::history::start(&config, &ctx.router).await?;
-    let http = crate::http::start(config.http.listen, verifier.clone(), history).await?;
+    let (history, service) = crate::history::start(&config, &ctx.router).await?;
+    let http = crate::http::start(
+        config.http.listen,
+        verifier.clone(),
+        history,
+        ctx.drain.clone(),
+    )
+    .await?;
 
     tokio::spawn(reload_keys(verifier));
+    let pid_file = pid_file(&config);
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+        .with_context(|| format!("writing {}", pid_file.display()))?;
     Ok(Bound {
         mqtt: mqtt_addr,
         http,
+        ctx,
+        history: service,
+        drain_period: config.cluster.drain_period(),
+        pid_file,
     })
 }
 

@@ -213,12 +213,23 @@ pub struct Cluster {
     /// A node silent this long is dead; survivors publish its users offline. Default 10s.
     #[serde(with = "humantime_serde")]
     pub node_timeout: Duration,
+    /// How long a drain (SIGTERM, `roost drain`) spreads its disconnects over, e.g. `"30s"`.
+    /// Default (unset): 30s.
+    #[serde(with = "humantime_serde")]
+    pub drain_period: Option<Duration>,
+    /// Where HAProxy's agent check is answered (`ready up 40%`, `drain`). Default: off.
+    pub agent_listen: Option<SocketAddr>,
 }
 
 impl Cluster {
     /// Whether this node is part of a cluster.
     pub fn enabled(&self) -> bool {
         !self.nats.is_empty()
+    }
+
+    /// `drain_period`, or its default of 30 seconds.
+    pub fn drain_period(&self) -> Duration {
+        self.drain_period.unwrap_or(Duration::from_secs(30))
     }
 }
 
@@ -233,6 +244,8 @@ impl Default for Cluster {
             nats_token: None,
             subject_prefix: "roost".into(),
             node_timeout: Duration::from_secs(10),
+            drain_period: None,
+            agent_listen: None,
         }
     }
 }

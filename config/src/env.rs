@@ -37,6 +37,8 @@ const STRING_KEYS: &[&str] = &[
     "cluster.nats_token",
     "cluster.subject_prefix",
     "cluster.node_timeout",
+    "cluster.drain_period",
+    "cluster.agent_listen",
 ];
 
 /// Keys whose value is a list of strings, given in one variable separated by commas:

@@ -150,6 +150,8 @@ fn operating_example_with_every_key() {
                 nats_token: None,
                 subject_prefix: "roost".into(),
                 node_timeout: Duration::from_secs(10),
+                drain_period: None,
+                agent_listen: None,
             },
         };
         assert_eq!(config, expected);

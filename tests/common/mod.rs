@@ -92,6 +92,22 @@ impl Node {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Waits (bounded) for the process to exit and returns its status; panics if it runs on.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "roost still runs after {within:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The node's process id (for /proc/<pid>/status and the like).
     pub fn pid(&self) -> u32 {
         self.child.id()

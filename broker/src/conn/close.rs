@@ -20,6 +20,8 @@ pub(crate) enum Close {
     SlowConsumer,
     /// The client broke the protocol; v5 clients are told why.
     Protocol(DisconnectReasonCode, &'static str),
+    /// The node drains (SIGTERM, `roost drain`): the client should reconnect elsewhere.
+    Drain,
     /// Serving the connection panicked (a bug): it is closed and cleaned up all the same.
     Internal,
 }
@@ -33,6 +35,7 @@ impl Close {
             Close::TakenOver => Some(DisconnectReasonCode::SessionTakenOver),
             Close::Protocol(code, _) => Some(*code),
             Close::Internal => Some(DisconnectReasonCode::ImplementationSpecificError),
+            Close::Drain => Some(DisconnectReasonCode::ServerShuttingDown),
             // A client that does not read would not read a DISCONNECT either.
             Close::Disconnect { .. } | Close::PeerGone | Close::Io(_) | Close::SlowConsumer => None,
         }
@@ -49,10 +52,12 @@ impl Close {
             Close::Disconnect { .. } => "disconnected by the client",
             Close::PeerGone | Close::Io(_) => "connection lost",
             Close::SlowConsumer => "slow consumer",
+            Close::Drain => "server shutting down; reconnect",
         }
     }
 
     pub(crate) fn publishes_will(&self) -> bool {
-        !matches!(self, Close::Disconnect { will: false })
+        // A drained client did nothing wrong and comes back elsewhere: no will.
+        !matches!(self, Close::Disconnect { will: false } | Close::Drain)
     }
 }

@@ -113,6 +113,8 @@ impl Connection {
                     None => Flow::Close(Close::TakenOver),
                 },
                 () = &mut timer => Flow::Close(self.session.on_timer(Instant::now() >= expires)),
+                // The sender lives in the context this connection holds: never an error.
+                Ok(()) = self.ctx.drain.turn() => Flow::Close(Close::Drain),
             };
         }
     }
@@ -230,6 +232,7 @@ impl Connection {
                 )
             }
             Close::Io(e) => info!(error = %e, "closed: connection error"),
+            Close::Drain => info!("closed: node draining"),
             _ => info!(cause = ?close, "closed"),
         }
 
