@@ -129,6 +129,10 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
     )
     .await?;
 
+    if let Some(addr) = config.cluster.agent_listen {
+        crate::agent::start(addr, ctx.clone()).await?;
+    }
+
     tokio::spawn(reload_keys(verifier));
     let pid_file = pid_file(&config);
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))
