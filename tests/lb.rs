@@ -1,13 +1,17 @@
-//! Load balancer support on one node: HAProxy's agent check on `cluster.agent_listen`
-//! (`ready up NN%` falling as the node fills up, `drain` once it drains).
+//! Load balancer support: HAProxy's agent check on `cluster.agent_listen` (`ready up NN%`
+//! falling as the node fills up, `drain` once it drains), and real HAProxy running
+//! deploy/haproxy.cfg (ports from the environment) in front of two nodes.
 
 mod common;
 
 use common::client5::Client5;
+use common::history::Peer;
 use common::{tools, Node};
 use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The agent listener's address, from the node's `listening kind="agent"` log line.
 fn agent_addr(node: &Node) -> SocketAddr {
@@ -66,4 +70,150 @@ async fn agent_weight_follows_load_and_says_drain() {
     assert!(out.status.success());
     node.wait_for_log("draining: listeners closed");
     assert_eq!(agent_reply(agent), "drain\n");
+}
+
+/// A free local port (bound, then let go).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A proxy process, killed when dropped.
+struct Proxy(Child);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (bounded) until `addr` accepts connections.
+fn wait_listening(addr: SocketAddr, proxy: &mut Proxy) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(addr).is_err() {
+        if let Ok(Some(status)) = proxy.0.try_wait() {
+            panic!("proxy exited: {status:?}");
+        }
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `ROOST_PI{n}*` values for `node`.
+fn node_vars(n: u8, node: &Node) -> Vec<(String, String)> {
+    let agent = agent_addr(node);
+    vec![
+        (format!("ROOST_PI{n}"), "127.0.0.1".to_owned()),
+        (format!("ROOST_PI{n}_MQTT"), node.mqtt.port().to_string()),
+        (
+            format!("ROOST_PI{n}_WS"),
+            node.ws.unwrap().port().to_string(),
+        ),
+        (format!("ROOST_PI{n}_HTTP"), node.http.port().to_string()),
+        (format!("ROOST_PI{n}_AGENT"), agent.port().to_string()),
+    ]
+}
+
+fn lb_node() -> Node {
+    Node::builder()
+        .ws()
+        .toml("[cluster]\nagent_listen = \"127.0.0.1:0\"\ndrain_period = \"1s\"\n")
+        .start()
+}
+
+fn deploy(file: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(file)
+}
+
+/// HAProxy (deploy/haproxy.cfg) in front of two standalone nodes: users connect through it,
+/// the first node drains, and its users reconnect through HAProxy to the second and chat.
+#[tokio::test]
+async fn haproxy_moves_users_off_a_draining_node() {
+    let mut pi1 = lb_node();
+    let pi2 = lb_node();
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("roost.pem");
+    let certs = common::certs_dir();
+    let mut both = std::fs::read(certs.join("server.crt")).unwrap();
+    both.extend(std::fs::read(certs.join("server.key")).unwrap());
+    std::fs::write(&pem, both).unwrap();
+    let mqtt: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut vars = vec![
+        ("ROOST_BIND_MQTT".to_owned(), mqtt.to_string()),
+        (
+            "ROOST_BIND_MQTTS".to_owned(),
+            format!("127.0.0.1:{}", free_port()),
+        ),
+        (
+            "ROOST_BIND_WS".to_owned(),
+            format!("127.0.0.1:{}", free_port()),
+        ),
+        ("ROOST_TLS_PEM".to_owned(), pem.display().to_string()),
+    ];
+    vars.extend(node_vars(1, &pi1));
+    vars.extend(node_vars(2, &pi2));
+    let mut haproxy = Proxy(
+        Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(deploy("haproxy.cfg"))
+            .envs(vars)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("haproxy (apt install haproxy)"),
+    );
+    wait_listening(mqtt, &mut haproxy);
+
+    let mut alice = Peer::connect_as(mqtt, "alice", "alice", &[]).await;
+    let mut bob = Peer::connect_as(mqtt, "bob", "bob", &[]).await;
+    // leastconn spreads them: one on each node.
+    let on_pi1 = if pi1.log_text().contains("user=\"bob\"") {
+        "bob"
+    } else {
+        "alice"
+    };
+    assert!(
+        pi1.log_text().contains(&format!("user=\"{on_pi1}\"")),
+        "nobody on pi1:\n{}",
+        pi1.log_text()
+    );
+
+    let out = tools::run_bounded("kill", &["-TERM", &pi1.pid().to_string()]);
+    assert!(out.status.success());
+    let drained = if on_pi1 == "alice" {
+        &mut alice
+    } else {
+        &mut bob
+    };
+    let ended = loop {
+        match drained.try_take(Duration::from_secs(15), |_| true).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("{on_pi1} still connected to the draining node"),
+            Err(ended) => break ended,
+        }
+    };
+    assert!(ended.contains("ServerShuttingDown"), "{on_pi1}: {ended}");
+    let status = pi1.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+
+    // Reconnecting through HAProxy lands on the node that is left; the two chat there.
+    let back = Peer::connect_as(mqtt, on_pi1, on_pi1, &[]).await;
+    if on_pi1 == "alice" {
+        alice = back;
+    } else {
+        bob = back;
+    }
+    bob.subscribe("im/dm/bob/+").await;
+    alice.dm("bob", "after-drain", "still here").await;
+    let (topic, body) = bob.next_chat().await;
+    assert_eq!(topic, "im/dm/bob/alice");
+    assert_eq!(body["id"], "after-drain");
+    alice.ack("after-drain").await;
 }
