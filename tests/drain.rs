@@ -4,8 +4,11 @@
 
 mod common;
 
-use common::client5::{options5, Client5};
-use common::history::{chat, Backend, HistNode, Peer};
+use common::client::{options5, Client, Mqtt5};
+
+type Client5 = Client<Mqtt5>;
+use common::backend::Backend;
+use common::history::{chat, HistNode, Peer};
 use common::http::http_get;
 use common::{token, tools};
 use rumqttc::v5::mqttbytes::v5::{DisconnectReasonCode, LastWill};
@@ -167,7 +170,7 @@ async fn second_sigterm_stops_at_once() {
         assert!(out.status.success(), "{}", tools::describe(&out));
     };
     term();
-    node.wait_for_log("draining: listeners closed");
+    node.wait_for_log(&["draining: listeners closed"]).await;
     term();
     let status = node.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "an interrupted drain exits 1");

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::client5::Client5;
+use common::client::{Client, Mqtt5};
+
+type Client5 = Client<Mqtt5>;
 use common::history::Peer;
 use common::{tools, Node};
 use std::io::Read;
@@ -14,8 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The agent listener's address, from the node's `listening kind="agent"` log line.
-fn agent_addr(node: &Node) -> SocketAddr {
-    node.wait_for_log("kind=\"agent\"");
+async fn agent_addr(node: &Node) -> SocketAddr {
+    node.wait_for_log(&["kind=\"agent\""]).await;
     let log = node.log_text();
     let line = log.lines().find(|l| l.contains("kind=\"agent\"")).unwrap();
     line.split("addr=")
@@ -52,7 +54,7 @@ async fn agent_weight_follows_load_and_says_drain() {
     let node = Node::builder()
         .toml("[limits]\nmax_connections = 10\n[cluster]\nagent_listen = \"127.0.0.1:0\"\ndrain_period = \"10m\"\n")
         .start();
-    let agent = agent_addr(&node);
+    let agent = agent_addr(&node).await;
     let empty = weight(&agent_reply(agent));
     // Empty: 100%, at most halved by a busy CPU.
     assert!(empty >= 50, "empty node weighs {empty}%");
@@ -68,7 +70,7 @@ async fn agent_weight_follows_load_and_says_drain() {
 
     let out = tools::run_bounded("kill", &["-TERM", &node.pid().to_string()]);
     assert!(out.status.success());
-    node.wait_for_log("draining: listeners closed");
+    node.wait_for_log(&["draining: listeners closed"]).await;
     assert_eq!(agent_reply(agent), "drain\n");
 }
 
@@ -104,8 +106,8 @@ fn wait_listening(addr: SocketAddr, proxy: &mut Proxy) {
 }
 
 /// The `ROOST_PI{n}*` values for `node`.
-fn node_vars(n: u8, node: &Node) -> Vec<(String, String)> {
-    let agent = agent_addr(node);
+async fn node_vars(n: u8, node: &Node) -> Vec<(String, String)> {
+    let agent = agent_addr(node).await;
     vec![
         (format!("ROOST_PI{n}"), "127.0.0.1".to_owned()),
         (format!("ROOST_PI{n}_MQTT"), node.mqtt.port().to_string()),
@@ -156,8 +158,8 @@ async fn haproxy_moves_users_off_a_draining_node() {
         ),
         ("ROOST_TLS_PEM".to_owned(), pem.display().to_string()),
     ];
-    vars.extend(node_vars(1, &pi1));
-    vars.extend(node_vars(2, &pi2));
+    vars.extend(node_vars(1, &pi1).await);
+    vars.extend(node_vars(2, &pi2).await);
     let mut haproxy = Proxy(
         Command::new("haproxy")
             .arg("-db")
