@@ -65,7 +65,7 @@ async fn agent_weight_follows_load_and_says_drain() {
     }
     let busy = weight(&agent_reply(agent));
     // 8 of 10 connections: at most 20%.
-    assert!(busy <= 20 && busy >= 1, "8/10 connections weigh {busy}%");
+    assert!((1..=20).contains(&busy), "8/10 connections weigh {busy}%");
     assert!(busy < empty);
 
     let out = tools::run_bounded("kill", &["-TERM", &node.pid().to_string()]);
