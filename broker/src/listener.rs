@@ -14,6 +14,7 @@ use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, error, info, warn};
 
 /// How a listener's sockets carry MQTT.
@@ -91,7 +92,7 @@ async fn accept_loop(listener: TcpListener, kind: Kind, ctx: Arc<Context>) {
             // this task (kept for the connection's whole life) for them.
             let upgraded = Box::pin(tokio::time::timeout(
                 ctx.limits.connect_timeout,
-                upgrade(socket, &kind),
+                upgrade(socket, &kind, ctx.limits.max_packet_size),
             ))
             .await;
             match upgraded {
@@ -103,17 +104,44 @@ async fn accept_loop(listener: TcpListener, kind: Kind, ctx: Arc<Context>) {
     }
 }
 
-async fn upgrade(socket: TcpStream, kind: &Kind) -> anyhow::Result<Transport> {
+async fn upgrade(
+    socket: TcpStream,
+    kind: &Kind,
+    max_packet_size: usize,
+) -> anyhow::Result<Transport> {
+    let config = ws_config(max_packet_size);
     Ok(match kind {
         Kind::Tcp => Transport::Tcp(socket),
         Kind::Tls(tls) => Transport::Tls(Box::new(tls.accept(socket).await?)),
-        Kind::Ws => websocket(Box::new(socket)).await?,
-        Kind::Wss(tls) => websocket(Box::new(tls.accept(socket).await?)).await?,
+        Kind::Ws => websocket(Box::new(socket), config).await?,
+        Kind::Wss(tls) => websocket(Box::new(tls.accept(socket).await?), config).await?,
     })
 }
 
+/// Bytes an MQTT fixed header may add to a packet of the maximum size: the type byte and
+/// up to four bytes of remaining length.
+const MQTT_FIXED_HEADER_MAX: usize = 5;
+
+/// The WebSocket limits of a node whose largest MQTT packet is `max_packet_size` bytes.
+///
+/// tungstenite's defaults buffer a frame of up to 16 MiB and a message of up to 64 MiB
+/// whatever the MQTT limit is. Here a frame or message longer than one whole MQTT packet
+/// of the maximum size is refused from its header, before its payload is buffered (the
+/// connection is closed). The read buffer is allocated up front for every connection,
+/// so it is kept small. Writes need no bound of their own: every send is flushed before
+/// the next one, so the write buffer holds at most one outgoing packet.
+/// (The handshake request is bounded by tungstenite itself, at 64 KiB, and by the
+/// connect timeout.)
+pub(crate) fn ws_config(max_packet_size: usize) -> WebSocketConfig {
+    let max = max_packet_size.saturating_add(MQTT_FIXED_HEADER_MAX);
+    WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .max_frame_size(Some(max))
+        .max_message_size(Some(max))
+}
+
 /// MQTT over WebSocket: path `/mqtt`, subprotocol `mqtt` (MQTT spec, section 6).
-async fn websocket(stream: Box<dyn Io>) -> anyhow::Result<Transport> {
+async fn websocket(stream: Box<dyn Io>, config: WebSocketConfig) -> anyhow::Result<Transport> {
     // The callback's types are tungstenite's; its large error is its own choice.
     #[allow(clippy::result_large_err)]
     let check = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
@@ -136,7 +164,7 @@ async fn websocket(stream: Box<dyn Io>) -> anyhow::Result<Transport> {
         }
         Ok(response)
     };
-    let ws = tokio_tungstenite::accept_hdr_async(stream, check).await?;
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config)).await?;
     Ok(Transport::Ws(Box::new(ws)))
 }
 

@@ -10,7 +10,7 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 /// A stream that is either plain TCP or TLS over TCP.
@@ -45,6 +45,14 @@ impl Transport {
             Transport::Ws(ws) => loop {
                 match ws.next().await {
                     None => return Ok(0),
+                    Some(Err(WsError::Capacity(e))) => {
+                        // Refused from the frame header, before its payload was buffered
+                        // (see `listener::ws_config`).
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("WebSocket frame over the maximum packet size: {e}"),
+                        ));
+                    }
                     Some(Err(e)) => return Err(io::Error::other(e)),
                     Some(Ok(Message::Binary(data))) => {
                         if data.is_empty() {
