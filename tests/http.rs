@@ -1,13 +1,15 @@
 //! The node's HTTP side as an operator's load balancer and Prometheus see it: `/healthz`,
-//! and `/metrics` counting sign-ins, refusals, ACL denials, messages and connections.
+//! `/metrics` counting sign-ins, refusals, ACL denials, messages and connections, and the
+//! listener's bounds on slow and excess connections.
 mod common;
 
 use common::client::{options, Client, Mqtt3};
 use common::http::http_get;
 use common::{token, Node};
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 /// How long the node may take to answer an HTTP GET.
 const HTTP_WAIT: Duration = Duration::from_secs(10);
@@ -99,6 +101,8 @@ const DENIED_SUBSCRIBE: &str = r#"roost_acl_denials_total{action="subscribe"}"#;
 const IN: &str = "roost_messages_in_total";
 const OUT: &str = "roost_messages_out_total";
 const CONNECTIONS: &str = "roost_connections";
+const HEADER_TIMEOUTS: &str = r#"roost_http_refused_total{reason="header_timeout"}"#;
+const OVER_CAP: &str = r#"roost_http_refused_total{reason="max_connections"}"#;
 
 #[test]
 fn healthz_is_ok() {
@@ -177,4 +181,82 @@ async fn metrics_follow_sign_ins_refusals_denials_and_messages() {
     // Gone.
     alice.client.disconnect().await.unwrap();
     metrics.changed(&[(CONNECTIONS, -1.0)]).await;
+}
+
+/// Reads `stream` until the node closes it; panics if it is still open after `within`.
+/// Returns what the node sent and how long it took.
+fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, Duration) {
+    let start = Instant::now();
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!(
+                "still open after {:?} ({e}); got {:?}",
+                start.elapsed(),
+                String::from_utf8_lossy(&answer)
+            ),
+        }
+    }
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        start.elapsed(),
+    )
+}
+
+/// Slow or unfinished requests (slowloris) must not hold sockets: without a bound, enough
+/// of them use up the node's file descriptors and MQTT sign-ins fail.
+#[tokio::test]
+async fn unfinished_requests_are_closed_and_connections_capped() {
+    const CAP: usize = 16;
+    let node = Node::builder()
+        .toml(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\nmax_connections = {CAP}\nheader_timeout = \"2s\""
+        ))
+        .start();
+    let mut metrics = Metrics::new(&node);
+
+    // CAP connections that never finish their request head, and one idle keep-alive
+    // connection that did finish a request.
+    let mut slow: Vec<TcpStream> = (0..CAP - 1)
+        .map(|_| {
+            let mut s = TcpStream::connect(node.http).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: roost\r\nX-Slow: 1")
+                .unwrap();
+            s
+        })
+        .collect();
+    let mut idle = TcpStream::connect(node.http).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: roost\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    idle.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+
+    // Over the cap: answered 503 and closed at once.
+    let mut over = TcpStream::connect(node.http).unwrap();
+    let (answer, _) = read_until_closed(&mut over, Duration::from_secs(1));
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+
+    // Each is closed once its request head is overdue (idle: once the next one is).
+    for stream in slow.iter_mut().chain([&mut idle]) {
+        read_until_closed(stream, HTTP_WAIT);
+    }
+    metrics
+        .changed(&[
+            (HEADER_TIMEOUTS, CAP as f64),
+            (OVER_CAP, 1.0),
+            (ACCEPTED, 0.0),
+        ])
+        .await;
+
+    // The node still answers HTTP and signs MQTT clients in.
+    let (status, _, body) = get(node.http, "/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let _alice = Client::user(&node, "alice").await;
+    metrics.changed(&[(ACCEPTED, 1.0)]).await;
 }

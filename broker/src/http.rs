@@ -10,12 +10,18 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use roost_auth::Verifier;
 use roost_history::Conv;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tracing::{error, info};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, error, info};
 
 #[derive(Clone)]
 struct Api {
@@ -25,7 +31,7 @@ struct Api {
 }
 
 pub async fn start(
-    addr: SocketAddr,
+    config: &roost_config::Http,
     verifier: Arc<Verifier>,
     history: History,
     drain: Arc<Drain>,
@@ -46,16 +52,12 @@ pub async fn start(
             history,
             drain,
         });
-    let listener = tokio::net::TcpListener::bind(addr)
+    let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("binding the http listener on {addr}"))?;
+        .with_context(|| format!("binding the http listener on {}", config.listen))?;
     let local = listener.local_addr()?;
-    info!(kind = "http", addr = %local, "listening");
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            error!(error = %e, "http server stopped");
-        }
-    });
+    info!(kind = "http", addr = %local, max_connections = config.max_connections, "listening");
+    tokio::spawn(serve(listener, app, config.clone()));
     Ok(local)
 }
 
@@ -68,6 +70,58 @@ async fn healthz(State(api): State<Api>) -> (StatusCode, String) {
     };
     (status, format!("{}\n", health.word()))
 }
+
+/// Serves HTTP/1.1 with bounds a slow or idle peer cannot get around: at most
+/// `max_connections` open at once (more are answered 503 and closed), and
+/// `header_timeout` to send each request head, which also ends idle keep-alive
+/// connections. Without them, unfinished requests held sockets until the process ran out
+/// of file descriptors and MQTT sign-ins failed. No route reads a request body: a
+/// connection whose request has one is closed after the answer instead of being drained.
+async fn serve(listener: TcpListener, app: axum::Router, config: roost_config::Http) {
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, most likely: back off instead of spinning.
+                error!(error = %e, kind = "http", "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            crate::metrics::http_refused("max_connections");
+            debug!(%peer, "http: connection refused, too many open");
+            // Best effort and never waiting: the socket closes either way.
+            let _ = socket.try_write(BUSY);
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = http.serve_connection(TokioIo::new(socket), service);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                if e.is_timeout() {
+                    crate::metrics::http_refused("header_timeout");
+                    debug!(%peer, "http: request head not sent in time; closed");
+                } else {
+                    debug!(%peer, error = %e, "http: connection ended");
+                }
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// Largest request head (request line and headers) read; a longer one gets 431.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// The answer to a connection over `http.max_connections`.
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
 #[derive(Deserialize)]
 struct PageQuery {

@@ -2,7 +2,8 @@
 //!
 //! Names (all prefixed `roost_`): `connections` (gauge), `sign_ins_total{result, reason}`,
 //! `messages_in_total`, `messages_out_total`, `acl_denials_total{action}`, `payloads_refused_total{code}`,
-//! `protocol_errors_total{cause}`, `slow_consumers_total`, `limit_refusals_total{limit}`.
+//! `protocol_errors_total{cause}`, `slow_consumers_total`, `limit_refusals_total{limit}`,
+//! `http_refused_total{reason}`.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -64,4 +65,10 @@ pub fn protocol_error(cause: &'static str) {
 /// A connection closed because its client took nothing written to it in time.
 pub fn slow_consumer() {
     metrics::counter!("roost_slow_consumers_total").increment(1);
+}
+
+/// An HTTP connection refused (`max_connections`) or closed before its request head was
+/// complete (`header_timeout`).
+pub fn http_refused(reason: &'static str) {
+    metrics::counter!("roost_http_refused_total", "reason" => reason).increment(1);
 }

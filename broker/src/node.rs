@@ -122,7 +122,7 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
     }
     let (history, service) = crate::history::start(&config, &ctx.router).await?;
     let http = crate::http::start(
-        config.http.listen,
+        &config.http,
         verifier.clone(),
         history,
         ctx.drain.clone(),

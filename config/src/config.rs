@@ -81,12 +81,20 @@ impl Default for Mqtt {
 pub struct Http {
     /// Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// Open HTTP connections at once; more are answered 503 and closed. Default 256.
+    pub max_connections: usize,
+    /// Time a client has to send a whole request head (request line and headers), and
+    /// the longest an idle keep-alive connection stays open, e.g. `"10s"`. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
 }
 
 impl Default for Http {
     fn default() -> Self {
         Http {
             listen: localhost(8080),
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
         }
     }
 }

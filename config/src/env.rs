@@ -23,6 +23,7 @@ const STRING_KEYS: &[&str] = &[
     "mqtt.tls_cert",
     "mqtt.tls_key",
     "http.listen",
+    "http.header_timeout",
     "auth.jwt_secret",
     "auth.jwks_file",
     "auth.issuer",

@@ -98,6 +98,8 @@ fn operating_example_with_every_key() {
             },
             http: Http {
                 listen: addr("0.0.0.0:8080"),
+                max_connections: 128,
+                header_timeout: Duration::from_secs(5),
             },
             auth: Auth {
                 jwt_secret: Some(Secret::new("...".into())),
@@ -221,6 +223,7 @@ fn env_overrides_file() {
         jail.set_env("ROOST_AUTH__JWT_SECRET", "from-env");
         jail.set_env("ROOST_AUTH__ALLOW_ANONYMOUS", "true");
         jail.set_env("ROOST_HTTP__LISTEN", "[::1]:8081");
+        jail.set_env("ROOST_HTTP__HEADER_TIMEOUT", "2s");
         jail.set_env(
             "ROOST_CLUSTER__NATS",
             "nats://10.0.0.2:4222, tls://10.0.0.3:4443",
@@ -235,6 +238,7 @@ fn env_overrides_file() {
         assert_eq!(config.auth.jwt_secret.unwrap().expose(), "from-env");
         assert!(config.auth.allow_anonymous);
         assert_eq!(config.http.listen, addr("[::1]:8081"));
+        assert_eq!(config.http.header_timeout, Duration::from_secs(2));
         assert_eq!(
             config.cluster.nats,
             ["nats://10.0.0.2:4222", "tls://10.0.0.3:4443"]
@@ -547,6 +551,26 @@ fn limits_ranges() {
             let error = assert_invalid(load_toml(jail, &limits(bad)), key, needle);
             assert!(error.to_string().ends_with("(in roost.toml)"), "{error}");
         }
+        Ok(())
+    });
+}
+
+#[test]
+fn http_limits_ranges() {
+    Jail::expect_with(|jail| {
+        let http = |line: &str| format!("[http]\n{line}\n");
+        load_toml(jail, &http("max_connections = 1")).unwrap();
+        load_toml(jail, &http("header_timeout = \"500ms\"")).unwrap();
+        assert_invalid(
+            load_toml(jail, &http("max_connections = 0")),
+            "http.max_connections",
+            "at least 1",
+        );
+        assert_invalid(
+            load_toml(jail, &http("header_timeout = \"0s\"")),
+            "http.header_timeout",
+            "greater than 0",
+        );
         Ok(())
     });
 }

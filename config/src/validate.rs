@@ -50,6 +50,13 @@ pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
         }
     }
 
+    if config.http.max_connections < 1 {
+        return fail("http.max_connections", "must be at least 1".into());
+    }
+    if config.http.header_timeout.is_zero() {
+        return fail("http.header_timeout", "must be greater than 0".into());
+    }
+
     let limits = &config.limits;
     if limits.max_connections < 1 {
         return fail("limits.max_connections", "must be at least 1".into());

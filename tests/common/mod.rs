@@ -154,8 +154,14 @@ impl NodeBuilder {
         } else {
             format!("[auth]\njwt_secret = \"{SECRET}\"\n")
         };
+        // A test that sets `[http]` keys writes the whole section, `listen` included.
+        let http = if self.extra_toml.contains("[http]") {
+            ""
+        } else {
+            "[http]\nlisten = \"127.0.0.1:0\"\n"
+        };
         let config = format!(
-            "[node]\ndata_dir = \"{}\"\n{mqtt}[http]\nlisten = \"127.0.0.1:0\"\n{auth}{}",
+            "[node]\ndata_dir = \"{}\"\n{mqtt}{http}{auth}{}",
             dir.path().join("data").display(),
             self.extra_toml
         );
