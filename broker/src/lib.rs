@@ -18,6 +18,8 @@ mod conn;
 mod doctor;
 mod drain;
 mod drain_cmd;
+#[doc(hidden)]
+pub mod fuzzing;
 mod history;
 mod history_link;
 mod http;

@@ -1,0 +1,20 @@
+//! A chat PUBLISH as history sees it: the topic (input up to the first newline) and the
+//! payload (the rest), through the payload check and the stored-message parse.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let (topic, payload) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let _ = roost_history::payload::ChatPayload::parse(payload);
+    if let Ok(topic) = std::str::from_utf8(topic) {
+        let _ = roost_history::payload::is_stored_topic(topic);
+        let _ = roost_history::NewMessage::from_publish(topic, payload);
+        if let Some(conv) = topic.strip_prefix("conv:") {
+            let _ = roost_history::Conv::parse(conv);
+        }
+    }
+});
