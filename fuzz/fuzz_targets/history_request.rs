@@ -4,20 +4,34 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use roost_history::service::{self, Bus, Delivery};
-use roost_history::{stamp, NewMessage, Retention, Store};
+use roost_history::service::{self, Bus, Delivery, Settings};
+use roost_history::{stamp, NewMessage, Store};
 use std::sync::LazyLock;
 use tokio::runtime::Runtime;
 
-/// One request, then a closed bus: the service answers it and returns.
-struct OneRequest(Option<Delivery<()>>);
+/// One request, then a bus that closes once the request is answered. The service queues
+/// requests and answers them while nothing else arrives: so the bus says "nothing more"
+/// once (ending the batch), waits while an answer is due, and closes after it.
+struct OneRequest {
+    request: Option<Delivery<()>>,
+    ended_batch: bool,
+    answered: bool,
+}
 
 impl Bus for OneRequest {
     type Ack = ();
     async fn recv(&mut self) -> Option<Delivery<()>> {
-        self.0.take()
+        if let Some(request) = self.request.take() {
+            return Some(request);
+        }
+        if self.answered || !std::mem::replace(&mut self.ended_batch, true) {
+            return None;
+        }
+        std::future::pending().await
     }
-    async fn publish(&mut self, _topic: String, _payload: Vec<u8>) {}
+    async fn publish(&mut self, _topic: String, _payload: Vec<u8>) {
+        self.answered = true;
+    }
     async fn ack(&mut self, _ack: ()) {}
 }
 
@@ -55,9 +69,15 @@ fuzz_target!(|data: &[u8]| {
         ack: (),
     };
     let store = STORE.clone();
-    RUNTIME.block_on(service::run(
-        OneRequest(Some(delivery)),
-        store,
-        Retention::default(),
-    ));
+    let bus = OneRequest {
+        request: Some(delivery),
+        ended_batch: false,
+        answered: false,
+    };
+    // No rate limit in the way: every input is a request to answer.
+    let settings = Settings {
+        max_requests_per_second: 1_000_000,
+        ..Settings::default()
+    };
+    RUNTIME.block_on(service::run(bus, store, settings));
 });
