@@ -46,9 +46,18 @@ static STORE: LazyLock<Store> = LazyLock::new(|| {
     RUNTIME.block_on(async {
         let store = Store::connect("sqlite::memory:").await.expect("a store");
         let messages: Vec<NewMessage> = [
-            ("im/dm/bob/alice", r#"{"id":"1","kind":"text","body":"hi bob"}"#),
-            ("im/dm/alice/bob", r#"{"id":"2","kind":"text","body":"hi alice"}"#),
-            ("im/grp/family/alice", r#"{"id":"3","kind":"text","body":"hi all"}"#),
+            (
+                "im/dm/bob/alice",
+                r#"{"id":"1","kind":"text","body":"hi bob"}"#,
+            ),
+            (
+                "im/dm/alice/bob",
+                r#"{"id":"2","kind":"text","body":"hi alice"}"#,
+            ),
+            (
+                "im/grp/family/alice",
+                r#"{"id":"3","kind":"text","body":"hi all"}"#,
+            ),
         ]
         .into_iter()
         .map(|(topic, payload)| NewMessage::from_publish(topic, payload.as_bytes()).unwrap())
