@@ -9,9 +9,11 @@ fuzz_target!(|data: &[u8]| {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &[][..]),
     };
-    let _ = roost_history::payload::ChatPayload::parse(payload);
+    let _ = roost_proto::chat::ChatMessage::parse(payload);
+    let _ = roost_proto::chat::payload_id(payload);
     if let Ok(topic) = std::str::from_utf8(topic) {
-        let _ = roost_history::payload::is_stored_topic(topic);
+        let _ = roost_proto::topic::is_stored(topic);
+        let _ = roost_proto::topic::Topic::parse(topic).from();
         let _ = roost_history::NewMessage::from_publish(topic, payload);
         if let Some(conv) = topic.strip_prefix("conv:") {
             let _ = roost_history::Conv::parse(conv);

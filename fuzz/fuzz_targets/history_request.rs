@@ -5,7 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use roost_history::service::{self, Bus, Delivery, Settings};
-use roost_history::{stamp, NewMessage, Store};
+use roost_history::{NewMessage, Store};
+use roost_proto::stamp;
 use std::sync::LazyLock;
 use tokio::runtime::Runtime;
 
@@ -68,6 +69,7 @@ static STORE: LazyLock<Store> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
+    let _ = roost_proto::request::Request::parse(data);
     let delivery = Delivery {
         topic: "im/req/alice".to_owned(),
         payload: data.to_vec(),
