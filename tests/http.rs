@@ -257,6 +257,6 @@ async fn unfinished_requests_are_closed_and_connections_capped() {
     // The node still answers HTTP and signs MQTT clients in.
     let (status, _, body) = get(node.http, "/healthz");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
-    let _alice = Client::user(&node, "alice").await;
+    let _alice = Client::<Mqtt3>::user(&node, "alice").await;
     metrics.changed(&[(ACCEPTED, 1.0)]).await;
 }

@@ -239,7 +239,7 @@ async fn ws_closed(stream: &mut tokio::net::TcpStream) {
 /// 16 MiB frames and 64 MiB messages, whatever `limits.max_packet_size` said).
 #[tokio::test]
 async fn a_websocket_frame_over_the_packet_size_is_refused_from_its_header() {
-    use common::client::Client;
+    use common::client::{Client, Mqtt3};
     use common::raw::{self, Connect, V311, V5};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -249,9 +249,9 @@ async fn a_websocket_frame_over_the_packet_size_is_refused_from_its_header() {
         .toml("[limits]\nconnect_timeout = \"60s\"")
         .start();
     let ws = node.ws.unwrap();
-    let mut bob = Client::user(&node, "bob").await;
+    let mut bob = Client::<Mqtt3>::user(&node, "bob").await;
     assert_eq!(bob.subscribe("im/dm/bob/+").await, 1);
-    let carol = Client::user(&node, "carol").await;
+    let carol = Client::<Mqtt3>::user(&node, "carol").await;
     let before = raw::rss_kib(node.pid());
 
     // Under tungstenite's default frame limit (16 MiB), far over the packet size.
@@ -298,11 +298,8 @@ async fn a_websocket_frame_over_the_packet_size_is_refused_from_its_header() {
         "RSS grew from {before} KiB to {after} KiB"
     );
     for peer in &peers {
-        raw::log_line(
-            &node,
-            &[peer, "WebSocket frame over the maximum packet size"],
-        )
-        .await;
+        node.wait_for_log(&[peer, "WebSocket frame over the maximum packet size"])
+            .await;
     }
 
     // Everyone else goes on.
