@@ -607,6 +607,17 @@ fn history_database_url() {
             let toml = format!("[history]\ndatabase_url = \"{bad}\"\n");
             assert_invalid(load_toml(jail, &toml), "history.database_url", "sqlite:");
         }
+        // The driver would log an unknown parameter with its value: refused, key only.
+        let toml =
+            "[history]\ndatabase_url = \"postgres://u@h/db?sslmode=disable&pasword=hunter2\"\n";
+        let error = assert_invalid(load_toml(jail, toml), "history.database_url", "`pasword`");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        let toml = "[history]\ndatabase_url = \"mysql://u:hunter2@h/db\"\n";
+        let error = assert_invalid(load_toml(jail, toml), "history.database_url", "sqlite:");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        let ok = "postgres://u@h/db?sslmode=require&application_name=roost&options[search_path]=im";
+        let toml = format!("[history]\ndatabase_url = \"{ok}\"\n");
+        load_toml(jail, &toml).unwrap_or_else(|e| panic!("{ok}: {e}"));
         Ok(())
     });
 }
