@@ -4,7 +4,8 @@
 mod common;
 
 use common::tools::{describe, paho, run_bounded, Subscriber};
-use common::{token, Node};
+use common::{token, token_with, Node};
+use roost_auth::Role;
 use std::time::Duration;
 
 fn mosquitto_dm(node: &Node, version: &str) {
@@ -216,4 +217,54 @@ fn paho_v5_standard_delivery_and_subscription_options() {
 #[test]
 fn paho_v5_standard_delivery_reference_mosquitto() {
     paho("standard_v5.py", &["127.0.0.1", "1883", &unique_prefix()]);
+}
+
+/// Open mode as issue 15 tried it: anonymous clients, one rule allowing `#` outside `im/`.
+fn open_node(rules: &str) -> Node {
+    Node::builder()
+        .toml(&format!(
+            "[auth]\njwt_secret = \"{}\"\nallow_anonymous = true\n{rules}",
+            common::SECRET
+        ))
+        .start()
+}
+
+const ALLOW_ALL: &str = "[[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"#\"\n";
+
+/// docs/protocol.md "Standard MQTT": root wildcards (`#`, `+/+/+`, `+/+/oq/+`) are granted
+/// and deliver, retained messages included; offline queueing through a wildcard,
+/// UNSUBSCRIBE of `#` and overlapping subscriptions work as on Mosquitto (v3.1.1 and v5).
+#[test]
+fn paho_root_wildcards_standard() {
+    let node = open_node(ALLOW_ALL);
+    let port = node.mqtt.port().to_string();
+    paho("wildcards.py", &["127.0.0.1", &port, &unique_prefix()]);
+}
+
+/// The same script against the reference broker (the Mosquitto at 127.0.0.1:1883).
+#[test]
+fn paho_root_wildcards_reference_mosquitto() {
+    paho("wildcards.py", &["127.0.0.1", "1883", &unique_prefix()]);
+}
+
+/// docs/protocol.md section 3: `#`, `+/+/+/+`, `im/#` and `$share/g/#` (v3.1.1 and v5, token
+/// users and anonymous ones) deliver what the user may read, live and retained, and nothing
+/// else: no other user's DMs, signals, groups, notices or requests, nothing a config rule
+/// keeps from them. Per delivery, with a receive maximum of 2 for the dropped QoS 1 ones.
+#[test]
+fn paho_root_wildcards_never_leak() {
+    let rules = "\
+        [[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"devices/{user}/#\"\n\
+        [[acl.rules]]\npermission = \"deny\"\naction = \"all\"\ntopic = \"devices/#\"\n\
+        [[acl.rules]]\npermission = \"deny\"\naction = \"subscribe\"\ntopic = \"private/#\"\n";
+    let node = open_node(&format!("{rules}{ALLOW_ALL}"));
+    let port = node.mqtt.port().to_string();
+    let hour = Duration::from_secs(3600);
+    let alice = token_with("alice", &["team"], Role::User, hour);
+    let bob = token_with("bob", &["team"], Role::User, hour);
+    let carol = token_with("carol", &[], Role::User, hour);
+    paho(
+        "wildcards_acl.py",
+        &["127.0.0.1", &port, &alice, &bob, &carol],
+    );
 }
