@@ -250,7 +250,8 @@ fn paho_root_wildcards_reference_mosquitto() {
 /// docs/protocol.md section 3: `#`, `+/+/+/+`, `im/#` and `$share/g/#` (v3.1.1 and v5, token
 /// users and anonymous ones) deliver what the user may read, live and retained, and nothing
 /// else: no other user's DMs, signals, groups, notices or requests, nothing a config rule
-/// keeps from them. Per delivery, with a receive maximum of 2 for the dropped QoS 1 ones.
+/// keeps from them. Per delivery, with a receive maximum of 2 for the dropped QoS 1 ones,
+/// and for a persistent session resumed with `#` (its queue is checked too).
 #[test]
 fn paho_root_wildcards_never_leak() {
     let rules = "\

@@ -25,7 +25,9 @@ MARKER = "public/m/a/b"
 
 
 class Conn:
-    def __init__(self, host, port, client_id, user, token, v5, receive_maximum=20):
+    def __init__(
+        self, host, port, client_id, user, token, v5, receive_maximum=20, persistent=False
+    ):
         self.name = f"{client_id} ({'v5' if v5 else 'v3.1.1'})"
         self.events = queue.Queue()
         c = mqtt.Client(
@@ -45,7 +47,9 @@ class Conn:
         if v5:
             props = Properties(PacketTypes.CONNECT)
             props.ReceiveMaximum = receive_maximum
-            c.connect(host, port, keepalive=30, clean_start=True, properties=props)
+            if persistent:
+                props.SessionExpiryInterval = 300
+            c.connect(host, port, keepalive=30, clean_start=not persistent, properties=props)
         else:
             c.connect(host, port, keepalive=30)
         c.loop_start()
@@ -134,6 +138,11 @@ def main():
     # a SUBSCRIBE matches, the router loses the rest, a known gap.)
     narrow = Conn(host, port, "carol:narrow", "carol", a.carol, True, receive_maximum=2)
     check(narrow.subscribe("#") == [1], f"{narrow.name}: `#` refused")
+    # A persistent session with `#`, away while everything below is published: on resume
+    # its queue is checked like live deliveries.
+    away = Conn(host, port, "carol:away", "carol", a.carol, True, persistent=True)
+    check(away.subscribe("#") == [1], f"{away.name}: `#` refused")
+    away.close()
 
     # Live, not readable by carol: others' DMs and signals, a group she is not in, bob's
     # notice and request, and what the config rules keep from her.
@@ -160,6 +169,12 @@ def main():
     want = {"im/dm/carol/alice", "public/x/a/b", "devices/carol/x/b"}
     check(got == want, f"{narrow.name}: live {sorted(got)}, expected {sorted(want)}")
     narrow.close()
+
+    back = Conn(host, port, "carol:away", "carol", a.carol, True, persistent=True)
+    got = {t for t, _ in back.until_marker() if not t.startswith("im/presence/")}
+    check(got == want, f"{back.name} resumed: {sorted(got)}, expected {sorted(want)}")
+    back.close()
+    Conn(host, port, "carol:away", "carol", a.carol, True).close()  # ends the session
 
     readable = {
         "carol": {"im/dm/carol/alice", "public/x/a/b", "devices/carol/x/b"},
