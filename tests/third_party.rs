@@ -269,3 +269,42 @@ fn paho_root_wildcards_never_leak() {
         &["127.0.0.1", &port, &alice, &bob, &carol],
     );
 }
+
+/// docs/operating.md `limits.max_queued_messages`: a persistent session away while 10
+/// messages (3 at QoS 0) queue up gets the newest 5 QoS 1 ones on resume (v3.1.1 and v5);
+/// the drop is logged with user, client id and count, and counted in /metrics.
+#[tokio::test]
+async fn paho_offline_queue_is_bounded_oldest_qos0_first() {
+    let node = open_node(&format!("[limits]\nmax_queued_messages = 5\n{ALLOW_ALL}"));
+    let port = node.mqtt.port().to_string();
+    let prefix = unique_prefix();
+    paho("offline_bound.py", &["127.0.0.1", &port, &prefix]);
+    let unique = &prefix[prefix.len() - 16..];
+    for version in ["v3", "v5"] {
+        let client = format!("@anon:b{unique}-{version}-away");
+        let user = format!("user=anon-b{unique}-{version}-away");
+        node.wait_for_log(&[
+            "offline queue over limits.max_queued_messages",
+            &client,
+            &user,
+            "dropped=5",
+            "dropped_qos0=3",
+        ])
+        .await;
+    }
+    let metrics = common::http::http_get(node.http, "/metrics", None, Duration::from_secs(10));
+    assert!(
+        metrics
+            .body
+            .contains("roost_offline_queue_dropped_total{qos=\"0\"} 6"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("roost_offline_queue_dropped_total{qos=\"1-2\"} 4"),
+        "{}",
+        metrics.body
+    );
+}

@@ -235,4 +235,5 @@ def main():
                 raise Failed(f"{case.__name__} ({'v5' if v5 else 'v3.1.1'}): {e}")
 
 
-run(main)
+if __name__ == "__main__":
+    run(main)
