@@ -2,7 +2,9 @@
 `+/...` granted and delivering, retained messages through them, offline queueing through a
 wildcard, unsubscribe and overlapping subscriptions; MQTT 3.1.1 and 5.
 
-usage: wildcards.py HOST PORT PREFIX
+usage: wildcards.py HOST PORT PREFIX [CASE...]
+
+CASE: root, ret (retained), oq (offline queueing), unsub, over (overlapping); all by default.
 
 Anonymous clients (roost in open mode with an ACL rule allowing `#`, or any plain broker
 such as Mosquitto, the reference). PREFIX has two levels (`test/unique`) and must be
@@ -215,6 +217,7 @@ def main():
     p.add_argument("host")
     p.add_argument("port", type=int)
     p.add_argument("prefix")
+    p.add_argument("cases", nargs="*")
     a = p.parse_args()
     # Client ids: roost's anonymous ones are ids of at most 59 characters.
     unique = a.prefix.rsplit("/", 1)[-1][-16:]
@@ -228,6 +231,8 @@ def main():
     for v5 in (False, True):
         version = "v5" if v5 else "v3"
         for short, case in cases.items():
+            if a.cases and short not in a.cases:
+                continue
             t = f"{a.prefix}-{version}-{short}"
             try:
                 case(a, t, v5, f"w{unique}-{version}-{short}")
