@@ -66,6 +66,7 @@ fn defaults_without_file() {
         assert_eq!(config.limits.receive_maximum, 64);
         assert_eq!(config.limits.max_subscriptions, 100);
         assert_eq!(config.limits.max_retained_per_user, 256);
+        assert_eq!(config.limits.max_queued_messages, 1000);
         assert_eq!(config.history.database_url, None);
         assert_eq!(config.cluster, Cluster::default());
         Ok(())
@@ -131,6 +132,7 @@ fn operating_example_with_every_key() {
                 max_subscriptions: 50,
                 write_timeout: Duration::from_secs(20),
                 max_retained_per_user: 16,
+                max_queued_messages: 500,
             },
             history: History {
                 database_url: Some("postgres://roost@db.example/roost".into()),
