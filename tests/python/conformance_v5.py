@@ -260,7 +260,17 @@ def sessions(a, t):
     m = back.next()
     check(m.payload == b"kept", f"the kept subscription delivered {m.payload!r}")
     back.close()
-    # Clean Start 1 discards it; expiry 0 ends the new one with the connection.
+    # Clean Start 0 with interval 0 resumes it too; it then ends with that connection.
+    last = Plain(a.host, a.port, client_id, clean_start=False, session_expiry=0)
+    check(last.session_present, "Clean Start 0 + expiry 0 did not resume the saved session")
+    last.close()
+    gone = Plain(a.host, a.port, client_id, clean_start=False, session_expiry=0)
+    check(not gone.session_present, "a session with expiry 0 outlived its connection")
+    gone.close()
+    # Clean Start 1 discards a saved one.
+    kept = Plain(a.host, a.port, client_id, clean_start=True, session_expiry=300)
+    kept.subscribe(f"{t}/s", qos=1)
+    kept.close()
     again = Plain(a.host, a.port, client_id, clean_start=True, session_expiry=0)
     check(not again.session_present, "Clean Start 1 resumed a session")
     again.close()
