@@ -339,3 +339,32 @@ async fn paho_offline_queue_is_bounded_oldest_qos0_first() {
         metrics.body
     );
 }
+
+/// docs/protocol.md section 1 and "Standard MQTT" (issue 15): a generic MQTT 5 client (paho,
+/// anonymous) gets v5 sessions kept by their Session Expiry Interval whatever Clean Start
+/// says, assigned client ids, UNSUBACK 0x11, QoS 1 acknowledged on a `$app/...` topic, topic
+/// aliases, the QoS 2 flow (unknown PUBREL, PUBREC with an error), a refusing CONNACK within
+/// the client's Maximum Packet Size, a will's user properties in order, and a repeated
+/// SUBSCRIBE replacing the subscription.
+#[test]
+fn paho_v5_sessions_handshake_and_packets() {
+    let node = Node::builder()
+        .toml(&format!(
+            "[auth]\njwt_secret = \"{}\"\nallow_anonymous = true\n\
+             [[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"test/#\"\n\
+             [[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"$app/#\"\n",
+            common::SECRET
+        ))
+        .start();
+    let port = node.mqtt.port().to_string();
+    paho("conformance_v5.py", &["127.0.0.1", &port, &unique_prefix()]);
+}
+
+/// The same script against the reference broker (the Mosquitto at 127.0.0.1:1883).
+#[test]
+fn paho_v5_sessions_handshake_and_packets_reference_mosquitto() {
+    paho(
+        "conformance_v5.py",
+        &["127.0.0.1", "1883", &unique_prefix()],
+    );
+}

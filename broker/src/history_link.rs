@@ -32,7 +32,7 @@ pub struct LinkBus {
 impl LinkBus {
     pub async fn start(router: &Router, finish: watch::Receiver<bool>) -> anyhow::Result<LinkBus> {
         let mut link = router
-            .link(crate::keys::HISTORY.to_owned(), true, None, None)
+            .link(crate::keys::HISTORY.to_owned(), true, true, None, None)
             .await?;
         let filters = subscriptions::HISTORY
             .iter()

@@ -64,6 +64,7 @@ fn defaults_without_file() {
         assert_eq!(config.limits.max_packet_size, 69_632);
         assert_eq!(config.limits.connect_timeout, Duration::from_secs(5));
         assert_eq!(config.limits.receive_maximum, 64);
+        assert_eq!(config.limits.topic_alias_maximum, 10);
         assert_eq!(config.limits.max_subscriptions, 100);
         assert_eq!(config.limits.max_retained_per_user, 256);
         assert_eq!(config.limits.max_queued_messages, 1000);
@@ -129,6 +130,7 @@ fn operating_example_with_every_key() {
                 max_packet_size: 65_536,
                 connect_timeout: Duration::from_secs(5),
                 receive_maximum: 32,
+                topic_alias_maximum: 10,
                 max_subscriptions: 50,
                 write_timeout: Duration::from_secs(20),
                 max_retained_per_user: 16,
@@ -511,6 +513,8 @@ fn limits_ranges() {
             "max_packet_size = 268435455",
             "receive_maximum = 1",
             "receive_maximum = 65535",
+            "topic_alias_maximum = 0",
+            "topic_alias_maximum = 65535",
             "max_connections = 1",
             "connect_timeout = \"1ms\"",
             "connect_timeout = \"1m 30s\"",

@@ -29,6 +29,15 @@ pub fn req(user: &str) -> String {
     format!("im/req/{user}")
 }
 
+/// A topic or filter under a `$` first level the server keeps for itself: `$SYS` (server
+/// information) and `$share` (shared subscriptions, a filter form, never a topic). Other `$`
+/// topics (`$app/...`) are ordinary application topics, which `#` and `+` at the first level
+/// do not match (MQTT 5 section 4.7.2).
+pub fn is_reserved(topic: &str) -> bool {
+    let first = topic.split('/').next().unwrap_or_default();
+    first == "$SYS" || first == "$share"
+}
+
 /// Whether messages on `topic` are stored, and so must carry a chat payload: anything
 /// under `im/dm/` or `im/grp/` (a malformed one is refused by the ACL or not stored).
 pub fn is_stored(topic: &str) -> bool {

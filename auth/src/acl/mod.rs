@@ -6,8 +6,10 @@
 //! - every other topic follows the configured `[[acl.rules]]`, in order, the
 //!   first matching rule deciding, and nothing matching means deny.
 //!
-//! Topics starting with `$` are denied, except shared subscriptions
-//! (`$share/{name}/{filter}`), which are judged by their filter; group names
+//! `$SYS` topics are denied; shared subscriptions (`$share/{name}/{filter}`)
+//! are judged by their filter. Other `$` topics (`$app/...`) follow the rules
+//! like any topic, except that a rule starting with a wildcard or placeholder
+//! never covers them (as `#` does not match them in MQTT); group names
 //! starting with `roost-` belong to the node's own services (the history
 //! service shares `roost-history-*`), so only `service` tokens may use them.
 //!
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::token::{Identity, Role};
 use filter::{filter_levels, topic_levels, Pattern, Subject};
+use roost_proto::topic::is_reserved;
 
 /// One `[[acl.rules]]` entry of the config.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -142,7 +145,7 @@ impl Acl {
 
     /// May `who`, connected as `client_id`, publish to `topic`?
     pub fn can_publish(&self, who: &Identity, client_id: &str, topic: &str) -> bool {
-        if topic.starts_with('$') {
+        if is_reserved(topic) {
             return false;
         }
         let Some(levels) = topic_levels(topic) else {
@@ -157,16 +160,16 @@ impl Acl {
     /// May `who`, connected as `client_id`, subscribe with `filter`?
     pub fn can_subscribe(&self, who: &Identity, client_id: &str, filter: &str) -> bool {
         let (filter, shared) = match filter.strip_prefix('$') {
-            None => (filter, false),
-            Some(rest) => match shared_filter(rest) {
+            Some(rest) if rest.starts_with("share") => match shared_filter(rest) {
                 Some((group, _)) if is_internal_group(group) && who.role != Role::Service => {
                     return false
                 }
                 Some((_, inner)) => (inner, true),
                 None => return false,
             },
+            _ => (filter, false),
         };
-        if filter.starts_with('$') {
+        if is_reserved(filter) {
             return false;
         }
         let Some(levels) = filter_levels(filter) else {
@@ -251,8 +254,13 @@ impl Acl {
     /// the filter can match, while a deny rule matches if it could match any
     /// of it: when in doubt, deny.
     fn decide(&self, operation: Action, request: &[&str], subject: &Subject<'_>) -> bool {
+        let dollar = request.first().is_some_and(|first| first.starts_with('$'));
         for rule in &self.rules {
             if !rule.action.applies_to(operation) {
+                continue;
+            }
+            // `#`, `+` and placeholders at the first level do not reach `$` topics.
+            if dollar && !rule.pattern.is_dollar() {
                 continue;
             }
             let matched = match rule.permission {

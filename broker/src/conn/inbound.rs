@@ -64,10 +64,10 @@ pub(crate) fn decode_error(e: protocol::Error) -> Close {
 }
 
 /// A topic a client may publish to: UTF-8 (checked by the caller), not empty, no wildcards,
-/// no NUL, not a `$` system topic.
+/// no NUL, not `$SYS` or `$share` (other `$` topics, like `$app/x`, are the ACL's to judge).
 pub fn valid_publish_topic(topic: &str) -> bool {
     !topic.is_empty()
         && topic.len() <= 65535
         && !topic.contains(['+', '#', '\0'])
-        && !topic.starts_with('$')
+        && !roost_proto::topic::is_reserved(topic)
 }

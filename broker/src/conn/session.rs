@@ -8,6 +8,7 @@
 //! in both directions (receive maximum, duplicate QoS 2 packet ids), the SUBACKs the router
 //! owes, keepalive and token-expiry deadlines, and the will.
 
+use super::aliases::Aliases;
 pub(crate) use super::close::Close;
 use super::inbound::{decode_error, detach, stamp_identity, valid_publish_topic};
 use super::sign_in::Will;
@@ -88,6 +89,8 @@ pub(crate) struct Session {
     /// Filters of the resumed session this token no longer allows, or a root wildcard granted
     /// partially: deliveries to check (see `revoked`); boxed and usually `None`, like the will.
     revoked: Option<Box<Revoked>>,
+    /// The client's MQTT 5 topic aliases; boxed and `None` until it sets one.
+    aliases: Option<Box<Aliases>>,
 }
 
 impl Session {
@@ -111,6 +114,7 @@ impl Session {
             pending_subacks: HashMap::new(),
             will: will.map(Box::new),
             revoked: None,
+            aliases: None,
         }
     }
 
@@ -166,12 +170,20 @@ impl Session {
             Packet::Publish(publish, props) => self.publish(publish, props, env, out)?,
             Packet::Subscribe(subscribe, props) => self.subscribe(subscribe, props, env, out),
             Packet::Unsubscribe(unsubscribe, _) => {
-                for filter in &unsubscribe.filters {
-                    env.registry.unsubscribed(&self.client_id, filter);
-                }
                 // The router acks only filters it knows, once per filter; the client is owed
-                // exactly one UNSUBACK with one reason per filter, so the front-end answers.
-                let reasons = vec![UnsubAckReason::Success; unsubscribe.filters.len()];
+                // exactly one UNSUBACK with one reason per filter, so the front-end answers:
+                // MQTT 5 0x11 for a filter the session does not have (3.1.1 has no reasons).
+                let reasons = unsubscribe
+                    .filters
+                    .iter()
+                    .map(|filter| {
+                        if env.registry.unsubscribed(&self.client_id, filter) {
+                            UnsubAckReason::Success
+                        } else {
+                            UnsubAckReason::NoSubscriptionExisted
+                        }
+                    })
+                    .collect();
                 out.to_client.push(Packet::UnsubAck(
                     UnsubAck {
                         pkid: unsubscribe.pkid,
@@ -192,10 +204,20 @@ impl Session {
                         None,
                     ));
                 }
-                state => {
-                    if state.is_some() {
-                        self.inbound.insert(pubrel.pkid, Inbound::Released);
-                    }
+                // No QoS 2 publish of this connection has the id (the router's state is per
+                // connection too): the flow is complete. MQTT 5 says so with 0x92.
+                None => {
+                    let reason = match self.version {
+                        Version::V5 => PubCompReason::PacketIdentifierNotFound,
+                        Version::V311 => PubCompReason::Success,
+                    };
+                    let pkid = pubrel.pkid;
+                    debug!(pkid, "PUBREL for an unknown packet id");
+                    out.to_client
+                        .push(Packet::PubComp(PubComp { pkid, reason }, None));
+                }
+                Some(_) => {
+                    self.inbound.insert(pubrel.pkid, Inbound::Released);
                     out.to_router.push(Packet::PubRel(pubrel, props));
                 }
             },
@@ -234,17 +256,17 @@ impl Session {
 
     fn publish(
         &mut self,
-        publish: Publish,
-        props: Option<PublishProperties>,
+        mut publish: Publish,
+        mut props: Option<PublishProperties>,
         env: &Env,
         out: &mut Actions,
     ) -> Result<(), Close> {
         let (qos, pkid) = (publish.qos() as u8, publish.pkid());
-        if props.as_ref().is_some_and(|p| p.topic_alias.is_some()) {
-            return Err(Close::Protocol(
-                DisconnectReasonCode::TopicAliasInvalid,
-                "topic alias (the server allows none)",
-            ));
+        // A topic alias is the client's shorthand with this node: resolved here, so the ACL
+        // judges the real topic, and stripped, so no subscriber sees it.
+        if let Some(alias) = props.as_mut().and_then(|p| p.topic_alias.take()) {
+            let aliases = self.aliases.get_or_insert_default();
+            publish.topic = aliases.resolve(alias, publish.topic, env)?;
         }
         let Ok(topic) = std::str::from_utf8(&publish.topic) else {
             // Ill-formed UTF-8 makes a Malformed Packet (MQTT 5 section 1.5.4).

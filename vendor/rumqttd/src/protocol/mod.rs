@@ -665,7 +665,9 @@ pub fn valid_filter(filter: &str) -> bool {
 /// **NOTE**: make sure a topic is validated during a publish and filter is validated
 /// during a subscribe
 pub fn matches(topic: &str, filter: &str) -> bool {
-    if !topic.is_empty() && topic[..1].contains('$') {
+    // ROOST PATCH: a `$` topic is matched by filters naming its first level (`$app/#`), never
+    // by a wildcard there (MQTT 5 section 4.7.2); upstream matched it by nothing at all.
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
         return false;
     }
 

@@ -124,6 +124,17 @@ impl DataLog {
             .map(|data| &data.waiters)
     }
 
+    /// ROOST PATCH: takes the request of connection `id` for exactly `subscription` out of
+    /// the waiters of its log (a connection may wait on one log for two subscriptions,
+    /// `f` and `$share/{group}/f`).
+    pub fn take_waiter(&mut self, id: ConnectionId, subscription: &str) -> Option<DataRequest> {
+        let waiters = self.log_of(subscription)?.waiters.get_mut();
+        let index = waiters
+            .iter()
+            .position(|(conn_id, request)| *conn_id == id && request.filter == subscription)?;
+        waiters.remove(index).map(|(_, request)| request)
+    }
+
     pub fn remove_waiters_for_id(
         &mut self,
         id: ConnectionId,
