@@ -53,9 +53,9 @@ impl Connection {
         let timer = sleep_until(idle_at);
         tokio::pin!(timer);
         // Made once: a fresh one per loop turn would cost a scan of every waiting
-        // connection when dropped (see `drain`).
-        let turn = self.ctx.drain.turn();
-        tokio::pin!(turn);
+        // connection when dropped (see `drain`). Boxed, as it is polled at most once per
+        // event and would otherwise widen every connection's task.
+        let mut turn = Box::pin(self.ctx.drain.turn());
 
         // Anything already read after the CONNECT.
         let mut flow = if self.read.is_empty() {
