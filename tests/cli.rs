@@ -401,3 +401,36 @@ fn roost_cli_v5_listen_stops_after_count() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// Issue 10: when the node ends the connection because the token expired (v5 DISCONNECT
+/// 0xA0), `roost-cli` stops instead of reconnecting with the dead token, and says why.
+#[test]
+fn roost_cli_stops_on_an_expired_token_and_says_why() {
+    let node = Node::start();
+    let claims = roost_auth::Claims::new(
+        "bob",
+        Vec::new(),
+        roost_auth::Role::User,
+        Duration::from_secs(1),
+    );
+    let short = common::token_from_claims(&claims);
+    let out = common::tools::run_bounded(
+        ROOST_CLI,
+        &[
+            "--port",
+            &node.mqtt.port().to_string(),
+            "--token",
+            &short,
+            "--mqtt-v5",
+            "listen",
+            "--topic",
+            "im/dm/bob/+",
+        ],
+    );
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert_ne!(out.status.code(), Some(124), "still running: {}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("token expired"), "{}", describe(&out));
+    assert!(stderr.contains("0xA0"), "{}", describe(&out));
+    assert!(!stderr.contains("reconnect"), "{}", describe(&out));
+}

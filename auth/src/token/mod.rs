@@ -21,7 +21,7 @@ pub use claims::{mint_hs256, random_secret, Claims};
 pub use error::{KeyError, TokenError};
 pub use header::unverified_subject;
 pub use keys::KeySettings;
-pub use verifier::Verifier;
+pub use verifier::{Verifier, LEEWAY_SECS};
 
 /// Who a verified token says the client is.
 #[derive(Clone, Debug, PartialEq, Eq)]

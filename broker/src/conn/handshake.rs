@@ -221,6 +221,7 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         will,
     );
     session.revoke(&revoked);
+    session.set_client_max_packet(client_max_packet);
     let mut conn = Connection {
         ctx: ctx.clone(),
         codec,
