@@ -428,7 +428,12 @@ fn roost_cli_stops_on_an_expired_token_and_says_why() {
         ],
     );
     assert!(!out.status.success(), "{}", describe(&out));
-    assert_ne!(out.status.code(), Some(124), "still running: {}", describe(&out));
+    assert_ne!(
+        out.status.code(),
+        Some(124),
+        "still running: {}",
+        describe(&out)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("token expired"), "{}", describe(&out));
     assert!(stderr.contains("0xA0"), "{}", describe(&out));

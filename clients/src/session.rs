@@ -314,7 +314,7 @@ async fn poll_v5(el: &mut rumqttc::v5::EventLoop, subs: &[String]) -> Polled {
                     CE::NotConnAck(_) => NOT_MQTT.to_string(),
                     e => e.to_string(),
                 },
-            }
+            };
         }
     })
 }

@@ -55,9 +55,8 @@ impl Reply {
 
     /// The most payload bytes the answer's packet may carry.
     fn room(&self) -> Option<usize> {
-        let around = PACKET_OVERHEAD
-            + self.topic.len()
-            + self.correlation_data.as_ref().map_or(0, Vec::len);
+        let around =
+            PACKET_OVERHEAD + self.topic.len() + self.correlation_data.as_ref().map_or(0, Vec::len);
         self.max_packet.map(|m| m.saturating_sub(around))
     }
 
@@ -68,7 +67,8 @@ impl Reply {
 
     /// The first page budget (bytes of message payloads) to try.
     pub(crate) fn budget(&self) -> usize {
-        self.room().map_or(MAX_ANSWER_BYTES, |room| room.min(MAX_ANSWER_BYTES))
+        self.room()
+            .map_or(MAX_ANSWER_BYTES, |room| room.min(MAX_ANSWER_BYTES))
     }
 
     /// The next, smaller budget after an answer of `len` bytes built with `budget` did not
@@ -125,7 +125,12 @@ mod tests {
             assert_eq!(r.topic, "im/sys/bob/phone", "{foreign}");
         }
         // Without the node's stamp (not through a front-end): the user's topic.
-        let r = Reply::to("bob", &[("roost-client".into(), "bob:x".into())], None, None);
+        let r = Reply::to(
+            "bob",
+            &[("roost-client".into(), "bob:x".into())],
+            None,
+            None,
+        );
         assert_eq!(r.topic, "im/sys/bob");
     }
 

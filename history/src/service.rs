@@ -377,7 +377,11 @@ async fn answer<B: Bus>(bus: &mut B, store: &Store, request: &Request) {
         match reply.shrink(budget, bytes.len()).filter(|_| pageable) {
             Some(next) => budget = next,
             None => {
-                warn!(user = me, len = bytes.len(), "history: answer larger than the asker's maximum packet size");
+                warn!(
+                    user = me,
+                    len = bytes.len(),
+                    "history: answer larger than the asker's maximum packet size"
+                );
                 let error = Err(RequestError {
                     code: code::TOO_LARGE,
                     message: "the answer does not fit your Maximum Packet Size, not even one item"

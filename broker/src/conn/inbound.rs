@@ -2,10 +2,10 @@
 //! which topics may be published to, what a decode error means, and how a publish is made
 //! fit for the router (own allocations, the sender's identity stamped on requests).
 
-use roost_auth::Identity;
-use roost_proto::stamp;
 use crate::notice;
 use crate::router::SystemMessage;
+use roost_auth::Identity;
+use roost_proto::stamp;
 use roost_proto::topic::{self, Topic};
 use rumqttd::protocol::{self, DisconnectReasonCode, Publish, PublishProperties};
 
@@ -76,9 +76,7 @@ pub(crate) fn foreign_response_topic(
         topic::answer_topic(&who.user, client_id),
         None,
         notice::FORBIDDEN,
-        format!(
-            "response topic {response} refused: answers go only to im/sys/{user} or below it"
-        ),
+        format!("response topic {response} refused: answers go only to im/sys/{user} or below it"),
     ))
 }
 

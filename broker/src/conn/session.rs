@@ -302,9 +302,14 @@ impl Session {
             self.refuse_publish(qos, pkid, Refused::NotAuthorized, out);
             return Ok(());
         }
-        if let Some(refusal) = foreign_response_topic(&self.identity, &self.client_id, topic, &props) {
+        if let Some(refusal) =
+            foreign_response_topic(&self.identity, &self.client_id, topic, &props)
+        {
             metrics::acl_denied("response_topic");
-            info!(topic, "request refused: Response Topic outside the user's im/sys");
+            info!(
+                topic,
+                "request refused: Response Topic outside the user's im/sys"
+            );
             out.notices.push(refusal);
             self.refuse_publish(qos, pkid, Refused::NotAuthorized, out);
             return Ok(());

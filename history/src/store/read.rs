@@ -295,7 +295,10 @@ impl Store {
             Some((gid, _)) if more => Some(format!("{CURSOR_PREFIX}{gid}")),
             _ => None,
         };
-        let convs: Vec<Conv> = out.iter().filter_map(|(_, s)| Conv::parse(&s.conv)).collect();
+        let convs: Vec<Conv> = out
+            .iter()
+            .filter_map(|(_, s)| Conv::parse(&s.conv))
+            .collect();
         let mut reads = self.reads(&convs, Some(user)).await?;
         for (_, summary) in &mut out {
             summary.reads = reads.remove(&summary.conv).unwrap_or_default();
