@@ -6,7 +6,7 @@ use roost_proto::notice::Notice;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use roost_proto::chat::payload_id;
-pub use roost_proto::notice::code::FORBIDDEN;
+pub use roost_proto::notice::code::{FORBIDDEN, INVALID_PAYLOAD};
 
 /// An `error` notice for `user`. `id` is the chat message id when the refused publish
 /// carried one ([`payload_id`]), so the client can mark that message as failed.

@@ -73,7 +73,7 @@ impl Role {
     }
 
     /// Roles trusted to act for anybody inside `im/` (any `from`, any filter).
-    pub(crate) fn is_trusted_backend(self) -> bool {
+    pub fn is_trusted_backend(self) -> bool {
         matches!(self, Role::Service | Role::Bridge)
     }
 }

@@ -46,6 +46,18 @@ pub(crate) fn stamp_identity(
     props
 }
 
+/// Why a status a user publishes on their own `im/presence/{me}` is refused, if it is
+/// (`roost_proto::presence::check_user_status`). Services publish what they like.
+pub(crate) fn presence_refusal(who: &Identity, topic: &str, payload: &[u8]) -> Option<String> {
+    if who.role.is_trusted_backend() {
+        return None;
+    }
+    let Topic::Presence { .. } = Topic::parse(topic) else {
+        return None;
+    };
+    roost_proto::presence::check_user_status(payload).err()
+}
+
 /// A Response Topic with a wildcard: a Protocol Error (MQTT 5 section 3.3.2.3.5), whatever
 /// the publish.
 pub(crate) fn response_topic_error(props: Option<&PublishProperties>) -> Option<Close> {

@@ -10,8 +10,8 @@
 
 pub(crate) use super::close::Close;
 use super::inbound::{
-    decode_error, detach, foreign_response_topic, response_topic_error, stamp_identity,
-    valid_publish_topic,
+    decode_error, detach, foreign_response_topic, presence_refusal, response_topic_error,
+    stamp_identity, valid_publish_topic,
 };
 use super::sign_in::Will;
 use crate::codec::Version;
@@ -312,6 +312,15 @@ impl Session {
             );
             out.notices.push(refusal);
             self.refuse_publish(qos, pkid, Refused::NotAuthorized, out);
+            return Ok(());
+        }
+        if let Some(why) = presence_refusal(&self.identity, topic, &publish.payload) {
+            metrics::payload_refused(notice::INVALID_PAYLOAD);
+            info!(topic, "presence status refused");
+            let user = self.identity.user.as_str();
+            out.notices
+                .push(notice::error(user, None, notice::INVALID_PAYLOAD, why));
+            self.refuse_publish(qos, pkid, Refused::BadPayload, out);
             return Ok(());
         }
         if roost_proto::topic::is_stored(topic) {
