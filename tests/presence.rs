@@ -75,7 +75,7 @@ async fn wait_closed_in_log(node: &Node, client_id: &str) {
 /// A status only alice can publish (her own topic), used as a marker: whatever the server
 /// publishes on the topic before it arrives, arrives before it.
 async fn marker(from: &Client<Mqtt3>, name: &str) -> Value {
-    let body = serde_json::json!({ "status": name });
+    let body = serde_json::json!({ "status": "away", "text": name });
     from.publish(TOPIC, &body.to_string()).await;
     body
 }

@@ -88,7 +88,7 @@ pub(crate) struct Session {
     /// usually `None`, like the will.
     revoked: Option<Box<Revoked>>,
     /// The client's v5 Maximum Packet Size, stamped on its requests so answers fit.
-    client_max_packet: Option<u32>,
+    client_max_packet: Option<std::num::NonZeroU32>,
 }
 
 impl Session {
@@ -116,7 +116,8 @@ impl Session {
 
     /// The largest packet the client takes (v5 CONNECT Maximum Packet Size).
     pub(crate) fn set_client_max_packet(&mut self, max: Option<u32>) {
-        self.client_max_packet = max;
+        // 0 is not a size MQTT allows; NonZero keeps the session as small as it was.
+        self.client_max_packet = max.and_then(std::num::NonZeroU32::new);
     }
 
     /// The resumed session's `filters` were unsubscribed at sign-in: what still comes
@@ -351,7 +352,7 @@ impl Session {
         let props = stamp_identity(
             props,
             &self.identity,
-            (&self.client_id, self.client_max_packet),
+            (&self.client_id, self.client_max_packet.map(u32::from)),
             topic,
         );
         match qos {
