@@ -6,7 +6,7 @@
 //! `reads`, the `members` request). Acks and receipts still reach every device.
 mod common;
 
-use common::history::{ids, HistNode, Peer};
+use common::history::{ids, send_until_acked, HistNode, Peer, Worker};
 use common::tools::paho;
 use common::{token_with, Backend};
 use roost_auth::Role;
@@ -267,6 +267,38 @@ async fn conversations_and_members_carry_the_others_read_positions(backend: Back
         "forbidden"
     );
     assert_eq!(carol.refused("members", json!({})).await, "invalid_request");
+}
+
+/// A `roost history-worker` (the service over MQTT) answers the same way: on the device
+/// topic, or on the Response Topic with the Correlation Data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_worker_answers_the_asking_device_too() {
+    let node = HistNode::start_with(Backend::Postgres, "service = false", "");
+    let mut phone = Peer::device(&node, "alice", "phone", &[]).await;
+    let mut laptop = Peer::device(&node, "alice", "laptop", &[]).await;
+    let _worker = Worker::start(&node, "w1");
+    send_until_acked(&mut phone, "bob", "probe").await;
+
+    phone.call("conversations", json!({})).await;
+    laptop.call("conversations", json!({})).await;
+    let seen = laptop.kept_notices();
+    assert!(
+        !seen.iter().any(|n| n["type"] == "result"),
+        "the laptop got another device's answer: {seen:?}"
+    );
+
+    phone.subscribe("im/sys/alice/phone/rpc").await;
+    ask_with(
+        &phone,
+        "w1",
+        "conversations",
+        "im/sys/alice/phone/rpc",
+        b"corr-w",
+    )
+    .await;
+    let (answer, correlation) = on_topic(&mut phone, "im/sys/alice/phone/rpc").await;
+    assert_eq!(answer["req"], "w1", "{answer}");
+    assert_eq!(correlation.as_deref(), Some(&b"corr-w"[..]));
 }
 
 /// The same with a third-party client: paho-mqtt v5 on two devices, a Response Topic with
