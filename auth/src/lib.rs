@@ -19,5 +19,5 @@ pub mod token;
 pub use acl::{Acl, AclError, AclRule, Action, Grant, Permission};
 pub use token::{
     mint_hs256, random_secret, Claims, Identity, KeyError, KeySettings, Role, TokenError,
-    UnknownRole, Verifier,
+    UnknownRole, Verifier, LEEWAY_SECS,
 };

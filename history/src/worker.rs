@@ -8,7 +8,7 @@
 use crate::service::{self, Bus, Delivery};
 use crate::Store;
 use roost_proto::subscriptions;
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use std::time::Duration;
@@ -84,14 +84,13 @@ impl Bus for MqttBus {
 
     async fn recv(&mut self) -> Option<Delivery<Publish>> {
         let publish = self.rx.recv().await?;
+        let props = publish.properties.clone().unwrap_or_default();
         Some(Delivery {
             topic: String::from_utf8_lossy(&publish.topic).into_owned(),
             payload: publish.payload.to_vec(),
-            user_properties: publish
-                .properties
-                .as_ref()
-                .map(|p| p.user_properties.clone())
-                .unwrap_or_default(),
+            user_properties: props.user_properties,
+            response_topic: props.response_topic,
+            correlation_data: props.correlation_data.map(|c| c.to_vec()),
             ack: publish,
         })
     }
@@ -103,6 +102,25 @@ impl Bus for MqttBus {
             .await
         {
             warn!(error = %e, "history worker could not publish a notice");
+        }
+    }
+
+    async fn publish_answer(
+        &mut self,
+        topic: String,
+        payload: Vec<u8>,
+        correlation_data: Option<Vec<u8>>,
+    ) {
+        let props = PublishProperties {
+            correlation_data: correlation_data.map(Into::into),
+            ..Default::default()
+        };
+        if let Err(e) = self
+            .client
+            .publish_with_properties(topic, QoS::AtLeastOnce, false, payload, props)
+            .await
+        {
+            warn!(error = %e, "history worker could not publish an answer");
         }
     }
 

@@ -27,13 +27,15 @@ class Session:
     """One signed-in connection. Events (connack, suback, puback, message) queue up in
     arrival order and are taken with `expect`."""
 
-    def __init__(self, host, port, user, token, v5=False, transport="tcp", cafile=None):
+    def __init__(
+        self, host, port, user, token, v5=False, transport="tcp", cafile=None, client_id=None
+    ):
         self.v5 = v5
         self.events = queue.Queue()
         protocol = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=user,
+            client_id=client_id or user,
             protocol=protocol,
             transport=transport,
             reconnect_on_failure=False,
@@ -77,11 +79,18 @@ class Session:
         _, codes = self.expect("suback")
         return codes[0]
 
-    def publish(self, topic, payload, user_properties=()):
+    def publish(
+        self, topic, payload, user_properties=(), response_topic=None, correlation_data=None
+    ):
         props = None
-        if self.v5 and user_properties:
+        if self.v5 and (user_properties or response_topic or correlation_data):
             props = Properties(PacketTypes.PUBLISH)
-            props.UserProperty = list(user_properties)
+            if user_properties:
+                props.UserProperty = list(user_properties)
+            if response_topic:
+                props.ResponseTopic = response_topic
+            if correlation_data:
+                props.CorrelationData = correlation_data
         info = self.client.publish(topic, payload, qos=1, properties=props)
         _, mid, code = self.expect("puback")
         check(mid == info.mid, f"PUBACK for mid {mid}, expected {info.mid}")

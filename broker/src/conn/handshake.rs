@@ -286,6 +286,7 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
     if partial.get() {
         session.screen_deliveries();
     }
+    session.set_client_max_packet(client_max_packet);
     let mut conn = Connection {
         ctx: ctx.clone(),
         codec,

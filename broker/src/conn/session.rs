@@ -10,7 +10,10 @@
 
 use super::aliases::Aliases;
 pub(crate) use super::close::Close;
-use super::inbound::{decode_error, detach, stamp_identity, valid_publish_topic};
+use super::inbound::{
+    decode_error, detach, foreign_response_topic, presence_refusal, response_topic_error,
+    stamp_identity, valid_publish_topic,
+};
 use super::sign_in::Will;
 use crate::codec::Version;
 use crate::metrics;
@@ -91,6 +94,8 @@ pub(crate) struct Session {
     revoked: Option<Box<Revoked>>,
     /// The client's MQTT 5 topic aliases; boxed and `None` until it sets one.
     aliases: Option<Box<Aliases>>,
+    /// The client's v5 Maximum Packet Size, stamped on its requests so answers fit.
+    client_max_packet: Option<std::num::NonZeroU32>,
 }
 
 impl Session {
@@ -115,7 +120,14 @@ impl Session {
             will: will.map(Box::new),
             revoked: None,
             aliases: None,
+            client_max_packet: None,
         }
+    }
+
+    /// The largest packet the client takes (v5 CONNECT Maximum Packet Size).
+    pub(crate) fn set_client_max_packet(&mut self, max: Option<u32>) {
+        // 0 is not a size MQTT allows; NonZero keeps the session as small as it was.
+        self.client_max_packet = max.and_then(std::num::NonZeroU32::new);
     }
 
     /// The resumed session's `filters` were unsubscribed at sign-in: what still comes
@@ -132,9 +144,13 @@ impl Session {
         (!self.keepalive.is_zero()).then(|| self.keepalive.mul_f32(1.5))
     }
 
-    /// The unix time (seconds) the client's token expires.
+    /// The unix time (seconds) the connection ends for its token: the token's `exp` plus
+    /// the clock skew sign-in tolerated, so a token accepted within the skew is not closed
+    /// at once.
     pub(crate) fn expires_at(&self) -> u64 {
-        self.identity.expires_at
+        self.identity
+            .expires_at
+            .saturating_add(roost_auth::LEEWAY_SECS)
     }
 
     /// Why the connection ends when its one timer fires: `token_expired` tells which of the
@@ -281,6 +297,9 @@ impl Session {
                 "invalid publish topic",
             ));
         }
+        if let Some(close) = response_topic_error(props.as_ref()) {
+            return Err(close);
+        }
         let state = self.inbound.get(&pkid).copied();
         if qos == 2 {
             match state {
@@ -320,6 +339,27 @@ impl Session {
             self.refuse_publish(qos, pkid, Refused::NotAuthorized, out);
             return Ok(());
         }
+        if let Some(refusal) =
+            foreign_response_topic(&self.identity, &self.client_id, topic, &props)
+        {
+            metrics::acl_denied("response_topic");
+            info!(
+                topic,
+                "request refused: Response Topic outside the user's im/sys"
+            );
+            out.notices.push(refusal);
+            self.refuse_publish(qos, pkid, Refused::NotAuthorized, out);
+            return Ok(());
+        }
+        if let Some(why) = presence_refusal(&self.identity, topic, &publish.payload) {
+            metrics::payload_refused(notice::INVALID_PAYLOAD);
+            info!(topic, "presence status refused");
+            let user = self.identity.user.as_str();
+            out.notices
+                .push(notice::error(user, None, notice::INVALID_PAYLOAD, why));
+            self.refuse_publish(qos, pkid, Refused::BadPayload, out);
+            return Ok(());
+        }
         if roost_proto::topic::is_stored(topic) {
             if let Err(e) = ChatMessage::parse(&publish.payload) {
                 metrics::payload_refused(e.code());
@@ -345,7 +385,12 @@ impl Session {
                 return Ok(());
             }
         }
-        let props = stamp_identity(props, &self.identity, topic);
+        let props = stamp_identity(
+            props,
+            &self.identity,
+            (&self.client_id, self.client_max_packet.map(u32::from)),
+            topic,
+        );
         match qos {
             1 => {
                 self.inbound.insert(pkid, Inbound::AtLeastOnce);
