@@ -56,6 +56,14 @@ pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
     if config.http.header_timeout.is_zero() {
         return fail("http.header_timeout", "must be greater than 0".into());
     }
+    for origin in &config.http.cors_origins {
+        if !valid_origin(origin) {
+            return fail(
+                "http.cors_origins",
+                format!("{origin:?} is not an origin: scheme://host[:port], no path"),
+            );
+        }
+    }
 
     let limits = &config.limits;
     if limits.max_connections < 1 {
@@ -249,6 +257,17 @@ fn check_nats_url(url: &str) -> Result<(), &'static str> {
         None | Some(Ok(1..)) => Ok(()),
         Some(_) => Err("port must be a number from 1 to 65535"),
     }
+}
+
+/// An origin as browsers send it: `http(s)://host[:port]`, printable ASCII, no path.
+fn valid_origin(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '*'])
+        && rest.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]

@@ -162,6 +162,11 @@ async fn handle<B: Bus>(
 
     if !messages.is_empty() {
         let outcomes = store_with_retry(store, &messages).await;
+        crate::metrics::batch(messages.len());
+        let new = outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(s) if !s.duplicate));
+        crate::metrics::stored(new.count() as u64);
         for (message, outcome) in messages.iter().zip(outcomes) {
             let notice = match outcome {
                 Ok(s) => Notice::Ack {
@@ -265,12 +270,14 @@ async fn store_with_retry(
     loop {
         match store.store_each(messages).await {
             Ok(outcomes) => {
+                crate::metrics::database_up(true);
                 if failures > 0 {
                     info!(failures, "history: database is back; batch stored");
                 }
                 return outcomes;
             }
             Err(e) => {
+                crate::metrics::database_up(false);
                 failures += 1;
                 // Logged once, then every tenth try, so an outage does not flood the log.
                 if failures == 1 || failures % 10 == 0 {
@@ -380,7 +387,7 @@ async fn dispatch<B: Bus>(
     match request.method.clone()? {
         Method::History => {
             let conv = readable_conv(request, me, groups)?;
-            let limit = limits::history_limit(request.int_param("limit")?);
+            let limit = limits::history_limit(request.int_param("limit")?)?;
             let page = store
                 .history(
                     &conv,
@@ -396,7 +403,7 @@ async fn dispatch<B: Bus>(
         }
         Method::Sync => {
             let cursor = request.str_param("cursor");
-            let limit = limits::sync_limit(request.int_param("limit")?);
+            let limit = limits::sync_limit(request.int_param("limit")?)?;
             let page = store
                 .sync(me, groups, cursor, limit)
                 .await
@@ -407,7 +414,7 @@ async fn dispatch<B: Bus>(
         }
         Method::Conversations => {
             let cursor = request.str_param("cursor");
-            let limit = limits::conversations_limit(request.int_param("limit")?);
+            let limit = limits::conversations_limit(request.int_param("limit")?)?;
             let page = store
                 .conversations(me, groups, cursor, limit)
                 .await
