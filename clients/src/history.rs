@@ -53,10 +53,23 @@ pub async fn run(
         ),
         None => ("conversations", json!({})),
     };
+    let result = ask(conn, &me, method, params).await?;
+    if json_out {
+        println!("{result}");
+    } else if conv.is_some() {
+        print_messages(&result);
+    } else {
+        print_conversations(&result);
+    }
+    Ok(())
+}
+
+/// Connects, sends one request (`method`, `params`) and returns its `result`; its `error`
+/// is an error.
+pub async fn ask(conn: &ConnArgs, me: &Identity, method: &str, params: Value) -> Result<Value> {
     let req = new_message_id();
     let request = json!({"req": req, "method": method, "params": params});
-
-    let options = crate::connect_options(conn, &me, vec![topic::sys(&me.user)])?;
+    let options = crate::connect_options(conn, me, vec![topic::sys(&me.user)])?;
     let mut session = Session::connect(&options).await?;
     session
         .client
@@ -71,16 +84,7 @@ pub async fn run(
             )
         });
     session.close().await;
-    let result = answer??;
-
-    if json_out {
-        println!("{result}");
-    } else if conv.is_some() {
-        print_messages(&result);
-    } else {
-        print_conversations(&result);
-    }
-    Ok(())
+    answer?
 }
 
 /// Waits for the `result` notice answering `req`.
