@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::time::Instant;
-use tracing::{info_span, Instrument};
+use tracing::{field, info_span, Instrument};
 
 /// How long a send waits for its `ack` before answering 202 (stored later, or resend).
 const ACK_WAIT: Duration = Duration::from_secs(10);
@@ -191,7 +191,7 @@ pub(super) async fn send(
         }
         Conv::Group(group) => topic::group(group, &me),
     };
-    let span = info_span!("http_send", user = %me, conv = %conv);
+    let span = info_span!("http_send", user = %me, conv = %conv, client_id = field::Empty);
     async move {
         let _call = api.admit()?;
         let deadline = Instant::now() + ACK_WAIT;
@@ -232,7 +232,12 @@ pub(super) async fn send(
 /// Publishes a request on `im/req/{user}` and waits for its `result` notice: the notice
 /// (`result`, and `cursor`/`more` for pages), or its `error` as an [`ApiError`].
 async fn request(api: &Api, who: Identity, method: &str, params: Value) -> Result<Value, ApiError> {
-    let span = info_span!("http_request", user = %who.user, method);
+    let span = info_span!(
+        "http_request",
+        user = %who.user,
+        method,
+        client_id = field::Empty
+    );
     async move {
         let _call = api.admit()?;
         let req = format!("http-{:016x}", rand::random::<u64>());

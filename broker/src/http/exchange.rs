@@ -44,6 +44,7 @@ impl Exchange {
     ) -> Result<Exchange, ApiError> {
         let device = format!("http-{:016x}", rand::random::<u64>());
         let client_id = format!("{}:{device}", who.user);
+        tracing::Span::current().record("client_id", client_id.as_str());
         let link = ctx
             .router
             .link(client_id.clone(), true, None, None)
