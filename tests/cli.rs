@@ -118,6 +118,7 @@ fn check_config_prints_the_effective_config_with_the_secret_masked() {
     // The file's value and the defaults around it.
     assert!(shown.contains("max_connections = 7"), "{shown}");
     assert!(shown.contains("max_packet_size = 69632"), "{shown}");
+    assert!(shown.contains("max_queued_messages = 1000"), "{shown}");
     assert!(shown.contains(r#"listen = "127.0.0.1:1883""#), "{shown}");
     // An environment variable overrides the file.
     let out = output(

@@ -163,6 +163,8 @@ pub struct Sizing {
     /// briefly offline subscribers.
     pub segment_size: usize,
     pub segment_count: usize,
+    /// What a resumed persistent session gets at most of its offline queue (`None`: all).
+    pub max_queued_messages: Option<usize>,
     /// Filters with a log of their own size: the history service's, which must hold what
     /// arrives while the database is away.
     pub large: Vec<(String, usize, usize)>,
@@ -178,6 +180,7 @@ impl Router {
             max_outgoing_packet_count: 200,
             max_segment_size: sizing.segment_size,
             max_segment_count: sizing.segment_count,
+            max_queued_messages: sizing.max_queued_messages,
             custom_segment: Some(
                 sizing
                     .large

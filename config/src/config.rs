@@ -152,6 +152,10 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// Retained topics outside `im/` one user may hold (0: none). Default 256.
     pub max_retained_per_user: usize,
+    /// Messages a persistent session gets of what queued up while it was away; the oldest
+    /// QoS 0 ones, then the oldest QoS 1/2 ones, beyond it are dropped when it resumes
+    /// (0: no bound but the logs' own). Default 1000.
+    pub max_queued_messages: usize,
 }
 
 impl Default for Limits {
@@ -164,6 +168,7 @@ impl Default for Limits {
             max_subscriptions: 100,
             write_timeout: Duration::from_secs(30),
             max_retained_per_user: 256,
+            max_queued_messages: 1000,
         }
     }
 }

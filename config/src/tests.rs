@@ -66,6 +66,7 @@ fn defaults_without_file() {
         assert_eq!(config.limits.receive_maximum, 64);
         assert_eq!(config.limits.max_subscriptions, 100);
         assert_eq!(config.limits.max_retained_per_user, 256);
+        assert_eq!(config.limits.max_queued_messages, 1000);
         assert_eq!(config.history.database_url, None);
         assert_eq!(config.cluster, Cluster::default());
         Ok(())
@@ -132,6 +133,7 @@ fn operating_example_with_every_key() {
                 max_subscriptions: 50,
                 write_timeout: Duration::from_secs(20),
                 max_retained_per_user: 16,
+                max_queued_messages: 500,
             },
             history: History {
                 database_url: Some("postgres://roost@db.example/roost".into()),
@@ -624,6 +626,17 @@ fn history_database_url() {
             let toml = format!("[history]\ndatabase_url = \"{bad}\"\n");
             assert_invalid(load_toml(jail, &toml), "history.database_url", "sqlite:");
         }
+        // The driver would log an unknown parameter with its value: refused, key only.
+        let toml =
+            "[history]\ndatabase_url = \"postgres://u@h/db?sslmode=disable&pasword=hunter2\"\n";
+        let error = assert_invalid(load_toml(jail, toml), "history.database_url", "`pasword`");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        let toml = "[history]\ndatabase_url = \"mysql://u:hunter2@h/db\"\n";
+        let error = assert_invalid(load_toml(jail, toml), "history.database_url", "sqlite:");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        let ok = "postgres://u@h/db?sslmode=require&application_name=roost&options[search_path]=im";
+        let toml = format!("[history]\ndatabase_url = \"{ok}\"\n");
+        load_toml(jail, &toml).unwrap_or_else(|e| panic!("{ok}: {e}"));
         Ok(())
     });
 }

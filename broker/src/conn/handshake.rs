@@ -11,6 +11,7 @@ use crate::metrics;
 use crate::node::Context;
 use crate::transport::Transport;
 use bytes::BytesMut;
+use roost_auth::Grant;
 use rumqttd::protocol::{self, ConnAck, ConnAckProperties, ConnectReturnCode, Packet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -200,9 +201,18 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
 
     // A resumed session keeps the subscriptions of earlier tokens; drop those this token no
     // longer allows (say, a group the user has left).
+    // A root wildcard it keeps only partially has its deliveries checked.
+    let partial = std::cell::Cell::new(false);
     let revoked = if session_present {
         ctx.registry.revalidate(&client_id, |f| {
-            ctx.acl.can_subscribe(&identity, &client_id, f)
+            match ctx.acl.subscribe_grant(&identity, &client_id, f) {
+                Grant::Full => true,
+                Grant::Partial => {
+                    partial.set(true);
+                    true
+                }
+                Grant::Denied => false,
+            }
         })
     } else {
         ctx.registry.reset(&client_id);
@@ -221,6 +231,9 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         will,
     );
     session.revoke(&revoked);
+    if partial.get() {
+        session.screen_deliveries();
+    }
     let mut conn = Connection {
         ctx: ctx.clone(),
         codec,

@@ -19,7 +19,7 @@ use crate::retained::RetainRefusal;
 pub(crate) use crate::retained::Retained;
 use crate::revoked::Revoked;
 use crate::router::SystemMessage;
-use roost_auth::{Acl, Identity};
+use roost_auth::{Acl, Grant, Identity};
 use roost_config::Limits;
 use roost_proto::chat::ChatMessage;
 use rumqttd::protocol::{
@@ -74,6 +74,10 @@ pub(crate) struct Session {
     pub(crate) client_id: String,
     /// The session outlives the connection.
     pub(crate) persistent: bool,
+    /// QoS 1/2 deliveries awaiting the client's PUBACK/PUBREC, and PUBRELs awaiting its
+    /// PUBCOMP: where the node's own acks of dropped deliveries queue up (see `revoked`).
+    out_unacked: u16,
+    out_unreleased: u16,
     keepalive: Duration,
     /// QoS 1/2 publishes from the client not finished yet; at most the receive maximum.
     inbound: HashMap<u16, Inbound>,
@@ -81,8 +85,8 @@ pub(crate) struct Session {
     pending_subacks: HashMap<u16, Vec<Option<SubscribeReasonCode>>>,
     /// Boxed: most clients leave none, and it is large.
     will: Option<Box<Will>>,
-    /// Filters of the resumed session this token no longer allows (see `revoked`); boxed and
-    /// usually `None`, like the will.
+    /// Filters of the resumed session this token no longer allows, or a root wildcard granted
+    /// partially: deliveries to check (see `revoked`); boxed and usually `None`, like the will.
     revoked: Option<Box<Revoked>>,
 }
 
@@ -100,6 +104,8 @@ impl Session {
             identity,
             client_id,
             persistent,
+            out_unacked: 0,
+            out_unreleased: 0,
             keepalive: Duration::from_secs(u64::from(keepalive_secs)),
             inbound: HashMap::new(),
             pending_subacks: HashMap::new(),
@@ -112,7 +118,7 @@ impl Session {
     /// through them is not delivered.
     pub(crate) fn revoke(&mut self, filters: &[String]) {
         if !filters.is_empty() {
-            self.revoked = Some(Box::new(Revoked::new(filters)));
+            self.revoked = Some(Box::new(self.new_revoked(filters)));
         }
     }
 
@@ -194,7 +200,15 @@ impl Session {
                 }
             },
             ack @ (Packet::PubAck(..) | Packet::PubRec(..) | Packet::PubComp(..)) => {
-                out.to_router.push(ack)
+                if let Packet::PubComp(..) = ack {
+                    self.out_unreleased = self.out_unreleased.saturating_sub(1);
+                } else {
+                    self.out_unacked = self.out_unacked.saturating_sub(1);
+                }
+                match self.revoked.as_deref_mut() {
+                    Some(revoked) => revoked.client_ack(ack, &mut out.to_router),
+                    None => out.to_router.push(ack),
+                }
             }
             Packet::PingReq(_) => out.to_client.push(Packet::PingResp(PingResp)),
             Packet::Disconnect(disconnect, _) => {
@@ -387,10 +401,7 @@ impl Session {
         for filter in subscribe.filters.drain(..) {
             let code = if !protocol::valid_filter(&filter.path) {
                 refused(SubscribeReasonCode::TopicFilterInvalid)
-            } else if !env
-                .acl
-                .can_subscribe(&self.identity, &self.client_id, &filter.path)
-            {
+            } else if !self.grant(env.acl, &filter.path) {
                 metrics::acl_denied("subscribe");
                 info!(filter = filter.path, "subscribe denied");
                 out.notices.push(notice::error(
@@ -431,6 +442,34 @@ impl Session {
         out.to_router.push(Packet::Subscribe(subscribe, props));
     }
 
+    /// Whether `filter` may be subscribed. A filter granted only partially (a root wildcard)
+    /// turns on the per-delivery read check for the rest of the connection: the router may
+    /// still deliver through it after an UNSUBSCRIBE, so it never turns off.
+    fn grant(&mut self, acl: &Acl, filter: &str) -> bool {
+        match acl.subscribe_grant(&self.identity, &self.client_id, filter) {
+            Grant::Full => true,
+            Grant::Partial => {
+                self.screen_deliveries();
+                true
+            }
+            Grant::Denied => false,
+        }
+    }
+
+    /// From now on, every delivery is checked against the user's read rights.
+    pub(crate) fn screen_deliveries(&mut self) {
+        if self.revoked.is_none() {
+            self.revoked = Some(Box::new(self.new_revoked(&[])));
+        }
+        if let Some(revoked) = self.revoked.as_deref_mut() {
+            revoked.screen_all();
+        }
+    }
+
+    fn new_revoked(&self, filters: &[String]) -> Revoked {
+        Revoked::new(filters, self.out_unacked, self.out_unreleased)
+    }
+
     /// One notification from the router. `Err` closes the connection.
     pub(crate) fn on_router(
         &mut self,
@@ -442,11 +481,14 @@ impl Session {
             Notification::Forward(forward) => {
                 if let Some(revoked) = self.revoked.as_deref_mut() {
                     let (who, client_id) = (&self.identity, &self.client_id);
-                    let may_read = |topic: &str| acl.can_subscribe(who, client_id, topic);
+                    let may_read = |topic: &str| acl.can_read(who, client_id, topic);
                     if let Some(acks) = revoked.intercept(&forward.publish, may_read) {
                         out.to_router.extend(acks);
                         return Ok(());
                     }
+                }
+                if forward.publish.qos() != protocol::QoS::AtMostOnce {
+                    self.out_unacked = self.out_unacked.saturating_add(1);
                 }
                 metrics::messages_out(1);
                 Packet::Publish(forward.publish, forward.properties)
@@ -506,11 +548,14 @@ impl Session {
             Packet::PubRel(pubrel, props) => {
                 let revoked = self.revoked.as_deref_mut();
                 match revoked.and_then(|r| r.release(pubrel.pkid)) {
-                    Some(pubcomp) => {
-                        out.to_router.push(pubcomp);
+                    Some(acks) => {
+                        out.to_router.extend(acks);
                         return;
                     }
-                    None => Packet::PubRel(pubrel, props),
+                    None => {
+                        self.out_unreleased = self.out_unreleased.saturating_add(1);
+                        Packet::PubRel(pubrel, props)
+                    }
                 }
             }
             packet => packet,

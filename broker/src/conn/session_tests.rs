@@ -238,6 +238,76 @@ fn keepalive_is_one_and_a_half_times() {
     assert!(matches!(s.on_timer(false), Close::KeepAlive));
 }
 
+fn subscribe(filter: &str) -> Packet {
+    let filter = protocol::Filter {
+        path: filter.into(),
+        qos: QoS::AtLeastOnce,
+        nolocal: false,
+        preserve_retain: false,
+        retain_forward_rule: protocol::RetainForwardRule::OnEverySubscribe,
+    };
+    let filters = vec![filter];
+    Packet::Subscribe(Subscribe { pkid: 7, filters }, None)
+}
+
+fn delivery(topic: &str, pkid: u16) -> Notification {
+    let Packet::Publish(publish, _) = publish(topic, QoS::AtLeastOnce, pkid) else {
+        unreachable!("publish() makes a PUBLISH")
+    };
+    Notification::Forward(rumqttd::Forward {
+        cursor: None,
+        size: 0,
+        publish,
+        properties: None,
+    })
+}
+
+fn topics_and_pkids(packets: &[Packet]) -> Vec<(String, u16)> {
+    packets
+        .iter()
+        .map(|p| match p {
+            Packet::Publish(p, _) => (String::from_utf8_lossy(&p.topic).into(), p.pkid()),
+            Packet::PubAck(a, _) => ("puback".into(), a.pkid),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_root_wildcard_is_granted_and_each_delivery_checked() {
+    let mut w = World::new();
+    let all = roost_auth::AclRule {
+        permission: roost_auth::Permission::Allow,
+        action: roost_auth::Action::All,
+        topic: "#".into(),
+    };
+    w.acl = Acl::new(&[all]).expect("valid rule");
+    let mut s = alice(Version::V5);
+    // Granted whole: nothing to check.
+    client(&mut s, &w, subscribe("news/#")).unwrap();
+    assert!(s.revoked.is_none());
+    let out = client(&mut s, &w, subscribe("#")).unwrap();
+    assert!(matches!(out.to_router.as_slice(), [Packet::Subscribe(..)]));
+
+    let mut out = Actions::default();
+    for (topic, pkid) in [("news", 1), ("im/dm/bob/carol", 2), ("im/dm/alice/bob", 3)] {
+        s.on_router(delivery(topic, pkid), &w.acl, &mut out)
+            .unwrap();
+    }
+    assert_eq!(
+        topics_and_pkids(&out.to_client),
+        [("news".into(), 1), ("im/dm/alice/bob".into(), 3)]
+    );
+    // The node's ack of the dropped pkid 2 waits for the client's ack of pkid 1.
+    assert!(out.to_router.is_empty());
+    let reason = PubAckReason::Success;
+    let out = client(&mut s, &w, Packet::PubAck(PubAck { pkid: 1, reason }, None)).unwrap();
+    assert_eq!(
+        topics_and_pkids(&out.to_router),
+        [("puback".into(), 1), ("puback".into(), 2)]
+    );
+}
+
 #[test]
 fn session_state_is_compact() {
     // Identity, client id, two maps, keepalive, the boxed will and revoked filters: 224

@@ -226,6 +226,38 @@ impl DataLog {
         Ok((next, o))
     }
 
+    /// ROOST PATCH: what a reader at `cursor` has still to read from the log `filter_idx`:
+    /// each publish's time, QoS and offset, oldest first, without `exclude_origin`'s own
+    /// (No Local). For the offline queue bound (`offline_queue`).
+    pub(crate) fn backlog(
+        &self,
+        filter_idx: FilterIdx,
+        mut cursor: Offset,
+        exclude_origin: Option<&str>,
+    ) -> Vec<(Instant, u8, Offset)> {
+        let mut backlog = Vec::new();
+        let Some(data) = self.native.get(filter_idx) else {
+            return backlog;
+        };
+        let mut batch = Vec::new();
+        loop {
+            let Ok(next) = data.log.readv(cursor, 1024, &mut batch) else {
+                break;
+            };
+            for (pubdata, offset) in batch.drain(..) {
+                if exclude_origin.is_some() && pubdata.origin.as_deref() == exclude_origin {
+                    continue;
+                }
+                backlog.push((pubdata.timestamp, pubdata.publish.qos as u8, offset));
+            }
+            match next {
+                Position::Next { end, .. } if end != cursor => cursor = end,
+                _ => break,
+            }
+        }
+        backlog
+    }
+
     pub fn shadow(&mut self, filter: &str) -> Option<PubWithProp> {
         let data = self.native.get_mut(*self.filter_indexes.get(filter)?)?;
         data.log.last().map(|p| (p.publish, p.properties))
@@ -553,6 +585,7 @@ mod test {
             max_outgoing_packet_count: 1024,
             custom_segment: None,
             initialized_filters: None,
+            max_queued_messages: None,
             shared_subscriptions_strategy: Strategy::RoundRobin,
         };
         DataLog::new(config).unwrap()
@@ -584,6 +617,7 @@ mod test {
             group: None,
             nolocal: false,
             preserve_retain: false,
+            skip: None,
         };
         data.park(id, request);
     }

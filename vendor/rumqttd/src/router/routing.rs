@@ -23,6 +23,7 @@ use super::alertlog::{Alert, AlertLog};
 use super::graveyard::Graveyard;
 use super::iobufs::{Incoming, Outgoing};
 use super::logs::{log_filter, AckLog, DataLog, PublishData};
+use super::offline_queue;
 use super::scheduler::{ScheduleReason, Scheduler};
 use super::shared_subs::SharedGroup;
 use super::{
@@ -374,6 +375,15 @@ impl Router {
             connection.events = saved.map_or_else(ConnectionEvents::default, |s| s.metrics);
             Tracker::new(client_id.clone())
         };
+
+        // ROOST PATCH: a resumed session gets at most `max_queued_messages` of what queued up
+        // while it was away (`offline_queue`).
+        let mut tracker = tracker;
+        if previous_session && !clean_session {
+            if let Some(max) = self.config.max_queued_messages {
+                offline_queue::bound(&self.datalog, &mut tracker, &client_id, max);
+            }
+        }
 
         let ackslog = AckLog::new();
 
@@ -1033,6 +1043,7 @@ impl Router {
                 group,
                 nolocal: filter.nolocal,
                 preserve_retain: filter.preserve_retain,
+                skip: None,
             };
 
             self.scheduler.track(id, request);
@@ -1600,6 +1611,9 @@ fn forward_device_data(
             return ConsumeStatus::FilterCaughtup;
         }
     };
+
+    // ROOST PATCH: what the offline queue bound dropped is not delivered (`offline_queue`).
+    let publishes_from_datalog = offline_queue::skip(request, publishes_from_datalog);
 
     // ROOST PATCH: the log keeps the publisher's retain flag; a live delivery carries it
     // only for Retain As Published (MQTT 5 3.3.1.3). Retained messages sent on subscribe
