@@ -128,5 +128,10 @@ fn describe() {
         Unit::Count,
         "HTTP connections or calls refused, by reason (max_connections, header_timeout, calls)."
     );
+    describe_counter!(
+        "roost_offline_queue_dropped_total",
+        Unit::Count,
+        "Messages dropped from an offline session's bounded queue, by QoS."
+    );
     roost_history::metrics::describe();
 }
