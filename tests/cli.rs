@@ -479,3 +479,113 @@ async fn roost_cli_does_not_print_other_devices_answers() {
         "roost-cli printed another device's answer: {printed:?}"
     );
 }
+
+/// `roost-cli --help` lists every command.
+#[test]
+fn roost_cli_help_lists_every_command() {
+    let out = output(command(ROOST_CLI).arg("--help"));
+    let help = stdout(&out);
+    let commands: Vec<&str> = help
+        .split("Commands:")
+        .nth(1)
+        .expect("a Commands section")
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        commands,
+        ["chat", "send", "listen", "history", "read", "bench", "token", "help"],
+        "{help}"
+    );
+    let about = help.lines().next().unwrap();
+    for command in &commands[..commands.len() - 1] {
+        assert!(
+            about.contains(command),
+            "the summary misses {command}: {about}"
+        );
+    }
+}
+
+/// `roost-cli chat ARGS` for `user` with stdin closed: it connects, catches up, and leaves.
+/// (stdout, stderr).
+fn chat_once(port: u16, user: &str, state: &Path) -> (String, String) {
+    let out = output(
+        command(ROOST_CLI)
+            .args(["--port", &port.to_string(), "--token", &token(user)])
+            .arg("--state-dir")
+            .arg(state)
+            .arg("chat"),
+    );
+    let text = stdout(&out);
+    (text, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The client id a chat said it connected as.
+fn connected_as(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("connected as "))
+        .and_then(|l| l.split(';').next())
+        .unwrap_or_else(|| panic!("no `connected as`: {stderr}"))
+        .to_owned()
+}
+
+/// `roost-cli chat` follows docs/writing-a-client.md: the same device id on every start
+/// (kept in its state file), a sync cursor kept between runs, so a restarted chat shows
+/// what was sent while it was away, once; `roost-cli read` stores the read position.
+#[test]
+fn roost_cli_chat_keeps_its_device_and_catches_up() {
+    let node = Node::start();
+    let port = node.mqtt.port();
+    let state = tempfile::tempdir().unwrap();
+
+    let (out, err) = chat_once(port, "bob", state.path());
+    assert!(err.contains("first start on this device"), "{err}");
+    assert!(!out.contains("[dm]"), "{out}");
+    let device = connected_as(&err);
+    assert!(device.starts_with("bob:cli-"), "{device}");
+    let file: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(state.path().join("roost-cli/bob.json")).expect("the state file"),
+    )
+    .unwrap();
+    let short = device.strip_prefix("bob:").unwrap();
+    assert_eq!(file["device"], short, "{file}");
+    assert!(file["cursors"][short].is_string(), "{file}");
+
+    // Sent while bob's chat is closed (and stored: --wait-ack).
+    let sent = output(
+        command(ROOST_CLI)
+            .args(["--port", &port.to_string(), "--token", &token("alice")])
+            .args(["send", "--wait-ack", "--to", "bob", "while you were away"]),
+    );
+    stdout(&sent);
+
+    let (out, err) = chat_once(port, "bob", state.path());
+    assert_eq!(connected_as(&err), device, "the same device id");
+    assert!(err.contains("catching up"), "{err}");
+    let missed: Vec<&str> = out.lines().filter(|l| l.starts_with("[dm]")).collect();
+    assert_eq!(missed, ["[dm] alice: while you were away"], "{out}");
+
+    // Shown once: the next start has nothing new.
+    let (out, _) = chat_once(port, "bob", state.path());
+    assert!(!out.contains("[dm]"), "shown again: {out}");
+
+    let read = output(
+        command(ROOST_CLI)
+            .args(["--port", &port.to_string(), "--token", &token("bob")])
+            .args(["read", "dm:alice:bob", "1"]),
+    );
+    assert_eq!(stdout(&read).trim(), "read up to 1 in dm:alice:bob");
+    let list = output(
+        command(ROOST_CLI)
+            .args(["--port", &port.to_string(), "--token", &token("bob")])
+            .args(["history", "--json"]),
+    );
+    let list: serde_json::Value = serde_json::from_str(stdout(&list).trim()).unwrap();
+    assert_eq!(list[0]["conv"], "dm:alice:bob", "{list}");
+    assert_eq!(list[0]["read_seq"], 1, "{list}");
+    assert_eq!(list[0]["unread"], 0, "{list}");
+}

@@ -513,8 +513,9 @@ async fn message_ids_are_counted_in_characters() {
 // ---- §5 history ---------------------------------------------------------------------------
 
 /// 105 messages, read in pages: the latest, before a seq, after a seq, between two, with
-/// `limit` clamped to 100 and `more` telling whether there is more in that direction. The
-/// HTTP API pages the same way.
+/// `more` telling whether there is more in that direction, and a `limit` outside 1..=100
+/// refused with `invalid_request` (not clamped). The HTTP API pages the same way, and
+/// refuses the same limits with 400.
 async fn history_pages_back_and_forth(backend: Backend) {
     let node = HistNode::start(backend);
     let mut alice = Peer::connect(&node, "alice", &[]).await;
@@ -551,10 +552,10 @@ async fn history_pages_back_and_forth(backend: Backend) {
             true,
         ),
         (json!({"limit": 1}), vec![105], true),
-        // Default 50; at most 100 whatever is asked.
+        // Default 50; at most 100.
         (json!({}), range(56, 105), true),
-        (json!({"limit": 500}), range(6, 105), true),
-        (json!({"limit": 500, "after_seq": 0}), range(1, 100), true),
+        (json!({"limit": 100}), range(6, 105), true),
+        (json!({"limit": 100, "after_seq": 0}), range(1, 100), true),
     ];
     for (params, want, more) in cases {
         let page = bob.history("dm:alice:bob", params.clone()).await;
@@ -579,19 +580,36 @@ async fn history_pages_back_and_forth(backend: Backend) {
         params["before_seq"] = json!(all[0]);
     }
     assert_eq!(all, range(1, 105));
+    for limit in [0, 101, 500, -1] {
+        let code = bob
+            .refused("history", json!({"conv": "dm:alice:bob", "limit": limit}))
+            .await;
+        assert_eq!(code, "invalid_request", "limit {limit}");
+    }
 
     // The same pages over HTTP.
     let bob_token = token("bob");
     for (query, want, more) in [
         ("?limit=10&before_seq=96", range(86, 95), true),
         ("?after_seq=100", range(101, 105), false),
-        ("?limit=500", range(6, 105), true),
+        ("?limit=100", range(6, 105), true),
         ("", range(56, 105), true),
     ] {
         let (status, body) = api_messages(&node, "dm:alice:bob", query, Some(&bob_token));
         assert_eq!(status, 200, "{query}: {body}");
         assert_eq!(seqs(&body["messages"]), want, "{query}");
         assert_eq!(body["more"], more, "{query}");
+    }
+    for query in [
+        "?limit=500",
+        "?limit=0",
+        "?limit=-3",
+        "?limit=ten",
+        "?before_seq=x",
+    ] {
+        let (status, body) = api_messages(&node, "dm:alice:bob", query, Some(&bob_token));
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_request", "{query}: {body}");
     }
 }
 

@@ -96,8 +96,8 @@ fn seed_heavy(node: &HistNode) {
 }
 
 /// A user with 20,000 conversations gets them a page at a time (100 by default, at most
-/// 200), with `more` and a `cursor` beside the list; following the cursor continues
-/// where the page stopped.
+/// 200: a larger `limit` is refused), with `more` and a `cursor` beside the list;
+/// following the cursor continues where the page stopped.
 #[tokio::test]
 async fn conversations_come_in_bounded_pages() {
     let node = HistNode::start(Backend::Postgres);
@@ -112,11 +112,15 @@ async fn conversations_come_in_bounded_pages() {
     assert_eq!(list[0]["conv"], "dm:heavy:u20000", "newest first");
     let cursor = first["cursor"].as_str().expect("a cursor").to_owned();
 
+    let refused = heavy
+        .refused("conversations", json!({"cursor": cursor, "limit": 1000}))
+        .await;
+    assert_eq!(refused, "invalid_request", "a limit over 200 is refused");
     let next = heavy
-        .request("conversations", json!({"cursor": cursor, "limit": 1000}))
+        .request("conversations", json!({"cursor": cursor, "limit": 200}))
         .await;
     let list = next["result"].as_array().expect("a list");
-    assert_eq!(list.len(), 200, "the limit is clamped to 200");
+    assert_eq!(list.len(), 200, "the largest page");
     assert_eq!(
         list[0]["conv"], "dm:heavy:u19900",
         "continues after the first page"

@@ -260,3 +260,50 @@ async fn unfinished_requests_are_closed_and_connections_capped() {
     let _alice = Client::<Mqtt3>::user(&node, "alice").await;
     metrics.changed(&[(ACCEPTED, 1.0)]).await;
 }
+
+/// Every metric on `/metrics` has a `# HELP` line, and the history is measured: the
+/// database is up, stored messages and batch sizes counted, the request queue's depth shown.
+#[tokio::test]
+async fn every_metric_is_described_and_history_is_measured() {
+    use common::history::Peer;
+    let node = Node::start();
+    let metrics = Metrics::new(&node);
+    let deadline = tokio::time::Instant::now() + common::client::WAIT;
+    while metrics.scrape().get("roost_history_database_up") != Some(&1.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "roost_history_database_up never became 1"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut alice = Peer::connect(&node, "alice", &[]).await;
+    alice.dm("bob", "m1", "hi").await;
+    alice.ack("m1").await;
+    alice.call("conversations", serde_json::json!({})).await;
+
+    let (_, _, text) = get(node.http, "/metrics");
+    let now = samples(&text);
+    assert!(now["roost_history_stored_total"] >= 1.0, "{text}");
+    assert!(now["roost_history_batch_size_count"] >= 1.0, "{text}");
+    assert_eq!(now.get("roost_history_queue_depth"), Some(&0.0), "{text}");
+    let described: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let series = line.split(['{', ' ']).next().unwrap();
+        let family = ["_sum", "_count"]
+            .iter()
+            .find_map(|s| series.strip_suffix(s))
+            .filter(|f| described.contains(f))
+            .unwrap_or(series);
+        assert!(
+            described.contains(&family),
+            "no # HELP for {series}:\n{text}"
+        );
+    }
+}

@@ -52,6 +52,7 @@ pub async fn start(config: &Config, router: &Router) -> anyhow::Result<(History,
     let task = tokio::spawn(async move {
         let store = connect(&url, pool_size).await;
         let _ = ready.set(store.clone());
+        tokio::spawn(watch_database(store.clone()));
         if let Some(bus) = bus {
             info!("history service running in this node");
             roost_history::service::run(bus, store, settings).await;
@@ -90,10 +91,12 @@ pub async fn connect(url: &str, pool_size: Option<u32>) -> Store {
     loop {
         match Store::connect_with_pool(url, pool_size).await {
             Ok(store) => {
+                roost_history::metrics::database_up(true);
                 info!(database = shown, "history database ready");
                 return store;
             }
             Err(e) => {
+                roost_history::metrics::database_up(false);
                 tries += 1;
                 if tries == 1 || tries % 10 == 0 {
                     warn!(database = shown, error = %e, tries, "history database not reachable; retrying");
@@ -102,5 +105,18 @@ pub async fn connect(url: &str, pool_size: Option<u32>) -> Store {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// Keeps `roost_history_database_up` true to the database while nothing is stored either.
+async fn watch_database(store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let up = matches!(
+            tokio::time::timeout(Duration::from_secs(5), store.ping()).await,
+            Ok(Ok(()))
+        );
+        roost_history::metrics::database_up(up);
     }
 }

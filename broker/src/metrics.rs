@@ -3,8 +3,10 @@
 //! Names (all prefixed `roost_`): `connections` (gauge), `sign_ins_total{result, reason}`,
 //! `messages_in_total`, `messages_out_total`, `acl_denials_total{action}`, `payloads_refused_total{code}`,
 //! `protocol_errors_total{cause}`, `slow_consumers_total`, `limit_refusals_total{limit}`,
-//! `http_refused_total{reason}`.
+//! `http_refused_total{reason}`; the history's (`roost_history::metrics`) render here too.
+//! Every metric is described, so each has a `# HELP` line.
 
+use metrics::{describe_counter, describe_gauge, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
@@ -18,6 +20,7 @@ pub fn install() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only if another recorder is installed, in which case ours stays unused.
             let _ = metrics::set_global_recorder(recorder);
+            describe();
             handle
         })
         .clone()
@@ -71,4 +74,64 @@ pub fn slow_consumer() {
 /// complete (`header_timeout`).
 pub fn http_refused(reason: &'static str) {
     metrics::counter!("roost_http_refused_total", "reason" => reason).increment(1);
+}
+
+/// The `# HELP` line of every metric the node exports.
+fn describe() {
+    describe_gauge!(
+        "roost_connections",
+        Unit::Count,
+        "Signed-in MQTT connections."
+    );
+    describe_counter!(
+        "roost_sign_ins_total",
+        Unit::Count,
+        "CONNECTs accepted, or refused by reason."
+    );
+    describe_counter!(
+        "roost_messages_in_total",
+        Unit::Count,
+        "PUBLISHes from clients passed to the router."
+    );
+    describe_counter!(
+        "roost_messages_out_total",
+        Unit::Count,
+        "Messages delivered to clients."
+    );
+    describe_counter!(
+        "roost_acl_denials_total",
+        Unit::Count,
+        "Publishes and subscriptions the ACL refused, by action."
+    );
+    describe_counter!(
+        "roost_payloads_refused_total",
+        Unit::Count,
+        "Chat payloads refused before routing, by notice code."
+    );
+    describe_counter!(
+        "roost_protocol_errors_total",
+        Unit::Count,
+        "Connections closed for breaking the protocol, by cause."
+    );
+    describe_counter!(
+        "roost_slow_consumers_total",
+        Unit::Count,
+        "Connections closed because the client took nothing within limits.write_timeout."
+    );
+    describe_counter!(
+        "roost_limit_refusals_total",
+        Unit::Count,
+        "Things refused because a [limits] bound was reached, by limit."
+    );
+    describe_counter!(
+        "roost_http_refused_total",
+        Unit::Count,
+        "HTTP connections or calls refused, by reason (max_connections, header_timeout, calls)."
+    );
+    describe_counter!(
+        "roost_offline_queue_dropped_total",
+        Unit::Count,
+        "Messages dropped from an offline session's bounded queue, by QoS."
+    );
+    roost_history::metrics::describe();
 }

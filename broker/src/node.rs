@@ -122,8 +122,7 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         listener::start(addr, Kind::Wss(tls.clone()), ctx.clone()).await?;
     }
     let (history, service) = crate::history::start(&config, &ctx.router).await?;
-    let http =
-        crate::http::start(&config.http, verifier.clone(), history, ctx.drain.clone()).await?;
+    let http = crate::http::start(&config.http, ctx.clone(), history).await?;
 
     if let Some(addr) = config.cluster.agent_listen {
         crate::agent::start(addr, ctx.clone()).await?;

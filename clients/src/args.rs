@@ -5,7 +5,12 @@ use std::time::Duration;
 
 /// roost-cli: talk to a roost node (or any MQTT broker, with --plain) from a terminal.
 #[derive(Debug, Parser)]
-#[command(name = "roost-cli", version, about, long_about = None)]
+#[command(
+    name = "roost-cli",
+    version,
+    about = "roost's command-line client: chat, send, listen, history, read, bench, token",
+    long_about = None
+)]
 pub struct Cli {
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -47,6 +52,10 @@ pub struct ConnArgs {
     /// No token: for a third-party broker (e.g. Mosquitto); needs --user.
     #[arg(long, global = true)]
     pub plain: bool,
+    /// Where `chat` keeps this machine's device id and sync cursor
+    /// [default: $XDG_DATA_HOME or ~/.local/share].
+    #[arg(long, global = true, env = "ROOST_CLI_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
     /// Time limit for connecting, and for `send` to get its PUBACK (e.g. 10s, 500ms).
     #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -54,11 +63,15 @@ pub struct ConnArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Interactive chat: type to send; shows DMs, group messages, presence, notices.
+    /// Interactive chat: type to send; shows DMs, group messages, presence, notices, and
+    /// on start and reconnect what it missed.
     #[command(
         after_help = "In the chat: TEXT sends to the current recipient, /to USER, \
         /group G, /help, /quit (//TEXT sends /TEXT). Messages arrive as lines such as \
-        `[dm] bob: hi`, `[grp family] carol: hi`, `[presence] bob is online`, `[sys] ack ...`."
+        `[dm] bob: hi`, `[grp family] carol: hi`, `[presence] bob is online`, `[sys] ack ...`. \
+        The chat keeps this machine's device id (the client id is {user}:{device}, unless \
+        --device) and its sync cursor in a state file (see --state-dir), so a restarted \
+        chat first shows what it missed."
     )]
     Chat {
         /// Start talking to this user.
@@ -118,6 +131,13 @@ pub enum Command {
         /// Print the service's answer as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Mark a conversation read up to SEQ (the other members get a receipt).
+    Read {
+        /// The conversation: dm:a:b or grp:g.
+        conv: String,
+        /// The seq read up to.
+        seq: i64,
     },
     /// Simulated users against a broker: connect rate, memory, latency, loss.
     Bench(crate::bench::BenchArgs),

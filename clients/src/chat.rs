@@ -1,16 +1,21 @@
-//! `chat`: stdin lines become messages to the current recipient; what arrives is printed.
+//! `chat`: stdin lines become messages to the current recipient; what arrives is printed,
+//! and what was missed while away is caught up with `sync` ([`crate::catchup`]) on start,
+//! on every reconnect, and once more when leaving (so the kept cursor passes what was
+//! shown live).
 
 use crate::args::ConnArgs;
+use crate::catchup::{CatchUp, Seen};
 use crate::display::describe;
 use crate::identity::Identity;
 use crate::payload::new_text;
 use crate::send::Recipient;
 use crate::session::{Event, Session};
+use crate::state::StateFile;
 use anyhow::{bail, Context, Result};
 use roost_proto::chat::ChatMessage;
 use roost_proto::id::is_valid_id;
 use roost_proto::topic::{chat_filters, Topic};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -21,31 +26,14 @@ const HELP: &str = "\
   /help       this help
   /quit       leave (after pending messages are acknowledged)";
 
-/// Ids of messages sent by this connection, to drop their echo (v3.1.1 has no No Local).
-#[derive(Default)]
-struct SentIds {
-    order: VecDeque<String>,
-    set: HashSet<String>,
-}
-
-impl SentIds {
-    const CAP: usize = 4096;
-
-    fn insert(&mut self, id: String) {
-        if self.order.len() == Self::CAP {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        self.set.insert(id.clone());
-        self.order.push_back(id);
-    }
-}
-
 struct Chat {
     me: Identity,
     target: Option<Recipient>,
-    sent: SentIds,
+    /// `(from, id)` of what was shown or sent: an echo, a redelivery or a message that
+    /// comes both live and in a sync page is shown once.
+    seen: Seen,
+    /// `None` against a broker without roost's history (`--plain`).
+    catchup: Option<CatchUp>,
     /// Published, waiting for the event loop to give them a packet id.
     queued: VecDeque<String>,
     /// Packet id -> message id, waiting for the PUBACK.
@@ -54,7 +42,17 @@ struct Chat {
 
 impl Chat {
     fn busy(&self) -> bool {
-        !self.queued.is_empty() || !self.inflight.is_empty()
+        !self.queued.is_empty()
+            || !self.inflight.is_empty()
+            || self.catchup.as_ref().is_some_and(CatchUp::busy)
+    }
+
+    /// Asks for what was missed (the next page of it).
+    async fn catch_up(&mut self, session: &Session) -> Result<()> {
+        if let Some(catchup) = self.catchup.as_mut() {
+            catchup.request(session, &self.me.user).await?;
+        }
+        Ok(())
     }
 
     /// Handles one input line; `false` means quit.
@@ -75,8 +73,8 @@ impl Chat {
             .client
             .publish(&target.topic(&self.me.user), msg.to_bytes())
             .await?;
-        self.queued.push_back(msg.id.clone());
-        self.sent.insert(msg.id);
+        self.seen.insert(&self.me.user, &msg.id);
+        self.queued.push_back(msg.id);
         Ok(true)
     }
 
@@ -104,16 +102,28 @@ impl Chat {
         true
     }
 
-    fn event(&mut self, ev: Event) {
+    async fn event(&mut self, session: &Session, ev: Event) -> Result<()> {
         match ev {
             Event::Message { topic, payload, .. } => {
-                let mine = match Topic::parse(&topic) {
-                    Topic::Dm { from, .. } | Topic::Group { from, .. } => from == self.me.user,
+                let parsed = Topic::parse(&topic);
+                if let (Topic::Sys { .. }, Some(catchup)) = (parsed, self.catchup.as_mut()) {
+                    if let Some(page) = catchup.answer(&payload, &self.me.user, &mut self.seen) {
+                        for line in page.lines {
+                            println!("{line}");
+                        }
+                        if page.more {
+                            self.catch_up(session).await?;
+                        }
+                        return Ok(());
+                    }
+                }
+                let shown_before = match parsed {
+                    Topic::Dm { from, .. } | Topic::Group { from, .. } => {
+                        ChatMessage::parse(&payload).is_ok_and(|m| !self.seen.insert(from, &m.id))
+                    }
                     _ => false,
                 };
-                let echo = mine
-                    && ChatMessage::parse(&payload).is_ok_and(|m| self.sent.set.contains(&m.id));
-                if !echo {
+                if !shown_before {
                     println!("{}", describe(&self.me.user, &topic, &payload));
                 }
             }
@@ -133,13 +143,17 @@ impl Chat {
                     println!("[error] message {id} may not have been delivered");
                 }
             }
-            Event::Connected => eprintln!("reconnected"),
+            Event::Connected => {
+                eprintln!("reconnected; catching up");
+                self.catch_up(session).await?;
+            }
             Event::Subscribed { refused } => {
                 for f in refused {
                     eprintln!("warning: subscription to {f} refused by the broker");
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -150,7 +164,20 @@ pub async fn run(conn: &ConnArgs, to: Option<String>, group: Option<String>) -> 
         (to, group) => Some(Recipient::from_flags(to, group)?),
     };
     let filters = chat_filters(&me.user, &me.groups);
-    let mut session = Session::connect(&crate::connect_options(conn, &me, filters)?).await?;
+    // The same client id on every start (docs/writing-a-client.md, step 1).
+    let mut state = StateFile::open(conn.state_dir.as_deref(), &me.user)?;
+    let device = match &conn.device {
+        Some(device) => device.clone(),
+        None => state.device()?,
+    };
+    let mut options = crate::connect_options(conn, &me, filters)?;
+    options.client_id = me.client_id(Some(&device))?;
+    // Answers to this device's catch-up requests come to its own topic (protocol.md §5).
+    let answers = roost_proto::topic::answer_topic(&me.user, &options.client_id);
+    if !options.subscriptions.contains(&answers) {
+        options.subscriptions.push(answers);
+    }
+    let mut session = Session::connect(&options).await?;
     let talking = match &target {
         Some(Recipient::User(u)) => format!("talking to {u}"),
         Some(Recipient::Group(g)) => format!("talking in group {g}"),
@@ -160,13 +187,23 @@ pub async fn run(conn: &ConnArgs, to: Option<String>, group: Option<String>) -> 
         "connected as {}; {talking}; /help for commands",
         session.client_id
     );
+    let catchup = (!conn.plain).then(|| CatchUp::new(state, device));
+    match &catchup {
+        Some(c) if c.has_cursor() => eprintln!("catching up on what you missed"),
+        Some(_) => eprintln!(
+            "first start on this device: what you miss from now on is shown when you come back"
+        ),
+        None => {}
+    }
     let mut chat = Chat {
         me,
         target,
-        sent: SentIds::default(),
+        seen: Seen::default(),
+        catchup,
         queued: VecDeque::new(),
         inflight: HashMap::new(),
     };
+    chat.catch_up(&session).await?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
         tokio::select! {
@@ -174,21 +211,26 @@ pub async fn run(conn: &ConnArgs, to: Option<String>, group: Option<String>) -> 
                 Some(line) => if !chat.line(&session, &line).await? { break },
                 None => break,
             },
-            ev = session.next() => chat.event(ev?),
+            ev = session.next() => chat.event(&session, ev?).await?,
         }
     }
-    // Leaving: let the pending messages get their PUBACK first, then linger a moment for
-    // the notices (`ack`, `error`) that follow them.
+    // Leaving: let the pending messages get their PUBACK first, and a last sync move the
+    // kept cursor past what was shown live; then linger a moment for the notices (`ack`,
+    // `error`) that follow.
     let drain = async {
+        if !chat.catchup.as_ref().is_some_and(CatchUp::busy) {
+            chat.catch_up(&session).await?;
+        }
         while chat.busy() {
-            chat.event(session.next().await?);
+            let ev = session.next().await?;
+            chat.event(&session, ev).await?;
         }
         let linger = tokio::time::sleep(Duration::from_millis(300));
         tokio::pin!(linger);
         loop {
             tokio::select! {
                 _ = &mut linger => return anyhow::Ok(()),
-                ev = session.next() => chat.event(ev?),
+                ev = session.next() => chat.event(&session, ev?).await?,
             }
         }
     };

@@ -53,11 +53,25 @@ pub async fn run(
         ),
         None => ("conversations", json!({})),
     };
+    let result = ask(conn, &me, method, params).await?;
+    if json_out {
+        println!("{result}");
+    } else if conv.is_some() {
+        print_messages(&result);
+    } else {
+        print_conversations(&result);
+    }
+    Ok(())
+}
+
+/// Connects, sends one request (`method`, `params`) and returns its `result`; its `error`
+/// is an error.
+pub async fn ask(conn: &ConnArgs, me: &Identity, method: &str, params: Value) -> Result<Value> {
     let req = new_message_id();
     let request = json!({"req": req, "method": method, "params": params});
 
     // The answer comes to this device's own topic, not to the user's other devices.
-    let mut options = crate::connect_options(conn, &me, Vec::new())?;
+    let mut options = crate::connect_options(conn, me, Vec::new())?;
     options.subscriptions = vec![topic::answer_topic(&me.user, &options.client_id)];
     let mut session = Session::connect(&options).await?;
     session
@@ -73,16 +87,7 @@ pub async fn run(
             )
         });
     session.close().await;
-    let result = answer??;
-
-    if json_out {
-        println!("{result}");
-    } else if conv.is_some() {
-        print_messages(&result);
-    } else {
-        print_conversations(&result);
-    }
-    Ok(())
+    answer?
 }
 
 /// Waits for the `result` notice answering `req`.

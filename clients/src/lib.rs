@@ -8,15 +8,21 @@
 //! - `send`: publish one chat message at QoS 1, wait for its PUBACK (optionally for the
 //!   server's `ack` too), print its id; non-zero exit on refusal or timeout.
 //! - `listen`: print incoming messages, readable or as JSON lines (for scripts and tests).
+//! - `history`: a conversation's history, or the list of conversations.
+//! - `read`: mark a conversation read up to a seq.
+//! - `bench`: simulated users against a broker.
 //! - `token`: mint a development token from an HS256 secret.
+//!
+//! `chat` follows docs/writing-a-client.md: a stable device id per machine and a kept
+//! `sync` cursor ([`state`]), a sync on start and on every reconnect.
 //!
 //! Credentials: `--token` / `ROOST_TOKEN` (the user and groups are read from the token's
 //! payload *without* verifying it: the broker verifies), or `--secret` / `ROOST_SECRET`
 //! with `--user` to mint a 1h token locally, or `--plain --user U` to talk to a broker
 //! without tokens (e.g. Mosquitto) using the same topics.
 //!
-//! What it does not do: TLS or WebSocket transports, persistent sessions, history/sync
-//! requests, or any check that the token is valid. Payloads and topics from the broker
+//! What it does not do: TLS or WebSocket transports, persistent sessions, or any check
+//! that the token is valid. Payloads and topics from the broker
 //! are untrusted and printed lossily, with control characters escaped.
 //!
 //! The library parts meant for reuse (end-to-end tests, `bench`): [`session::Session`] and
@@ -24,14 +30,17 @@
 
 pub mod args;
 pub mod bench;
+mod catchup;
 pub mod chat;
 pub mod display;
 pub mod history;
 pub mod identity;
 pub mod listen;
 pub mod payload;
+pub mod read;
 pub mod send;
 pub mod session;
+pub mod state;
 
 pub use args::{Cli, Command, ConnArgs};
 pub use identity::Identity;
@@ -105,6 +114,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let which = history::Which { with, group, conv };
             history::run(conn, which, before, after, limit, json).await
         }
+        Command::Read { conv, seq } => read::run(conn, conv, seq).await,
         Command::Token { subject, ttl } => {
             let secret = conn
                 .secret

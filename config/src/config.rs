@@ -87,6 +87,10 @@ pub struct Http {
     /// the longest an idle keep-alive connection stays open, e.g. `"10s"`. Default 10s.
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
+    /// Origins (`https://app.example`) whose web pages may call `/api/v1` from a browser
+    /// (CORS). Empty (the default): no CORS headers at all, so browsers refuse
+    /// cross-origin calls.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for Http {
@@ -95,6 +99,7 @@ impl Default for Http {
             listen: localhost(8080),
             max_connections: 256,
             header_timeout: Duration::from_secs(10),
+            cors_origins: Vec::new(),
         }
     }
 }

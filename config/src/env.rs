@@ -44,7 +44,7 @@ const STRING_KEYS: &[&str] = &[
 
 /// Keys whose value is a list of strings, given in one variable separated by commas:
 /// `ROOST_CLUSTER__NATS=nats://a:4222,nats://b:4222`.
-const LIST_KEYS: &[&str] = &["cluster.nats"];
+const LIST_KEYS: &[&str] = &["cluster.nats", "http.cors_origins"];
 
 /// The name of the variable that sets `key` (`mqtt.listen` -> `ROOST_MQTT__LISTEN`).
 pub fn var_name<K: AsRef<str>>(key: &[K]) -> String {

@@ -102,6 +102,7 @@ fn operating_example_with_every_key() {
                 listen: addr("0.0.0.0:8080"),
                 max_connections: 128,
                 header_timeout: Duration::from_secs(5),
+                cors_origins: vec!["https://chat.example".into()],
             },
             auth: Auth {
                 jwt_secret: Some(Secret::new("...".into())),
@@ -577,6 +578,22 @@ fn http_limits_ranges() {
             "http.header_timeout",
             "greater than 0",
         );
+        let config = load_toml(
+            jail,
+            &http(r#"cors_origins = ["https://chat.example", "http://localhost:3000"]"#),
+        )
+        .unwrap();
+        assert_eq!(
+            config.http.cors_origins,
+            ["https://chat.example", "http://localhost:3000"]
+        );
+        for bad in ["*", "chat.example", "https://chat.example/app", "ftp://x"] {
+            assert_invalid(
+                load_toml(jail, &http(&format!("cors_origins = [{bad:?}]"))),
+                "http.cors_origins",
+                "is not an origin",
+            );
+        }
         Ok(())
     });
 }

@@ -74,6 +74,7 @@ impl<R> Fair<R> {
         }
         queue.push_back(request);
         self.queued += 1;
+        crate::metrics::queue_depth(self.queued);
         Ok(())
     }
 
@@ -83,6 +84,7 @@ impl<R> Fair<R> {
         let queue = self.queues.get_mut(&user)?;
         let request = queue.pop_front()?;
         self.queued -= 1;
+        crate::metrics::queue_depth(self.queued);
         if queue.is_empty() {
             self.queues.remove(&user);
         } else {

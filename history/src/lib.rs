@@ -16,6 +16,7 @@ mod conv;
 mod error;
 mod fair;
 mod reply;
+pub mod metrics;
 pub mod service;
 mod store;
 pub mod worker;
@@ -28,6 +29,10 @@ use serde::{Deserialize, Serialize};
 pub use conv::Conv;
 pub use error::HistoryError;
 pub use store::{Backend, Reads, Store, DEFAULT_POOL_SIZE, SQLITE_POOL_SIZE};
+
+/// The `sync` cursor that stands for the end of the log: its page is empty, and its
+/// `cursor` is where a new device's first sync starts (docs/writing-a-client.md).
+pub const SYNC_NOW: &str = "now";
 
 /// A chat message to store.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -193,6 +193,11 @@ async fn handle<B: Bus>(
 
     if !messages.is_empty() {
         let outcomes = store_with_retry(store, &messages).await;
+        crate::metrics::batch(messages.len());
+        let new = outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(s) if !s.duplicate));
+        crate::metrics::stored(new.count() as u64);
         for (message, outcome) in messages.iter().zip(outcomes) {
             let notice = match outcome {
                 Ok(s) => Notice::Ack {
@@ -298,12 +303,14 @@ async fn store_with_retry(
     loop {
         match store.store_each(messages).await {
             Ok(outcomes) => {
+                crate::metrics::database_up(true);
                 if failures > 0 {
                     info!(failures, "history: database is back; batch stored");
                 }
                 return outcomes;
             }
             Err(e) => {
+                crate::metrics::database_up(false);
                 failures += 1;
                 // Logged once, then every tenth try, so an outage does not flood the log.
                 if failures == 1 || failures % 10 == 0 {
@@ -450,7 +457,7 @@ async fn dispatch<B: Bus>(
     match request.method.clone()? {
         Method::History => {
             let conv = readable_conv(request, me, groups)?;
-            let limit = limits::history_limit(request.int_param("limit")?);
+            let limit = limits::history_limit(request.int_param("limit")?)?;
             let page = store
                 .history_within(
                     &conv,
@@ -467,7 +474,7 @@ async fn dispatch<B: Bus>(
         }
         Method::Sync => {
             let cursor = request.str_param("cursor");
-            let limit = limits::sync_limit(request.int_param("limit")?);
+            let limit = limits::sync_limit(request.int_param("limit")?)?;
             let page = store
                 .sync_within(me, groups, cursor, limit, budget)
                 .await
@@ -478,7 +485,7 @@ async fn dispatch<B: Bus>(
         }
         Method::Conversations => {
             let cursor = request.str_param("cursor");
-            let limit = limits::conversations_limit(request.int_param("limit")?);
+            let limit = limits::conversations_limit(request.int_param("limit")?)?;
             let page = store
                 .conversations_within(me, groups, cursor, limit, budget)
                 .await

@@ -1,6 +1,8 @@
 //! The numbers of the contract (docs/protocol.md), in one place so that the node, the
 //! history service and the HTTP API cannot drift apart.
 
+use crate::request::RequestError;
+
 /// Longest user, group or device id, in bytes (ids are ASCII, so also in characters).
 pub const MAX_ID_LEN: usize = 64;
 /// Longest chat message `id` (and `reply_to`), in characters (Unicode scalar values).
@@ -25,20 +27,20 @@ pub const DEFAULT_CONVERSATIONS_LIMIT: u32 = 100;
 pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 /// The page size of a `history` request (or HTTP query) asking for `requested`: the
-/// default when absent, otherwise clamped to `1..=MAX_HISTORY_LIMIT`.
-pub fn history_limit(requested: Option<i64>) -> u32 {
+/// default when absent; a limit outside `1..=MAX_HISTORY_LIMIT` is refused.
+pub fn history_limit(requested: Option<i64>) -> Result<u32, RequestError> {
     page_size(requested, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
 }
 
-/// The page size of a `sync` request asking for `requested`: the default when absent,
-/// otherwise clamped to `1..=MAX_SYNC_LIMIT`.
-pub fn sync_limit(requested: Option<i64>) -> u32 {
+/// The page size of a `sync` request asking for `requested`: the default when absent; a
+/// limit outside `1..=MAX_SYNC_LIMIT` is refused.
+pub fn sync_limit(requested: Option<i64>) -> Result<u32, RequestError> {
     page_size(requested, DEFAULT_SYNC_LIMIT, MAX_SYNC_LIMIT)
 }
 
 /// The page size of a `conversations` request asking for `requested`: the default when
-/// absent, otherwise clamped to `1..=MAX_CONVERSATIONS_LIMIT`.
-pub fn conversations_limit(requested: Option<i64>) -> u32 {
+/// absent; a limit outside `1..=MAX_CONVERSATIONS_LIMIT` is refused.
+pub fn conversations_limit(requested: Option<i64>) -> Result<u32, RequestError> {
     page_size(
         requested,
         DEFAULT_CONVERSATIONS_LIMIT,
@@ -46,11 +48,15 @@ pub fn conversations_limit(requested: Option<i64>) -> u32 {
     )
 }
 
-fn page_size(requested: Option<i64>, default: u32, max: u32) -> u32 {
+/// Out of range is an `invalid_request`, not clamped: a client asking for 1,000 and
+/// silently getting 100 would take `more` for a bug.
+fn page_size(requested: Option<i64>, default: u32, max: u32) -> Result<u32, RequestError> {
     match requested {
-        None => default,
-        // In 1..=max, so the cast is lossless.
-        Some(n) => n.clamp(1, i64::from(max)) as u32,
+        None => Ok(default),
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| RequestError::invalid(format!("limit must be 1 to {max}, not {n}"))),
     }
 }
 
@@ -59,20 +65,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn page_sizes_are_clamped() {
-        assert_eq!(history_limit(None), 50);
-        assert_eq!(history_limit(Some(0)), 1);
-        assert_eq!(history_limit(Some(-5)), 1);
-        assert_eq!(history_limit(Some(7)), 7);
-        assert_eq!(history_limit(Some(1_000)), MAX_HISTORY_LIMIT);
-        assert_eq!(history_limit(Some(i64::MAX)), MAX_HISTORY_LIMIT);
-        assert_eq!(sync_limit(None), 100);
-        assert_eq!(sync_limit(Some(0)), 1);
-        assert_eq!(sync_limit(Some(499)), 499);
-        assert_eq!(sync_limit(Some(i64::MIN)), 1);
-        assert_eq!(sync_limit(Some(501)), MAX_SYNC_LIMIT);
-        assert_eq!(conversations_limit(None), 100);
-        assert_eq!(conversations_limit(Some(0)), 1);
-        assert_eq!(conversations_limit(Some(201)), MAX_CONVERSATIONS_LIMIT);
+    fn page_sizes_out_of_range_are_refused() {
+        assert_eq!(history_limit(None), Ok(50));
+        assert_eq!(history_limit(Some(1)), Ok(1));
+        assert_eq!(history_limit(Some(7)), Ok(7));
+        assert_eq!(history_limit(Some(100)), Ok(MAX_HISTORY_LIMIT));
+        for bad in [0, -5, 101, 1_000, i64::MAX, i64::MIN] {
+            let e = history_limit(Some(bad)).unwrap_err();
+            assert_eq!(e.code, "invalid_request");
+            assert_eq!(e.message, format!("limit must be 1 to 100, not {bad}"));
+        }
+        assert_eq!(sync_limit(None), Ok(100));
+        assert_eq!(sync_limit(Some(500)), Ok(500));
+        assert!(sync_limit(Some(0)).is_err());
+        assert!(sync_limit(Some(501)).is_err());
+        assert_eq!(conversations_limit(None), Ok(100));
+        assert_eq!(conversations_limit(Some(200)), Ok(200));
+        assert!(conversations_limit(Some(0)).is_err());
+        assert!(conversations_limit(Some(201)).is_err());
     }
 }

@@ -17,6 +17,7 @@ mod session;
 mod sign_in;
 
 pub(crate) use inbound::valid_publish_topic;
+pub(crate) use session::{Actions, Env, Session};
 pub(crate) use sign_in::Will;
 
 use crate::node::Context;

@@ -7,7 +7,9 @@ use sqlx::Row;
 
 use super::sql::{check_conv, group_convs, numbered, ROWS_PER_STATEMENT};
 use super::Store;
-use crate::{Conv, ConversationsPage, HistoryError, Message, Page, Summary, SyncMessage, SyncPage};
+use crate::{
+    Conv, ConversationsPage, HistoryError, Message, Page, Summary, SyncMessage, SyncPage, SYNC_NOW,
+};
 use roost_proto::limits::{
     MAX_ANSWER_BYTES, MAX_CONVERSATIONS_LIMIT, MAX_HISTORY_LIMIT, MAX_SYNC_LIMIT,
 };
@@ -110,7 +112,9 @@ impl Store {
     /// the groups in `groups`, i.e. their verified token's groups) after `cursor`,
     /// oldest first. `limit` is clamped to 1..=500. Pass the returned cursor back;
     /// `more` = further messages are already waiting. A malformed cursor is a
-    /// bad request ([`HistoryError::InvalidCursor`]).
+    /// bad request ([`HistoryError::InvalidCursor`]). The cursor [`SYNC_NOW`] is the
+    /// head of the log: an empty page whose cursor is where a new device starts
+    /// (docs/writing-a-client.md), without everything ever stored.
     ///
     /// The cursor is a global log position (gid); see [`Store::store_batch`] for
     /// why no message that commits later can land behind it. A page holds the
@@ -138,8 +142,10 @@ impl Store {
         limit: u32,
         max_bytes: usize,
     ) -> Result<SyncPage, HistoryError> {
+        let now = cursor == Some(SYNC_NOW);
         let after = match cursor {
             None => 0,
+            Some(_) if now => i64::MAX,
             Some(c) => parse_cursor(c)?,
         };
         let limit = i64::from(limit.clamp(1, MAX_SYNC_LIMIT));
@@ -152,7 +158,7 @@ impl Store {
         if head <= after {
             return Ok(SyncPage {
                 messages: Vec::new(),
-                cursor: format!("{CURSOR_PREFIX}{after}"),
+                cursor: format!("{CURSOR_PREFIX}{}", if now { head } else { after }),
                 more: false,
             });
         }

@@ -1,42 +1,91 @@
-//! The node's HTTP side: `/healthz` for load balancers (`ok`, `degraded`, `draining`), `/metrics` for Prometheus, and the
-//! history API `GET /api/v1/conversations/{conv}/messages` (Bearer JWT, same rules as the
-//! `history` request over MQTT).
+//! The node's HTTP side: `/healthz` for load balancers (`ok`, `degraded`, `draining`),
+//! `/metrics` for Prometheus, and the app API under `/api/v1` ([`api`]: Bearer JWT, the
+//! same JSON and error codes as over MQTT, JSON errors for everything else too, CORS for
+//! `http.cors_origins`).
+
+mod api;
+mod error;
+mod exchange;
 
 use crate::drain::{Drain, Health};
 use crate::history::History;
+use crate::node::Context;
 use anyhow::Context as _;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Json;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::routing::{get, post};
+use error::ApiError;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use roost_auth::Verifier;
-use roost_history::Conv;
-use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::{debug, error, info};
 
 #[derive(Clone)]
 struct Api {
+    ctx: Arc<Context>,
     verifier: Arc<Verifier>,
     history: History,
     drain: Arc<Drain>,
+    /// Calls that act as a client on a router link (sends and requests) at once.
+    calls: Arc<Semaphore>,
+}
+
+/// Router links HTTP calls may hold at once; more are answered 503 at once. The router
+/// keeps a margin of 64 links above `limits.max_connections` for the node's own.
+const MAX_CALLS: usize = 32;
+
+impl Api {
+    /// A slot for a call that links to the router, unless the node drains or has too many.
+    fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        if self.drain.health() == Health::Draining {
+            return Err(ApiError::unavailable("the node is draining; try another"));
+        }
+        self.calls.clone().try_acquire_owned().map_err(|_| {
+            crate::metrics::http_refused("calls");
+            ApiError::unavailable("too many calls at once; try again")
+        })
+    }
 }
 
 pub async fn start(
     config: &roost_config::Http,
-    verifier: Arc<Verifier>,
+    ctx: Arc<Context>,
     history: History,
-    drain: Arc<Drain>,
 ) -> anyhow::Result<SocketAddr> {
     let metrics = crate::metrics::install();
+    let api = Api {
+        verifier: ctx.verifier.clone(),
+        drain: ctx.drain.clone(),
+        ctx,
+        history,
+        calls: Arc::new(Semaphore::new(MAX_CALLS)),
+    };
+    let v1 = axum::Router::new()
+        .route("/conversations", get(api::conversations))
+        .route(
+            "/conversations/{conv}/messages",
+            get(api::messages).post(api::send),
+        )
+        .route("/conversations/{conv}/read", post(api::read))
+        .route("/sync", get(api::sync))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        // A chat message is the largest body; over it is `too_large`, as over MQTT.
+        .layer(DefaultBodyLimit::max(roost_proto::limits::MAX_CHAT_PAYLOAD))
+        // The head has `header_timeout`; the body gets as long.
+        .layer(RequestBodyTimeoutLayer::new(config.header_timeout));
+    let v1 = match cors(&config.cors_origins) {
+        Some(layer) => v1.layer(layer),
+        None => v1,
+    };
     let app = axum::Router::new()
         .route("/healthz", get(healthz))
         .route(
@@ -46,12 +95,10 @@ pub async fn start(
                 async move { metrics.render() }
             }),
         )
-        .route("/api/v1/conversations/{conv}/messages", get(messages))
-        .with_state(Api {
-            verifier,
-            history,
-            drain,
-        });
+        .nest("/api/v1", v1)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(api);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the http listener on {}", config.listen))?;
@@ -59,6 +106,26 @@ pub async fn start(
     info!(kind = "http", addr = %local, max_connections = config.max_connections, "listening");
     tokio::spawn(serve(listener, app, config.clone()));
     Ok(local)
+}
+
+/// CORS for the API when `http.cors_origins` names origins: preflights answered, and the
+/// `Access-Control-Allow-*` headers on answers to those origins. None at all otherwise.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    // Validated with the config (`roost_config`): each is a valid header value.
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// 200 `ok` or `degraded` while the node takes users, 503 `draining` once it does not.
@@ -75,8 +142,8 @@ async fn healthz(State(api): State<Api>) -> (StatusCode, String) {
 /// `max_connections` open at once (more are answered 503 and closed), and
 /// `header_timeout` to send each request head, which also ends idle keep-alive
 /// connections. Without them, unfinished requests held sockets until the process ran out
-/// of file descriptors and MQTT sign-ins failed. No route reads a request body: a
-/// connection whose request has one is closed after the answer instead of being drained.
+/// of file descriptors and MQTT sign-ins failed. Request bodies (the API's POSTs) are
+/// bounded in size and in time (`header_timeout` again).
 async fn serve(listener: TcpListener, app: axum::Router, config: roost_config::Http) {
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let mut http = http1::Builder::new();
@@ -122,78 +189,3 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The answer to a connection over `http.max_connections`.
 const BUSY: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-
-#[derive(Deserialize)]
-struct PageQuery {
-    before_seq: Option<i64>,
-    after_seq: Option<i64>,
-    limit: Option<u32>,
-}
-
-/// An API error: a status and a JSON body `{"error": {"code", "message"}}`.
-struct ApiError(StatusCode, &'static str, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.1, "message": self.2}});
-        (self.0, Json(body)).into_response()
-    }
-}
-
-async fn messages(
-    State(api): State<Api>,
-    Path(conv): Path<String>,
-    Query(page): Query<PageQuery>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send Authorization: Bearer <token>".to_owned(),
-            )
-        })?;
-    let who = api
-        .verifier
-        .verify(token.trim())
-        .map_err(|e| ApiError(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()))?;
-    let conv = Conv::parse(&conv).ok_or_else(|| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("{conv:?} is not a conversation id"),
-        )
-    })?;
-    if !conv.can_read(&who.user, &who.groups) {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("{} may not read {conv}", who.user),
-        ));
-    }
-    let unavailable = || {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "history is unavailable right now".to_owned(),
-        )
-    };
-    let store = api.history.get().ok_or_else(unavailable)?;
-    let limit = roost_proto::limits::history_limit(page.limit.map(i64::from));
-    match store
-        .history(&conv, page.before_seq, page.after_seq, limit)
-        .await
-    {
-        Ok(page) => Ok(Json(page).into_response()),
-        Err(e) if e.is_transient() => Err(unavailable()),
-        Err(e) => Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            e.to_string(),
-        )),
-    }
-}
