@@ -15,8 +15,8 @@
 mod conv;
 mod error;
 mod fair;
-mod reply;
 pub mod metrics;
+mod reply;
 pub mod service;
 mod store;
 pub mod worker;

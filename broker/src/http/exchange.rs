@@ -47,7 +47,7 @@ impl Exchange {
         tracing::Span::current().record("client_id", client_id.as_str());
         let link = ctx
             .router
-            .link(client_id.clone(), true, None, None)
+            .link(client_id.clone(), true, true, None, None)
             .await
             .map_err(|e| ApiError::unavailable(format!("the node cannot take the call: {e}")))?;
         let sys = topic::sys(&who.user);
