@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 
 pub use conv::Conv;
 pub use error::HistoryError;
-pub use store::{Backend, Store, DEFAULT_POOL_SIZE, SQLITE_POOL_SIZE};
+pub use store::{
+    Account, AccountError, Backend, Credentials, Group, Store, DEFAULT_POOL_SIZE, SQLITE_POOL_SIZE,
+};
 
 /// A chat message to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
