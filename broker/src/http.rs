@@ -35,6 +35,7 @@ pub async fn start(
     verifier: Arc<Verifier>,
     history: History,
     drain: Arc<Drain>,
+    accounts: axum::Router,
 ) -> anyhow::Result<SocketAddr> {
     let metrics = crate::metrics::install();
     let app = axum::Router::new()
@@ -51,7 +52,8 @@ pub async fn start(
             verifier,
             history,
             drain,
-        });
+        })
+        .merge(accounts);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the http listener on {}", config.listen))?;
@@ -75,8 +77,9 @@ async fn healthz(State(api): State<Api>) -> (StatusCode, String) {
 /// `max_connections` open at once (more are answered 503 and closed), and
 /// `header_timeout` to send each request head, which also ends idle keep-alive
 /// connections. Without them, unfinished requests held sockets until the process ran out
-/// of file descriptors and MQTT sign-ins failed. No route reads a request body: a
-/// connection whose request has one is closed after the answer instead of being drained.
+/// of file descriptors and MQTT sign-ins failed. Only the accounts routes read a request
+/// body (JSON, at most 16 KiB); elsewhere a connection whose request has one is closed
+/// after the answer instead of being drained.
 async fn serve(listener: TcpListener, app: axum::Router, config: roost_config::Http) {
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let mut http = http1::Builder::new();
@@ -100,7 +103,11 @@ async fn serve(listener: TcpListener, app: axum::Router, config: roost_config::H
             let _ = socket.try_write(BUSY);
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
+        // The peer address, for handlers that limit per address (login).
+        let service = TowerToHyperService::new(
+            app.clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
         let connection = http.serve_connection(TokioIo::new(socket), service);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

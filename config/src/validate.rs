@@ -57,7 +57,10 @@ pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
         return fail("accounts.hash_workers", "must be at least 1".into());
     }
     if config.accounts.login_attempts_per_minute < 1 {
-        return fail("accounts.login_attempts_per_minute", "must be at least 1".into());
+        return fail(
+            "accounts.login_attempts_per_minute",
+            "must be at least 1".into(),
+        );
     }
     if config.http.max_connections < 1 {
         return fail("http.max_connections", "must be at least 1".into());

@@ -4,7 +4,7 @@
 
 use super::serve::Connection;
 use super::session::Session;
-use super::sign_in::{sign_in, Refusal, SignIn, Will};
+use super::sign_in::{bind, sign_in, Refusal, SignIn, Will};
 use super::ActiveSlot;
 use crate::codec::{sniff_connect, Codec, Sniff, Version};
 use crate::metrics;
@@ -100,14 +100,18 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         .and_then(|p| p.session_expiry_interval)
         .unwrap_or(0);
     let client_max_packet = connect_props.as_ref().and_then(|p| p.max_packet_size);
-    let signed_in = sign_in(
-        &ctx.verifier,
-        ctx.allow_anonymous,
-        version,
-        &connect.client_id,
-        clean,
-        login.as_ref(),
-    );
+    let signed_in = match crate::accounts::mqtt::sign_in(&ctx, login.as_ref()).await {
+        Some(Ok(identity)) => bind(identity, version, &connect.client_id, clean),
+        Some(Err(refusal)) => Err(refusal),
+        None => sign_in(
+            &ctx.verifier,
+            ctx.allow_anonymous,
+            version,
+            &connect.client_id,
+            clean,
+            login.as_ref(),
+        ),
+    };
     let SignIn {
         identity,
         client_id,

@@ -25,6 +25,12 @@ pub enum Refusal {
     WillRetainNotAllowed,
     MaxConnections,
     ServerBusy,
+    /// An account password that does not match (or no such user): one refusal for both.
+    BadPassword,
+    /// The account is disabled.
+    AccountDisabled,
+    /// Too many failed password sign-ins for this user lately.
+    LoginRateLimited,
 }
 
 impl Refusal {
@@ -44,6 +50,10 @@ impl Refusal {
             (Refusal::MaxConnections, Version::V5) => C::QuotaExceeded,
             (Refusal::ServerBusy, Version::V311) => C::ServiceUnavailable,
             (Refusal::ServerBusy, Version::V5) => C::ServerBusy,
+            (Refusal::BadPassword, _) => C::BadUserNamePassword,
+            (Refusal::AccountDisabled, _) => C::NotAuthorized,
+            (Refusal::LoginRateLimited, Version::V311) => C::NotAuthorized,
+            (Refusal::LoginRateLimited, Version::V5) => C::ConnectionRateExceeded,
         }
     }
 
@@ -59,6 +69,9 @@ impl Refusal {
             Refusal::WillRetainNotAllowed => "will_retain_not_allowed",
             Refusal::MaxConnections => "max_connections",
             Refusal::ServerBusy => "server_busy",
+            Refusal::BadPassword => "bad_password",
+            Refusal::AccountDisabled => "account_disabled",
+            Refusal::LoginRateLimited => "login_rate_limited",
         }
     }
 }
@@ -110,7 +123,17 @@ pub fn sign_in(
     if !username.is_empty() && username != identity.user {
         return Err(Refusal::UsernameNotBound);
     }
+    bind(identity, version, client_id, clean)
+}
 
+/// Binds the client id to a signed-in `identity` (token or account password): `{user}`
+/// or `{user}:{device}`, or one made up for an empty id.
+pub fn bind(
+    identity: Identity,
+    version: Version,
+    client_id: &str,
+    clean: bool,
+) -> Result<SignIn, Refusal> {
     let (client_id, assigned) = if client_id.is_empty() {
         // MQTT 3.1.1 allows a server-assigned id only for a clean session.
         if version == Version::V311 && !clean {
