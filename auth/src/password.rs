@@ -6,9 +6,13 @@
 //! a small bounded pool, never on its connection tasks.
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use std::cell::RefCell;
 use std::sync::OnceLock;
+
+/// Largest argon2 memory a stored hash may ask a check for (64 MiB).
+const MAX_BLOCKS: usize = 64 * 1024;
 
 /// Longest password accepted, in bytes: a bound on the work one attempt may ask for.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -40,17 +44,60 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
         .map_err(|e| PasswordError::Hash(e.to_string()))
 }
 
-/// Whether `password` matches `hash`. A hash that does not parse matches nothing.
+/// Whether `password` matches `hash` (compared in constant time). A hash that does not
+/// parse, or asks for more than 64 MiB, matches nothing.
+///
+/// The argon2 working memory (19 MiB with the default parameters) is kept per thread and
+/// reused: allocated afresh for every check, the allocator kept hundreds of MiB after a
+/// login storm (freed blocks fragmented by the node's small allocations).
 pub fn verify_password(password: &str, hash: &str) -> bool {
     if password.len() > MAX_PASSWORD_BYTES {
         return false;
     }
-    match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let Some(expected) = parsed.hash else {
+        return false;
+    };
+    let (Ok(params), Ok(algorithm)) = (
+        Params::try_from(&parsed),
+        Algorithm::try_from(parsed.algorithm),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Some(salt) = parsed.salt else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    if params.block_count() > MAX_BLOCKS {
+        return false;
     }
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let mut out = vec![0u8; expected.len()];
+    thread_local! {
+        static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    }
+    let hashed = MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        memory.resize(params.block_count(), Block::default());
+        argon2.hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut out,
+            &mut memory[..params.block_count()],
+        )
+    });
+    // `Output`'s equality is constant-time.
+    hashed.is_ok() && Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 /// Checks `password` against `hash`, or, for a user that does not exist (`None`),
@@ -99,6 +146,22 @@ mod tests {
         assert!(!verify_password("", &hash));
         // Salted: the same password hashes differently each time.
         assert_ne!(hash, hash_password("correct horse").unwrap());
+    }
+
+    #[test]
+    fn other_parameters_in_a_stored_hash() {
+        // A hash made with other parameters (argon2i, 1 MiB) still checks: they are read
+        // from the PHC string.
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        let argon2 = Argon2::new(Algorithm::Argon2i, Version::V0x13, params);
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = argon2.hash_password(b"pw", &salt).unwrap().to_string();
+        assert!(hash.starts_with("$argon2i$"));
+        assert!(verify_password("pw", &hash));
+        assert!(!verify_password("pW", &hash));
+        // Over 64 MiB: refused without trying.
+        let huge = hash.replace("m=1024", "m=131072");
+        assert!(!verify_password("pw", &huge));
     }
 
     #[test]

@@ -242,7 +242,7 @@ async fn add_user(
 ) -> Result<Response, ApiError> {
     let store = admin(&headers, &api)?;
     let new = body(parsed)?;
-    let hash = hash(new.password).await?;
+    let hash = hash(&api, new.password).await?;
     store
         .add_user(&new.id, &new.display_name, &hash, new.admin)
         .await?;
@@ -265,7 +265,7 @@ async fn change_user(
     let store = admin(&headers, &api)?;
     let change = body(parsed)?;
     if let Some(password) = change.password {
-        let hash = hash(password).await?;
+        let hash = hash(&api, password).await?;
         store.set_password(&id, &hash).await?;
     }
     if let Some(disabled) = change.disabled {
@@ -340,10 +340,13 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Hashes a new password on a blocking thread (admin calls are rare: not pooled).
-async fn hash(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || roost_auth::password::hash_password(&password))
+/// Hashes a new password on the node's hashing pool.
+async fn hash(api: &AccountsApi, password: String) -> Result<String, ApiError> {
+    api.accounts
+        .hash(password)
         .await
-        .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "busy", "hashing failed"))?
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_password", e.to_string()))
+        .ok_or_else(|| LoginError::Busy.into())
+        .and_then(|r| {
+            r.map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_password", e.to_string()))
+        })
 }

@@ -3,8 +3,8 @@
 //! (`[accounts] mqtt_passwords`), and the `roost user` / `roost group` commands ([`cli`]).
 //!
 //! Password hashing is slow on purpose, so it never runs on a connection task: at most
-//! `hash_workers` checks run at once on blocking threads, at most `hash_queue` wait for
-//! one, and any more are refused at once (CONNACK "server busy", HTTP 503) instead of
+//! `hash_workers` checks run at once on threads of their own ([`pool`]), at most
+//! `hash_queue` wait for one, and any more are refused at once (CONNACK "server busy", HTTP 503) instead of
 //! queueing without bound. Unknown users are checked against a dummy hash, so that a
 //! wrong user and a wrong password take the same time and get the same answer.
 
@@ -12,14 +12,13 @@ pub(crate) mod api;
 pub mod cli;
 mod limiter;
 pub(crate) mod mqtt;
+mod pool;
 
 use crate::history::History;
 use limiter::Limiter;
+use pool::HashPool;
 use roost_auth::{mint_hs256, Claims, Identity, Role};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// Why a password sign-in did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +46,7 @@ pub(crate) struct Accounts {
     secret: Option<String>,
     issuer: Option<String>,
     audience: Option<String>,
-    hashing: Arc<Semaphore>,
-    waiting: AtomicUsize,
+    hashing: HashPool,
     per_address: Limiter,
     per_user: Limiter,
 }
@@ -65,12 +63,22 @@ impl Accounts {
             secret,
             issuer: config.auth.issuer.clone(),
             audience: config.auth.audience.clone(),
-            hashing: Arc::new(Semaphore::new(settings.hash_workers.max(1))),
-            waiting: AtomicUsize::new(0),
+            hashing: HashPool::new(settings.hash_workers, settings.hash_queue),
             per_address: Limiter::new(settings.login_attempts_per_minute),
             per_user: Limiter::new(settings.login_attempts_per_minute),
             settings,
         }
+    }
+
+    /// Hashes a new password on the pool (admin API); `None` when the pool is busy.
+    pub(crate) async fn hash(
+        &self,
+        password: String,
+    ) -> Option<Result<String, roost_auth::password::PasswordError>> {
+        self.hashing
+            .run(move || roost_auth::password::hash_password(&password))
+            .await
+            .ok()
     }
 
     /// Whether MQTT CONNECTs may sign in with an account password.
@@ -112,32 +120,17 @@ impl Accounts {
         password: &str,
     ) -> Result<Identity, LoginError> {
         let store = self.history.get().ok_or(LoginError::Unavailable)?;
-        // Bounded wait for a hashing worker: over `hash_queue` waiting, refuse at once.
-        let permit = match self.hashing.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.settings.hash_queue {
-                    self.waiting.fetch_sub(1, Ordering::AcqRel);
-                    return Err(LoginError::Busy);
-                }
-                let p = self.hashing.clone().acquire_owned().await;
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
-                p.map_err(|_| LoginError::Busy)?
-            }
-        };
         let credentials = store.credentials(user).await.map_err(|e| {
             tracing::warn!(error = %e, "account store: reading credentials failed");
             LoginError::Unavailable
         })?;
         let hash = credentials.as_ref().map(|c| c.password_hash.clone());
         let password = password.to_owned();
-        let matched = tokio::task::spawn_blocking(move || {
-            let ok = roost_auth::password::verify_or_dummy(&password, hash.as_deref());
-            drop(permit);
-            ok
-        })
-        .await
-        .map_err(|_| LoginError::Busy)?;
+        let matched = self
+            .hashing
+            .run(move || roost_auth::password::verify_or_dummy(&password, hash.as_deref()))
+            .await
+            .map_err(|_| LoginError::Busy)?;
         let Some(credentials) = credentials.filter(|_| matched) else {
             return Err(LoginError::BadCredentials);
         };
