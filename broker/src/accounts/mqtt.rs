@@ -27,7 +27,7 @@ pub(crate) async fn sign_in(
     }
     let user = login.username.as_str();
     if let Err(e) = accounts.check_failures(user) {
-        info!(reason = %e, "password sign-in refused");
+        info!(user, reason = %e, "password sign-in refused");
         return Some(Err(Refusal::LoginRateLimited));
     }
     let result = accounts.check_password(user, &login.password).await;
@@ -43,7 +43,7 @@ pub(crate) async fn sign_in(
                 Refusal::ServerBusy
             }
         };
-        info!(reason = %e, "password sign-in refused");
+        info!(user, reason = %e, "password sign-in refused");
         refusal
     }))
 }
