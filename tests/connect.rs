@@ -190,6 +190,9 @@ fn chat(id: &str, body: &str) -> String {
 #[tokio::test]
 async fn bad_tokens_are_refused_with_code_4_v311() {
     let node = node_with_issuer();
+    // A password that is not a JWT is checked against the account store (issue 13): let it
+    // be reachable, or the answer is "server unavailable".
+    node.wait_for_log(&["history database ready"]).await;
     for (why, password) in bad_tokens("alice") {
         let refused = Client::connect(v3_options(&node, "alice", password.as_deref())).await;
         assert_eq!(
@@ -209,6 +212,9 @@ async fn bad_tokens_are_refused_with_code_4_v311() {
 #[tokio::test]
 async fn bad_tokens_are_refused_with_0x86_v5() {
     let node = node_with_issuer();
+    // A password that is not a JWT is checked against the account store (issue 13): let it
+    // be reachable, or the answer is "server unavailable".
+    node.wait_for_log(&["history database ready"]).await;
     for (why, password) in bad_tokens("alice") {
         let refused =
             Client::<Mqtt5>::connect(v5_options(&node, "alice", password.as_deref())).await;

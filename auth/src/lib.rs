@@ -4,6 +4,8 @@
 //! - [`token`]: verifies the JWT a client sends as its CONNECT password
 //!   (HS256, RS256, ES256; PEM and JWKS keys, reloadable) into an [`Identity`],
 //!   and mints HS256 tokens for `roost token`.
+//! - [`password`]: argon2id hashes of account passwords (`roost user`, login, MQTT
+//!   password sign-in).
 //! - [`acl`]: decides each PUBLISH and SUBSCRIBE, with the built-in rules of the
 //!   `im/` namespace (the anti-spoofing rule: a user only publishes as
 //!   themselves) and the configured `[[acl.rules]]` everywhere else.
@@ -14,6 +16,7 @@
 //! [`Verifier::key_files`] changes or on SIGHUP.
 
 pub mod acl;
+pub mod password;
 pub mod token;
 
 pub use acl::{Acl, AclError, AclRule, Action, Grant, Permission};

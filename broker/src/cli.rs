@@ -1,4 +1,5 @@
-//! The `roost` command line: `serve`, `drain`, `token`, `history-worker`, `check-config`, `doctor`
+//! The `roost` command line: `serve`, `drain`, `token`, `user`, `group`, `history-worker`,
+//! `check-config`, `doctor`
 //! (docs/operating.md).
 
 use anyhow::Context as _;
@@ -61,6 +62,20 @@ enum Command {
         #[arg(long, default_value = "history-worker")]
         name: String,
     },
+    /// Manage account users (docs/operating.md, "Accounts").
+    User {
+        #[command(subcommand)]
+        command: crate::accounts::cli::UserCommand,
+        #[command(flatten)]
+        config: crate::accounts::cli::ConfigArg,
+    },
+    /// Manage account groups and their members.
+    Group {
+        #[command(subcommand)]
+        command: crate::accounts::cli::GroupCommand,
+        #[command(flatten)]
+        config: crate::accounts::cli::ConfigArg,
+    },
     /// Validate the config and print the effective values (secrets masked).
     CheckConfig {
         #[arg(long, short)]
@@ -105,6 +120,8 @@ pub fn main() -> anyhow::Result<()> {
             token,
             name,
         } => history_worker(config, &broker, token, &name),
+        Command::User { command, config } => crate::accounts::cli::user(command, &config),
+        Command::Group { command, config } => crate::accounts::cli::group(command, &config),
         Command::CheckConfig { config } => {
             let config = roost_config::load(config.as_deref())?;
             roost_auth::Acl::new(&config.acl.rules).context("acl.rules")?;

@@ -19,6 +19,8 @@ use tracing::{error, info, warn};
 /// What every connection of a node shares.
 pub struct Context {
     pub verifier: Arc<Verifier>,
+    /// Password sign-in against the account store (`[accounts]`).
+    pub(crate) accounts: Arc<crate::accounts::Accounts>,
     pub acl: Acl,
     pub limits: Limits,
     pub allow_anonymous: bool,
@@ -68,7 +70,9 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
 
-    let verifier = Arc::new(Verifier::new(key_settings(&config)?)?);
+    let keys = key_settings(&config)?;
+    let hs256 = keys.hs256_secret.clone();
+    let verifier = Arc::new(Verifier::new(keys)?);
     let acl = Acl::new(&config.acl.rules)?;
     if config.cluster.enabled() {
         warn!(
@@ -92,8 +96,15 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
     let system = SystemPublisher::start(&router)
         .await
         .context("linking the node to its router")?;
+    let (history, service) = crate::history::start(&config, &router).await?;
+    let accounts = Arc::new(crate::accounts::Accounts::new(
+        &config,
+        history.clone(),
+        hs256,
+    ));
     let ctx = Arc::new(Context {
         verifier: verifier.clone(),
+        accounts: accounts.clone(),
         acl,
         limits: config.limits.clone(),
         allow_anonymous: config.auth.allow_anonymous,
@@ -121,8 +132,8 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
     if let (Some(addr), Some(tls)) = (mqtt.wss_listen, &tls) {
         listener::start(addr, Kind::Wss(tls.clone()), ctx.clone()).await?;
     }
-    let (history, service) = crate::history::start(&config, &ctx.router).await?;
-    let http = crate::http::start(&config.http, ctx.clone(), history).await?;
+    let accounts_api = crate::accounts::api::routes(verifier.clone(), accounts);
+    let http = crate::http::start(&config.http, ctx.clone(), history, accounts_api).await?;
 
     if let Some(addr) = config.cluster.agent_listen {
         crate::agent::start(addr, ctx.clone()).await?;

@@ -25,6 +25,7 @@ pub struct Config {
     pub acl: Acl,
     pub limits: Limits,
     pub history: History,
+    pub accounts: Accounts,
     pub cluster: Cluster,
 }
 
@@ -208,6 +209,39 @@ impl Default for History {
             max_messages: None,
             max_requests_per_second: 20,
             pool_size: None,
+        }
+    }
+}
+
+/// `[accounts]`: users and groups kept in the history database (issue 13): `roost user`,
+/// `POST /api/v1/login`, MQTT sign-in with a password.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Accounts {
+    /// How long a token from `POST /api/v1/login` or `/api/v1/token` is valid. Default 12h.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// A CONNECT whose password is not a JWT is checked as the account password of its
+    /// username. Default true.
+    pub mqtt_passwords: bool,
+    /// Passwords hashed at once (each takes one core for tens of milliseconds). Default 2.
+    pub hash_workers: usize,
+    /// Password checks waiting for a worker; more are refused (CONNACK "server busy",
+    /// HTTP 503). Default 128.
+    pub hash_queue: usize,
+    /// Login attempts per minute from one address, and for one user name; more are
+    /// answered 429 (HTTP) or refused (MQTT failures). Default 10.
+    pub login_attempts_per_minute: u32,
+}
+
+impl Default for Accounts {
+    fn default() -> Self {
+        Accounts {
+            token_ttl: Duration::from_secs(12 * 3600),
+            mqtt_passwords: true,
+            hash_workers: 2,
+            hash_queue: 128,
+            login_attempts_per_minute: 10,
         }
     }
 }

@@ -145,6 +145,13 @@ fn operating_example_with_every_key() {
                 max_requests_per_second: 10,
                 pool_size: Some(4),
             },
+            accounts: Accounts {
+                token_ttl: Duration::from_secs(8 * 3600),
+                mqtt_passwords: true,
+                hash_workers: 2,
+                hash_queue: 64,
+                login_attempts_per_minute: 5,
+            },
             cluster: Cluster {
                 node_id: Some("pi1".into()),
                 nats: vec![

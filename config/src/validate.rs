@@ -50,6 +50,18 @@ pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
         }
     }
 
+    if config.accounts.token_ttl.is_zero() {
+        return fail("accounts.token_ttl", "must be greater than 0".into());
+    }
+    if config.accounts.hash_workers < 1 {
+        return fail("accounts.hash_workers", "must be at least 1".into());
+    }
+    if config.accounts.login_attempts_per_minute < 1 {
+        return fail(
+            "accounts.login_attempts_per_minute",
+            "must be at least 1".into(),
+        );
+    }
     if config.http.max_connections < 1 {
         return fail("http.max_connections", "must be at least 1".into());
     }

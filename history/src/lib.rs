@@ -28,7 +28,10 @@ use serde::{Deserialize, Serialize};
 
 pub use conv::Conv;
 pub use error::HistoryError;
-pub use store::{Backend, Reads, Store, DEFAULT_POOL_SIZE, SQLITE_POOL_SIZE};
+pub use store::{
+    Account, AccountError, Backend, Credentials, Group, Reads, Store, DEFAULT_POOL_SIZE,
+    SQLITE_POOL_SIZE,
+};
 
 /// The `sync` cursor that stands for the end of the log: its page is empty, and its
 /// `cursor` is where a new device's first sync starts (docs/writing-a-client.md).

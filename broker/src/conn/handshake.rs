@@ -4,7 +4,7 @@
 
 use super::serve::Connection;
 use super::session::Session;
-use super::sign_in::{sign_in, Refusal, SignIn, Will};
+use super::sign_in::{bind, sign_in, Refusal, SignIn, Will};
 use super::ActiveSlot;
 use crate::codec::{sniff_connect, Codec, Sniff, Version};
 use crate::metrics;
@@ -115,14 +115,18 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         .await;
         return None;
     }
-    let signed_in = sign_in(
-        &ctx.verifier,
-        ctx.allow_anonymous,
-        version,
-        &connect.client_id,
-        clean,
-        login.as_ref(),
-    );
+    let signed_in = match crate::accounts::mqtt::sign_in(&ctx, login.as_ref()).await {
+        Some(Ok(identity)) => bind(identity, version, &connect.client_id, clean),
+        Some(Err(refusal)) => Err(refusal),
+        None => sign_in(
+            &ctx.verifier,
+            ctx.allow_anonymous,
+            version,
+            &connect.client_id,
+            clean,
+            login.as_ref(),
+        ),
+    };
     let SignIn {
         identity,
         client_id,

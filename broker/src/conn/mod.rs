@@ -14,7 +14,7 @@ mod handshake;
 mod inbound;
 mod serve;
 mod session;
-mod sign_in;
+pub(crate) mod sign_in;
 
 pub(crate) use inbound::valid_publish_topic;
 pub(crate) use session::{Actions, Env, Session};

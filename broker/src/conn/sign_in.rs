@@ -29,6 +29,12 @@ pub enum Refusal {
     ServerBusy,
     /// A v5 Authentication Method: roost has no enhanced authentication.
     AuthenticationMethod,
+    /// An account password that does not match (or no such user): one refusal for both.
+    BadPassword,
+    /// The account is disabled.
+    AccountDisabled,
+    /// Too many failed password sign-ins for this user lately.
+    LoginRateLimited,
 }
 
 impl Refusal {
@@ -50,6 +56,10 @@ impl Refusal {
             (Refusal::ServerBusy, Version::V5) => C::ServerBusy,
             // Only v5 has the property.
             (Refusal::AuthenticationMethod, _) => C::BadAuthenticationMethod,
+            (Refusal::BadPassword, _) => C::BadUserNamePassword,
+            (Refusal::AccountDisabled, _) => C::NotAuthorized,
+            (Refusal::LoginRateLimited, Version::V311) => C::NotAuthorized,
+            (Refusal::LoginRateLimited, Version::V5) => C::ConnectionRateExceeded,
         }
     }
 
@@ -65,6 +75,9 @@ impl Refusal {
             Refusal::WillRetainNotAllowed => "will_retain_not_allowed",
             Refusal::MaxConnections => "max_connections",
             Refusal::ServerBusy => "server_busy",
+            Refusal::BadPassword => "bad_password",
+            Refusal::AccountDisabled => "account_disabled",
+            Refusal::LoginRateLimited => "login_rate_limited",
             Refusal::AuthenticationMethod => "authentication_method",
         }
     }
@@ -84,6 +97,9 @@ impl Refusal {
             Refusal::AuthenticationMethod => {
                 "no enhanced authentication: sign in with a token as the password"
             }
+            Refusal::BadPassword => "wrong user name or password",
+            Refusal::AccountDisabled => "the account is disabled",
+            Refusal::LoginRateLimited => "too many failed sign-ins for this user; try later",
         }
     }
 }
@@ -146,7 +162,17 @@ pub fn sign_in(
     if !username.is_empty() && username != identity.user {
         return Err(Refusal::UsernameNotBound);
     }
+    bind(identity, version, client_id, clean)
+}
 
+/// Binds the client id to a signed-in `identity` (token or account password): `{user}`
+/// or `{user}:{device}`, or one made up for an empty id.
+pub fn bind(
+    identity: Identity,
+    version: Version,
+    client_id: &str,
+    clean: bool,
+) -> Result<SignIn, Refusal> {
     let (client_id, assigned) = if client_id.is_empty() {
         // MQTT 3.1.1 allows a server-assigned id only for a clean session.
         if version == Version::V311 && !clean {

@@ -59,6 +59,7 @@ pub async fn start(
     config: &roost_config::Http,
     ctx: Arc<Context>,
     history: History,
+    accounts: axum::Router,
 ) -> anyhow::Result<SocketAddr> {
     let metrics = crate::metrics::install();
     let api = Api {
@@ -98,7 +99,8 @@ pub async fn start(
         .nest("/api/v1", v1)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .with_state(api);
+        .with_state(api)
+        .merge(accounts);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the http listener on {}", config.listen))?;
@@ -167,7 +169,11 @@ async fn serve(listener: TcpListener, app: axum::Router, config: roost_config::H
             let _ = socket.try_write(BUSY);
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
+        // The peer address, for handlers that limit per address (login).
+        let service = TowerToHyperService::new(
+            app.clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
         let connection = http.serve_connection(TokioIo::new(socket), service);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

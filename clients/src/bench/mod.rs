@@ -48,7 +48,9 @@ pub enum Scenario {
     roost-cli --secret S bench connections --users 10000 --broker-pid PID\n  \
     roost-cli --secret S bench dm --users 4000 --messages 6 --interval 10s\n  \
     roost-cli --secret S bench group --groups 100 --members 20 --messages 5 --interval 5s\n  \
-    roost-cli --plain --port 18830 bench dm --users 2000 --messages 500 --interval 0\n\
+    roost-cli --plain --port 18830 bench dm --users 2000 --messages 500 --interval 0\n  \
+    ROOST_BENCH_PASSWORD=pw roost-cli bench connections --users 1000 (users u0..u999 made \
+    with roost user add)\n\
     In `group`, --groups G is the number of groups. The summary goes to stdout (--json: one \
     object), progress to stderr.")]
 pub struct BenchArgs {
@@ -112,6 +114,11 @@ pub struct BenchArgs {
     /// notice (the message is committed), and the run waits for every `ack`.
     #[arg(long)]
     pub ack: bool,
+    /// Sign every user in with this account password (MQTT username = the user id) instead
+    /// of a minted token: users PREFIX0, PREFIX1, ... made beforehand with `roost user add`
+    /// (docs/operating.md, "Accounts"). Measures password sign-in (a login storm).
+    #[arg(long, env = "ROOST_BENCH_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -167,14 +174,21 @@ pub(crate) struct Plan {
     args: BenchArgs,
     broker: SocketAddr,
     sources: Vec<IpAddr>,
-    /// HS256 secret to mint each user's token; `None` with `--plain`.
+    /// HS256 secret to mint each user's token; `None` with `--plain` or `--password`.
     secret: Option<String>,
+    /// The account password every user signs in with (`--password`).
+    password: Option<String>,
     /// Message timestamps count from here (the same instant in every process).
     epoch: Instant,
     body: String,
 }
 
 impl Plan {
+    /// `--plain`: no token and no password, presence published by the users themselves.
+    fn is_plain(&self) -> bool {
+        self.secret.is_none() && self.password.is_none()
+    }
+
     /// The group of user `i` in the `group` scenario.
     fn group_of(&self, i: u32) -> String {
         format!("{}g{}", self.args.prefix, i / self.args.members.max(1))
@@ -204,10 +218,17 @@ pub async fn run(conn: &ConnArgs, mut args: BenchArgs) -> Result<()> {
         .to_socket_addrs()?
         .next()
         .context("broker address")?;
-    let secret = match (conn.plain, &conn.secret) {
-        (true, _) => None,
-        (false, Some(secret)) => Some(secret.clone()),
-        (false, None) => bail!("bench mints a token per user: give --secret (or --plain)"),
+    let secret = match (conn.plain, &conn.secret, &args.password) {
+        (true, _, _) | (false, _, Some(_)) => None,
+        (false, Some(secret), None) => Some(secret.clone()),
+        (false, None, None) => {
+            bail!("bench mints a token per user: give --secret (or --password, or --plain)")
+        }
+    };
+    let password = if conn.plain {
+        None
+    } else {
+        args.password.clone()
     };
     let users = args.total_users();
     if users < 2 {
@@ -235,6 +256,7 @@ pub async fn run(conn: &ConnArgs, mut args: BenchArgs) -> Result<()> {
         broker,
         sources,
         secret,
+        password,
         epoch: Instant::now()
             .checked_sub(since_epoch)
             .unwrap_or_else(Instant::now),
@@ -244,7 +266,7 @@ pub async fn run(conn: &ConnArgs, mut args: BenchArgs) -> Result<()> {
         return fleet::child(plan, shard).await;
     }
 
-    let mut report = Report::new(&args, broker, plan.secret.is_none());
+    let mut report = Report::new(&args, broker, plan.is_plain());
     let started = Instant::now();
     let processes = args.processes.clamp(1, 64);
     let mut fleet = if processes > 1 {

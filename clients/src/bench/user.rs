@@ -29,15 +29,16 @@ pub async fn run(
     let users = args.total_users();
     let me = format!("{}{i}", args.prefix);
     let group = (args.scenario == Scenario::Group).then(|| plan.group_of(i));
-    let token = match &plan.secret {
-        Some(secret) => Some(crate::identity::mint(
+    let token = match (&plan.password, &plan.secret) {
+        (Some(password), _) => Some(password.clone()),
+        (None, Some(secret)) => Some(crate::identity::mint(
             secret,
             &me,
             &group.iter().cloned().collect::<Vec<_>>(),
             "user",
             Duration::from_secs(24 * 3600),
         )?),
-        None => None,
+        (None, None) => None,
     };
     let source = (!plan.sources.is_empty()).then(|| plan.sources[i as usize % plan.sources.len()]);
     let presence_topic = topic::presence(&me);
@@ -49,7 +50,7 @@ pub async fn run(
     if let Some(g) = &group {
         filters.push(topic::group(g, "+"));
     }
-    let plain = plan.secret.is_none();
+    let plain = plan.is_plain();
 
     let mut wire = {
         let _permit = gate.acquire().await?;

@@ -5,9 +5,10 @@
 //! batches (and the seq/gid allocation that sync relies on), [`isolate`] keeps
 //! one refused message from stalling its batch, [`read`] serves
 //! pages, sync, conversation lists and read cursors, [`reads`] other members' read
-//! positions, [`retention`] deletes old
-//! messages, and [`sql`] holds the small SQL-building helpers they share.
+//! positions, [`retention`] deletes old messages, [`accounts`] keeps users, groups and
+//! memberships (issue 13), and [`sql`] holds the small SQL-building helpers they share.
 
+mod accounts;
 mod isolate;
 mod read;
 mod reads;
@@ -30,6 +31,8 @@ use sqlx::AnyPool;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::HistoryError;
+
+pub use accounts::{Account, AccountError, Credentials, Group};
 
 /// How long a SQLite connection waits for another process's write lock.
 const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
@@ -239,6 +242,13 @@ impl<'s> MigrationSource<'s> for EmbeddedMigrations {
                     "sync index".into(),
                     MigrationType::Simple,
                     include_str!("../../migrations/20261125000002_sync_index.sql").into(),
+                    false,
+                ),
+                Migration::new(
+                    20261201000001,
+                    "accounts".into(),
+                    MigrationType::Simple,
+                    include_str!("../../migrations/20261201000001_accounts.sql").into(),
                     false,
                 ),
             ])
