@@ -106,7 +106,10 @@ impl Chat {
         match ev {
             Event::Message { topic, payload, .. } => {
                 let parsed = Topic::parse(&topic);
-                if let (Topic::Sys { .. }, Some(catchup)) = (parsed, self.catchup.as_mut()) {
+                // Answers come on this device's own `im/sys/{me}/{device}` (protocol.md §5).
+                let sys = matches!(parsed, Topic::Sys { .. })
+                    || topic.starts_with(&format!("{}/", roost_proto::topic::sys(&self.me.user)));
+                if let (true, Some(catchup)) = (sys, self.catchup.as_mut()) {
                     if let Some(page) = catchup.answer(&payload, &self.me.user, &mut self.seen) {
                         for line in page.lines {
                             println!("{line}");
