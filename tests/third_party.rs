@@ -368,3 +368,17 @@ fn paho_v5_sessions_handshake_and_packets_reference_mosquitto() {
         &["127.0.0.1", "1883", &unique_prefix()],
     );
 }
+
+/// docs/protocol.md "Standard MQTT" (issue 15, rumqttd patch 25): a v5 client with Receive
+/// Maximum 2 subscribing at QoS 1 to a filter matching 6 retained topics gets all 6, with
+/// the retain flag, as it acknowledges them, then the live messages. On a node in open mode
+/// and on the reference broker (the Mosquitto at 127.0.0.1:1883).
+#[test]
+fn paho_v5_retained_messages_beyond_the_receive_maximum_all_arrive() {
+    let node = open_node(
+        "[[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"test/#\"\n",
+    );
+    let port = node.mqtt.port().to_string();
+    paho("retained_v5.py", &["127.0.0.1", &port, &unique_prefix()]);
+    paho("retained_v5.py", &["127.0.0.1", "1883", &unique_prefix()]);
+}
