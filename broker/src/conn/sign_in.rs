@@ -29,6 +29,8 @@ pub enum Refusal {
     ServerBusy,
     /// A v5 Authentication Method: roost has no enhanced authentication.
     AuthenticationMethod,
+    /// A will whose Response Topic has a wildcard: a Protocol Error (MQTT 5 3.1.3.2.6).
+    WillResponseTopic,
 }
 
 impl Refusal {
@@ -50,6 +52,7 @@ impl Refusal {
             (Refusal::ServerBusy, Version::V5) => C::ServerBusy,
             // Only v5 has the property.
             (Refusal::AuthenticationMethod, _) => C::BadAuthenticationMethod,
+            (Refusal::WillResponseTopic, _) => C::ProtocolError,
         }
     }
 
@@ -66,6 +69,7 @@ impl Refusal {
             Refusal::MaxConnections => "max_connections",
             Refusal::ServerBusy => "server_busy",
             Refusal::AuthenticationMethod => "authentication_method",
+            Refusal::WillResponseTopic => "will_response_topic",
         }
     }
 
@@ -84,6 +88,7 @@ impl Refusal {
             Refusal::AuthenticationMethod => {
                 "no enhanced authentication: sign in with a token as the password"
             }
+            Refusal::WillResponseTopic => "wildcard in the will's Response Topic",
         }
     }
 }
@@ -209,16 +214,21 @@ impl Will {
         Ok(())
     }
 
-    /// The will of a CONNECT, or `Err` when its topic is not a valid publish topic.
+    /// The will of a CONNECT, or the refusal when its topic is not a valid publish topic
+    /// or its Response Topic has a wildcard.
     pub fn from_connect(
         will: Option<LastWill>,
         props: Option<&LastWillProperties>,
         session_expiry: u32,
-    ) -> Result<Option<Will>, ()> {
+    ) -> Result<Option<Will>, Refusal> {
         let Some(will) = will else { return Ok(None) };
-        let topic = String::from_utf8(will.topic.to_vec()).map_err(|_| ())?;
+        let topic = String::from_utf8(will.topic.to_vec()).map_err(|_| Refusal::WillNotAllowed)?;
         if !super::valid_publish_topic(&topic) {
-            return Err(());
+            return Err(Refusal::WillNotAllowed);
+        }
+        let response_topic = props.and_then(|p| p.response_topic.as_deref());
+        if response_topic.is_some_and(|t| t.contains(['+', '#'])) {
+            return Err(Refusal::WillResponseTopic);
         }
         // A will waits for the shorter of its delay and the session's expiry.
         let delay = props.and_then(|p| p.delay_interval).unwrap_or(0);
