@@ -373,3 +373,37 @@ fn paho_v5_sessions_handshake_and_packets_reference_mosquitto() {
         &["127.0.0.1", "1883", &unique_prefix()],
     );
 }
+
+/// docs/protocol.md "Standard MQTT" (issue 15, rumqttd patch 25): a v5 client with Receive
+/// Maximum 2 subscribing at QoS 1 to a filter matching 6 retained topics gets all 6, with
+/// the retain flag, as it acknowledges them, then the live messages. On a node in open mode
+/// and on the reference broker (the Mosquitto at 127.0.0.1:1883).
+#[test]
+fn paho_v5_retained_messages_beyond_the_receive_maximum_all_arrive() {
+    let node =
+        open_node("[[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"test/#\"\n");
+    let port = node.mqtt.port().to_string();
+    paho("retained_v5.py", &["127.0.0.1", &port, &unique_prefix()]);
+    paho("retained_v5.py", &["127.0.0.1", "1883", &unique_prefix()]);
+}
+
+/// docs/protocol.md section 1 (issue 15): a will whose v5 Response Topic has a wildcard is
+/// a Protocol Error (MQTT 5 3.1.3.2.6): CONNACK 0x82, logged with its cause; a plain one is
+/// accepted. The reference Mosquitto accepts the wildcard (CONNACK 0): run against it too,
+/// so the documented difference stays true.
+#[tokio::test]
+async fn paho_v5_a_will_response_topic_with_a_wildcard_is_refused() {
+    let node =
+        open_node("[[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"test/#\"\n");
+    let port = node.mqtt.port().to_string();
+    paho(
+        "will_response_v5.py",
+        &["127.0.0.1", &port, &unique_prefix(), "0x82"],
+    );
+    node.wait_for_log(&["sign-in refused", "cause=\"will_response_topic\""])
+        .await;
+    paho(
+        "will_response_v5.py",
+        &["127.0.0.1", "1883", &unique_prefix(), "0"],
+    );
+}

@@ -144,14 +144,8 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
 
     let will = match Will::from_connect(will, will_props.as_ref(), session_expiry) {
         Ok(w) => w,
-        Err(()) => {
-            refused(
-                &mut transport,
-                codec,
-                Refusal::WillNotAllowed,
-                client_max_packet,
-            )
-            .await;
+        Err(refusal) => {
+            refused(&mut transport, codec, refusal, client_max_packet).await;
             return None;
         }
     };

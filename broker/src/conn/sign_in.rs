@@ -35,6 +35,8 @@ pub enum Refusal {
     AccountDisabled,
     /// Too many failed password sign-ins for this user lately.
     LoginRateLimited,
+    /// A will whose Response Topic has a wildcard: a Protocol Error (MQTT 5 3.1.3.2.6).
+    WillResponseTopic,
 }
 
 impl Refusal {
@@ -60,6 +62,7 @@ impl Refusal {
             (Refusal::AccountDisabled, _) => C::NotAuthorized,
             (Refusal::LoginRateLimited, Version::V311) => C::NotAuthorized,
             (Refusal::LoginRateLimited, Version::V5) => C::ConnectionRateExceeded,
+            (Refusal::WillResponseTopic, _) => C::ProtocolError,
         }
     }
 
@@ -79,6 +82,7 @@ impl Refusal {
             Refusal::AccountDisabled => "account_disabled",
             Refusal::LoginRateLimited => "login_rate_limited",
             Refusal::AuthenticationMethod => "authentication_method",
+            Refusal::WillResponseTopic => "will_response_topic",
         }
     }
 
@@ -100,6 +104,7 @@ impl Refusal {
             Refusal::BadPassword => "wrong user name or password",
             Refusal::AccountDisabled => "the account is disabled",
             Refusal::LoginRateLimited => "too many failed sign-ins for this user; try later",
+            Refusal::WillResponseTopic => "wildcard in the will's Response Topic",
         }
     }
 }
@@ -235,16 +240,21 @@ impl Will {
         Ok(())
     }
 
-    /// The will of a CONNECT, or `Err` when its topic is not a valid publish topic.
+    /// The will of a CONNECT, or the refusal when its topic is not a valid publish topic
+    /// or its Response Topic has a wildcard.
     pub fn from_connect(
         will: Option<LastWill>,
         props: Option<&LastWillProperties>,
         session_expiry: u32,
-    ) -> Result<Option<Will>, ()> {
+    ) -> Result<Option<Will>, Refusal> {
         let Some(will) = will else { return Ok(None) };
-        let topic = String::from_utf8(will.topic.to_vec()).map_err(|_| ())?;
+        let topic = String::from_utf8(will.topic.to_vec()).map_err(|_| Refusal::WillNotAllowed)?;
         if !super::valid_publish_topic(&topic) {
-            return Err(());
+            return Err(Refusal::WillNotAllowed);
+        }
+        let response_topic = props.and_then(|p| p.response_topic.as_deref());
+        if response_topic.is_some_and(|t| t.contains(['+', '#'])) {
+            return Err(Refusal::WillResponseTopic);
         }
         // A will waits for the shorter of its delay and the session's expiry.
         let delay = props.and_then(|p| p.delay_interval).unwrap_or(0);

@@ -629,6 +629,7 @@ mod test {
             nolocal: false,
             preserve_retain: false,
             skip: None,
+            retained: None,
         };
         data.park(id, request);
     }

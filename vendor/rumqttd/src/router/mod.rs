@@ -24,6 +24,8 @@ mod logs;
 mod offline_queue;
 #[cfg(test)]
 mod roost_delivery_test;
+#[cfg(test)]
+mod roost_retained_test;
 mod routing;
 mod scheduler;
 pub(crate) mod shared_subs;
@@ -213,6 +215,11 @@ pub struct DataRequest {
     /// offline queue held beyond `RouterConfig::max_queued_messages` (`offline_queue`).
     #[serde(default)]
     pub(crate) skip: Option<Box<VecDeque<Offset>>>,
+    /// ROOST PATCH: the retained messages taken on subscribe that did not fit the free
+    /// Receive Maximum slots; they go out first as slots free up, before the live log.
+    /// Upstream dropped them. In memory only, like the rest of a session.
+    #[serde(skip)]
+    pub(crate) retained: Option<Box<VecDeque<(Publish, Option<PublishProperties>)>>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -159,6 +159,7 @@ mod test {
             nolocal: false,
             preserve_retain: false,
             skip: None,
+            retained: None,
         }
     }
 

@@ -13,9 +13,9 @@ use crate::protocol::{
 use crate::router::{Ack, Event, Forward};
 use crate::{ConnectionId, Notification, Router, RouterConfig};
 
-type RouterTx = flume::Sender<(ConnectionId, Event)>;
+pub(super) type RouterTx = flume::Sender<(ConnectionId, Event)>;
 
-fn router() -> RouterTx {
+pub(super) fn router() -> RouterTx {
     let config = RouterConfig {
         max_connections: 16,
         max_outgoing_packet_count: 200,
@@ -26,7 +26,7 @@ fn router() -> RouterTx {
     Router::new(0, config).spawn()
 }
 
-struct Client {
+pub(super) struct Client {
     tx: LinkTx,
     rx: LinkRx,
     rt: tokio::runtime::Runtime,
@@ -34,11 +34,11 @@ struct Client {
 }
 
 impl Client {
-    fn new(router: &RouterTx, id: &str) -> Client {
+    pub(super) fn new(router: &RouterTx, id: &str) -> Client {
         Client::with_receive_maximum(router, id, None)
     }
 
-    fn with_receive_maximum(router: &RouterTx, id: &str, max: Option<u16>) -> Client {
+    pub(super) fn with_receive_maximum(router: &RouterTx, id: &str, max: Option<u16>) -> Client {
         let (tx, rx, _connack) = LinkBuilder::new(id, router.clone())
             .topic_alias_max(0)
             .receive_maximum(max)
@@ -59,7 +59,7 @@ impl Client {
         self.rt.block_on(self.tx.send(packet)).unwrap();
     }
 
-    fn subscribe(&mut self, filter: Filter) {
+    pub(super) fn subscribe(&mut self, filter: Filter) {
         self.pkid += 1;
         let subscribe = Subscribe {
             pkid: self.pkid,
@@ -74,7 +74,7 @@ impl Client {
         }
     }
 
-    fn publish(&mut self, topic: &str, payload: &str, qos: QoS, retain: bool) {
+    pub(super) fn publish(&mut self, topic: &str, payload: &str, qos: QoS, retain: bool) {
         self.pkid += 1;
         let publish = Publish {
             dup: false,
@@ -87,7 +87,7 @@ impl Client {
         self.send(Packet::Publish(publish, None));
     }
 
-    fn next(&mut self) -> Notification {
+    pub(super) fn next(&mut self) -> Notification {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match self.rx.recv_deadline(deadline) {
@@ -101,7 +101,7 @@ impl Client {
     /// Everything the router sends until the answer to a PINGREQ. The router handles a
     /// connection's packets in order and forwards whatever it can whenever it serves the
     /// connection, so two of these in a row show all it was willing to deliver by then.
-    fn ping_sync(&mut self) -> Vec<Notification> {
+    pub(super) fn ping_sync(&mut self) -> Vec<Notification> {
         let mut seen = Vec::new();
         for _ in 0..2 {
             self.send(Packet::PingReq(crate::protocol::PingReq));
@@ -116,7 +116,7 @@ impl Client {
     }
 
     /// The next publish delivered, not acknowledged.
-    fn forward(&mut self) -> Forward {
+    pub(super) fn forward(&mut self) -> Forward {
         loop {
             if let Notification::Forward(forward) = self.next() {
                 return forward;
@@ -124,7 +124,7 @@ impl Client {
         }
     }
 
-    fn ack(&mut self, pkid: u16) {
+    pub(super) fn ack(&mut self, pkid: u16) {
         let puback = PubAck {
             pkid,
             reason: PubAckReason::Success,
@@ -149,7 +149,7 @@ impl Client {
     }
 }
 
-fn filter(path: &str, qos: QoS) -> Filter {
+pub(super) fn filter(path: &str, qos: QoS) -> Filter {
     Filter {
         path: path.to_owned(),
         qos,
@@ -159,7 +159,7 @@ fn filter(path: &str, qos: QoS) -> Filter {
     }
 }
 
-fn payload(forward: &Forward) -> &[u8] {
+pub(super) fn payload(forward: &Forward) -> &[u8] {
     &forward.publish.payload
 }
 
@@ -314,7 +314,7 @@ fn a_repeated_subscribe_replaces_the_subscription() {
     assert_eq!(forwards(&sub.ping_sync()), 0, "delivered once");
 }
 
-fn forwards(notifications: &[Notification]) -> usize {
+pub(super) fn forwards(notifications: &[Notification]) -> usize {
     notifications
         .iter()
         .filter(|n| matches!(n, Notification::Forward(_)))

@@ -1092,6 +1092,7 @@ impl Router {
                 nolocal: filter.nolocal,
                 preserve_retain: filter.preserve_retain,
                 skip: None,
+                retained: None,
             };
 
             self.scheduler.track(id, request);
@@ -1643,30 +1644,45 @@ fn forward_device_data(
 
     let mut publishes = Vec::new();
 
+    // ROOST PATCH: the retained messages are taken once, on subscribe, and sent as
+    // Receive Maximum slots free up, before anything from the live log. Upstream sent as
+    // many as fitted the free slots and dropped the rest.
     if request.forward_retained {
-        // NOTE: ideally we want to limit the number of read messages
-        // and skip the messages previously read while reading next time.
-        // but for now, we just try to read all messages and drop the excess ones
-        let mut retained_publishes = datalog.read_retained_messages(&request.filter);
-        retained_publishes.truncate(inflight_slots as usize);
-
-        publishes.extend(retained_publishes.into_iter().map(|p| (p, None)));
-        inflight_slots -= publishes.len() as u64;
-
+        let retained = datalog.read_retained_messages(&request.filter);
+        request.retained = (!retained.is_empty()).then(|| Box::new(retained.into()));
         // we only want to forward retained messages once
         request.forward_retained = false;
     }
 
-    let (next, publishes_from_datalog) = match datalog.native_readv(
-        request.filter_idx,
-        request.cursor,
-        inflight_slots,
-        request.nolocal.then_some(outgoing.client_id.as_str()),
-    ) {
-        Ok(v) => v,
-        Err(e) => {
-            error!(error = ?e, "Failed to read from commitlog {}", e);
-            return ConsumeStatus::FilterCaughtup;
+    if let Some(retained) = request.retained.as_mut() {
+        let count = retained.len().min(inflight_slots as usize);
+        publishes.extend(retained.drain(..count).map(|p| (p, None)));
+        inflight_slots -= count as u64;
+        if retained.is_empty() {
+            request.retained = None;
+        }
+    }
+
+    // With no slot left (retained messages still waiting, or exactly filling them) the log
+    // is not read this time; the request stays scheduled and carries on from its cursor.
+    let (next, publishes_from_datalog) = if inflight_slots == 0 {
+        let here = Position::Next {
+            start: request.cursor,
+            end: request.cursor,
+        };
+        (here, Vec::new())
+    } else {
+        match datalog.native_readv(
+            request.filter_idx,
+            request.cursor,
+            inflight_slots,
+            request.nolocal.then_some(outgoing.client_id.as_str()),
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                error!(error = ?e, "Failed to read from commitlog {}", e);
+                return ConsumeStatus::FilterCaughtup;
+            }
         }
     };
 

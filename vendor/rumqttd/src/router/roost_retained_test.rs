@@ -1,0 +1,67 @@
+//! ROOST PATCH: retained messages sent on subscribe to a client with fewer free Receive
+//! Maximum slots than there are matching retained topics (patch 25): every one arrives,
+//! flagged retained, as slots free up, and before the subscription's live messages.
+//! Helpers are roost_delivery_test's (a real router thread and local links).
+
+use crate::protocol::QoS;
+use crate::router::roost_delivery_test::{filter, forwards, payload, router, Client};
+use crate::router::Ack;
+use crate::Notification;
+
+/// Publishes `count` retained QoS 1 messages `r1`.. on `{prefix}/1`.. and waits until the
+/// router has acknowledged (stored) them all.
+fn retain(publisher: &mut Client, prefix: &str, count: usize) {
+    for n in 1..=count {
+        publisher.publish(
+            &format!("{prefix}/{n}"),
+            &format!("r{n}"),
+            QoS::AtLeastOnce,
+            true,
+        );
+    }
+    let mut acked = 0;
+    while acked < count {
+        if let Notification::DeviceAck(Ack::PubAck(_)) = publisher.next() {
+            acked += 1;
+        }
+    }
+}
+
+#[test]
+fn retained_messages_beyond_the_receive_maximum_arrive_as_slots_free_up() {
+    let router = router();
+    let mut publisher = Client::new(&router, "pub");
+    retain(&mut publisher, "t/ret", 6);
+
+    let mut sub = Client::with_receive_maximum(&router, "sub", Some(2));
+    sub.subscribe(filter("t/ret/+", QoS::AtLeastOnce));
+    let first = sub.forward();
+    let second = sub.forward();
+    assert_eq!(forwards(&sub.ping_sync()), 0, "a third before any PUBACK");
+    // A live message published now still comes after every retained one.
+    publisher.publish("t/ret/live", "live", QoS::AtLeastOnce, false);
+
+    sub.ack(first.publish.pkid);
+    sub.ack(second.publish.pkid);
+    let mut delivered = vec![first, second];
+    while delivered.len() < 7 {
+        let next = sub.forward();
+        sub.ack(next.publish.pkid);
+        delivered.push(next);
+    }
+    let got: Vec<(String, bool)> = delivered
+        .iter()
+        .map(|f| {
+            (
+                String::from_utf8_lossy(payload(f)).into_owned(),
+                f.publish.retain,
+            )
+        })
+        .collect();
+    let want: Vec<(String, bool)> = (1..=6)
+        .map(|n| (format!("r{n}"), true))
+        .chain([("live".to_owned(), false)])
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(forwards(&sub.ping_sync()), 0, "each delivered once");
+}
