@@ -1,0 +1,199 @@
+//! A private NATS cluster for tests: three `nats-server` processes with JetStream, on free
+//! ports, in a temp dir, routed to each other, killed on drop.
+//!
+//! Why private: tests must never touch a shared NATS (the one on :4222 may carry other
+//! work), and a three-server cluster is what the contract promises to survive the loss of
+//! one server. `nats-server` is the Debian package; `.ci/run` installs it.
+//!
+//! Shared by the end-to-end tests (tests/cluster.rs) and roost-bridge's own tests
+//! (`bridge/src/lib.rs` includes this file).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// How long a cluster may take to form (JetStream elects a meta leader).
+const FORM_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Server {
+    client_port: u16,
+    monitor_port: u16,
+    child: Option<Child>,
+}
+
+/// Three routed `nats-server`s with JetStream.
+pub struct TestCluster {
+    servers: Vec<Server>,
+    dir: TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl TestCluster {
+    /// Starts three servers and returns once every one reports JetStream healthy.
+    pub fn start() -> TestCluster {
+        Self::start_with_token(None)
+    }
+
+    /// The same, with clients required to sign in with `token` when given.
+    pub fn start_with_token(token: Option<&str>) -> TestCluster {
+        let auth = token
+            .map(|t| format!("authorization {{ token: {t:?} }}\n"))
+            .unwrap_or_default();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports: Vec<(u16, u16, u16)> = (0..3)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, route, _)| format!("\"nats-route://127.0.0.1:{route}\""))
+            .collect();
+        let mut servers = Vec::new();
+        for (i, (client, route, monitor)) in ports.iter().enumerate() {
+            let name = format!("n{}", i + 1);
+            let store = dir.path().join(&name);
+            let config = format!(
+                "server_name: {name}\n\
+                 listen: \"127.0.0.1:{client}\"\n\
+                 http: \"127.0.0.1:{monitor}\"\n\
+                 jetstream {{ store_dir: {store:?}, max_memory_store: 64MB, max_file_store: 256MB }}\n\
+                 cluster {{ name: roost-test, listen: \"127.0.0.1:{route}\", routes: [{}] }}\n\
+                 {auth}",
+                routes.join(", ")
+            );
+            let config_path = dir.path().join(format!("{name}.conf"));
+            std::fs::write(&config_path, config).expect("write nats config");
+            let log = std::fs::File::create(dir.path().join(format!("{name}.log")))
+                .expect("nats log file");
+            let child = Command::new("nats-server")
+                .arg("-c")
+                .arg(&config_path)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("nats-server runs (Debian package nats-server; .ci/run installs it)");
+            servers.push(Server {
+                client_port: *client,
+                monitor_port: *monitor,
+                child: Some(child),
+            });
+        }
+        let cluster = TestCluster { servers, dir };
+        cluster.wait_formed();
+        cluster
+    }
+
+    /// `nats://127.0.0.1:{port}` of server `i` (0, 1, 2).
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.servers[i].client_port)
+    }
+
+    /// Kills server `i` (-9) and waits for it to be gone.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.servers[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// What each server's `/connz?subs=1` says about the client connection named `name`
+    /// (roost names its connection `roost-{node_id}`): `None` if no server holds it.
+    pub fn connection(&self, name: &str) -> Option<serde_json::Value> {
+        self.servers.iter().find_map(|server| {
+            let body = get(server.monitor_port, "/connz?subs=1&limit=1024")?;
+            let connz: serde_json::Value = serde_json::from_str(&body).ok()?;
+            connz["connections"]
+                .as_array()?
+                .iter()
+                .find(|c| c["name"] == name)
+                .cloned()
+        })
+    }
+
+    /// The subjects the client connection `name` subscribes to now (empty if not connected).
+    pub fn subscriptions(&self, name: &str) -> Vec<String> {
+        let Some(connection) = self.connection(name) else {
+            return Vec::new();
+        };
+        let mut subjects: Vec<String> = connection["subscriptions_list"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        subjects.sort();
+        subjects
+    }
+
+    /// Polls each server's monitoring port until `/healthz` answers 200 (up and routed)
+    /// and `/jsz` names a JetStream meta leader (its JetStream API answers).
+    fn wait_formed(&self) {
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        for (i, server) in self.servers.iter().enumerate() {
+            while !ready(server.monitor_port) {
+                assert!(
+                    Instant::now() < deadline,
+                    "NATS cluster did not form; server n{} log: {}",
+                    i + 1,
+                    self.log(i)
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn log(&self, i: usize) -> String {
+        let path: PathBuf = self.dir.path().join(format!("n{}.log", i + 1));
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+}
+
+fn ready(port: u16) -> bool {
+    let has_leader = |jsz: &str| {
+        serde_json::from_str::<serde_json::Value>(jsz).is_ok_and(|v| {
+            v["meta_cluster"]["leader"]
+                .as_str()
+                .is_some_and(|leader| !leader.is_empty())
+        })
+    };
+    get(port, "/healthz").is_some() && get(port, "/jsz").is_some_and(|body| has_leader(&body))
+}
+
+/// One HTTP GET of the monitoring endpoint: the body if the status is 200.
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.split_whitespace()
+        .nth(1)
+        .is_some_and(|status| status == "200")
+        .then(|| body.to_string())
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for i in 0..self.servers.len() {
+                eprintln!("--- nats-server n{} log ---\n{}", i + 1, self.log(i));
+            }
+        }
+        for i in 0..self.servers.len() {
+            self.kill(i);
+        }
+    }
+}
