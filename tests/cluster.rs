@@ -6,6 +6,7 @@
 mod common;
 
 use common::history::Peer;
+use common::http::http_get;
 use common::nats::TestCluster;
 use common::pg::PgDb;
 use common::Node;
@@ -176,4 +177,54 @@ async fn a_message_crosses_only_to_a_node_with_a_subscriber() {
         .await
         .expect("unsubscribe");
     wait_subject(&nats, "b", "roost.m.im.dm.bob.*", false);
+}
+
+fn health(node: &Node) -> (u16, String) {
+    let answer = http_get(node.http, "/healthz", None, Duration::from_secs(10));
+    (answer.status, answer.body.trim().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_unreachable_degrades_healthz_and_the_node_recovers() {
+    let mut nats = TestCluster::start();
+    let db = PgDb::create();
+    let a = node(&nats, 0, "a", &db);
+    let b = node(&nats, 1, "b", &db);
+    let alice = Peer::connect(&a, "alice", &[]).await;
+    let mut erin = Peer::connect(&a, "erin", &[]).await;
+    let mut bob = Peer::connect(&b, "bob", &[]).await;
+    erin.subscribe("im/dm/erin/+").await;
+    bob.subscribe("im/dm/bob/+").await;
+    wait_subject(&nats, "b", "roost.m.im.dm.bob.*", true);
+    assert_eq!(health(&a), (200, "ok".to_owned()));
+
+    for i in 0..3 {
+        nats.kill(i);
+    }
+    a.wait_for_log(&["NATS unreachable", "degraded"]).await;
+    assert_eq!(health(&a), (200, "degraded".to_owned()));
+    // The node keeps serving its own clients.
+    alice.dm("erin", "e1", "while alone").await;
+    assert_eq!(
+        bodies_until(&mut erin, "while alone").await,
+        ["while alone"]
+    );
+
+    for i in 0..3 {
+        nats.restart(i);
+    }
+    nats.wait_ready();
+    a.wait_for_log(&["NATS reachable again"]).await;
+    b.wait_for_log(&["NATS reachable again"]).await;
+    assert_eq!(health(&a), (200, "ok".to_owned()));
+    // Node b announced its interest again: chat crosses as before.
+    wait_subject(&nats, "b", "roost.m.im.dm.bob.*", true);
+    alice.dm("bob", "b1", "back").await;
+    assert_eq!(bodies_until(&mut bob, "back").await, ["back"]);
+    let log = a.log_text();
+    assert_eq!(
+        log.matches("NATS unreachable").count(),
+        1,
+        "logged once: {log}"
+    );
 }

@@ -72,15 +72,7 @@ impl TestCluster {
             );
             let config_path = dir.path().join(format!("{name}.conf"));
             std::fs::write(&config_path, config).expect("write nats config");
-            let log = std::fs::File::create(dir.path().join(format!("{name}.log")))
-                .expect("nats log file");
-            let child = Command::new("nats-server")
-                .arg("-c")
-                .arg(&config_path)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("nats-server runs (Debian package nats-server; .ci/run installs it)");
+            let child = spawn(dir.path(), &name);
             servers.push(Server {
                 client_port: *client,
                 monitor_port: *monitor,
@@ -95,6 +87,19 @@ impl TestCluster {
     /// `nats://127.0.0.1:{port}` of server `i` (0, 1, 2).
     pub fn url(&self, i: usize) -> String {
         format!("nats://127.0.0.1:{}", self.servers[i].client_port)
+    }
+
+    /// Starts server `i` again after [`TestCluster::kill`], on the same ports and store
+    /// ([`TestCluster::wait_ready`] waits for the cluster to form again).
+    pub fn restart(&mut self, i: usize) {
+        if self.servers[i].child.is_none() {
+            self.servers[i].child = Some(spawn(self.dir.path(), &format!("n{}", i + 1)));
+        }
+    }
+
+    /// Waits until every running server is up, routed and has a JetStream meta leader.
+    pub fn wait_ready(&self) {
+        self.wait_formed();
     }
 
     /// Kills server `i` (-9) and waits for it to be gone.
@@ -157,6 +162,23 @@ impl TestCluster {
         let path: PathBuf = self.dir.path().join(format!("n{}.log", i + 1));
         std::fs::read_to_string(path).unwrap_or_default()
     }
+}
+
+/// Starts server `name` (`n1`..`n3`) from its config file in `dir`, logging to a file
+/// there (appended, so a restart keeps the first run's log).
+fn spawn(dir: &std::path::Path, name: &str) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .expect("nats log file");
+    Command::new("nats-server")
+        .arg("-c")
+        .arg(dir.join(format!("{name}.conf")))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("nats-server runs (Debian package nats-server; .ci/run installs it)")
 }
 
 fn ready(port: u16) -> bool {
