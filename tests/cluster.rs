@@ -228,3 +228,59 @@ async fn nats_unreachable_degrades_healthz_and_the_node_recovers() {
         "logged once: {log}"
     );
 }
+
+/// The next presence message on `topic` `peer` receives: (status, retain flag).
+async fn presence(peer: &mut Peer, topic: &str) -> (String, bool) {
+    let topic = topic.as_bytes().to_vec();
+    let packet = peer
+        .expect(
+            "presence",
+            |p| matches!(p, Packet::Publish(p) if p.topic == topic),
+        )
+        .await;
+    let Packet::Publish(p) = packet else {
+        unreachable!()
+    };
+    let status: Value = serde_json::from_slice(&p.payload).expect("presence is JSON");
+    (
+        status["status"].as_str().unwrap_or_default().to_owned(),
+        p.retain,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_crosses_and_is_retained_on_a_node_holding_presence_interest() {
+    let nats = TestCluster::start();
+    let db = PgDb::create();
+    let a = node(&nats, 0, "a", &db);
+    let b = node(&nats, 1, "b", &db);
+    let mut bob = Peer::connect(&b, "bob", &[]).await;
+    bob.subscribe("im/presence/+").await;
+    wait_subject(&nats, "b", "roost.m.im.presence.*", true);
+
+    let carol = Peer::connect(&a, "carol", &[]).await;
+    assert_eq!(
+        presence(&mut bob, "im/presence/carol").await,
+        ("online".to_owned(), false),
+        "live on node b"
+    );
+    // Node b keeps it retained: a later subscriber there gets carol's status at once.
+    let mut dave = Peer::connect(&b, "dave", &[]).await;
+    dave.subscribe("im/presence/carol").await;
+    assert_eq!(
+        presence(&mut dave, "im/presence/carol").await,
+        ("online".to_owned(), true)
+    );
+
+    carol.mqtt.client.disconnect().await.expect("disconnect");
+    assert_eq!(
+        presence(&mut bob, "im/presence/carol").await,
+        ("offline".to_owned(), false)
+    );
+    let mut erin = Peer::connect(&b, "erin", &[]).await;
+    erin.subscribe("im/presence/carol").await;
+    assert_eq!(
+        presence(&mut erin, "im/presence/carol").await,
+        ("offline".to_owned(), true)
+    );
+}

@@ -167,14 +167,16 @@ fn outgoing(link: &mut Link, notification: Notification) -> Option<Message> {
 }
 
 /// A message from another node as packets for the local router: published at its QoS
-/// (a QoS 2 one released at once), never retained here (a live delivery).
+/// (a QoS 2 one released at once) and with its retain flag, so this node's router keeps
+/// (or, empty, deletes) the retained message as the origin's did; subscribers get it as a
+/// live message, as on one node.
 fn incoming(message: Message, pkid: u16) -> Vec<Packet> {
     let qos = match message.qos {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
         _ => QoS::ExactlyOnce,
     };
-    let mut publish = Publish::new(Bytes::from(message.topic), message.payload, false);
+    let mut publish = Publish::new(Bytes::from(message.topic), message.payload, message.retain);
     publish.set_qos(qos, pkid);
     let has_properties = message.content_type.is_some()
         || message.response_topic.is_some()
