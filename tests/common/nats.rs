@@ -89,17 +89,11 @@ impl TestCluster {
         format!("nats://127.0.0.1:{}", self.servers[i].client_port)
     }
 
-    /// Starts server `i` again after [`TestCluster::kill`], on the same ports and store
-    /// ([`TestCluster::wait_ready`] waits for the cluster to form again).
+    /// Starts server `i` again after [`TestCluster::kill`], on the same ports and store.
     pub fn restart(&mut self, i: usize) {
         if self.servers[i].child.is_none() {
             self.servers[i].child = Some(spawn(self.dir.path(), &format!("n{}", i + 1)));
         }
-    }
-
-    /// Waits until every running server is up, routed and has a JetStream meta leader.
-    pub fn wait_ready(&self) {
-        self.wait_formed();
     }
 
     /// Kills server `i` (-9) and waits for it to be gone.
