@@ -63,7 +63,7 @@ pub(crate) async fn start(
         .await
         .context("joining the cluster")?;
     let mut link = router
-        .link(keys::BRIDGE.to_owned(), true, None, None)
+        .link(keys::BRIDGE.to_owned(), true, true, None, None)
         .await?;
     let everything = Filter {
         path: "#".to_owned(),
