@@ -83,6 +83,11 @@ impl Interest {
         actions
     }
 
+    /// Whether `subject` is subscribed now.
+    pub(crate) fn holds(&self, subject: &str) -> bool {
+        self.counts.contains_key(subject)
+    }
+
     /// Every subject subscribed now: what to subscribe again after NATS lost them.
     pub(crate) fn subjects(&self) -> impl Iterator<Item = &str> {
         self.counts.keys().map(String::as_str)
@@ -163,5 +168,7 @@ mod tests {
         let mut held: Vec<&str> = i.subjects().collect();
         held.sort();
         assert_eq!(held, ["roost.m.x", "roost.m.x.>", "roost.m.y"]);
+        assert!(i.holds("roost.m.x.>"));
+        assert!(!i.holds("roost.m.z"));
     }
 }

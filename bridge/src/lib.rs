@@ -1,6 +1,7 @@
 //! The cluster bridge: a node's router linked to NATS (docs/cluster.md, the contract in
-//! the design notes). Not wired into the node yet: this crate holds the parts that do not
-//! depend on the router link, each tested on its own.
+//! the design notes). The node (`roost serve` with `[cluster]`) drives [`Bridge`] from a
+//! router link of its own and feeds [`LocalInterest`] from the router's interest hook;
+//! this crate holds everything that does not depend on the router's types.
 //!
 //! # What crosses the network
 //!
@@ -24,9 +25,11 @@
 //! - Messages nobody on another node subscribed to.
 //! - History: every node writes the one PostgreSQL itself; NATS carries no history.
 
-// The pieces are built and tested here; the router-link loop that uses them comes next.
+// Liveness, heartbeats and the retained stream are built and tested here; the node does
+// not use them yet (docs/cluster.md).
 #![cfg_attr(not(test), allow(dead_code))]
 
+mod bridge;
 mod dedup;
 mod headers;
 mod interest;
@@ -37,8 +40,11 @@ mod subject;
 #[cfg(test)]
 mod nats_tests;
 #[cfg(test)]
+#[path = "../../tests/common/nats.rs"]
+#[allow(dead_code)] // shared with tests/cluster.rs, which uses more of it
 mod test_cluster;
 
+pub use crate::bridge::{Bridge, LocalInterest, Message, Stats};
 pub use crate::headers::HeaderError;
 pub use crate::nats::BridgeError;
 pub use crate::subject::SubjectError;

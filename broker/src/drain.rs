@@ -70,7 +70,6 @@ impl Drain {
     }
 
     /// For the cluster bridge: the node serves, but its links to other nodes are in trouble.
-    #[allow(dead_code)]
     pub fn set_degraded(&self, degraded: bool) {
         self.degraded.store(degraded, Ordering::Relaxed);
     }

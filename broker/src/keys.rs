@@ -12,6 +12,9 @@ pub(crate) const SYSTEM: &str = "@system";
 /// The link of the history service inside the node.
 pub(crate) const HISTORY: &str = "@history";
 
+/// The cluster bridge's link (`[cluster]`): publishes what other nodes sent.
+pub(crate) const BRIDGE: &str = "@bridge";
+
 /// The key of an anonymous client (`auth.allow_anonymous`) that sent `client_id`: never a
 /// token user's, so an anonymous `alice` neither resumes nor kicks the real alice.
 pub(crate) fn anonymous(client_id: &str) -> String {
@@ -34,7 +37,7 @@ mod tests {
             "anon",
             "@anon",
         ] {
-            for key in [SYSTEM, HISTORY, anon.as_str()] {
+            for key in [SYSTEM, HISTORY, BRIDGE, anon.as_str()] {
                 assert!(!client_id_belongs_to(user, key), "{user} owns {key}");
             }
         }

@@ -14,6 +14,7 @@
 mod accounts;
 mod ack_order;
 mod agent;
+mod bridge_link;
 pub mod cli;
 mod codec;
 mod conn;

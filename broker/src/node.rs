@@ -74,25 +74,33 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
     let hs256 = keys.hs256_secret.clone();
     let verifier = Arc::new(Verifier::new(keys)?);
     let acl = Acl::new(&config.acl.rules)?;
-    if config.cluster.enabled() {
-        warn!(
-            node_id = config.cluster.node_id.as_deref().unwrap_or_default(),
-            "[cluster] is set but the NATS bridge is not wired into the node yet \
-             (docs/cluster.md): running alone, connecting to no NATS server"
-        );
-    }
+    // With `[cluster]`, the router tells the bridge which filters local sessions hold.
+    let interest = config
+        .cluster
+        .enabled()
+        .then(|| roost_bridge::LocalInterest::new(&config.cluster));
+    let interest_hook = interest.clone().map(crate::bridge_link::interest_hook);
 
-    let router = Router::start(Sizing {
-        max_connections: config.limits.max_connections,
-        segment_size: 16 * 1024,
-        segment_count: 2,
-        max_queued_messages: Some(config.limits.max_queued_messages).filter(|&n| n > 0),
-        // Room for a database outage: about 16 MiB of messages per history filter.
-        large: roost_proto::subscriptions::HISTORY
-            .iter()
-            .map(|s| (s.filter.to_owned(), 1024 * 1024, 16))
-            .collect(),
-    });
+    let router = Router::start_with(
+        Sizing {
+            max_connections: config.limits.max_connections,
+            segment_size: 16 * 1024,
+            segment_count: 2,
+            max_queued_messages: Some(config.limits.max_queued_messages).filter(|&n| n > 0),
+            // Room for a database outage: about 16 MiB of messages per history filter.
+            large: roost_proto::subscriptions::HISTORY
+                .iter()
+                .map(|s| (s.filter.to_owned(), 1024 * 1024, 16))
+                // The bridge reads every publish: room for a NATS hiccup.
+                .chain(
+                    interest
+                        .is_some()
+                        .then(|| ("#".to_owned(), 1024 * 1024, 16)),
+                )
+                .collect(),
+        },
+        interest_hook,
+    );
     let system = SystemPublisher::start(&router)
         .await
         .context("linking the node to its router")?;
@@ -116,6 +124,12 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         active: AtomicUsize::new(0),
         drain: Arc::new(Drain::default()),
     });
+
+    // Before the listeners, so that every client publish reaches the bridge's link.
+    if let Some(interest) = interest {
+        crate::bridge_link::start(&config.cluster, &ctx.router, interest, ctx.drain.clone())
+            .await?;
+    }
 
     let mqtt = &config.mqtt;
     let tls = match (&mqtt.tls_cert, &mqtt.tls_key) {

@@ -174,6 +174,12 @@ pub struct Sizing {
 impl Router {
     /// Starts the router thread.
     pub fn start(sizing: Sizing) -> Router {
+        Router::start_with(sizing, None)
+    }
+
+    /// Starts the router thread, telling `interest_hook` of every subscription a session
+    /// gains or loses (the cluster bridge's interest; see `bridge_link`).
+    pub fn start_with(sizing: Sizing, interest_hook: Option<rumqttd::InterestHook>) -> Router {
         let config = RouterConfig {
             // The node enforces its own limit before asking the router; the margin is for
             // the system link and connections that are closing.
@@ -197,7 +203,11 @@ impl Router {
             ),
             ..Default::default()
         };
-        let router_tx = rumqttd::Router::new(0, config).spawn();
+        let mut router = rumqttd::Router::new(0, config);
+        if let Some(hook) = interest_hook {
+            router = router.with_interest_hook(hook);
+        }
+        let router_tx = router.spawn();
         let make_link = move |client_id: &str,
                               clean: bool,
                               clean_start: bool,

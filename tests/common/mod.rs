@@ -6,6 +6,7 @@ pub mod backend;
 pub mod client;
 pub mod history;
 pub mod http;
+pub mod nats;
 pub mod pg;
 pub mod process_log;
 pub mod raw;

@@ -526,6 +526,47 @@ fn a_persistent_session_ends_when_its_expiry_passes() {
     );
 }
 
+type Interest = std::sync::mpsc::Receiver<(String, String, bool)>;
+
+fn router_with_interest_hook() -> (RouterTx, Interest) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let config = RouterConfig {
+        max_connections: 16,
+        max_outgoing_packet_count: 200,
+        max_segment_size: 1 << 20,
+        max_segment_count: 2,
+        ..Default::default()
+    };
+    let hook = Box::new(move |client: &str, filter: &str, held: bool| {
+        let _ = tx.send((client.to_owned(), filter.to_owned(), held));
+    });
+    let router = Router::new(0, config).with_interest_hook(hook).spawn();
+    (router, rx)
+}
+
+fn next_interest(rx: &Interest) -> (String, String, bool) {
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("no interest change from the router")
+}
+
+fn change(client: &str, filter: &str, held: bool) -> (String, String, bool) {
+    (client.to_owned(), filter.to_owned(), held)
+}
+
+fn unsubscribe(client: &mut Client, path: &str) {
+    client.pkid += 1;
+    let unsubscribe = crate::protocol::Unsubscribe {
+        pkid: client.pkid,
+        filters: vec![path.to_owned()],
+    };
+    client.send(Packet::Unsubscribe(unsubscribe, None));
+    loop {
+        if let Notification::DeviceAck(Ack::UnsubAck(_)) = client.next() {
+            return;
+        }
+    }
+}
+
 fn disconnect(client: &mut Client) {
     client.send(Packet::Disconnect(
         crate::protocol::Disconnect {
@@ -563,4 +604,44 @@ fn a_clean_start_session_with_an_expiry_outlives_its_connection() {
         0,
         "the discarded session's subscription went with it"
     );
+}
+
+#[test]
+fn interest_hook_follows_the_subscriptions_sessions_hold() {
+    let (router, rx) = router_with_interest_hook();
+    let mut a = Client::new(&router, "a");
+    a.subscribe(filter("t/x", QoS::AtLeastOnce));
+    assert_eq!(next_interest(&rx), change("a", "t/x", true));
+    // A repeated SUBSCRIBE is no new subscription.
+    a.subscribe(filter("t/x", QoS::AtMostOnce));
+    a.subscribe(filter("$share/g/t/+", QoS::AtLeastOnce));
+    assert_eq!(next_interest(&rx), change("a", "$share/g/t/+", true));
+    unsubscribe(&mut a, "t/x");
+    assert_eq!(next_interest(&rx), change("a", "t/x", false));
+    a.subscribe(filter("t/y", QoS::AtMostOnce));
+    assert_eq!(next_interest(&rx), change("a", "t/y", true));
+
+    // The end of a clean session drops what it held.
+    disconnect(&mut a);
+    let mut gone = vec![next_interest(&rx), next_interest(&rx)];
+    gone.sort();
+    assert_eq!(
+        gone,
+        [change("a", "$share/g/t/+", false), change("a", "t/y", false)]
+    );
+
+    // A persistent session holds its subscriptions while offline; a clean start drops them.
+    let (mut p, _) = persistent(&router, "p", Duration::from_secs(60));
+    p.subscribe(filter("t/p", QoS::AtLeastOnce));
+    assert_eq!(next_interest(&rx), change("p", "t/p", true));
+    disconnect(&mut p);
+    let (_p, resumed) = persistent(&router, "p", Duration::from_secs(60));
+    assert!(resumed);
+    let _clean = Client::new(&router, "p");
+    assert_eq!(
+        next_interest(&rx),
+        change("p", "t/p", false),
+        "nothing between: the offline session kept t/p until the clean start"
+    );
+    assert!(rx.try_recv().is_err());
 }

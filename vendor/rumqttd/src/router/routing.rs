@@ -105,7 +105,14 @@ pub struct Router {
     shared_subscriptions: HashMap<String, SharedGroup>,
     /// Will messages per client_id
     last_wills: HashMap<String, (LastWill, Option<LastWillProperties>)>,
+    /// ROOST PATCH: told of every subscription a session gains or loses (see
+    /// [`Router::with_interest_hook`]).
+    interest_hook: Option<InterestHook>,
 }
+
+/// ROOST PATCH: `(client_id, filter, held)`: a session started holding `filter` (`true`) or
+/// stopped (`false`). Runs on the router thread, so it must be quick and never block.
+pub type InterestHook = Box<dyn FnMut(&str, &str, bool) + Send>;
 
 impl Router {
     pub fn new(router_id: RouterId, config: RouterConfig) -> Router {
@@ -145,6 +152,23 @@ impl Router {
             cache: Some(VecDeque::with_capacity(MAX_CHANNEL_CAPACITY)),
             shared_subscriptions: HashMap::new(),
             last_wills: HashMap::new(),
+            interest_hook: None,
+        }
+    }
+
+    /// ROOST PATCH: calls `hook` whenever a session gains a subscription (a new filter in a
+    /// SUBSCRIBE) or loses one (UNSUBSCRIBE, the end of a clean session, a persistent
+    /// session expiring or discarded by a clean start). A persistent session keeps its
+    /// subscriptions while offline. Calls pair up exactly with the data log's readers,
+    /// so counting them per filter gives the filters the node's sessions hold.
+    pub fn with_interest_hook(mut self, hook: InterestHook) -> Router {
+        self.interest_hook = Some(hook);
+        self
+    }
+
+    fn interest(&mut self, client_id: &str, filter: &str, held: bool) {
+        if let Some(hook) = self.interest_hook.as_mut() {
+            hook(client_id, filter, held);
         }
     }
 
@@ -258,6 +282,7 @@ impl Router {
             info!(client_id, "persistent session expired");
             for filter in &state.subscriptions {
                 self.datalog.remove_reader(filter);
+                self.interest(&client_id, filter, false);
             }
         }
     }
@@ -371,6 +396,9 @@ impl Router {
             if let Some(state) = saved.as_ref().and_then(|s| s.session_state.as_ref()) {
                 for filter in &state.subscriptions {
                     self.datalog.remove_reader(filter);
+                    if let Some(hook) = self.interest_hook.as_mut() {
+                        hook(&client_id, filter, false);
+                    }
                 }
             }
             // Only retrieve metrics in clean session
@@ -574,6 +602,7 @@ impl Router {
             // ROOST PATCH: the session's data requests end with it.
             for filter in &connection.subscriptions {
                 self.datalog.remove_reader(filter);
+                self.interest(&client_id, filter, false);
             }
             tracker.pause(PauseReason::Busy);
             let id = tracker.id.clone();
@@ -794,6 +823,9 @@ impl Router {
                                 }
                             }
                             self.datalog.remove_reader(filter);
+                            if let Some(hook) = self.interest_hook.as_mut() {
+                                hook(&client_id, filter, false);
+                            }
 
                             // Remove connections from all groups
                             // discard empty group ( group with no client )
@@ -1079,6 +1111,9 @@ impl Router {
         // i.e. its a new subscription
         if connection.subscriptions.insert(filter_path.clone()) {
             self.datalog.add_reader(filter_idx);
+            if let Some(hook) = self.interest_hook.as_mut() {
+                hook(&connection.client_id, filter_path, true);
+            }
             let request = DataRequest {
                 filter: filter_path.clone(),
                 filter_idx,

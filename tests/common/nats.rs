@@ -4,6 +4,9 @@
 //! Why private: tests must never touch a shared NATS (the one on :4222 may carry other
 //! work), and a three-server cluster is what the contract promises to survive the loss of
 //! one server. `nats-server` is the Debian package; `.ci/run` installs it.
+//!
+//! Shared by the end-to-end tests (tests/cluster.rs) and roost-bridge's own tests
+//! (`bridge/src/lib.rs` includes this file).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,14 +19,14 @@ use tempfile::TempDir;
 /// How long a cluster may take to form (JetStream elects a meta leader).
 const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 
-struct Server {
+pub struct Server {
     client_port: u16,
     monitor_port: u16,
     child: Option<Child>,
 }
 
 /// Three routed `nats-server`s with JetStream.
-pub(crate) struct TestCluster {
+pub struct TestCluster {
     servers: Vec<Server>,
     dir: TempDir,
 }
@@ -37,12 +40,12 @@ fn free_port() -> u16 {
 
 impl TestCluster {
     /// Starts three servers and returns once every one reports JetStream healthy.
-    pub(crate) fn start() -> TestCluster {
+    pub fn start() -> TestCluster {
         Self::start_with_token(None)
     }
 
     /// The same, with clients required to sign in with `token` when given.
-    pub(crate) fn start_with_token(token: Option<&str>) -> TestCluster {
+    pub fn start_with_token(token: Option<&str>) -> TestCluster {
         let auth = token
             .map(|t| format!("authorization {{ token: {t:?} }}\n"))
             .unwrap_or_default();
@@ -69,15 +72,7 @@ impl TestCluster {
             );
             let config_path = dir.path().join(format!("{name}.conf"));
             std::fs::write(&config_path, config).expect("write nats config");
-            let log = std::fs::File::create(dir.path().join(format!("{name}.log")))
-                .expect("nats log file");
-            let child = Command::new("nats-server")
-                .arg("-c")
-                .arg(&config_path)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("nats-server runs (Debian package nats-server; .ci/run installs it)");
+            let child = spawn(dir.path(), &name);
             servers.push(Server {
                 client_port: *client,
                 monitor_port: *monitor,
@@ -90,16 +85,54 @@ impl TestCluster {
     }
 
     /// `nats://127.0.0.1:{port}` of server `i` (0, 1, 2).
-    pub(crate) fn url(&self, i: usize) -> String {
+    pub fn url(&self, i: usize) -> String {
         format!("nats://127.0.0.1:{}", self.servers[i].client_port)
     }
 
+    /// Starts server `i` again after [`TestCluster::kill`], on the same ports and store.
+    pub fn restart(&mut self, i: usize) {
+        if self.servers[i].child.is_none() {
+            self.servers[i].child = Some(spawn(self.dir.path(), &format!("n{}", i + 1)));
+        }
+    }
+
     /// Kills server `i` (-9) and waits for it to be gone.
-    pub(crate) fn kill(&mut self, i: usize) {
+    pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.servers[i].child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// What each server's `/connz?subs=1` says about the client connection named `name`
+    /// (roost names its connection `roost-{node_id}`): `None` if no server holds it.
+    pub fn connection(&self, name: &str) -> Option<serde_json::Value> {
+        self.servers.iter().find_map(|server| {
+            let body = get(server.monitor_port, "/connz?subs=1&limit=1024")?;
+            let connz: serde_json::Value = serde_json::from_str(&body).ok()?;
+            connz["connections"]
+                .as_array()?
+                .iter()
+                .find(|c| c["name"] == name)
+                .cloned()
+        })
+    }
+
+    /// The subjects the client connection `name` subscribes to now (empty if not connected).
+    pub fn subscriptions(&self, name: &str) -> Vec<String> {
+        let Some(connection) = self.connection(name) else {
+            return Vec::new();
+        };
+        let mut subjects: Vec<String> = connection["subscriptions_list"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        subjects.sort();
+        subjects
     }
 
     /// Polls each server's monitoring port until `/healthz` answers 200 (up and routed)
@@ -123,6 +156,23 @@ impl TestCluster {
         let path: PathBuf = self.dir.path().join(format!("n{}.log", i + 1));
         std::fs::read_to_string(path).unwrap_or_default()
     }
+}
+
+/// Starts server `name` (`n1`..`n3`) from its config file in `dir`, logging to a file
+/// there (appended, so a restart keeps the first run's log).
+fn spawn(dir: &std::path::Path, name: &str) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .expect("nats log file");
+    Command::new("nats-server")
+        .arg("-c")
+        .arg(dir.join(format!("{name}.conf")))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("nats-server runs (Debian package nats-server; .ci/run installs it)")
 }
 
 fn ready(port: u16) -> bool {
