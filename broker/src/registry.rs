@@ -199,8 +199,14 @@ fn message(ctx: &Context, will: Will) -> Option<SystemMessage> {
             return None;
         }
     }
+    // A will on a stored chat topic is a chat message like any other: under stamped
+    // delivery it is stored first, and delivered stamped (sign-in checked its payload).
+    let topic = match ctx.stamped {
+        true => crate::conn::ingress_topic(&will.topic),
+        false => will.topic,
+    };
     Some(SystemMessage {
-        topic: will.topic,
+        topic,
         payload: will.payload,
         retain: will.retain,
     })

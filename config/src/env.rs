@@ -31,6 +31,7 @@ const STRING_KEYS: &[&str] = &[
     "limits.connect_timeout",
     "history.database_url",
     "history.max_age",
+    "history.delivery",
     "cluster.node_id",
     "cluster.nats_creds",
     "cluster.nats_user",

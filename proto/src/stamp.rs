@@ -13,7 +13,18 @@ pub const GROUPS: &str = "roost-groups";
 /// The token's role.
 pub const ROLE: &str = "roost-role";
 
+/// Set by a history service (`roost history-worker`) on the stamped copy it publishes on a
+/// stored topic: the node routes that copy to its recipients as it is, instead of to the
+/// history service's ingress (`roost_proto::topic::INGRESS_PREFIX`). Honoured only from
+/// `service` tokens, and removed before the copy is routed.
+pub const STAMPED: &str = "roost-stamped";
+
 const RESERVED_PREFIX: &str = "roost-";
+
+/// Whether a publish carries [`STAMPED`].
+pub fn is_stamped_copy(user_properties: &[(String, String)]) -> bool {
+    user_properties.iter().any(|(k, _)| k == STAMPED)
+}
 
 /// Removes the properties no client may set (the `roost-` ones): the node does this to
 /// every publish it takes from a client.

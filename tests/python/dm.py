@@ -2,7 +2,8 @@
 
 usage: dm.py HOST PORT ALICE_TOKEN BOB_TOKEN [--v5] [--ws] [--cafile CA]
 
-With --v5 the message carries a user property, which bob must receive unchanged.
+With --v5 the message carries a user property, which bob must receive unchanged. bob gets
+the stamped copy (the node's default delivery): what alice sent plus conv, seq, ts, from.
 """
 
 import argparse
@@ -39,7 +40,10 @@ def main():
     _, msg = bob.expect("message")
     check(msg.topic == "im/dm/bob/alice", f"bob got topic {msg.topic}")
     got = json.loads(msg.payload)
-    check(got == body, f"bob got payload {got}")
+    # Stamped delivery: the message as sent, plus the server's fields (docs/protocol.md 4).
+    sent = {k: got.get(k) for k in body}
+    check(sent == body, f"bob got payload {got}")
+    check(got.get("from") == "alice" and got.get("seq", 0) >= 1, f"bob got payload {got}")
     if a.v5:
         received = getattr(msg.properties, "UserProperty", None)
         check(received == [("trace", "t-42")], f"bob got user properties {received}")

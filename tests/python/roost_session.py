@@ -27,13 +27,15 @@ class Session:
     """One signed-in connection. Events (connack, suback, puback, message) queue up in
     arrival order and are taken with `expect`."""
 
-    def __init__(self, host, port, user, token, v5=False, transport="tcp", cafile=None):
+    def __init__(
+        self, host, port, user, token, v5=False, transport="tcp", cafile=None, client_id=None
+    ):
         self.v5 = v5
         self.events = queue.Queue()
         protocol = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=user,
+            client_id=client_id or user,
             protocol=protocol,
             transport=transport,
             reconnect_on_failure=False,

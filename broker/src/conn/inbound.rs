@@ -41,6 +41,13 @@ pub(crate) fn stamp_identity(
     props
 }
 
+/// Where an accepted chat message on the stored topic `topic` goes under stamped delivery:
+/// the history service's ingress, from which it publishes the stamped copy on `topic` once
+/// the message is committed (docs/protocol.md section 4).
+pub(crate) fn ingress_topic(topic: &str) -> String {
+    roost_proto::topic::ingress(topic).unwrap_or_else(|| topic.to_owned())
+}
+
 /// Why a connection closes when what the client sent does not decode.
 pub(crate) fn decode_error(e: protocol::Error) -> Close {
     use protocol::Error as E;

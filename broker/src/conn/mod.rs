@@ -15,7 +15,7 @@ mod serve;
 mod session;
 mod sign_in;
 
-pub(crate) use inbound::valid_publish_topic;
+pub(crate) use inbound::{ingress_topic, valid_publish_topic};
 pub(crate) use sign_in::Will;
 
 use crate::node::Context;

@@ -155,6 +155,7 @@ impl Connection {
             registry: &self.ctx.registry,
             limits: &self.ctx.limits,
             retained: &self.ctx.retained,
+            stamped: self.ctx.stamped,
         };
         let result = loop {
             let incoming = match self.codec.decode(&mut self.read) {

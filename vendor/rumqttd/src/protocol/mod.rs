@@ -205,6 +205,15 @@ impl Publish {
         self.pkid
     }
 
+    /// ROOST PATCH (19): a local link may publish at QoS 1 or 2 (roost's history service
+    /// publishes each stamped copy at the QoS of the message it stands for). A QoS 2
+    /// publish reaches the log on the PUBREL with the same `pkid`, which may follow it in
+    /// the same batch.
+    pub fn set_qos(&mut self, qos: QoS, pkid: u16) {
+        self.qos = qos;
+        self.pkid = if qos == QoS::AtMostOnce { 0 } else { pkid };
+    }
+
     /// Approximate length for meter
     pub fn len(&self) -> usize {
         let len = 2 + self.topic.len() + self.payload.len();
