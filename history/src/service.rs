@@ -173,11 +173,16 @@ async fn handle<B: Bus>(
             match chat_message(stored_topic, &delivery.payload) {
                 Ok(message) => {
                     messages.push(message);
-                    copies.push(original.map(|topic| StampedCopy {
-                        topic,
-                        payload: Vec::new(),
-                        qos: delivery.qos,
-                        user_properties: delivery.user_properties,
+                    copies.push(original.map(|topic| {
+                        let mut user_properties = delivery.user_properties;
+                        let qos = stamp::sent_qos(&user_properties, delivery.qos);
+                        stamp::strip(&mut user_properties);
+                        StampedCopy {
+                            topic,
+                            payload: Vec::new(),
+                            qos,
+                            user_properties,
+                        }
                     }));
                 }
                 Err((from, notice)) => {

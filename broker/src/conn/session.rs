@@ -327,7 +327,7 @@ impl Session {
                 return Ok(());
             }
         }
-        let props = stamp_identity(props, &self.identity, topic);
+        let mut props = stamp_identity(props, &self.identity, topic);
         match qos {
             1 => {
                 self.inbound.insert(pkid, Inbound::AtLeastOnce);
@@ -343,6 +343,12 @@ impl Session {
         let mut publish = detach(publish);
         if let Some(ingress) = ingress {
             publish.topic = ingress.into();
+            if qos == 2 {
+                // The history service reads at QoS 1; the copy goes out at the QoS sent.
+                let p = props.get_or_insert_with(Default::default);
+                p.user_properties
+                    .push((stamp::QOS.to_owned(), "2".to_owned()));
+            }
         }
         out.to_router.push(Packet::Publish(publish, props));
         Ok(())

@@ -147,6 +147,15 @@ fn stamped_delivery_routes_chat_to_the_ingress() {
     );
     let out = client(&mut s, &w, forged).unwrap();
     assert_eq!(routed(&out), ("im/ingress/dm/bob/alice".into(), vec![]));
+    // QoS 2 is marked: the history service reads at QoS 1.
+    let out = client(&mut s, &w, publish("im/dm/bob/alice", QoS::ExactlyOnce, 4)).unwrap();
+    assert_eq!(
+        routed(&out),
+        (
+            "im/ingress/dm/bob/alice".into(),
+            vec![("roost-qos".into(), "2".into())]
+        )
+    );
     // Direct delivery: as sent.
     w.stamped = false;
     let out = client(&mut s, &w, publish("im/dm/bob/alice", QoS::AtLeastOnce, 3)).unwrap();
