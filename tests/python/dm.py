@@ -8,6 +8,7 @@ the stamped copy (the node's default delivery): what alice sent plus conv, seq, 
 
 import argparse
 import json
+import uuid
 
 from roost_session import Session, check, run
 
@@ -32,7 +33,8 @@ def main():
 
     alice = Session(a.host, a.port, "alice", a.alice_token, **opts)
     check(alice.connected, f"alice refused: CONNACK {alice.connack}")
-    body = {"id": "py-1", "kind": "text", "body": "hello from paho"}
+    # A fresh id per run: a node delivers a (sender, id) once, and some tests run this twice.
+    body = {"id": f"py-{uuid.uuid4().hex[:12]}", "kind": "text", "body": "hello from paho"}
     props = [("trace", "t-42")] if a.v5 else []
     code = alice.publish("im/dm/bob/alice", json.dumps(body), props)
     check(code == 0, f"PUBACK reason {code:#x}")
