@@ -419,16 +419,22 @@ fn a_local_link_publishes_at_qos_1_and_2() {
         pkid: 2,
         reason: crate::protocol::PubRelReason::Success,
     };
-    publisher.tx.buffer().extend([
-        Packet::Publish(one, None),
-        Packet::Publish(two, None),
-    ]);
+    publisher
+        .tx
+        .buffer()
+        .extend([Packet::Publish(one, None), Packet::Publish(two, None)]);
     publisher.send(Packet::PubRel(release, None));
     let got = sub.forward();
-    assert_eq!((payload(&got), got.publish.qos), (&b"one"[..], QoS::AtLeastOnce));
+    assert_eq!(
+        (payload(&got), got.publish.qos),
+        (&b"one"[..], QoS::AtLeastOnce)
+    );
     sub.ack(got.publish.pkid);
     let got = sub.forward();
-    assert_eq!((payload(&got), got.publish.qos), (&b"two"[..], QoS::ExactlyOnce));
+    assert_eq!(
+        (payload(&got), got.publish.qos),
+        (&b"two"[..], QoS::ExactlyOnce)
+    );
     let mut zero = Publish::new("t/local", "zero", false);
     zero.set_qos(QoS::AtMostOnce, 9);
     assert_eq!((zero.qos(), zero.pkid()), (QoS::AtMostOnce, 0));
