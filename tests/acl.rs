@@ -478,11 +478,13 @@ async fn presence_readable_by_all_writable_by_owner() {
             break;
         }
     }
+    // The marker is a chat message, so it goes where chat messages go (a status is checked
+    // as a status).
     denied_publishes3(
         &mut alice,
         &mut watcher,
         &["im/presence/bob"],
-        "im/presence/alice",
+        "im/dm/bob/alice",
     )
     .await;
 }

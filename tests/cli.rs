@@ -118,6 +118,7 @@ fn check_config_prints_the_effective_config_with_the_secret_masked() {
     // The file's value and the defaults around it.
     assert!(shown.contains("max_connections = 7"), "{shown}");
     assert!(shown.contains("max_packet_size = 69632"), "{shown}");
+    assert!(shown.contains("max_queued_messages = 1000"), "{shown}");
     assert!(shown.contains(r#"listen = "127.0.0.1:1883""#), "{shown}");
     // An environment variable overrides the file.
     let out = output(
@@ -318,6 +319,26 @@ impl Listener {
         Listener { child, stdout }
     }
 
+    /// The stdout lines (JSON) up to and including the first whose `topic` is `topic`.
+    fn lines_until(&mut self, topic: &str) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match self.stdout.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => panic!("no message on {topic}; printed: {seen:?}"),
+            };
+            let value: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let done = value["topic"] == topic;
+            seen.push(value);
+            if done {
+                return seen;
+            }
+        }
+    }
+
     /// The next stdout line that is a JSON object whose `topic` is `topic`.
     fn next_on(&mut self, topic: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -400,4 +421,61 @@ fn roost_cli_v5_listen_stops_after_count() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status:?}");
+}
+
+/// Issue 10: when the node ends the connection because the token expired (v5 DISCONNECT
+/// 0xA0), `roost-cli` stops instead of reconnecting with the dead token, and says why.
+#[test]
+fn roost_cli_stops_on_an_expired_token_and_says_why() {
+    let node = Node::start();
+    let claims = roost_auth::Claims::new(
+        "bob",
+        Vec::new(),
+        roost_auth::Role::User,
+        Duration::from_secs(1),
+    );
+    let short = common::token_from_claims(&claims);
+    let out = common::tools::run_bounded(
+        ROOST_CLI,
+        &[
+            "--port",
+            &node.mqtt.port().to_string(),
+            "--token",
+            &short,
+            "--mqtt-v5",
+            "listen",
+            "--topic",
+            "im/dm/bob/+",
+        ],
+    );
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert_ne!(
+        out.status.code(),
+        Some(124),
+        "still running: {}",
+        describe(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("token expired"), "{}", describe(&out));
+    assert!(stderr.contains("0xA0"), "{}", describe(&out));
+    assert!(!stderr.contains("reconnect"), "{}", describe(&out));
+}
+
+/// Issue 10: the answer to a request from another device of the same user does not reach
+/// `roost-cli` (it used to print that device's raw `result` JSON): answers go to the asking
+/// device's own `im/sys/{me}/{device}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roost_cli_does_not_print_other_devices_answers() {
+    let node = Node::start();
+    let port = node.mqtt.port();
+    let mut cli = Listener::start(port, &token("alice"), &["--json"]);
+    let mut phone = common::history::Peer::device(&node, "alice", "phone", &[]).await;
+    phone.call("conversations", serde_json::json!({})).await;
+    // A marker after the answer: whatever the CLI would print of the answer comes first.
+    cli_send(port, &token("bob"), &[], "alice", "marker");
+    let printed = cli.lines_until("im/dm/alice/bob");
+    assert!(
+        !printed.iter().any(|l| l["payload"]["type"] == "result"),
+        "roost-cli printed another device's answer: {printed:?}"
+    );
 }

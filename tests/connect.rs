@@ -435,6 +435,62 @@ async fn token_expiry_disconnects_v5_with_0xa0() {
     );
 }
 
+/// §1-2: sign-in and the expiry timer use the same clock skew. A token whose `exp` passed
+/// two seconds ago is within the 5 s skew, so it is accepted, and then the connection is
+/// not closed at once: it works, and ends (DISCONNECT 0xA0) when the skew is used up.
+/// Meanwhile alice's presence goes online once and offline once.
+#[tokio::test]
+async fn a_token_accepted_within_the_clock_skew_is_not_closed_at_once() {
+    let node = Node::start();
+    let mut watcher = Client::<Mqtt3>::user(&node, "bob").await;
+    assert_eq!(watcher.subscribe("im/presence/alice").await, 1);
+    let mut claims = Claims::new("alice", Vec::new(), Role::User, Duration::from_secs(60));
+    claims.exp -= 62;
+    let exp = claims.exp;
+    let mut alice = Client::<Mqtt5>::connect(options5(
+        &node,
+        "alice",
+        "alice",
+        &token_from_claims(&claims),
+    ))
+    .await
+    .expect("a token within the clock skew is accepted");
+    assert!(matches!(
+        alice.subscribe("im/sys/alice").await,
+        rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)
+    ));
+    alice.publish_acked("x/y", "still connected").await;
+    match alice.ended().await {
+        ConnectionError5::MqttState(StateError::ServerDisconnect { reason_code, .. }) => {
+            assert_eq!(reason_code, DisconnectReasonCode::MaximumConnectTime)
+        }
+        other => panic!("expected DISCONNECT 0xA0, got {other:?}"),
+    }
+    let at = now_secs_f64();
+    assert!(
+        at >= exp as f64 + 4.8,
+        "closed {:.1}s after exp, inside the 5 s skew sign-in allowed",
+        at - exp as f64
+    );
+    let statuses: Vec<String> = {
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match watcher
+                .next_where(|p| matches!(p, Packet::Publish(p) if p.topic == "im/presence/alice"))
+                .await
+            {
+                Packet::Publish(p) => {
+                    let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+                    seen.push(v["status"].as_str().unwrap_or("?").to_owned());
+                }
+                _ => unreachable!(),
+            }
+        }
+        seen
+    };
+    assert_eq!(statuses, ["online", "offline"]);
+}
+
 /// §1: the same for v3.1.1, which has no server DISCONNECT: the connection is closed.
 #[tokio::test]
 async fn token_expiry_closes_v311_connection() {

@@ -734,7 +734,7 @@ fn summary<'a>(list: &'a Value, conv: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{conv} not listed: {list}"));
     assert_eq!(
         keys(line),
-        ["conv", "last", "last_seq", "read_seq", "unread"],
+        ["conv", "last", "last_seq", "read_seq", "reads", "unread"],
         "{line}"
     );
     line

@@ -75,7 +75,7 @@ async fn wait_closed_in_log(node: &Node, client_id: &str) {
 /// A status only alice can publish (her own topic), used as a marker: whatever the server
 /// publishes on the topic before it arrives, arrives before it.
 async fn marker(from: &Client<Mqtt3>, name: &str) -> Value {
-    let body = serde_json::json!({ "status": name });
+    let body = serde_json::json!({ "status": "away", "text": name });
     from.publish(TOPIC, &body.to_string()).await;
     body
 }
@@ -173,4 +173,68 @@ async fn offline_when_last_device_connection_drops() {
     assert_status(&next_status(&mut bob).await.0, "online");
     drop(raw);
     assert_status(&next_status(&mut bob).await.0, "offline");
+}
+
+/// §3: the status a user publishes for themselves is checked: `status` from the documented
+/// set, optional `text` (bounded) and `ts`, nothing else. A bad one is refused (v5 PUBACK
+/// 0x99, an `invalid_payload` notice) and reaches no reader; a good one reaches them.
+#[tokio::test]
+async fn own_status_is_validated() {
+    use common::client::{options5, Mqtt5};
+    use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, PubAckReason};
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+
+    let node = Node::start();
+    let mut carol = observer(&node, "carol").await;
+    let mut alice = Client::<Mqtt5>::connect(options5(&node, "alice", "alice", &token("alice")))
+        .await
+        .expect("sign-in refused");
+    alice.subscribe("im/sys/alice").await;
+    assert_status(&next_status(&mut carol).await.0, "online");
+
+    let long = format!(r#"{{"status":"away","text":"{}"}}"#, "x".repeat(141));
+    for bad in [
+        r#"{"status":"sleeping"}"#,
+        r#"{"status":"away","avatar":"https://x"}"#,
+        "away",
+        long.as_str(),
+    ] {
+        alice
+            .client
+            .publish(TOPIC, QoS5::AtLeastOnce, false, bad.as_bytes().to_vec())
+            .await
+            .unwrap();
+        match alice.next_where(|p| matches!(p, Packet5::PubAck(_))).await {
+            Packet5::PubAck(ack) => {
+                assert_eq!(ack.reason, PubAckReason::PayloadFormatInvalid, "{bad}")
+            }
+            _ => unreachable!(),
+        }
+        match alice.next_where(|p| matches!(p, Packet5::Publish(_))).await {
+            Packet5::Publish(p) => {
+                let notice: Value = serde_json::from_slice(&p.payload).unwrap();
+                assert_eq!(p.topic.as_ref(), b"im/sys/alice");
+                assert_eq!(notice["code"], "invalid_payload", "{bad}: {notice}");
+            }
+            _ => unreachable!(),
+        }
+    }
+    let good = r#"{"status":"busy","text":"in a meeting","ts":1700000000000}"#;
+    alice
+        .client
+        .publish(TOPIC, QoS5::AtLeastOnce, false, good.as_bytes().to_vec())
+        .await
+        .unwrap();
+    // The first status carol sees after "online" is the good one: no bad one came before.
+    let (got, _) = next_status(&mut carol).await;
+    assert_eq!(got["status"], "busy", "{got}");
+    assert_eq!(got["text"], "in a meeting", "{got}");
+}
+
+/// The same refusal for a third-party MQTT 5 client (paho).
+#[test]
+fn paho_v5_own_status_is_validated() {
+    let node = Node::start();
+    let port = node.mqtt.port().to_string();
+    common::tools::paho("presence_v5.py", &["127.0.0.1", &port, &token("alice")]);
 }

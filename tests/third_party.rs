@@ -4,7 +4,8 @@
 mod common;
 
 use common::tools::{describe, paho, run_bounded, Subscriber};
-use common::{token, Node};
+use common::{token, token_with, Node};
+use roost_auth::Role;
 use std::time::Duration;
 
 fn mosquitto_dm(node: &Node, version: &str) {
@@ -251,4 +252,154 @@ fn paho_v5_standard_delivery_and_subscription_options() {
 #[test]
 fn paho_v5_standard_delivery_reference_mosquitto() {
     paho("standard_v5.py", &["127.0.0.1", "1883", &unique_prefix()]);
+}
+
+/// Open mode as issue 15 tried it: anonymous clients, one rule allowing `#` outside `im/`.
+fn open_node(rules: &str) -> Node {
+    Node::builder()
+        .toml(&format!(
+            "[auth]\njwt_secret = \"{}\"\nallow_anonymous = true\n{rules}",
+            common::SECRET
+        ))
+        .start()
+}
+
+const ALLOW_ALL: &str = "[[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"#\"\n";
+
+/// Runs one case of tests/python/wildcards.py on a node in open mode (one rule allowing
+/// `#`) and on the reference broker (the Mosquitto at 127.0.0.1:1883), so the expectations
+/// are MQTT's, not roost's. v3.1.1 and v5 each.
+fn root_wildcards_case(case: &str) {
+    let node = open_node(ALLOW_ALL);
+    let port = node.mqtt.port().to_string();
+    paho(
+        "wildcards.py",
+        &["127.0.0.1", &port, &unique_prefix(), case],
+    );
+    paho(
+        "wildcards.py",
+        &["127.0.0.1", "1883", &unique_prefix(), case],
+    );
+}
+
+/// docs/protocol.md "Standard MQTT": `#` and `+/+/+` are granted and deliver what they match.
+#[test]
+fn paho_root_wildcards_deliver() {
+    root_wildcards_case("root");
+}
+
+/// Retained messages come through `#` and `+/+/+` on subscribe, with the retain flag.
+#[test]
+fn paho_root_wildcards_get_retained_messages() {
+    root_wildcards_case("ret");
+}
+
+/// A persistent session subscribed with `+/+/oq/+` gets what was published while it was away.
+#[test]
+fn paho_root_wildcards_offline_queueing() {
+    root_wildcards_case("oq");
+}
+
+/// After UNSUBSCRIBE `#` nothing more comes through it.
+#[test]
+fn paho_root_wildcards_unsubscribe() {
+    root_wildcards_case("unsub");
+}
+
+/// Overlapping `+/+/ov/#` (QoS 2) and `#` (QoS 1): the message arrives at QoS 2, at most
+/// one copy per subscription.
+#[test]
+fn paho_root_wildcards_overlapping_subscriptions() {
+    root_wildcards_case("over");
+}
+
+/// docs/protocol.md section 3: `#`, `+/+/+/+`, `im/#` and `$share/g/#` (v3.1.1 and v5, token
+/// users and anonymous ones) deliver what the user may read, live and retained, and nothing
+/// else: no other user's DMs, signals, groups, notices or requests, nothing a config rule
+/// keeps from them. Per delivery, with a receive maximum of 2 for the dropped QoS 1 ones,
+/// and for a persistent session resumed with `#` (its queue is checked too).
+#[test]
+fn paho_root_wildcards_never_leak() {
+    let rules = "\
+        [[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"devices/{user}/#\"\n\
+        [[acl.rules]]\npermission = \"deny\"\naction = \"all\"\ntopic = \"devices/#\"\n\
+        [[acl.rules]]\npermission = \"deny\"\naction = \"subscribe\"\ntopic = \"private/#\"\n";
+    let node = open_node(&format!("{rules}{ALLOW_ALL}"));
+    let port = node.mqtt.port().to_string();
+    let hour = Duration::from_secs(3600);
+    let alice = token_with("alice", &["team"], Role::User, hour);
+    let bob = token_with("bob", &["team"], Role::User, hour);
+    let carol = token_with("carol", &[], Role::User, hour);
+    paho(
+        "wildcards_acl.py",
+        &["127.0.0.1", &port, &alice, &bob, &carol],
+    );
+}
+
+/// docs/operating.md `limits.max_queued_messages`: a persistent session away while 10
+/// messages (3 at QoS 0) queue up gets the newest 5 QoS 1 ones on resume (v3.1.1 and v5);
+/// the drop is logged with user, client id and count, and counted in /metrics.
+#[tokio::test]
+async fn paho_offline_queue_is_bounded_oldest_qos0_first() {
+    let node = open_node(&format!("[limits]\nmax_queued_messages = 5\n{ALLOW_ALL}"));
+    let port = node.mqtt.port().to_string();
+    let prefix = unique_prefix();
+    paho("offline_bound.py", &["127.0.0.1", &port, &prefix]);
+    let unique = &prefix[prefix.len() - 16..];
+    for version in ["v3", "v5"] {
+        let client = format!("@anon:b{unique}-{version}-away");
+        let user = format!("user=anon-b{unique}-{version}-away");
+        node.wait_for_log(&[
+            "offline queue over limits.max_queued_messages",
+            &client,
+            &user,
+            "dropped=5",
+            "dropped_qos0=3",
+        ])
+        .await;
+    }
+    let metrics = common::http::http_get(node.http, "/metrics", None, Duration::from_secs(10));
+    assert!(
+        metrics
+            .body
+            .contains("roost_offline_queue_dropped_total{qos=\"0\"} 6"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("roost_offline_queue_dropped_total{qos=\"1-2\"} 4"),
+        "{}",
+        metrics.body
+    );
+}
+
+/// docs/protocol.md section 1 and "Standard MQTT" (issue 15): a generic MQTT 5 client (paho,
+/// anonymous) gets v5 sessions kept by their Session Expiry Interval whatever Clean Start
+/// says, assigned client ids, UNSUBACK 0x11, QoS 1 acknowledged on a `$app/...` topic, topic
+/// aliases, the QoS 2 flow (unknown PUBREL, PUBREC with an error), a refusing CONNACK within
+/// the client's Maximum Packet Size, a will's user properties in order, and a repeated
+/// SUBSCRIBE replacing the subscription.
+#[test]
+fn paho_v5_sessions_handshake_and_packets() {
+    let node = Node::builder()
+        .toml(&format!(
+            "[auth]\njwt_secret = \"{}\"\nallow_anonymous = true\n\
+             [[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"test/#\"\n\
+             [[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"$app/#\"\n",
+            common::SECRET
+        ))
+        .start();
+    let port = node.mqtt.port().to_string();
+    paho("conformance_v5.py", &["127.0.0.1", &port, &unique_prefix()]);
+}
+
+/// The same script against the reference broker (the Mosquitto at 127.0.0.1:1883).
+#[test]
+fn paho_v5_sessions_handshake_and_packets_reference_mosquitto() {
+    paho(
+        "conformance_v5.py",
+        &["127.0.0.1", "1883", &unique_prefix()],
+    );
 }

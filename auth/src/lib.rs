@@ -16,8 +16,8 @@
 pub mod acl;
 pub mod token;
 
-pub use acl::{Acl, AclError, AclRule, Action, Permission};
+pub use acl::{Acl, AclError, AclRule, Action, Grant, Permission};
 pub use token::{
     mint_hs256, random_secret, Claims, Identity, KeyError, KeySettings, Role, TokenError,
-    UnknownRole, Verifier,
+    UnknownRole, Verifier, LEEWAY_SECS,
 };

@@ -42,7 +42,7 @@ impl LinkBus {
         stamped: bool,
     ) -> anyhow::Result<LinkBus> {
         let mut link = router
-            .link(crate::keys::HISTORY.to_owned(), true, None, None)
+            .link(crate::keys::HISTORY.to_owned(), true, true, None, None)
             .await?;
         let filters = subscriptions::history(stamped)
             .iter()
@@ -110,14 +110,14 @@ impl Bus for LinkBus {
                 // shows at the next `recv`.
                 self.link.try_send(vec![Packet::PubAck(puback, None)]);
             }
+            let props = forward.properties.unwrap_or_default();
             return Some(Delivery {
                 topic,
                 qos: publish.qos() as u8,
                 payload: publish.payload.to_vec(),
-                user_properties: forward
-                    .properties
-                    .map(|p| p.user_properties)
-                    .unwrap_or_default(),
+                user_properties: props.user_properties,
+                response_topic: props.response_topic,
+                correlation_data: props.correlation_data.map(|c| c.to_vec()),
                 ack: (),
             });
         }
@@ -126,6 +126,20 @@ impl Bus for LinkBus {
     async fn publish(&mut self, topic: String, payload: Vec<u8>) {
         let publish = Publish::new(topic.into_bytes(), payload, false);
         self.link.try_send(vec![Packet::Publish(publish, None)]);
+    }
+
+    async fn publish_answer(
+        &mut self,
+        topic: String,
+        payload: Vec<u8>,
+        correlation_data: Option<Vec<u8>>,
+    ) {
+        let publish = Publish::new(topic.into_bytes(), payload, false);
+        let props = correlation_data.map(|c| PublishProperties {
+            correlation_data: Some(c.into()),
+            ..Default::default()
+        });
+        self.link.try_send(vec![Packet::Publish(publish, props)]);
     }
 
     async fn ack(&mut self, (): ()) {}

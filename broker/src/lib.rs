@@ -11,6 +11,7 @@
 //! It starts the history service (`roost-history`) on a router link of its own, and
 //! serves the history HTTP API. It does not link nodes into a cluster.
 
+mod ack_order;
 mod agent;
 pub mod cli;
 mod codec;

@@ -85,6 +85,7 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         max_connections: config.limits.max_connections,
         segment_size: 16 * 1024,
         segment_count: 2,
+        max_queued_messages: Some(config.limits.max_queued_messages).filter(|&n| n > 0),
         // Room for a database outage: about 16 MiB of messages per history filter (those of
         // both deliveries: a worker may use either).
         large: roost_proto::subscriptions::HISTORY

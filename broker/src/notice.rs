@@ -6,18 +6,23 @@ use roost_proto::notice::Notice;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use roost_proto::chat::payload_id;
-pub use roost_proto::notice::code::FORBIDDEN;
+pub use roost_proto::notice::code::{FORBIDDEN, INVALID_PAYLOAD};
 
 /// An `error` notice for `user`. `id` is the chat message id when the refused publish
 /// carried one ([`payload_id`]), so the client can mark that message as failed.
 pub fn error(user: &str, id: Option<&str>, code: &str, message: String) -> SystemMessage {
+    error_at(roost_proto::topic::sys(user), id, code, message)
+}
+
+/// An `error` notice on `topic` (one of the user's `im/sys/{user}/...` topics).
+pub fn error_at(topic: String, id: Option<&str>, code: &str, message: String) -> SystemMessage {
     let notice = Notice::Error {
         code,
         message: &message,
         id,
     };
     SystemMessage {
-        topic: roost_proto::topic::sys(user),
+        topic,
         payload: notice.to_bytes(),
         retain: false,
     }

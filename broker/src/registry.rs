@@ -9,6 +9,7 @@
 use crate::conn::Will;
 use crate::node::Context;
 use crate::router::SystemMessage;
+use rumqttd::protocol::PublishProperties;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -90,10 +91,12 @@ impl Registry {
         true
     }
 
-    pub fn unsubscribed(&self, client_id: &str, filter: &str) {
-        if let Some(entry) = self.lock().clients.get_mut(client_id) {
-            entry.filters.remove(filter);
-        }
+    /// Forgets a filter; `false` when the client id held no such filter.
+    pub fn unsubscribed(&self, client_id: &str, filter: &str) -> bool {
+        self.lock()
+            .clients
+            .get_mut(client_id)
+            .is_some_and(|entry| entry.filters.remove(filter))
     }
 
     /// Removes and returns the filters of a resumed session that `allowed` now refuses.
@@ -160,8 +163,10 @@ impl Registry {
                         .get_mut(&id)
                         .and_then(|e| e.will.take_if(|(e, _)| *e == epoch))
                         .is_some();
-                    if let Some(message) = still_ours.then(|| message(&owner_ctx, will)).flatten() {
-                        owner_ctx.system.publish(message).await;
+                    if let Some((message, props)) =
+                        still_ours.then(|| message(&owner_ctx, will)).flatten()
+                    {
+                        owner_ctx.system.publish_with(message, props).await;
                     }
                     owner_ctx.registry.forget_if_unused(&id, epoch);
                 });
@@ -191,7 +196,7 @@ impl Registry {
 
 /// The will as a message, unless it is retained and its user holds all the retained topics
 /// they may already.
-fn message(ctx: &Context, will: Will) -> Option<SystemMessage> {
+fn message(ctx: &Context, will: Will) -> Option<(SystemMessage, Option<PublishProperties>)> {
     if will.retain {
         if let Err(refusal) = ctx.retained.admit(&will.user, &will.topic, &will.payload) {
             let (user, topic, code) = (&will.user, &will.topic, refusal.code());
@@ -205,17 +210,18 @@ fn message(ctx: &Context, will: Will) -> Option<SystemMessage> {
         true => crate::conn::ingress_topic(&will.topic),
         false => will.topic,
     };
-    Some(SystemMessage {
+    let message = SystemMessage {
         topic,
         payload: will.payload,
         retain: will.retain,
-    })
+    };
+    Some((message, will.properties.map(|p| *p)))
 }
 
 fn publish(ctx: &Arc<Context>, will: Will) {
     let system = ctx.system.clone();
-    let Some(message) = message(ctx, will) else {
+    let Some((message, props)) = message(ctx, will) else {
         return;
     };
-    tokio::spawn(async move { system.publish(message).await });
+    tokio::spawn(async move { system.publish_with(message, props).await });
 }

@@ -6,7 +6,7 @@
 
 use futures_util::FutureExt;
 use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
-use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet, Publish};
+use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet, Publish, PublishProperties};
 use rumqttd::{Notification, RouterConfig, SegmentConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +141,7 @@ pub struct LinkRefused(String);
 type MakeLink = dyn Fn(
         &str,
         bool,
+        bool,
         Option<u16>,
         Option<Duration>,
     ) -> Result<(LinkTx, LinkRx, Notification), LinkRefused>
@@ -163,6 +164,8 @@ pub struct Sizing {
     /// briefly offline subscribers.
     pub segment_size: usize,
     pub segment_count: usize,
+    /// What a resumed persistent session gets at most of its offline queue (`None`: all).
+    pub max_queued_messages: Option<usize>,
     /// Filters with a log of their own size: the history service's, which must hold what
     /// arrives while the database is away.
     pub large: Vec<(String, usize, usize)>,
@@ -178,6 +181,7 @@ impl Router {
             max_outgoing_packet_count: 200,
             max_segment_size: sizing.segment_size,
             max_segment_count: sizing.segment_count,
+            max_queued_messages: sizing.max_queued_messages,
             custom_segment: Some(
                 sizing
                     .large
@@ -196,10 +200,13 @@ impl Router {
         let router_tx = rumqttd::Router::new(0, config).spawn();
         let make_link = move |client_id: &str,
                               clean: bool,
+                              clean_start: bool,
                               receive_maximum: Option<u16>,
                               session_expiry: Option<Duration>| {
             LinkBuilder::new(client_id, router_tx.clone())
                 .clean_session(clean)
+                // MQTT 5 Clean Start: a saved session is discarded even when this one is kept.
+                .clean_start(clean_start)
                 // How long a persistent session outlives the link (`None`: for ever).
                 .session_expiry(session_expiry)
                 // QoS 1/2 deliveries the client takes at once (v5 Receive Maximum).
@@ -215,17 +222,25 @@ impl Router {
     }
 
     /// Registers a client with the router. Blocks until the router answers, so it runs on
-    /// the blocking pool.
+    /// the blocking pool. `clean`: the session ends with the link; `clean_start`: a saved
+    /// session of `client_id` is discarded (always so when `clean`).
     pub(crate) async fn link(
         &self,
         client_id: String,
         clean: bool,
+        clean_start: bool,
         receive_maximum: Option<u16>,
         session_expiry: Option<Duration>,
     ) -> Result<Link, LinkRefused> {
         let make_link = self.make_link.clone();
         let built = tokio::task::spawn_blocking(move || {
-            make_link(&client_id, clean, receive_maximum, session_expiry)
+            make_link(
+                &client_id,
+                clean,
+                clean_start,
+                receive_maximum,
+                session_expiry,
+            )
         })
         .await
         .map_err(|e| LinkRefused(e.to_string()))??;
@@ -258,7 +273,8 @@ pub struct SystemMessage {
 /// Publishes presence, notices and wills through the node's own link. Cheap to clone.
 #[derive(Clone)]
 pub struct SystemPublisher {
-    tx: mpsc::Sender<SystemMessage>,
+    /// With the publish properties of the rare message that has some (a will's).
+    tx: mpsc::Sender<(SystemMessage, Option<PublishProperties>)>,
 }
 
 /// How many system messages may wait for the router before publishers wait.
@@ -267,7 +283,7 @@ const SYSTEM_QUEUE: usize = 4096;
 impl SystemPublisher {
     pub async fn start(router: &Router) -> Result<SystemPublisher, LinkRefused> {
         let link = router
-            .link(crate::keys::SYSTEM.to_owned(), true, None, None)
+            .link(crate::keys::SYSTEM.to_owned(), true, true, None, None)
             .await?;
         let (tx, rx) = mpsc::channel(SYSTEM_QUEUE);
         tokio::spawn(run_system_link(link, rx));
@@ -275,19 +291,27 @@ impl SystemPublisher {
     }
 
     pub async fn publish(&self, message: SystemMessage) {
-        if self.tx.send(message).await.is_err() {
+        self.publish_with(message, None).await
+    }
+
+    /// Publishes `message` with MQTT 5 properties (a will's user properties, in order).
+    pub async fn publish_with(&self, message: SystemMessage, props: Option<PublishProperties>) {
+        if self.tx.send((message, props)).await.is_err() {
             error!("system link is gone; a presence, notice or will was not published");
         }
     }
 }
 
-async fn run_system_link(mut link: Link, mut rx: mpsc::Receiver<SystemMessage>) {
+async fn run_system_link(
+    mut link: Link,
+    mut rx: mpsc::Receiver<(SystemMessage, Option<PublishProperties>)>,
+) {
     loop {
         tokio::select! {
             message = rx.recv() => {
-                let Some(message) = message else { return };
+                let Some((message, props)) = message else { return };
                 let publish = Publish::new(message.topic.into_bytes(), message.payload, message.retain);
-                if !link.try_send(vec![Packet::Publish(publish, None)]) {
+                if !link.try_send(vec![Packet::Publish(publish, props)]) {
                     error!("router is gone; system link stops");
                     return;
                 }

@@ -56,7 +56,9 @@ pub async fn run(
     let req = new_message_id();
     let request = json!({"req": req, "method": method, "params": params});
 
-    let options = crate::connect_options(conn, &me, vec![topic::sys(&me.user)])?;
+    // The answer comes to this device's own topic, not to the user's other devices.
+    let mut options = crate::connect_options(conn, &me, Vec::new())?;
+    options.subscriptions = vec![topic::answer_topic(&me.user, &options.client_id)];
     let mut session = Session::connect(&options).await?;
     session
         .client

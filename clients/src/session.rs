@@ -272,7 +272,7 @@ async fn poll_v4(el: &mut rumqttc::EventLoop, subs: &[String]) -> Polled {
 
 async fn poll_v5(el: &mut rumqttc::v5::EventLoop, subs: &[String]) -> Polled {
     use p5::Packet;
-    use rumqttc::v5::{ConnectionError as CE, Event as E};
+    use rumqttc::v5::{ConnectionError as CE, Event as E, StateError};
     use rumqttc::Outgoing;
     Polled::Event(match el.poll().await {
         Ok(E::Incoming(Packet::ConnAck(_))) => return Polled::ConnAck,
@@ -300,13 +300,21 @@ async fn poll_v5(el: &mut rumqttc::v5::EventLoop, subs: &[String]) -> Polled {
             return Polled::Failed {
                 refused: match &e {
                     CE::ConnectionRefused(code) => Some(connack_v5(*code)),
+                    // The token expired: reconnecting with it would only be refused.
+                    CE::MqttState(StateError::ServerDisconnect {
+                        reason_code: p5::DisconnectReasonCode::MaximumConnectTime,
+                        reason_string,
+                    }) => Some(format!(
+                        "disconnected by the broker: {} (DISCONNECT 0xA0); get a new token and connect again",
+                        reason_string.as_deref().unwrap_or("token expired").escape_debug()
+                    )),
                     _ => None,
                 },
                 error: match &e {
                     CE::NotConnAck(_) => NOT_MQTT.to_string(),
                     e => e.to_string(),
                 },
-            }
+            };
         }
     })
 }

@@ -139,6 +139,9 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// QoS > 0 publishes a client may have unacknowledged. Default 64.
     pub receive_maximum: u16,
+    /// MQTT 5 topic aliases a client may set (announced in CONNACK as Topic Alias
+    /// Maximum; 0: none). Default 10.
+    pub topic_alias_maximum: u16,
     /// Subscriptions per connection. Default 100.
     pub max_subscriptions: usize,
     /// Time a client has to take what the node writes to it, e.g. `"30s"`; a client that
@@ -147,6 +150,10 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// Retained topics outside `im/` one user may hold (0: none). Default 256.
     pub max_retained_per_user: usize,
+    /// Messages a persistent session gets of what queued up while it was away; the oldest
+    /// QoS 0 ones, then the oldest QoS 1/2 ones, beyond it are dropped when it resumes
+    /// (0: no bound but the logs' own). Default 1000.
+    pub max_queued_messages: usize,
 }
 
 impl Default for Limits {
@@ -156,9 +163,11 @@ impl Default for Limits {
             max_packet_size: 69_632,
             connect_timeout: Duration::from_secs(5),
             receive_maximum: 64,
+            topic_alias_maximum: 10,
             max_subscriptions: 100,
             write_timeout: Duration::from_secs(30),
             max_retained_per_user: 256,
+            max_queued_messages: 1000,
         }
     }
 }

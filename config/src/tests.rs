@@ -64,8 +64,10 @@ fn defaults_without_file() {
         assert_eq!(config.limits.max_packet_size, 69_632);
         assert_eq!(config.limits.connect_timeout, Duration::from_secs(5));
         assert_eq!(config.limits.receive_maximum, 64);
+        assert_eq!(config.limits.topic_alias_maximum, 10);
         assert_eq!(config.limits.max_subscriptions, 100);
         assert_eq!(config.limits.max_retained_per_user, 256);
+        assert_eq!(config.limits.max_queued_messages, 1000);
         assert_eq!(config.history.database_url, None);
         assert_eq!(config.cluster, Cluster::default());
         Ok(())
@@ -128,9 +130,11 @@ fn operating_example_with_every_key() {
                 max_packet_size: 65_536,
                 connect_timeout: Duration::from_secs(5),
                 receive_maximum: 32,
+                topic_alias_maximum: 10,
                 max_subscriptions: 50,
                 write_timeout: Duration::from_secs(20),
                 max_retained_per_user: 16,
+                max_queued_messages: 500,
             },
             history: History {
                 database_url: Some("postgres://roost@db.example/roost".into()),
@@ -510,6 +514,8 @@ fn limits_ranges() {
             "max_packet_size = 268435455",
             "receive_maximum = 1",
             "receive_maximum = 65535",
+            "topic_alias_maximum = 0",
+            "topic_alias_maximum = 65535",
             "max_connections = 1",
             "connect_timeout = \"1ms\"",
             "connect_timeout = \"1m 30s\"",
@@ -608,6 +614,17 @@ fn history_database_url() {
             let toml = format!("[history]\ndatabase_url = \"{bad}\"\n");
             assert_invalid(load_toml(jail, &toml), "history.database_url", "sqlite:");
         }
+        // The driver would log an unknown parameter with its value: refused, key only.
+        let toml =
+            "[history]\ndatabase_url = \"postgres://u@h/db?sslmode=disable&pasword=hunter2\"\n";
+        let error = assert_invalid(load_toml(jail, toml), "history.database_url", "`pasword`");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        let toml = "[history]\ndatabase_url = \"mysql://u:hunter2@h/db\"\n";
+        let error = assert_invalid(load_toml(jail, toml), "history.database_url", "sqlite:");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        let ok = "postgres://u@h/db?sslmode=require&application_name=roost&options[search_path]=im";
+        let toml = format!("[history]\ndatabase_url = \"{ok}\"\n");
+        load_toml(jail, &toml).unwrap_or_else(|e| panic!("{ok}: {e}"));
         Ok(())
     });
 }

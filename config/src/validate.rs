@@ -85,10 +85,21 @@ pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
 
     if let Some(url) = &config.history.database_url {
         let known = ["sqlite:", "postgres:", "postgresql:"];
+        // Never the URL itself in the message: it may hold a password.
         if !known.iter().any(|scheme| url.starts_with(scheme)) {
             return fail(
                 "history.database_url",
-                format!("`{url}` must start with `sqlite:`, `postgres:` or `postgresql:`"),
+                "must start with `sqlite:`, `postgres:` or `postgresql:`".into(),
+            );
+        }
+        if let Some(key) = unknown_postgres_param(url) {
+            return fail(
+                "history.database_url",
+                format!(
+                    "unknown parameter `{key}` (its value is not shown); PostgreSQL URLs \
+                     take {}",
+                    POSTGRES_PARAMS.join(", ")
+                ),
             );
         }
     }
@@ -299,4 +310,48 @@ mod tests {
             assert!(!is_subject_prefix(bad), "{bad}");
         }
     }
+}
+
+/// The query parameters sqlx's PostgreSQL driver reads (sqlx-postgres, `options/parse.rs`),
+/// besides `options[NAME]`. It logs any other parameter with its value and goes on, so a
+/// mistyped `pasword=...` would put the password in the node's log: such a URL is refused
+/// here, naming only the key.
+const POSTGRES_PARAMS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// The first query parameter of a `postgres:` URL the driver would not read (at most 64
+/// characters of its key, in case a value was pasted in its place).
+fn unknown_postgres_param(url: &str) -> Option<String> {
+    if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        return None;
+    }
+    let (_, query) = url.split_once('?')?;
+    let query = query.split('#').next().unwrap_or_default();
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split('=').next().unwrap_or_default())
+        .find(|key| {
+            let options = key.starts_with("options[") && key.ends_with(']');
+            !options && !POSTGRES_PARAMS.contains(key)
+        })
+        .map(|key| key.chars().take(64).collect())
 }

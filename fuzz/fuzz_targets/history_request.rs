@@ -79,6 +79,8 @@ fuzz_target!(|data: &[u8]| {
             (stamp::USER.to_owned(), "alice".to_owned()),
             (stamp::GROUPS.to_owned(), "family".to_owned()),
         ],
+        response_topic: None,
+        correlation_data: None,
         ack: (),
     };
     let store = STORE.clone();

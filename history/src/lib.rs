@@ -15,6 +15,7 @@
 mod conv;
 mod error;
 mod fair;
+mod reply;
 pub mod service;
 mod store;
 pub mod worker;
@@ -26,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use conv::Conv;
 pub use error::HistoryError;
-pub use store::{Backend, Store, DEFAULT_POOL_SIZE, SQLITE_POOL_SIZE};
+pub use store::{Backend, Reads, Store, DEFAULT_POOL_SIZE, SQLITE_POOL_SIZE};
 
 /// A chat message to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +167,10 @@ pub struct Summary {
     pub unread: i64,
     /// The last message, unless retention deleted it.
     pub last: Option<Message>,
+    /// The other members' read positions (user -> read seq): a DM's other user, a group's
+    /// members who have sent to or read it.
+    #[serde(default)]
+    pub reads: std::collections::BTreeMap<String, i64>,
 }
 
 /// A page of `conversations`, most recent first; pass `cursor` back for the next

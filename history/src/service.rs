@@ -18,6 +18,7 @@
 //! recipients had the message at once and the service only stores it.
 
 use crate::fair::{Fair, Refusal};
+use crate::reply::Reply;
 use crate::{Conv, HistoryError, NewMessage, Retention, Store, Stored};
 use roost_proto::chat::{self, ChatMessage};
 use roost_proto::delivered::{self, Stamp};
@@ -42,6 +43,9 @@ pub struct Delivery<A> {
     /// The publish's QoS (0, 1 or 2): the stamped copy goes out with the same.
     pub qos: u8,
     pub user_properties: Vec<(String, String)>,
+    /// The v5 Response Topic and Correlation Data of a request, if it had them.
+    pub response_topic: Option<String>,
+    pub correlation_data: Option<Vec<u8>>,
     pub ack: A,
 }
 
@@ -64,6 +68,17 @@ pub trait Bus {
     async fn recv(&mut self) -> Option<Delivery<Self::Ack>>;
     /// Publishes a notice (QoS 1 where the bus can).
     async fn publish(&mut self, topic: String, payload: Vec<u8>);
+    /// Publishes the answer to a request, with the request's v5 Correlation Data when it
+    /// had one. A bus that cannot carry properties publishes without it.
+    async fn publish_answer(
+        &mut self,
+        topic: String,
+        payload: Vec<u8>,
+        correlation_data: Option<Vec<u8>>,
+    ) {
+        let _ = correlation_data;
+        self.publish(topic, payload).await;
+    }
     /// Acknowledges a delivery, so the broker will not deliver it again.
     async fn ack(&mut self, ack: Self::Ack);
     /// Publishes the stamped copy of a committed chat message on its stored topic, at
@@ -89,6 +104,20 @@ struct Request {
     topic: String,
     payload: Vec<u8>,
     user_properties: Vec<(String, String)>,
+    response_topic: Option<String>,
+    correlation_data: Option<Vec<u8>>,
+}
+
+impl Request {
+    /// Where and how big the answer to this request of `me` may be.
+    fn reply(&self, me: &str) -> Reply {
+        Reply::to(
+            me,
+            &self.user_properties,
+            self.response_topic.as_deref(),
+            self.correlation_data.as_deref(),
+        )
+    }
 }
 
 /// Runs the service until the bus closes.
@@ -163,6 +192,8 @@ async fn handle<B: Bus>(
                 topic: delivery.topic,
                 payload: delivery.payload,
                 user_properties: delivery.user_properties,
+                response_topic: delivery.response_topic,
+                correlation_data: delivery.correlation_data,
             };
             if let Err((refusal, request)) = requests.push(&me, request, now) {
                 refuse_request(bus, &me, &request, refusal).await;
@@ -272,7 +303,7 @@ async fn refuse_request<B: Bus>(bus: &mut B, me: &str, request: &Request, refusa
     let req = WireRequest::parse(&request.payload)
         .map(|r| r.req)
         .unwrap_or(Value::Null);
-    let reply = Notice::Result {
+    let answer = Notice::Result {
         req: &req,
         outcome: Outcome::Error {
             error: ErrorBody {
@@ -281,7 +312,9 @@ async fn refuse_request<B: Bus>(bus: &mut B, me: &str, request: &Request, refusa
             },
         },
     };
-    bus.publish(topic::sys(me), reply.to_bytes()).await;
+    let reply = request.reply(me);
+    bus.publish_answer(reply.topic, answer.to_bytes(), reply.correlation_data)
+        .await;
 }
 
 /// A stored-topic delivery as a message to store, or the notice explaining why not (and to
@@ -382,7 +415,8 @@ fn refused_metric(reason: &'static str) {
     metrics::counter!("roost_history_refused_total", "reason" => reason).increment(1);
 }
 
-/// Answers one request from `im/req/{me}` on `im/sys/{me}`.
+/// Answers one request from `im/req/{me}` where the asking device reads (see
+/// [`crate::reply`]), cutting pages by bytes until the answer fits the asker's packets.
 async fn answer<B: Bus>(bus: &mut B, store: &Store, request: &Request) {
     let Topic::Req { user: me } = Topic::parse(&request.topic) else {
         return;
@@ -394,14 +428,50 @@ async fn answer<B: Bus>(bus: &mut B, store: &Store, request: &Request) {
     } else {
         Vec::new()
     };
-    let (req, answer) = match WireRequest::parse(&request.payload) {
-        Ok(parsed) => {
-            let answer = dispatch(bus, store, me, &groups, &parsed).await;
-            (parsed.req, answer)
+    let reply = request.reply(me);
+    let parsed = WireRequest::parse(&request.payload);
+    let req = parsed.as_ref().map_or(Value::Null, |p| p.req.clone());
+    let mut budget = reply.budget();
+    let bytes = loop {
+        let answer = match &parsed {
+            Ok(parsed) => dispatch(bus, store, me, &groups, parsed, budget).await,
+            Err(e) => Err(e.clone()),
+        };
+        let bytes = result_notice(&req, &answer);
+        if reply.fits(bytes.len()) {
+            break bytes;
         }
-        Err(e) => (Value::Null, Err(e)),
+        // Only pages shrink; `read` (whose receipts must not go twice) answers in a few
+        // bytes, and an error is one line.
+        let pageable = matches!(answer, Ok(Answer::Plain(_) | Answer::Paged { .. }))
+            && matches!(
+                parsed.as_ref().map(|p| &p.method),
+                Ok(Ok(Method::History | Method::Sync | Method::Conversations))
+            );
+        match reply.shrink(budget, bytes.len()).filter(|_| pageable) {
+            Some(next) => budget = next,
+            None => {
+                warn!(
+                    user = me,
+                    len = bytes.len(),
+                    "history: answer larger than the asker's maximum packet size"
+                );
+                let error = Err(RequestError {
+                    code: code::TOO_LARGE,
+                    message: "the answer does not fit your Maximum Packet Size, not even one item"
+                        .to_owned(),
+                });
+                break result_notice(&req, &error);
+            }
+        }
     };
-    let outcome = match &answer {
+    bus.publish_answer(reply.topic, bytes, reply.correlation_data)
+        .await;
+}
+
+/// The `result` notice of `req` with this answer.
+fn result_notice(req: &Value, answer: &Result<Answer, RequestError>) -> Vec<u8> {
+    let outcome = match answer {
         Ok(Answer::Plain(result)) => Outcome::Result { result },
         Ok(Answer::Paged {
             result,
@@ -419,8 +489,7 @@ async fn answer<B: Bus>(bus: &mut B, store: &Store, request: &Request) {
             },
         },
     };
-    let reply = Notice::Result { req: &req, outcome };
-    bus.publish(topic::sys(me), reply.to_bytes()).await;
+    Notice::Result { req, outcome }.to_bytes()
 }
 
 /// A request's result; `conversations` pages with `cursor` and `more` beside its list
@@ -440,6 +509,7 @@ async fn dispatch<B: Bus>(
     me: &str,
     groups: &[String],
     request: &WireRequest,
+    budget: usize,
 ) -> Result<Answer, RequestError> {
     let unavailable = |e: HistoryError| {
         if e.is_transient() {
@@ -456,11 +526,12 @@ async fn dispatch<B: Bus>(
             let conv = readable_conv(request, me, groups)?;
             let limit = limits::history_limit(request.int_param("limit")?);
             let page = store
-                .history(
+                .history_within(
                     &conv,
                     request.int_param("before_seq")?,
                     request.int_param("after_seq")?,
                     limit,
+                    budget,
                 )
                 .await
                 .map_err(unavailable)?;
@@ -472,7 +543,7 @@ async fn dispatch<B: Bus>(
             let cursor = request.str_param("cursor");
             let limit = limits::sync_limit(request.int_param("limit")?);
             let page = store
-                .sync(me, groups, cursor, limit)
+                .sync_within(me, groups, cursor, limit, budget)
                 .await
                 .map_err(unavailable)?;
             Ok(Answer::Plain(
@@ -483,7 +554,7 @@ async fn dispatch<B: Bus>(
             let cursor = request.str_param("cursor");
             let limit = limits::conversations_limit(request.int_param("limit")?);
             let page = store
-                .conversations(me, groups, cursor, limit)
+                .conversations_within(me, groups, cursor, limit, budget)
                 .await
                 .map_err(unavailable)?;
             Ok(Answer::Paged {
@@ -515,6 +586,13 @@ async fn dispatch<B: Bus>(
             Ok(Answer::Plain(
                 json!({"conv": conv_id, "read_seq": read_seq}),
             ))
+        }
+        Method::Members => {
+            let conv = readable_conv(request, me, groups)?;
+            let conv_id = conv.to_string();
+            let mut reads = store.reads(&[conv], None).await.map_err(unavailable)?;
+            let reads = reads.remove(&conv_id).unwrap_or_default();
+            Ok(Answer::Plain(json!({"conv": conv_id, "reads": reads})))
         }
     }
 }

@@ -102,15 +102,14 @@ impl Bus for MqttBus {
 
     async fn recv(&mut self) -> Option<Delivery<Publish>> {
         let publish = self.rx.recv().await?;
+        let props = publish.properties.clone().unwrap_or_default();
         Some(Delivery {
             topic: String::from_utf8_lossy(&publish.topic).into_owned(),
             qos: publish.qos as u8,
             payload: publish.payload.to_vec(),
-            user_properties: publish
-                .properties
-                .as_ref()
-                .map(|p| p.user_properties.clone())
-                .unwrap_or_default(),
+            user_properties: props.user_properties,
+            response_topic: props.response_topic,
+            correlation_data: props.correlation_data.map(|c| c.to_vec()),
             ack: publish,
         })
     }
@@ -145,6 +144,25 @@ impl Bus for MqttBus {
             .await
         {
             warn!(error = %e, "history worker could not publish a stamped message");
+        }
+    }
+
+    async fn publish_answer(
+        &mut self,
+        topic: String,
+        payload: Vec<u8>,
+        correlation_data: Option<Vec<u8>>,
+    ) {
+        let props = PublishProperties {
+            correlation_data: correlation_data.map(Into::into),
+            ..Default::default()
+        };
+        if let Err(e) = self
+            .client
+            .publish_with_properties(topic, QoS::AtLeastOnce, false, payload, props)
+            .await
+        {
+            warn!(error = %e, "history worker could not publish an answer");
         }
     }
 

@@ -30,9 +30,25 @@ pub fn client_id_belongs_to(user: &str, client_id: &str) -> bool {
     }
 }
 
+/// The device part of a client id `{user}:{device}`, if it has a valid one.
+pub fn device_of(client_id: &str) -> Option<&str> {
+    client_id
+        .split_once(':')
+        .map(|(_, device)| device)
+        .filter(|d| is_valid_id(d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn devices() {
+        assert_eq!(device_of("alice:phone"), Some("phone"));
+        assert_eq!(device_of("alice"), None);
+        assert_eq!(device_of("alice:"), None);
+        assert_eq!(device_of("alice:a:b"), None);
+    }
 
     #[test]
     fn valid_ids() {

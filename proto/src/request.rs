@@ -31,6 +31,7 @@ pub enum Method {
     Sync,
     Conversations,
     Read,
+    Members,
 }
 
 /// A request read from its JSON.
@@ -56,6 +57,7 @@ impl Request {
             Some("sync") => Ok(Method::Sync),
             Some("conversations") => Ok(Method::Conversations),
             Some("read") => Ok(Method::Read),
+            Some("members") => Ok(Method::Members),
             Some(other) => Err(RequestError {
                 code: code::UNKNOWN_METHOD,
                 message: format!("no method {other:?}"),
@@ -107,7 +109,11 @@ mod tests {
             (r.req, r.method, r.params),
             (Value::Null, Ok(Method::Conversations), json!({}))
         );
-        for (method, parsed) in [("sync", Method::Sync), ("read", Method::Read)] {
+        for (method, parsed) in [
+            ("sync", Method::Sync),
+            ("read", Method::Read),
+            ("members", Method::Members),
+        ] {
             let r = Request::parse(format!(r#"{{"method":"{method}"}}"#).as_bytes()).unwrap();
             assert_eq!(r.method, Ok(parsed));
         }

@@ -12,6 +12,11 @@ pub const USER: &str = "roost-user";
 pub const GROUPS: &str = "roost-groups";
 /// The token's role.
 pub const ROLE: &str = "roost-role";
+/// The client id the request came from: its device part names the device the answer goes
+/// to (`im/sys/{me}/{device}`).
+pub const CLIENT: &str = "roost-client";
+/// The v5 Maximum Packet Size the asking client announced: an answer must fit in it.
+pub const MAX_PACKET: &str = "roost-max-packet";
 
 /// Set by a history service (`roost history-worker`) on the stamped copy it publishes on a
 /// stored topic: the node routes that copy to its recipients as it is, instead of to the
@@ -59,6 +64,36 @@ pub fn stamp(
         (GROUPS.to_owned(), groups.join(",")),
         (ROLE.to_owned(), role.to_owned()),
     ]);
+}
+
+/// Stamps the connection a request came from: its client id and, when the client announced
+/// one, its Maximum Packet Size.
+pub fn stamp_connection(
+    user_properties: &mut Vec<(String, String)>,
+    client_id: &str,
+    max_packet: Option<u32>,
+) {
+    user_properties.push((CLIENT.to_owned(), client_id.to_owned()));
+    if let Some(max) = max_packet {
+        user_properties.push((MAX_PACKET.to_owned(), max.to_string()));
+    }
+}
+
+/// The client id stamped on a request, if any.
+pub fn client(user_properties: &[(String, String)]) -> Option<&str> {
+    value(user_properties, CLIENT)
+}
+
+/// The asking client's Maximum Packet Size stamped on a request, if any.
+pub fn max_packet(user_properties: &[(String, String)]) -> Option<u32> {
+    value(user_properties, MAX_PACKET).and_then(|v| v.parse().ok())
+}
+
+fn value<'a>(user_properties: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    user_properties
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Whether the request carries the node's stamp for `user`.
@@ -120,6 +155,19 @@ mod tests {
         assert_eq!(sent_qos(&props(&[("roost-qos", "2")]), 1), 2);
         assert_eq!(sent_qos(&props(&[("x", "2")]), 1), 1);
         assert_eq!(sent_qos(&[], 0), 0);
+    }
+
+    #[test]
+    fn the_asking_connection() {
+        let mut p = props(&[("roost-client", "forged"), ("roost-max-packet", "1")]);
+        strip(&mut p);
+        assert_eq!((client(&p), max_packet(&p)), (None, None));
+        stamp_connection(&mut p, "alice:phone", Some(4096));
+        assert_eq!(client(&p), Some("alice:phone"));
+        assert_eq!(max_packet(&p), Some(4096));
+        let mut p = Vec::new();
+        stamp_connection(&mut p, "alice", None);
+        assert_eq!((client(&p), max_packet(&p)), (Some("alice"), None));
     }
 
     #[test]

@@ -24,9 +24,47 @@ pub fn sys(user: &str) -> String {
     format!("im/sys/{user}")
 }
 
+/// `im/sys/{user}/{device}`: the answers to the requests one device of `user` made (the
+/// `{device}` of its client id `{user}:{device}`).
+pub fn sys_device(user: &str, device: &str) -> String {
+    format!("im/sys/{user}/{device}")
+}
+
+/// Where the answers to a request `user` made from `client_id` go when it names no v5
+/// Response Topic: the device's `im/sys/{user}/{device}`, or `im/sys/{user}` for a client
+/// id without a device part.
+pub fn answer_topic(user: &str, client_id: &str) -> String {
+    match crate::id::device_of(client_id) {
+        Some(device) => sys_device(user, device),
+        None => sys(user),
+    }
+}
+
+/// Whether `user` may name `topic` as the Response Topic of a request: `im/sys/{user}` or a
+/// topic below it, without wildcards. The server publishes answers there, so it must be a
+/// topic only `user` may read.
+pub fn is_own_response_topic(user: &str, topic: &str) -> bool {
+    let sys = sys(user);
+    let below = match topic.strip_prefix(sys.as_str()) {
+        Some("") => true,
+        Some(rest) => rest.strip_prefix('/').is_some_and(|r| !r.is_empty()),
+        None => false,
+    };
+    below && crate::id::is_valid_id(user) && !topic.contains(['+', '#', '\0'])
+}
+
 /// `im/req/{user}`: requests from `user` to the server.
 pub fn req(user: &str) -> String {
     format!("im/req/{user}")
+}
+
+/// A topic or filter under a `$` first level the server keeps for itself: `$SYS` (server
+/// information) and `$share` (shared subscriptions, a filter form, never a topic). Other `$`
+/// topics (`$app/...`) are ordinary application topics, which `#` and `+` at the first level
+/// do not match (MQTT 5 section 4.7.2).
+pub fn is_reserved(topic: &str) -> bool {
+    let first = topic.split('/').next().unwrap_or_default();
+    first == "$SYS" || first == "$share"
 }
 
 /// Whether messages on `topic` are stored, and so must carry a chat payload: anything
@@ -205,6 +243,37 @@ mod tests {
         ] {
             assert_eq!(Topic::parse(topic), Topic::Other(topic), "{topic}");
         }
+    }
+
+    #[test]
+    fn answers_go_to_the_device() {
+        assert_eq!(sys_device("bob", "phone"), "im/sys/bob/phone");
+        assert_eq!(answer_topic("bob", "bob:phone"), "im/sys/bob/phone");
+        assert_eq!(answer_topic("bob", "bob"), "im/sys/bob");
+        // A client id whose device part is not an id (a service's) keeps the user topic.
+        assert_eq!(answer_topic("svc", "svc-1"), "im/sys/svc");
+        assert_eq!(answer_topic("svc", "svc:a/b"), "im/sys/svc");
+    }
+
+    #[test]
+    fn response_topics_stay_under_my_sys() {
+        for ok in ["im/sys/bob", "im/sys/bob/phone", "im/sys/bob/app/answers"] {
+            assert!(is_own_response_topic("bob", ok), "{ok}");
+        }
+        for bad in [
+            "im/sys/alice",
+            "im/sys/bobby",
+            "im/sys/bob/",
+            "im/sys/bob/+",
+            "im/sys/bob/#",
+            "im/sys/+",
+            "im/dm/alice/bob",
+            "replies/bob",
+            "im/sys/bob/x\0",
+        ] {
+            assert!(!is_own_response_topic("bob", bad), "{bad}");
+        }
+        assert!(!is_own_response_topic("+", "im/sys/+"));
     }
 
     #[test]

@@ -167,12 +167,23 @@ impl Peer {
         client_id: &str,
         groups: &[&str],
     ) -> Peer {
+        // rumqttc accepts 10 KiB by default; a page of history is bigger.
+        Peer::connect_limited(addr, user, client_id, groups, 16 << 20).await
+    }
+
+    /// Like `connect_as`, announcing `max_packet` as the v5 Maximum Packet Size.
+    pub async fn connect_limited(
+        addr: SocketAddr,
+        user: &str,
+        client_id: &str,
+        groups: &[&str],
+        max_packet: u32,
+    ) -> Peer {
         let token = token_with(user, groups, Role::User, HOUR);
         let mut options = Mqtt5::new(client_id, addr.ip().to_string(), addr.port());
         options.set_credentials(user, &token);
         options.set_keep_alive(Duration::from_secs(30));
-        // rumqttc accepts 10 KiB by default; a page of history is bigger.
-        options.set_max_packet_size(Some(16 << 20));
+        options.set_max_packet_size(Some(max_packet));
         let mqtt = match Client::connect(options).await {
             Ok(mqtt) => mqtt,
             Err(refusal) => panic!("{client_id} was refused: {refusal:?}"),
@@ -186,6 +197,10 @@ impl Peer {
             wait: WAIT,
         };
         peer.subscribe(&format!("im/sys/{user}")).await;
+        // Answers to a device's requests come on its own topic.
+        if peer.answers_topic() != peer.sys_topic() {
+            peer.subscribe(&peer.answers_topic()).await;
+        }
         peer
     }
 
@@ -316,10 +331,21 @@ impl Peer {
         format!("im/sys/{}", self.user)
     }
 
-    /// The JSON of a publish on my `im/sys`, if it is one.
-    fn notice_of(sys: &str, p: &Packet) -> Option<Value> {
+    /// Where the answers to my requests come: `im/sys/{user}/{device}`, or `im/sys/{user}`
+    /// for a client id without a device.
+    pub fn answers_topic(&self) -> String {
+        match self.client_id.split_once(':') {
+            Some((_, device)) => format!("im/sys/{}/{device}", self.user),
+            None => self.sys_topic(),
+        }
+    }
+
+    /// The JSON of a publish on my `im/sys` or my device's answers topic, if it is one.
+    fn notice_of(sys: &(String, String), p: &Packet) -> Option<Value> {
         match p {
-            Packet::Publish(p) if p.topic.as_ref() == sys.as_bytes() => {
+            Packet::Publish(p)
+                if p.topic.as_ref() == sys.0.as_bytes() || p.topic.as_ref() == sys.1.as_bytes() =>
+            {
                 serde_json::from_slice(&p.payload).ok()
             }
             _ => None,
@@ -328,7 +354,7 @@ impl Peer {
 
     /// The first notice on `im/sys/{me}` that `want` accepts.
     pub async fn notice(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
-        let sys = self.sys_topic();
+        let sys = (self.sys_topic(), self.answers_topic());
         let p = self
             .expect(what, |p| Self::notice_of(&sys, p).is_some_and(|v| want(&v)))
             .await;
@@ -341,7 +367,7 @@ impl Peer {
         within: Duration,
         want: impl Fn(&Value) -> bool,
     ) -> Option<Value> {
-        let sys = self.sys_topic();
+        let sys = (self.sys_topic(), self.answers_topic());
         let p = self
             .take(within, |p| {
                 Self::notice_of(&sys, p).is_some_and(|v| want(&v))
@@ -375,7 +401,7 @@ impl Peer {
     /// Notices on my `im/sys` that arrived so far and are still kept (not consumed).
     pub fn kept_notices(&mut self) -> Vec<Value> {
         self.drain();
-        let sys = self.sys_topic();
+        let sys = (self.sys_topic(), self.answers_topic());
         self.kept
             .iter()
             .filter_map(|p| Self::notice_of(&sys, p))

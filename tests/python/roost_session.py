@@ -79,11 +79,18 @@ class Session:
         _, codes = self.expect("suback")
         return codes[0]
 
-    def publish(self, topic, payload, user_properties=()):
+    def publish(
+        self, topic, payload, user_properties=(), response_topic=None, correlation_data=None
+    ):
         props = None
-        if self.v5 and user_properties:
+        if self.v5 and (user_properties or response_topic or correlation_data):
             props = Properties(PacketTypes.PUBLISH)
-            props.UserProperty = list(user_properties)
+            if user_properties:
+                props.UserProperty = list(user_properties)
+            if response_topic:
+                props.ResponseTopic = response_topic
+            if correlation_data:
+                props.CorrelationData = correlation_data
         info = self.client.publish(topic, payload, qos=1, properties=props)
         _, mid, code = self.expect("puback")
         check(mid == info.mid, f"PUBACK for mid {mid}, expected {info.mid}")

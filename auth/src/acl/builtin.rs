@@ -61,9 +61,21 @@ pub(crate) fn may_subscribe(who: &Identity, levels: &[&str]) -> bool {
         }
         ["im", "presence", user] => any(user),
         ["im", "sys", user] => *user == me,
+        // Below my `im/sys/{me}`: answers to one device's requests (`im/sys/{me}/{device}`),
+        // or to a v5 Response Topic I named there; `im/sys/{me}/#` takes them all.
+        ["im", "sys", user, below @ ..] => *user == me && is_own_subtree(below),
         // `im/req/...` is read by the server only.
         _ => false,
     }
+}
+
+/// Levels below `im/sys/{me}` a filter may have: ids, `+`, and a final `#`.
+fn is_own_subtree(levels: &[&str]) -> bool {
+    let last = levels.len().saturating_sub(1);
+    levels
+        .iter()
+        .enumerate()
+        .all(|(i, level)| *level == "+" || (*level == "#" && i == last) || is_valid_id(level))
 }
 
 fn is_group_of(who: &Identity, group: &str) -> bool {

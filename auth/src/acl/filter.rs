@@ -86,9 +86,9 @@ impl Pattern {
         if topic.contains('\0') {
             return Err("the topic contains a NUL character".to_owned());
         }
-        if topic.starts_with('$') {
+        if roost_proto::topic::is_reserved(topic) {
             return Err(
-                "topics starting with `$` are never allowed, so no rule can govern them \
+                "`$SYS` and `$share` topics are never allowed, so no rule can govern them \
                  (a `$share/{name}/{filter}` subscription is judged by the rules for its filter)"
                     .to_owned(),
             );
@@ -118,6 +118,11 @@ impl Pattern {
             levels.push(level);
         }
         Ok(Pattern(levels))
+    }
+
+    /// Whether the rule names a `$` topic (`$app/...`): only such rules reach `$` topics.
+    pub fn is_dollar(&self) -> bool {
+        matches!(self.0.first(), Some(Level::Literal(first)) if first.starts_with('$'))
     }
 
     /// Whether the rule can only ever match topics under `im/`, which config

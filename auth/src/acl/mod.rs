@@ -9,14 +9,24 @@
 //! The history service's ingress (`im/ingress/...`, stamped delivery) takes no publish
 //! from anyone, and only `service` tokens may subscribe to it.
 //!
-//! Topics starting with `$` are denied, except shared subscriptions
-//! (`$share/{name}/{filter}`), which are judged by their filter; group names
+//! `$SYS` topics are denied; shared subscriptions (`$share/{name}/{filter}`)
+//! are judged by their filter. Other `$` topics (`$app/...`) follow the rules
+//! like any topic, except that a rule starting with a wildcard or placeholder
+//! never covers them (as `#` does not match them in MQTT); group names
 //! starting with `roost-` belong to the node's own services (the history
 //! service shares `roost-history-*`), so only `service` tokens may use them.
+//!
+//! A root wildcard (`#`, `+/...`, also shared) that the rules do not allow whole
+//! is still granted *partially* when it could match a topic outside `im/` the
+//! config lets the user read ([`Acl::subscribe_grant`]); the broker then checks
+//! every delivery with [`Acl::can_read`], as Mosquitto checks each delivered
+//! message. Filters under `im/` stay all or nothing.
 
 mod builtin;
 mod filter;
 
+#[cfg(test)]
+mod grant_tests;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::token::{Identity, Role};
 use filter::{filter_levels, topic_levels, Pattern, Subject};
+use roost_proto::topic::is_reserved;
 
 /// One `[[acl.rules]]` entry of the config.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -81,6 +92,17 @@ pub enum AclError {
     },
 }
 
+/// How much of a SUBSCRIBE filter the user may read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// Everything the filter can match: deliveries need no check.
+    Full,
+    /// Some of it: each delivery must pass [`Acl::can_read`].
+    Partial,
+    /// Nothing (or a filter the rules refuse outright): SUBACK 0x80 / 0x87.
+    Denied,
+}
+
 /// The compiled access rules. Cheap to query; build once per config.
 #[derive(Clone, Debug, Default)]
 pub struct Acl {
@@ -129,7 +151,7 @@ impl Acl {
         // The history service's ingress is the node's to fill (stamped delivery): whatever
         // arrives there is stored and delivered in the sender's name, so not even a
         // service may publish there itself.
-        if topic.starts_with('$') || roost_proto::topic::is_ingress(topic) {
+        if is_reserved(topic) || roost_proto::topic::is_ingress(topic) {
             return false;
         }
         let Some(levels) = topic_levels(topic) else {
@@ -144,16 +166,16 @@ impl Acl {
     /// May `who`, connected as `client_id`, subscribe with `filter`?
     pub fn can_subscribe(&self, who: &Identity, client_id: &str, filter: &str) -> bool {
         let (filter, shared) = match filter.strip_prefix('$') {
-            None => (filter, false),
-            Some(rest) => match shared_filter(rest) {
+            Some(rest) if rest.starts_with("share") => match shared_filter(rest) {
                 Some((group, _)) if is_internal_group(group) && who.role != Role::Service => {
                     return false
                 }
                 Some((_, inner)) => (inner, true),
                 None => return false,
             },
+            _ => (filter, false),
         };
-        if filter.starts_with('$') {
+        if is_reserved(filter) {
             return false;
         }
         let Some(levels) = filter_levels(filter) else {
@@ -175,14 +197,76 @@ impl Acl {
         }
     }
 
+    /// May `who`, connected as `client_id`, receive a message published to
+    /// `topic`? The per-delivery check behind a [`Grant::Partial`] filter.
+    pub fn can_read(&self, who: &Identity, client_id: &str, topic: &str) -> bool {
+        // A concrete topic is a filter matching only itself.
+        topic_levels(topic).is_some() && self.can_subscribe(who, client_id, topic)
+    }
+
+    /// How much of `filter` `who`, connected as `client_id`, may read.
+    ///
+    /// [`Grant::Full`] exactly when [`Acl::can_subscribe`] allows it. Otherwise a
+    /// root wildcard (first level `+` or `#`, shared or not) is [`Grant::Partial`]
+    /// when some config rule could allow a topic outside `im/` it matches; every
+    /// other filter, notably anything under `im/`, is [`Grant::Denied`] as before.
+    pub fn subscribe_grant(&self, who: &Identity, client_id: &str, filter: &str) -> Grant {
+        if self.can_subscribe(who, client_id, filter) {
+            return Grant::Full;
+        }
+        let inner = match filter.strip_prefix('$') {
+            None => filter,
+            Some(rest) => match shared_filter(rest) {
+                Some((group, _)) if is_internal_group(group) && who.role != Role::Service => {
+                    return Grant::Denied
+                }
+                Some((_, inner)) => inner,
+                None => return Grant::Denied,
+            },
+        };
+        let Some(levels) = filter_levels(inner) else {
+            return Grant::Denied;
+        };
+        if !matches!(levels.first(), Some(&("+" | "#"))) {
+            return Grant::Denied;
+        }
+        if self.may_read_some(&levels, &Subject { who, client_id }) {
+            Grant::Partial
+        } else {
+            Grant::Denied
+        }
+    }
+
+    /// Whether some topic outside `im/` that the root wildcard `request` matches
+    /// could be readable: an allow rule overlaps it before any deny rule covers
+    /// all of it. It errs towards yes (the deliveries are checked one by one).
+    fn may_read_some(&self, request: &[&str], subject: &Subject<'_>) -> bool {
+        for rule in &self.rules {
+            if !rule.action.applies_to(Action::Subscribe) {
+                continue;
+            }
+            match rule.permission {
+                Permission::Allow if rule.pattern.overlaps(request, subject) => return true,
+                Permission::Deny if rule.pattern.covers(request, subject) => return false,
+                _ => {}
+            }
+        }
+        false
+    }
+
     /// The config rules: the first rule that matches decides, else deny.
     ///
     /// For a subscription an allow rule matches only if it covers everything
     /// the filter can match, while a deny rule matches if it could match any
     /// of it: when in doubt, deny.
     fn decide(&self, operation: Action, request: &[&str], subject: &Subject<'_>) -> bool {
+        let dollar = request.first().is_some_and(|first| first.starts_with('$'));
         for rule in &self.rules {
             if !rule.action.applies_to(operation) {
+                continue;
+            }
+            // `#`, `+` and placeholders at the first level do not reach `$` topics.
+            if dollar && !rule.pattern.is_dollar() {
                 continue;
             }
             let matched = match rule.permission {

@@ -203,12 +203,19 @@ fn user_subscribes_to_presence_and_own_sys() {
             "im/presence/bob",
             "im/presence/alice",
             "im/sys/alice",
+            "im/sys/alice/phone",
+            "im/sys/alice/+",
+            "im/sys/alice/#",
+            "im/sys/alice/app/answers",
         ],
         &[
             "im/presence/#",
             "im/presence/+/x",
             "im/sys/bob",
+            "im/sys/bob/phone",
+            "im/sys/bob/#",
             "im/sys/+",
+            "im/sys/+/phone",
             "im/sys/#",
             "im/req/alice", // nobody but the server
             "im/req/+",
@@ -638,7 +645,7 @@ fn invalid_rules_are_named_by_index() {
         ("a/b+", "whole level"),
         ("devices/{user}x", "placeholders"),
         ("devices/{users}", "placeholders"),
-        ("$SYS/#", "`$`"),
+        ("$SYS/#", "`$SYS`"),
         ("", "empty"),
     ];
     for (topic, problem) in cases {
@@ -686,5 +693,33 @@ fn rules_deserialize_strictly() {
         r#"{"permission": "allow", "action": "all"}"#,
     ] {
         assert!(serde_json::from_str::<AclRule>(bad).is_err(), "{bad}");
+    }
+}
+
+/// `$` topics other than `$SYS` and `$share` are application topics: a rule naming them
+/// governs them, a rule starting with a wildcard or placeholder never does (MQTT: `#` and
+/// `+` at the first level do not match `$` topics).
+#[test]
+fn dollar_topics_follow_rules_that_name_them() {
+    let all = |topic| rule(Permission::Allow, Action::All, topic);
+    let open = acl(&[all("#"), all("+/x")]);
+    pubs(&open, &alice(), &["app/x"], &["$app/x", "$SYS/x"]);
+    subs(&open, &alice(), &["app/#"], &["$app/#", "$app/x", "$SYS/#"]);
+
+    let named = acl(&[all("$app/#"), all("#")]);
+    pubs(
+        &named,
+        &alice(),
+        &["$app/x", "$app/a/b"],
+        &["$other/x", "$SYS/x", "$share/g/x"],
+    );
+    subs(
+        &named,
+        &alice(),
+        &["$app/#", "$app/+", "$share/g/$app/#"],
+        &["$other/#", "$SYS/#", "$share/g/$SYS/#"],
+    );
+    for reserved in ["$SYS/#", "$share/g/x"] {
+        assert!(Acl::new(&[all(reserved)]).is_err(), "{reserved}");
     }
 }

@@ -21,7 +21,7 @@ pub use claims::{mint_hs256, random_secret, Claims};
 pub use error::{KeyError, TokenError};
 pub use header::unverified_subject;
 pub use keys::KeySettings;
-pub use verifier::Verifier;
+pub use verifier::{Verifier, LEEWAY_SECS};
 
 /// Who a verified token says the client is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,7 +73,7 @@ impl Role {
     }
 
     /// Roles trusted to act for anybody inside `im/` (any `from`, any filter).
-    pub(crate) fn is_trusted_backend(self) -> bool {
+    pub fn is_trusted_backend(self) -> bool {
         matches!(self, Role::Service | Role::Bridge)
     }
 }

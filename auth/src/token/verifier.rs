@@ -12,8 +12,9 @@ use super::header::JoseHeader;
 use super::keys::{load_files, load_secret, KeySettings, PublicKey};
 use super::{Identity, KeyError, TokenError};
 
-/// Clock skew tolerated on `exp` and `nbf`, in seconds.
-const LEEWAY_SECS: u64 = 5;
+/// Clock skew tolerated on `exp` and `nbf`, in seconds: at sign-in, and by the broker's
+/// expiry timer (a token accepted within the skew is not then closed at once).
+pub const LEEWAY_SECS: u64 = 5;
 
 /// Verifies CONNECT tokens. Cheap to share (`Send + Sync`); [`Verifier::reload`]
 /// swaps keys under a lock held only for the swap, so connects in flight keep

@@ -11,6 +11,7 @@ use crate::metrics;
 use crate::node::Context;
 use crate::transport::Transport;
 use bytes::BytesMut;
+use roost_auth::Grant;
 use rumqttd::protocol::{self, ConnAck, ConnAckProperties, ConnectReturnCode, Packet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -82,7 +83,8 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
                         protocol::Error::ProtocolViolation(_) => ConnectReturnCode::ProtocolError,
                         _ => ConnectReturnCode::MalformedPacket,
                     };
-                    refuse(&mut transport, codec, code).await;
+                    // No reason string: the client's Maximum Packet Size is not known.
+                    refuse(&mut transport, codec, code, None, None).await;
                 }
                 return None;
             }
@@ -99,6 +101,20 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         .and_then(|p| p.session_expiry_interval)
         .unwrap_or(0);
     let client_max_packet = connect_props.as_ref().and_then(|p| p.max_packet_size);
+    // No enhanced authentication (MQTT 5 section 4.12): the token is the password.
+    if connect_props
+        .as_ref()
+        .is_some_and(|p| p.authentication_method.is_some())
+    {
+        refused(
+            &mut transport,
+            codec,
+            Refusal::AuthenticationMethod,
+            client_max_packet,
+        )
+        .await;
+        return None;
+    }
     let signed_in = sign_in(
         &ctx.verifier,
         ctx.allow_anonymous,
@@ -114,7 +130,7 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
     } = match signed_in {
         Ok(s) => s,
         Err(refusal) => {
-            refused(&mut transport, codec, refusal).await;
+            refused(&mut transport, codec, refusal, client_max_packet).await;
             return None;
         }
     };
@@ -125,17 +141,29 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
     let will = match Will::from_connect(will, will_props.as_ref(), session_expiry) {
         Ok(w) => w,
         Err(()) => {
-            refused(&mut transport, codec, Refusal::WillNotAllowed).await;
+            refused(
+                &mut transport,
+                codec,
+                Refusal::WillNotAllowed,
+                client_max_packet,
+            )
+            .await;
             return None;
         }
     };
     if let Some(w) = &will {
         if !ctx.acl.can_publish(&identity, &client_id, &w.topic) {
-            refused(&mut transport, codec, Refusal::WillNotAllowed).await;
+            refused(
+                &mut transport,
+                codec,
+                Refusal::WillNotAllowed,
+                client_max_packet,
+            )
+            .await;
             return None;
         }
         if let Err(refusal) = w.check() {
-            refused(&mut transport, codec, refusal).await;
+            refused(&mut transport, codec, refusal, client_max_packet).await;
             return None;
         }
     }
@@ -143,13 +171,23 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
     // 3. Room for it?
     if ctx.active.fetch_add(1, Ordering::AcqRel) >= ctx.limits.max_connections {
         ctx.active.fetch_sub(1, Ordering::AcqRel);
-        refused(&mut transport, codec, Refusal::MaxConnections).await;
+        refused(
+            &mut transport,
+            codec,
+            Refusal::MaxConnections,
+            client_max_packet,
+        )
+        .await;
         return None;
     }
     let slot = ActiveSlot(ctx.clone());
 
-    // A v5 session without an expiry ends with the connection, whatever Clean Start said.
-    let persistent = !clean && (version == Version::V311 || session_expiry > 0);
+    // 3.1.1: clean session 0 keeps the session. v5: the Session Expiry Interval alone says
+    // whether the session outlives the connection; Clean Start only discards a saved one.
+    let persistent = match version {
+        Version::V311 => !clean,
+        Version::V5 => session_expiry > 0,
+    };
     // Claimed before the router takes the session over, so the connection it replaces
     // sees, when it closes, that its client is back (its delayed will is dropped).
     let epoch = ctx.registry.claim(&client_id);
@@ -160,19 +198,32 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         .then(|| Duration::from_secs(session_expiry.into()));
     let link = match ctx
         .router
-        .link(client_id.clone(), !persistent, receive_maximum, expiry)
+        .link(
+            client_id.clone(),
+            !persistent,
+            clean,
+            receive_maximum,
+            expiry,
+        )
         .await
     {
         Ok(link) => link,
         Err(e) => {
             warn!(error = %e, "router refused the link");
-            refused(&mut transport, codec, Refusal::ServerBusy).await;
+            refused(
+                &mut transport,
+                codec,
+                Refusal::ServerBusy,
+                client_max_packet,
+            )
+            .await;
             return None;
         }
     };
 
     // 4. Welcome.
-    let session_present = persistent && link.session_present;
+    // v5 Clean Start 0 resumes a saved session even when this one ends with the connection.
+    let session_present = link.session_present;
     let ack = ConnAck {
         session_present,
         code: ConnectReturnCode::Success,
@@ -180,7 +231,9 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
     let props = ConnAckProperties {
         receive_max: Some(ctx.limits.receive_maximum),
         max_packet_size: Some(ctx.limits.max_packet_size as u32),
-        assigned_client_identifier: assigned.then(|| client_id.clone()),
+        assigned_client_identifier: assigned,
+        topic_alias_max: (ctx.limits.topic_alias_maximum > 0)
+            .then_some(ctx.limits.topic_alias_maximum),
         retain_available: Some(1),
         shared_subscription_available: Some(1),
         ..Default::default()
@@ -200,9 +253,18 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
 
     // A resumed session keeps the subscriptions of earlier tokens; drop those this token no
     // longer allows (say, a group the user has left).
+    // A root wildcard it keeps only partially has its deliveries checked.
+    let partial = std::cell::Cell::new(false);
     let revoked = if session_present {
         ctx.registry.revalidate(&client_id, |f| {
-            ctx.acl.can_subscribe(&identity, &client_id, f)
+            match ctx.acl.subscribe_grant(&identity, &client_id, f) {
+                Grant::Full => true,
+                Grant::Partial => {
+                    partial.set(true);
+                    true
+                }
+                Grant::Denied => false,
+            }
         })
     } else {
         ctx.registry.reset(&client_id);
@@ -221,6 +283,10 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         will,
     );
     session.revoke(&revoked);
+    if partial.get() {
+        session.screen_deliveries();
+    }
+    session.set_client_max_packet(client_max_packet);
     let mut conn = Connection {
         ctx: ctx.clone(),
         codec,
@@ -264,22 +330,65 @@ async fn read_before(transport: &mut Transport, buf: &mut BytesMut, deadline: In
     }
 }
 
-async fn refused(transport: &mut Transport, codec: Codec, refusal: Refusal) {
+async fn refused(transport: &mut Transport, codec: Codec, refusal: Refusal, client_max: Limit) {
     metrics::sign_in_refused(refusal.reason());
     match &refusal {
         Refusal::BadToken(e) => warn!(cause = refusal.reason(), error = %e, "sign-in refused"),
         _ => warn!(cause = refusal.reason(), "sign-in refused"),
     }
-    refuse(transport, codec, refusal.code(codec.version)).await;
+    let why = Some(refusal.describe());
+    refuse(
+        transport,
+        codec,
+        refusal.code(codec.version),
+        why,
+        client_max,
+    )
+    .await;
 }
 
-async fn refuse(transport: &mut Transport, codec: Codec, code: ConnectReturnCode) {
+/// The client's v5 Maximum Packet Size, if it gave one.
+type Limit = Option<u32>;
+
+/// Sends the refusing CONNACK and closes. v5 clients hear `why` as the reason string,
+/// unless it would make the CONNACK larger than the client's Maximum Packet Size (MQTT 5
+/// section 3.2.2.3.7): then it is left out, not the CONNACK.
+async fn refuse(
+    transport: &mut Transport,
+    codec: Codec,
+    code: ConnectReturnCode,
+    why: Option<&str>,
+    client_max: Limit,
+) {
     let mut out = BytesMut::new();
-    let ack = ConnAck {
+    let ack = || ConnAck {
         session_present: false,
         code,
     };
-    if codec.encode(Packet::ConnAck(ack, None), &mut out).is_ok() {
+    let props = (codec.version == Version::V5)
+        .then_some(why)
+        .flatten()
+        .map(|why| ConnAckProperties {
+            reason_string: Some(why.to_owned()),
+            ..Default::default()
+        });
+    let fits = |out: &BytesMut| client_max.is_none_or(|max| out.len() <= max as usize);
+    if props.is_some()
+        && (codec
+            .encode(Packet::ConnAck(ack(), props), &mut out)
+            .is_err()
+            || !fits(&out))
+    {
+        out.clear();
+    }
+    if out.is_empty()
+        && codec
+            .encode(Packet::ConnAck(ack(), None), &mut out)
+            .is_err()
+    {
+        out.clear();
+    }
+    if !out.is_empty() {
         let _ = transport.write_all(&out).await;
     }
     transport.shutdown().await;

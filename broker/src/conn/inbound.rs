@@ -2,9 +2,11 @@
 //! which topics may be published to, what a decode error means, and how a publish is made
 //! fit for the router (own allocations, the sender's identity stamped on requests).
 
+use crate::notice;
+use crate::router::SystemMessage;
 use roost_auth::Identity;
 use roost_proto::stamp;
-use roost_proto::topic::Topic;
+use roost_proto::topic::{self, Topic};
 use rumqttd::protocol::{self, DisconnectReasonCode, Publish, PublishProperties};
 
 use super::close::Close;
@@ -19,10 +21,12 @@ pub(crate) fn detach(mut publish: Publish) -> Publish {
 }
 
 /// Removes `roost-` user properties a client set, and stamps the sender's verified identity
-/// on requests for the history service (see `roost_proto::stamp`).
+/// and the asking connection (client id, Maximum Packet Size) on requests for the history
+/// service (see `roost_proto::stamp`).
 pub(crate) fn stamp_identity(
     props: Option<PublishProperties>,
     who: &Identity,
+    (client_id, max_packet): (&str, Option<u32>),
     topic: &str,
 ) -> Option<PublishProperties> {
     let mut props = props;
@@ -37,6 +41,7 @@ pub(crate) fn stamp_identity(
             &who.groups,
             &who.role.to_string(),
         );
+        stamp::stamp_connection(&mut p.user_properties, client_id, max_packet);
     }
     props
 }
@@ -46,6 +51,52 @@ pub(crate) fn stamp_identity(
 /// the message is committed (docs/protocol.md section 4).
 pub(crate) fn ingress_topic(topic: &str) -> String {
     roost_proto::topic::ingress(topic).unwrap_or_else(|| topic.to_owned())
+}
+
+/// Why a status a user publishes on their own `im/presence/{me}` is refused, if it is
+/// (`roost_proto::presence::check_user_status`). Services publish what they like.
+pub(crate) fn presence_refusal(who: &Identity, topic: &str, payload: &[u8]) -> Option<String> {
+    if who.role.is_trusted_backend() {
+        return None;
+    }
+    let Topic::Presence { .. } = Topic::parse(topic) else {
+        return None;
+    };
+    roost_proto::presence::check_user_status(payload).err()
+}
+
+/// A Response Topic with a wildcard: a Protocol Error (MQTT 5 section 3.3.2.3.5), whatever
+/// the publish.
+pub(crate) fn response_topic_error(props: Option<&PublishProperties>) -> Option<Close> {
+    let topic = props?.response_topic.as_deref()?;
+    topic.contains(['+', '#']).then_some(Close::Protocol(
+        DisconnectReasonCode::ProtocolError,
+        "wildcard in the Response Topic",
+    ))
+}
+
+/// The `error` notice refusing a request whose Response Topic is not the asker's own
+/// (`im/sys/{me}` or below): the server never publishes where the asker may not read.
+/// `None` when the publish is not a request or its Response Topic is fine.
+pub(crate) fn foreign_response_topic(
+    who: &Identity,
+    client_id: &str,
+    topic: &str,
+    props: &Option<PublishProperties>,
+) -> Option<SystemMessage> {
+    let Topic::Req { user } = Topic::parse(topic) else {
+        return None;
+    };
+    let response = props.as_ref()?.response_topic.as_deref()?;
+    if topic::is_own_response_topic(user, response) {
+        return None;
+    }
+    Some(notice::error_at(
+        topic::answer_topic(&who.user, client_id),
+        None,
+        notice::FORBIDDEN,
+        format!("response topic {response} refused: answers go only to im/sys/{user} or below it"),
+    ))
 }
 
 /// Why a connection closes when what the client sent does not decode.
@@ -71,10 +122,10 @@ pub(crate) fn decode_error(e: protocol::Error) -> Close {
 }
 
 /// A topic a client may publish to: UTF-8 (checked by the caller), not empty, no wildcards,
-/// no NUL, not a `$` system topic.
+/// no NUL, not `$SYS` or `$share` (other `$` topics, like `$app/x`, are the ACL's to judge).
 pub fn valid_publish_topic(topic: &str) -> bool {
     !topic.is_empty()
         && topic.len() <= 65535
         && !topic.contains(['+', '#', '\0'])
-        && !topic.starts_with('$')
+        && !roost_proto::topic::is_reserved(topic)
 }

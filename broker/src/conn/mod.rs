@@ -8,6 +8,7 @@
 //! who may in; [`serve`] runs the connection loop from there to its close; [`session`] holds
 //! the MQTT session rules as plain state, free of I/O.
 
+mod aliases;
 mod close;
 mod handshake;
 mod inbound;

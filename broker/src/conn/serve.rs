@@ -52,6 +52,10 @@ impl Connection {
         let mut idle_at = idle_deadline(Instant::now());
         let timer = sleep_until(idle_at);
         tokio::pin!(timer);
+        // Made once: a fresh one per loop turn would cost a scan of every waiting
+        // connection when dropped (see `drain`). Boxed, as it is polled at most once per
+        // event and would otherwise widen every connection's task.
+        let mut turn = Box::pin(self.ctx.drain.turn());
 
         // Anything already read after the CONNECT.
         let mut flow = if self.read.is_empty() {
@@ -114,7 +118,7 @@ impl Connection {
                 },
                 () = &mut timer => Flow::Close(self.session.on_timer(Instant::now() >= expires)),
                 // The sender lives in the context this connection holds: never an error.
-                Ok(()) = self.ctx.drain.turn() => Flow::Close(Close::Drain),
+                _ = &mut turn => Flow::Close(Close::Drain),
             };
         }
     }

@@ -8,8 +8,12 @@
 //! in both directions (receive maximum, duplicate QoS 2 packet ids), the SUBACKs the router
 //! owes, keepalive and token-expiry deadlines, and the will.
 
+use super::aliases::Aliases;
 pub(crate) use super::close::Close;
-use super::inbound::{decode_error, detach, ingress_topic, stamp_identity, valid_publish_topic};
+use super::inbound::{
+    decode_error, detach, foreign_response_topic, ingress_topic, presence_refusal,
+    response_topic_error, stamp_identity, valid_publish_topic,
+};
 use super::sign_in::Will;
 use crate::codec::Version;
 use crate::metrics;
@@ -19,8 +23,7 @@ use crate::retained::RetainRefusal;
 pub(crate) use crate::retained::Retained;
 use crate::revoked::Revoked;
 use crate::router::SystemMessage;
-use roost_auth::Role;
-use roost_auth::{Acl, Identity};
+use roost_auth::{Acl, Grant, Identity, Role};
 use roost_config::Limits;
 use roost_proto::chat::ChatMessage;
 use roost_proto::delivered::MAX_STAMPED_PAYLOAD;
@@ -80,6 +83,10 @@ pub(crate) struct Session {
     pub(crate) client_id: String,
     /// The session outlives the connection.
     pub(crate) persistent: bool,
+    /// QoS 1/2 deliveries awaiting the client's PUBACK/PUBREC, and PUBRELs awaiting its
+    /// PUBCOMP: where the node's own acks of dropped deliveries queue up (see `revoked`).
+    out_unacked: u16,
+    out_unreleased: u16,
     keepalive: Duration,
     /// QoS 1/2 publishes from the client not finished yet; at most the receive maximum.
     inbound: HashMap<u16, Inbound>,
@@ -87,9 +94,13 @@ pub(crate) struct Session {
     pending_subacks: HashMap<u16, Vec<Option<SubscribeReasonCode>>>,
     /// Boxed: most clients leave none, and it is large.
     will: Option<Box<Will>>,
-    /// Filters of the resumed session this token no longer allows (see `revoked`); boxed and
-    /// usually `None`, like the will.
+    /// Filters of the resumed session this token no longer allows, or a root wildcard granted
+    /// partially: deliveries to check (see `revoked`); boxed and usually `None`, like the will.
     revoked: Option<Box<Revoked>>,
+    /// The client's MQTT 5 topic aliases; boxed and `None` until it sets one.
+    aliases: Option<Box<Aliases>>,
+    /// The client's v5 Maximum Packet Size, stamped on its requests so answers fit.
+    client_max_packet: Option<std::num::NonZeroU32>,
 }
 
 impl Session {
@@ -106,19 +117,29 @@ impl Session {
             identity,
             client_id,
             persistent,
+            out_unacked: 0,
+            out_unreleased: 0,
             keepalive: Duration::from_secs(u64::from(keepalive_secs)),
             inbound: HashMap::new(),
             pending_subacks: HashMap::new(),
             will: will.map(Box::new),
             revoked: None,
+            aliases: None,
+            client_max_packet: None,
         }
+    }
+
+    /// The largest packet the client takes (v5 CONNECT Maximum Packet Size).
+    pub(crate) fn set_client_max_packet(&mut self, max: Option<u32>) {
+        // 0 is not a size MQTT allows; NonZero keeps the session as small as it was.
+        self.client_max_packet = max.and_then(std::num::NonZeroU32::new);
     }
 
     /// The resumed session's `filters` were unsubscribed at sign-in: what still comes
     /// through them is not delivered.
     pub(crate) fn revoke(&mut self, filters: &[String]) {
         if !filters.is_empty() {
-            self.revoked = Some(Box::new(Revoked::new(filters)));
+            self.revoked = Some(Box::new(self.new_revoked(filters)));
         }
     }
 
@@ -128,9 +149,13 @@ impl Session {
         (!self.keepalive.is_zero()).then(|| self.keepalive.mul_f32(1.5))
     }
 
-    /// The unix time (seconds) the client's token expires.
+    /// The unix time (seconds) the connection ends for its token: the token's `exp` plus
+    /// the clock skew sign-in tolerated, so a token accepted within the skew is not closed
+    /// at once.
     pub(crate) fn expires_at(&self) -> u64 {
-        self.identity.expires_at
+        self.identity
+            .expires_at
+            .saturating_add(roost_auth::LEEWAY_SECS)
     }
 
     /// Why the connection ends when its one timer fires: `token_expired` tells which of the
@@ -166,12 +191,20 @@ impl Session {
             Packet::Publish(publish, props) => self.publish(publish, props, env, out)?,
             Packet::Subscribe(subscribe, props) => self.subscribe(subscribe, props, env, out),
             Packet::Unsubscribe(unsubscribe, _) => {
-                for filter in &unsubscribe.filters {
-                    env.registry.unsubscribed(&self.client_id, filter);
-                }
                 // The router acks only filters it knows, once per filter; the client is owed
-                // exactly one UNSUBACK with one reason per filter, so the front-end answers.
-                let reasons = vec![UnsubAckReason::Success; unsubscribe.filters.len()];
+                // exactly one UNSUBACK with one reason per filter, so the front-end answers:
+                // MQTT 5 0x11 for a filter the session does not have (3.1.1 has no reasons).
+                let reasons = unsubscribe
+                    .filters
+                    .iter()
+                    .map(|filter| {
+                        if env.registry.unsubscribed(&self.client_id, filter) {
+                            UnsubAckReason::Success
+                        } else {
+                            UnsubAckReason::NoSubscriptionExisted
+                        }
+                    })
+                    .collect();
                 out.to_client.push(Packet::UnsubAck(
                     UnsubAck {
                         pkid: unsubscribe.pkid,
@@ -192,15 +225,33 @@ impl Session {
                         None,
                     ));
                 }
-                state => {
-                    if state.is_some() {
-                        self.inbound.insert(pubrel.pkid, Inbound::Released);
-                    }
+                // No QoS 2 publish of this connection has the id (the router's state is per
+                // connection too): the flow is complete. MQTT 5 says so with 0x92.
+                None => {
+                    let reason = match self.version {
+                        Version::V5 => PubCompReason::PacketIdentifierNotFound,
+                        Version::V311 => PubCompReason::Success,
+                    };
+                    let pkid = pubrel.pkid;
+                    debug!(pkid, "PUBREL for an unknown packet id");
+                    out.to_client
+                        .push(Packet::PubComp(PubComp { pkid, reason }, None));
+                }
+                Some(_) => {
+                    self.inbound.insert(pubrel.pkid, Inbound::Released);
                     out.to_router.push(Packet::PubRel(pubrel, props));
                 }
             },
             ack @ (Packet::PubAck(..) | Packet::PubRec(..) | Packet::PubComp(..)) => {
-                out.to_router.push(ack)
+                if let Packet::PubComp(..) = ack {
+                    self.out_unreleased = self.out_unreleased.saturating_sub(1);
+                } else {
+                    self.out_unacked = self.out_unacked.saturating_sub(1);
+                }
+                match self.revoked.as_deref_mut() {
+                    Some(revoked) => revoked.client_ack(ack, &mut out.to_router),
+                    None => out.to_router.push(ack),
+                }
             }
             Packet::PingReq(_) => out.to_client.push(Packet::PingResp(PingResp)),
             Packet::Disconnect(disconnect, _) => {
@@ -226,17 +277,17 @@ impl Session {
 
     fn publish(
         &mut self,
-        publish: Publish,
-        props: Option<PublishProperties>,
+        mut publish: Publish,
+        mut props: Option<PublishProperties>,
         env: &Env,
         out: &mut Actions,
     ) -> Result<(), Close> {
         let (qos, pkid) = (publish.qos() as u8, publish.pkid());
-        if props.as_ref().is_some_and(|p| p.topic_alias.is_some()) {
-            return Err(Close::Protocol(
-                DisconnectReasonCode::TopicAliasInvalid,
-                "topic alias (the server allows none)",
-            ));
+        // A topic alias is the client's shorthand with this node: resolved here, so the ACL
+        // judges the real topic, and stripped, so no subscriber sees it.
+        if let Some(alias) = props.as_mut().and_then(|p| p.topic_alias.take()) {
+            let aliases = self.aliases.get_or_insert_default();
+            publish.topic = aliases.resolve(alias, publish.topic, env)?;
         }
         let Ok(topic) = std::str::from_utf8(&publish.topic) else {
             // Ill-formed UTF-8 makes a Malformed Packet (MQTT 5 section 1.5.4).
@@ -250,6 +301,9 @@ impl Session {
                 DisconnectReasonCode::TopicNameInvalid,
                 "invalid publish topic",
             ));
+        }
+        if let Some(close) = response_topic_error(props.as_ref()) {
+            return Err(close);
         }
         let state = self.inbound.get(&pkid).copied();
         if qos == 2 {
@@ -290,6 +344,27 @@ impl Session {
             self.refuse_publish(qos, pkid, Refused::NotAuthorized, out);
             return Ok(());
         }
+        if let Some(refusal) =
+            foreign_response_topic(&self.identity, &self.client_id, topic, &props)
+        {
+            metrics::acl_denied("response_topic");
+            info!(
+                topic,
+                "request refused: Response Topic outside the user's im/sys"
+            );
+            out.notices.push(refusal);
+            self.refuse_publish(qos, pkid, Refused::NotAuthorized, out);
+            return Ok(());
+        }
+        if let Some(why) = presence_refusal(&self.identity, topic, &publish.payload) {
+            metrics::payload_refused(notice::INVALID_PAYLOAD);
+            info!(topic, "presence status refused");
+            let user = self.identity.user.as_str();
+            out.notices
+                .push(notice::error(user, None, notice::INVALID_PAYLOAD, why));
+            self.refuse_publish(qos, pkid, Refused::BadPayload, out);
+            return Ok(());
+        }
         let stored = roost_proto::topic::is_stored(topic);
         // A history worker's stamped copy goes to the recipients as it is (see `route`).
         let stamped_copy = stored
@@ -327,7 +402,12 @@ impl Session {
                 return Ok(());
             }
         }
-        let mut props = stamp_identity(props, &self.identity, topic);
+        let mut props = stamp_identity(
+            props,
+            &self.identity,
+            (&self.client_id, self.client_max_packet.map(u32::from)),
+            topic,
+        );
         match qos {
             1 => {
                 self.inbound.insert(pkid, Inbound::AtLeastOnce);
@@ -417,10 +497,7 @@ impl Session {
         for filter in subscribe.filters.drain(..) {
             let code = if !protocol::valid_filter(&filter.path) {
                 refused(SubscribeReasonCode::TopicFilterInvalid)
-            } else if !env
-                .acl
-                .can_subscribe(&self.identity, &self.client_id, &filter.path)
-            {
+            } else if !self.grant(env.acl, &filter.path) {
                 metrics::acl_denied("subscribe");
                 info!(filter = filter.path, "subscribe denied");
                 out.notices.push(notice::error(
@@ -461,6 +538,34 @@ impl Session {
         out.to_router.push(Packet::Subscribe(subscribe, props));
     }
 
+    /// Whether `filter` may be subscribed. A filter granted only partially (a root wildcard)
+    /// turns on the per-delivery read check for the rest of the connection: the router may
+    /// still deliver through it after an UNSUBSCRIBE, so it never turns off.
+    fn grant(&mut self, acl: &Acl, filter: &str) -> bool {
+        match acl.subscribe_grant(&self.identity, &self.client_id, filter) {
+            Grant::Full => true,
+            Grant::Partial => {
+                self.screen_deliveries();
+                true
+            }
+            Grant::Denied => false,
+        }
+    }
+
+    /// From now on, every delivery is checked against the user's read rights.
+    pub(crate) fn screen_deliveries(&mut self) {
+        if self.revoked.is_none() {
+            self.revoked = Some(Box::new(self.new_revoked(&[])));
+        }
+        if let Some(revoked) = self.revoked.as_deref_mut() {
+            revoked.screen_all();
+        }
+    }
+
+    fn new_revoked(&self, filters: &[String]) -> Revoked {
+        Revoked::new(filters, self.out_unacked, self.out_unreleased)
+    }
+
     /// One notification from the router. `Err` closes the connection.
     pub(crate) fn on_router(
         &mut self,
@@ -472,11 +577,14 @@ impl Session {
             Notification::Forward(forward) => {
                 if let Some(revoked) = self.revoked.as_deref_mut() {
                     let (who, client_id) = (&self.identity, &self.client_id);
-                    let may_read = |topic: &str| acl.can_subscribe(who, client_id, topic);
+                    let may_read = |topic: &str| acl.can_read(who, client_id, topic);
                     if let Some(acks) = revoked.intercept(&forward.publish, may_read) {
                         out.to_router.extend(acks);
                         return Ok(());
                     }
+                }
+                if forward.publish.qos() != protocol::QoS::AtMostOnce {
+                    self.out_unacked = self.out_unacked.saturating_add(1);
                 }
                 metrics::messages_out(1);
                 Packet::Publish(forward.publish, forward.properties)
@@ -536,11 +644,14 @@ impl Session {
             Packet::PubRel(pubrel, props) => {
                 let revoked = self.revoked.as_deref_mut();
                 match revoked.and_then(|r| r.release(pubrel.pkid)) {
-                    Some(pubcomp) => {
-                        out.to_router.push(pubcomp);
+                    Some(acks) => {
+                        out.to_router.extend(acks);
                         return;
                     }
-                    None => Packet::PubRel(pubrel, props),
+                    None => {
+                        self.out_unreleased = self.out_unreleased.saturating_add(1);
+                        Packet::PubRel(pubrel, props)
+                    }
                 }
             }
             packet => packet,

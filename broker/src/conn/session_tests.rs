@@ -311,6 +311,7 @@ fn will_follows_the_close() {
         retain: false,
         delay_secs: 0,
         user: "alice".into(),
+        properties: None,
     };
     let mut s = alice(Version::V5);
     s.will = Some(Box::new(will()));
@@ -329,10 +330,236 @@ fn keepalive_is_one_and_a_half_times() {
     assert!(matches!(s.on_timer(false), Close::KeepAlive));
 }
 
+fn subscribe(filter: &str) -> Packet {
+    let filter = protocol::Filter {
+        path: filter.into(),
+        qos: QoS::AtLeastOnce,
+        nolocal: false,
+        preserve_retain: false,
+        retain_forward_rule: protocol::RetainForwardRule::OnEverySubscribe,
+    };
+    let filters = vec![filter];
+    Packet::Subscribe(Subscribe { pkid: 7, filters }, None)
+}
+
+fn delivery(topic: &str, pkid: u16) -> Notification {
+    let Packet::Publish(publish, _) = publish(topic, QoS::AtLeastOnce, pkid) else {
+        unreachable!("publish() makes a PUBLISH")
+    };
+    Notification::Forward(rumqttd::Forward {
+        cursor: None,
+        size: 0,
+        publish,
+        properties: None,
+    })
+}
+
+fn topics_and_pkids(packets: &[Packet]) -> Vec<(String, u16)> {
+    packets
+        .iter()
+        .map(|p| match p {
+            Packet::Publish(p, _) => (String::from_utf8_lossy(&p.topic).into(), p.pkid()),
+            Packet::PubAck(a, _) => ("puback".into(), a.pkid),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_root_wildcard_is_granted_and_each_delivery_checked() {
+    let mut w = World::new();
+    let all = roost_auth::AclRule {
+        permission: roost_auth::Permission::Allow,
+        action: roost_auth::Action::All,
+        topic: "#".into(),
+    };
+    w.acl = Acl::new(&[all]).expect("valid rule");
+    let mut s = alice(Version::V5);
+    // Granted whole: nothing to check.
+    client(&mut s, &w, subscribe("news/#")).unwrap();
+    assert!(s.revoked.is_none());
+    let out = client(&mut s, &w, subscribe("#")).unwrap();
+    assert!(matches!(out.to_router.as_slice(), [Packet::Subscribe(..)]));
+
+    let mut out = Actions::default();
+    for (topic, pkid) in [("news", 1), ("im/dm/bob/carol", 2), ("im/dm/alice/bob", 3)] {
+        s.on_router(delivery(topic, pkid), &w.acl, &mut out)
+            .unwrap();
+    }
+    assert_eq!(
+        topics_and_pkids(&out.to_client),
+        [("news".into(), 1), ("im/dm/alice/bob".into(), 3)]
+    );
+    // The node's ack of the dropped pkid 2 waits for the client's ack of pkid 1.
+    assert!(out.to_router.is_empty());
+    let reason = PubAckReason::Success;
+    let out = client(&mut s, &w, Packet::PubAck(PubAck { pkid: 1, reason }, None)).unwrap();
+    assert_eq!(
+        topics_and_pkids(&out.to_router),
+        [("puback".into(), 1), ("puback".into(), 2)]
+    );
+}
+
 #[test]
 fn session_state_is_compact() {
-    // Identity, client id, two maps, keepalive, the boxed will and revoked filters: 224
-    // bytes on 64-bit.
+    // Identity, client id, two maps, keepalive, the boxed will, revoked filters and topic
+    // aliases: 232 bytes on 64-bit.
     let size = std::mem::size_of::<Session>();
-    assert!(size <= 224, "Session grew to {size} bytes");
+    assert!(size <= 232, "Session grew to {size} bytes");
+}
+
+/// A v5 QoS 0 PUBLISH of a chat message with `alias` as its Topic Alias.
+fn aliased(topic: &str, alias: u16) -> Packet {
+    let props = PublishProperties {
+        topic_alias: Some(alias),
+        ..Default::default()
+    };
+    let publish = Publish::new(topic.as_bytes().to_vec(), CHAT.to_vec(), false);
+    Packet::Publish(publish, Some(props))
+}
+
+/// The topic of the one PUBLISH passed to the router, which carries no topic alias.
+fn routed_topic(out: &Actions) -> String {
+    let [Packet::Publish(publish, props)] = &out.to_router[..] else {
+        panic!("{:?}", out.to_router)
+    };
+    assert!(
+        props.as_ref().is_none_or(|p| p.topic_alias.is_none()),
+        "alias passed on"
+    );
+    String::from_utf8(publish.topic.to_vec()).unwrap()
+}
+
+#[test]
+fn topic_aliases_are_resolved_and_stripped() {
+    let w = World::new();
+    let mut s = alice(Version::V5);
+    let max = w.limits.topic_alias_maximum;
+    let steps = [
+        (("im/dm/bob/alice", 1), "im/dm/bob/alice"),
+        (("", 1), "im/dm/bob/alice"),
+        (("im/dm/carol/alice", 1), "im/dm/carol/alice"),
+        (("", 1), "im/dm/carol/alice"),
+        (("im/dm/bob/alice", max), "im/dm/bob/alice"),
+        (("", max), "im/dm/bob/alice"),
+        (("", 1), "im/dm/carol/alice"),
+    ];
+    for ((topic, alias), expected) in steps {
+        let out = client(&mut s, &w, aliased(topic, alias)).unwrap();
+        assert_eq!(routed_topic(&out), expected, "{topic:?} with alias {alias}");
+    }
+    // The ACL judges the topic an alias stands for.
+    client(&mut s, &w, aliased("im/dm/bob/carol", 2)).unwrap();
+    let out = client(&mut s, &w, aliased("", 2)).unwrap();
+    assert!(
+        out.to_router.is_empty(),
+        "an aliased publish got past the ACL"
+    );
+}
+
+#[test]
+fn invalid_topic_aliases_close() {
+    let w = World::new();
+    let max = w.limits.topic_alias_maximum;
+    for (topic, alias, code) in [
+        (
+            "im/dm/bob/alice",
+            0,
+            DisconnectReasonCode::TopicAliasInvalid,
+        ),
+        (
+            "im/dm/bob/alice",
+            max + 1,
+            DisconnectReasonCode::TopicAliasInvalid,
+        ),
+        ("", 3, DisconnectReasonCode::ProtocolError),
+    ] {
+        let mut s = alice(Version::V5);
+        match client(&mut s, &w, aliased(topic, alias)) {
+            Err(Close::Protocol(got, _)) => assert_eq!(got, code, "alias {alias}"),
+            other => panic!("alias {alias}: {other:?}"),
+        }
+    }
+}
+
+fn unsubscribe(filters: &[&str]) -> Packet {
+    let unsubscribe = rumqttd::protocol::Unsubscribe {
+        pkid: 9,
+        filters: filters.iter().map(|f| f.to_string()).collect(),
+    };
+    Packet::Unsubscribe(unsubscribe, None)
+}
+
+#[test]
+fn unsuback_says_which_filters_existed() {
+    let w = World::new();
+    let mut s = alice(Version::V5);
+    let filter = rumqttd::protocol::Filter {
+        path: "im/dm/alice/+".into(),
+        qos: QoS::AtLeastOnce,
+        nolocal: false,
+        preserve_retain: false,
+        retain_forward_rule: rumqttd::protocol::RetainForwardRule::OnEverySubscribe,
+    };
+    let subscribe = Subscribe {
+        pkid: 8,
+        filters: vec![filter],
+    };
+    client(&mut s, &w, Packet::Subscribe(subscribe, None)).unwrap();
+    let reasons = |out: Actions| {
+        let [Packet::UnsubAck(ack, _)] = &out.to_client[..] else {
+            panic!("{:?}", out.to_client)
+        };
+        ack.reasons.clone()
+    };
+    let out = client(&mut s, &w, unsubscribe(&["im/dm/alice/+", "im/presence/+"])).unwrap();
+    use UnsubAckReason::{NoSubscriptionExisted, Success};
+    assert_eq!(reasons(out), [Success, NoSubscriptionExisted]);
+    let out = client(&mut s, &w, unsubscribe(&["im/dm/alice/+"])).unwrap();
+    assert_eq!(reasons(out), [NoSubscriptionExisted], "unsubscribing twice");
+}
+
+#[test]
+fn pubrel_for_an_unknown_packet_id_is_completed_by_the_session() {
+    let w = World::new();
+    for (version, reason) in [
+        (Version::V5, PubCompReason::PacketIdentifierNotFound),
+        (Version::V311, PubCompReason::Success),
+    ] {
+        let mut s = alice(version);
+        let out = client(&mut s, &w, pubrel(42)).unwrap();
+        assert!(out.to_router.is_empty(), "the router would close the link");
+        let [Packet::PubComp(comp, _)] = &out.to_client[..] else {
+            panic!("{:?}", out.to_client)
+        };
+        assert_eq!((comp.pkid, comp.reason), (42, reason));
+    }
+}
+
+#[test]
+fn dollar_topics_other_than_sys_follow_the_rules() {
+    let mut w = World::new();
+    let rule = |topic: &str| roost_auth::AclRule {
+        permission: roost_auth::Permission::Allow,
+        action: roost_auth::Action::All,
+        topic: topic.into(),
+    };
+    w.acl = Acl::new(&[rule("$app/#"), rule("#")]).expect("rules");
+    let mut s = alice(Version::V5);
+    let out = client(&mut s, &w, publish("$app/x", QoS::AtLeastOnce, 1)).unwrap();
+    assert!(
+        matches!(out.to_router[..], [Packet::Publish(..)]),
+        "{out:?}"
+    );
+    for reserved in ["$SYS/x", "$share/g/x"] {
+        let mut s = alice(Version::V5);
+        let out = client(&mut s, &w, publish(reserved, QoS::AtLeastOnce, 1));
+        assert!(
+            matches!(
+                out,
+                Err(Close::Protocol(DisconnectReasonCode::TopicNameInvalid, _))
+            ),
+            "{reserved}: {out:?}"
+        );
+    }
 }

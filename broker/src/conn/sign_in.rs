@@ -5,7 +5,9 @@ use crate::codec::Version;
 use roost_auth::{Identity, Role, TokenError, Verifier};
 use roost_proto::chat::ChatMessage;
 use roost_proto::id;
-use rumqttd::protocol::{ConnectReturnCode, LastWill, LastWillProperties, Login};
+use rumqttd::protocol::{
+    ConnectReturnCode, LastWill, LastWillProperties, Login, PublishProperties,
+};
 
 /// Why a CONNECT was refused.
 #[derive(Debug)]
@@ -25,6 +27,8 @@ pub enum Refusal {
     WillRetainNotAllowed,
     MaxConnections,
     ServerBusy,
+    /// A v5 Authentication Method: roost has no enhanced authentication.
+    AuthenticationMethod,
 }
 
 impl Refusal {
@@ -44,6 +48,8 @@ impl Refusal {
             (Refusal::MaxConnections, Version::V5) => C::QuotaExceeded,
             (Refusal::ServerBusy, Version::V311) => C::ServiceUnavailable,
             (Refusal::ServerBusy, Version::V5) => C::ServerBusy,
+            // Only v5 has the property.
+            (Refusal::AuthenticationMethod, _) => C::BadAuthenticationMethod,
         }
     }
 
@@ -59,6 +65,25 @@ impl Refusal {
             Refusal::WillRetainNotAllowed => "will_retain_not_allowed",
             Refusal::MaxConnections => "max_connections",
             Refusal::ServerBusy => "server_busy",
+            Refusal::AuthenticationMethod => "authentication_method",
+        }
+    }
+
+    /// What a v5 client reads in the CONNACK's reason string.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Refusal::BadToken(_) => "the password is not a valid token",
+            Refusal::NoToken => "a token is needed as the password",
+            Refusal::ClientIdNotBound => "the client id must be the token's sub or sub:device",
+            Refusal::UsernameNotBound => "the user name is not the token's sub",
+            Refusal::WillNotAllowed => "not allowed to publish the will there",
+            Refusal::WillPayloadInvalid => "the will on a chat topic is not a chat message",
+            Refusal::WillRetainNotAllowed => "retain is not allowed on the will's topic",
+            Refusal::MaxConnections => "the node is at its connection limit",
+            Refusal::ServerBusy => "the node cannot take the connection now",
+            Refusal::AuthenticationMethod => {
+                "no enhanced authentication: sign in with a token as the password"
+            }
         }
     }
 }
@@ -70,8 +95,9 @@ pub struct SignIn {
     /// The client id the node knows the connection by, and its router session key: the
     /// client's own, or `@anon:{client id}` for anonymous clients (see `keys`).
     pub client_id: String,
-    /// The client id was empty and the server made one up (v5 returns it in the CONNACK).
-    pub assigned: bool,
+    /// The client id was empty and the server made this one up (v5 returns it in the
+    /// CONNACK as Assigned Client Identifier: the client's, not the router key).
+    pub assigned: Option<String>,
 }
 
 /// Checks the token and binds the client id and username to it.
@@ -88,7 +114,17 @@ pub fn sign_in(
 
     if password.is_empty() && allow_anonymous {
         // Development mode: the client id names the anonymous user; its session lives
-        // apart from token users' (see `keys`).
+        // apart from token users' (see `keys`). An empty one gets `auto-{random}`, as
+        // MQTT 5 (and 3.1.1 with a clean session) allows.
+        let assigned = if client_id.is_empty() {
+            if version == Version::V311 && !clean {
+                return Err(Refusal::ClientIdNotBound);
+            }
+            Some(format!("auto-{}", random_device()))
+        } else {
+            None
+        };
+        let client_id = assigned.as_deref().unwrap_or(client_id);
         if !id::is_valid_id(client_id) || client_id.len() > 59 {
             return Err(Refusal::ClientIdNotBound);
         }
@@ -100,7 +136,7 @@ pub fn sign_in(
                 expires_at: u64::MAX,
             },
             client_id: crate::keys::anonymous(client_id),
-            assigned: false,
+            assigned,
         });
     }
     if password.is_empty() {
@@ -116,9 +152,10 @@ pub fn sign_in(
         if version == Version::V311 && !clean {
             return Err(Refusal::ClientIdNotBound);
         }
-        (format!("{}:{}", identity.user, random_device()), true)
+        let assigned = format!("{}:{}", identity.user, random_device());
+        (assigned.clone(), Some(assigned))
     } else if id::client_id_belongs_to(&identity.user, client_id) {
-        (client_id.to_owned(), false)
+        (client_id.to_owned(), None)
     } else {
         return Err(Refusal::ClientIdNotBound);
     };
@@ -145,6 +182,9 @@ pub struct Will {
     pub delay_secs: u32,
     /// The user it is published for: a retained will counts against their retained topics.
     pub user: String,
+    /// The v5 will properties it is published with (user properties in order, content
+    /// type, response topic, ...); boxed, as most wills have none.
+    pub properties: Option<Box<PublishProperties>>,
 }
 
 impl Will {
@@ -188,6 +228,25 @@ impl Will {
             retain: will.retain,
             delay_secs: delay.min(session_expiry),
             user: String::new(),
+            properties: props.and_then(publish_properties).map(Box::new),
         }))
     }
+}
+
+/// The properties a will is published with: all of its own but the delay, `roost-` user
+/// properties removed (only the node stamps those); `None` when nothing is left.
+fn publish_properties(will: &LastWillProperties) -> Option<PublishProperties> {
+    let mut user_properties = will.user_properties.clone();
+    roost_proto::stamp::strip(&mut user_properties);
+    let props = PublishProperties {
+        payload_format_indicator: will.payload_format_indicator,
+        message_expiry_interval: will.message_expiry_interval,
+        topic_alias: None,
+        response_topic: will.response_topic.clone(),
+        correlation_data: will.correlation_data.clone(),
+        user_properties,
+        subscription_identifiers: Vec::new(),
+        content_type: will.content_type.clone(),
+    };
+    (props != PublishProperties::default()).then_some(props)
 }

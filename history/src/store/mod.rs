@@ -4,14 +4,18 @@
 //! Split by concern: this file connects and owns the pool; [`write`] stores
 //! batches (and the seq/gid allocation that sync relies on), [`isolate`] keeps
 //! one refused message from stalling its batch, [`read`] serves
-//! pages, sync, conversation lists and read cursors, [`retention`] deletes old
+//! pages, sync, conversation lists and read cursors, [`reads`] other members' read
+//! positions, [`retention`] deletes old
 //! messages, and [`sql`] holds the small SQL-building helpers they share.
 
 mod isolate;
 mod read;
+mod reads;
 mod retention;
 mod sql;
 mod write;
+
+pub use reads::Reads;
 
 use std::future::Future;
 use std::path::Path;

@@ -33,6 +33,20 @@ impl Store {
         after_seq: Option<i64>,
         limit: u32,
     ) -> Result<Page, HistoryError> {
+        self.history_within(conv, before_seq, after_seq, limit, MAX_ANSWER_BYTES)
+            .await
+    }
+
+    /// [`Store::history`] with a page of about `max_bytes` of payloads at most (at least
+    /// one message), for an asker that takes only small packets.
+    pub async fn history_within(
+        &self,
+        conv: &Conv,
+        before_seq: Option<i64>,
+        after_seq: Option<i64>,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Page, HistoryError> {
         check_conv(conv)?;
         let limit = i64::from(limit.clamp(1, MAX_HISTORY_LIMIT));
         const COLS: &str =
@@ -85,7 +99,7 @@ impl Store {
             .map(|r| message_from_row(r, 0))
             .collect::<Result<Vec<_>, _>>()?;
         // In query order, the messages nearest the anchor come first: keep those.
-        more |= fit(&mut messages, |m| m.payload_size());
+        more |= fit(&mut messages, |m| m.payload_size(), max_bytes);
         if descending {
             messages.reverse();
         }
@@ -109,6 +123,20 @@ impl Store {
         groups: &[String],
         cursor: Option<&str>,
         limit: u32,
+    ) -> Result<SyncPage, HistoryError> {
+        self.sync_within(user, groups, cursor, limit, MAX_ANSWER_BYTES)
+            .await
+    }
+
+    /// [`Store::sync`] with a page of about `max_bytes` of payloads at most (at least one
+    /// message).
+    pub async fn sync_within(
+        &self,
+        user: &str,
+        groups: &[String],
+        cursor: Option<&str>,
+        limit: u32,
+        max_bytes: usize,
     ) -> Result<SyncPage, HistoryError> {
         let after = match cursor {
             None => 0,
@@ -170,7 +198,7 @@ impl Store {
         rows.sort_by_key(|(gid, _)| *gid);
         let mut more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        more |= fit(&mut rows, |(_, m)| m.message.payload_size());
+        more |= fit(&mut rows, |(_, m)| m.message.payload_size(), max_bytes);
         let position = match rows.last() {
             Some((gid, _)) if more => *gid,
             _ => head,
@@ -199,6 +227,20 @@ impl Store {
         groups: &[String],
         cursor: Option<&str>,
         limit: u32,
+    ) -> Result<ConversationsPage, HistoryError> {
+        self.conversations_within(user, groups, cursor, limit, MAX_ANSWER_BYTES)
+            .await
+    }
+
+    /// [`Store::conversations`] with a page of about `max_bytes` of payloads at most (at
+    /// least one conversation).
+    pub async fn conversations_within(
+        &self,
+        user: &str,
+        groups: &[String],
+        cursor: Option<&str>,
+        limit: u32,
+        max_bytes: usize,
     ) -> Result<ConversationsPage, HistoryError> {
         let before = match cursor {
             None => i64::MAX,
@@ -240,16 +282,27 @@ impl Store {
                 read_seq,
                 unread: (last_seq - read_seq).max(0),
                 last,
+                reads: Default::default(),
             };
             out.push((row.try_get::<i64, _>(8)?, summary));
         }
-        more |= fit(&mut out, |(_, s)| {
-            s.last.as_ref().map_or(0, Message::payload_size)
-        });
+        more |= fit(
+            &mut out,
+            |(_, s)| s.last.as_ref().map_or(0, Message::payload_size),
+            max_bytes,
+        );
         let cursor = match out.last() {
             Some((gid, _)) if more => Some(format!("{CURSOR_PREFIX}{gid}")),
             _ => None,
         };
+        let convs: Vec<Conv> = out
+            .iter()
+            .filter_map(|(_, s)| Conv::parse(&s.conv))
+            .collect();
+        let mut reads = self.reads(&convs, Some(user)).await?;
+        for (_, summary) in &mut out {
+            summary.reads = reads.remove(&summary.conv).unwrap_or_default();
+        }
         Ok(ConversationsPage {
             conversations: out.into_iter().map(|(_, s)| s).collect(),
             cursor,
@@ -332,15 +385,15 @@ fn message_from_row(row: &AnyRow, first: usize) -> Result<Message, HistoryError>
     })
 }
 
-/// Cuts `items` (at least one kept) so their payloads add up to about
-/// [`MAX_ANSWER_BYTES`]; returns whether it cut anything.
-fn fit<T>(items: &mut Vec<T>, size: impl Fn(&T) -> usize) -> bool {
+/// Cuts `items` (at least one kept) so their payloads add up to about `max_bytes`
+/// ([`MAX_ANSWER_BYTES`] unless the asker takes less); returns whether it cut anything.
+fn fit<T>(items: &mut Vec<T>, size: impl Fn(&T) -> usize, max_bytes: usize) -> bool {
     let mut total = 0usize;
     let keep = items
         .iter()
         .position(|item| {
             total += size(item) + PER_ITEM_BYTES;
-            total > MAX_ANSWER_BYTES
+            total > max_bytes
         })
         .map_or(items.len(), |i| i.max(1));
     let cut = keep < items.len();

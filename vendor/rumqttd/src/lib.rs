@@ -202,6 +202,10 @@ pub struct RouterConfig {
     pub max_segment_count: usize,
     pub custom_segment: Option<HashMap<String, SegmentConfig>>,
     pub initialized_filters: Option<Vec<Filter>>,
+    /// ROOST PATCH: the most messages a persistent session gets of what queued up while it
+    /// was away; the rest is dropped when it resumes, oldest QoS 0 first (`None`: no bound).
+    #[serde(default)]
+    pub max_queued_messages: Option<usize>,
     // defaults to Round Robin
     #[serde(default)]
     pub shared_subscriptions_strategy: Strategy,

@@ -53,6 +53,8 @@ pub struct LinkBuilder<'a> {
     receive_maximum: Option<u16>,
     /// ROOST PATCH: how long a persistent session outlives the link; `None`: for ever.
     session_expiry: Option<Duration>,
+    /// ROOST PATCH: MQTT 5 Clean Start; `None`: as `clean_session`.
+    clean_start: Option<bool>,
 }
 
 impl<'a> LinkBuilder<'a> {
@@ -68,7 +70,16 @@ impl<'a> LinkBuilder<'a> {
             topic_alias_max: 0,
             receive_maximum: None,
             session_expiry: None,
+            clean_start: None,
         }
+    }
+
+    /// ROOST PATCH: MQTT 5 Clean Start, apart from `clean_session` (whether the session is
+    /// kept when the link ends): `true` discards a saved session of the client id (Session
+    /// Present 0), `false` resumes it. Unset, it follows `clean_session` (upstream).
+    pub fn clean_start(mut self, clean_start: bool) -> Self {
+        self.clean_start = Some(clean_start);
+        self
     }
 
     /// ROOST PATCH: a persistent session (`clean_session(false)`) ends this long after the
@@ -133,6 +144,9 @@ impl<'a> LinkBuilder<'a> {
             .last_will(self.last_will, self.last_will_properties)
             .topic_alias_max(self.topic_alias_max)
             .session_expiry(self.session_expiry);
+        if let Some(clean_start) = self.clean_start {
+            connection.clean_start(clean_start);
+        }
         let incoming = Incoming::new(connection.client_id.to_owned());
         let (mut outgoing, link_rx) = Outgoing::new(connection.client_id.to_owned());
         if let Some(receive_maximum) = self.receive_maximum {

@@ -205,7 +205,7 @@ impl Publish {
         self.pkid
     }
 
-    /// ROOST PATCH (19): a local link may publish at QoS 1 or 2 (roost's history service
+    /// ROOST PATCH (25): a local link may publish at QoS 1 or 2 (roost's history service
     /// publishes each stamped copy at the QoS of the message it stands for). A QoS 2
     /// publish reaches the log on the PUBREL with the same `pkid`, which may follow it in
     /// the same batch.
@@ -674,7 +674,9 @@ pub fn valid_filter(filter: &str) -> bool {
 /// **NOTE**: make sure a topic is validated during a publish and filter is validated
 /// during a subscribe
 pub fn matches(topic: &str, filter: &str) -> bool {
-    if !topic.is_empty() && topic[..1].contains('$') {
+    // ROOST PATCH: a `$` topic is matched by filters naming its first level (`$app/#`), never
+    // by a wildcard there (MQTT 5 section 4.7.2); upstream matched it by nothing at all.
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
         return false;
     }
 

@@ -38,6 +38,10 @@ pub struct Connection {
     /// ROOST PATCH: how long a persistent session outlives the connection (MQTT 5 Session
     /// Expiry Interval); `None`: until the client returns.
     pub(crate) session_expiry: Option<Duration>,
+    /// ROOST PATCH: MQTT 5 Clean Start, apart from `clean` (whether the session is kept when
+    /// the connection ends): a saved session is discarded when the connection starts. With
+    /// `clean` and not `clean_start`, a saved session is resumed and ends with the connection.
+    pub(crate) clean_start: bool,
 }
 
 impl Connection {
@@ -72,7 +76,14 @@ impl Connection {
             broker_topic_aliases: None,
             subscription_ids: HashMap::new(),
             session_expiry: None,
+            clean_start: clean,
         }
+    }
+
+    /// ROOST PATCH: see `clean_start` (by default equal to `clean`).
+    pub fn clean_start(&mut self, clean_start: bool) -> &mut Connection {
+        self.clean_start = clean_start;
+        self
     }
 
     /// ROOST PATCH: see `session_expiry`; meaningless for a clean session.

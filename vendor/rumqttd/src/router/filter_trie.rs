@@ -109,13 +109,18 @@ impl FilterTrie {
     }
 
     /// Indexes of the filters matching `topic`, with the semantics of `protocol::matches`:
-    /// topics starting with `$` match nothing, and `a/#` matches `a` as well.
+    /// a topic starting with `$` is matched only by filters naming its first level, and
+    /// `a/#` matches `a` as well.
     pub fn matches(&self, topic: &str) -> Vec<FilterIdx> {
         let mut out = Vec::new();
+        let levels: Vec<&str> = topic.split('/').collect();
         if topic.starts_with('$') {
+            let child = self.root.children.as_ref().and_then(|c| c.get(levels[0]));
+            if let Some(child) = child {
+                collect(child, &levels[1..], &mut out);
+            }
             return out;
         }
-        let levels: Vec<&str> = topic.split('/').collect();
         collect(&self.root, &levels, &mut out);
         out
     }
@@ -194,6 +199,10 @@ mod test {
             "+/+/+",
             "im/dm/bob/+",
             "im/dm/+/bob",
+            "$app/#",
+            "$app/x",
+            "$app/+",
+            "+/x",
         ];
         let topics = [
             "a",
@@ -206,6 +215,8 @@ mod test {
             "im/dm/bob/alice",
             "im/dm/alice/bob",
             "$SYS/x",
+            "$app/x",
+            "$app",
             "",
             "a//b",
         ];
@@ -221,6 +232,23 @@ mod test {
                 .collect();
             assert_eq!(got, want, "topic {topic:?}");
         }
+    }
+
+    /// ROOST PATCH: `$app/x` reaches `$app/#`, `$app/+` and `$app/x`; never `#` or `+/x`.
+    #[test]
+    fn dollar_topics_match_only_filters_naming_their_first_level() {
+        let filters = ["#", "+/x", "$app/#", "$app/+", "$app/x", "app/x"];
+        let mut trie = FilterTrie::default();
+        for (i, f) in filters.iter().enumerate() {
+            trie.insert(f, i);
+        }
+        let mut got = trie.matches("$app/x");
+        got.sort();
+        assert_eq!(got, vec![2, 3, 4]);
+        for (i, f) in filters.iter().enumerate() {
+            assert_eq!(matches("$app/x", f), got.contains(&i), "{f}");
+        }
+        assert!(trie.matches("$SYS/x").is_empty());
     }
 
     #[test]

@@ -124,6 +124,17 @@ impl DataLog {
             .map(|data| &data.waiters)
     }
 
+    /// ROOST PATCH: takes the request of connection `id` for exactly `subscription` out of
+    /// the waiters of its log (a connection may wait on one log for two subscriptions,
+    /// `f` and `$share/{group}/f`).
+    pub fn take_waiter(&mut self, id: ConnectionId, subscription: &str) -> Option<DataRequest> {
+        let waiters = self.log_of(subscription)?.waiters.get_mut();
+        let index = waiters
+            .iter()
+            .position(|(conn_id, request)| *conn_id == id && request.filter == subscription)?;
+        waiters.remove(index).map(|(_, request)| request)
+    }
+
     pub fn remove_waiters_for_id(
         &mut self,
         id: ConnectionId,
@@ -224,6 +235,38 @@ impl DataLog {
             .collect();
 
         Ok((next, o))
+    }
+
+    /// ROOST PATCH: what a reader at `cursor` has still to read from the log `filter_idx`:
+    /// each publish's time, QoS and offset, oldest first, without `exclude_origin`'s own
+    /// (No Local). For the offline queue bound (`offline_queue`).
+    pub(crate) fn backlog(
+        &self,
+        filter_idx: FilterIdx,
+        mut cursor: Offset,
+        exclude_origin: Option<&str>,
+    ) -> Vec<(Instant, u8, Offset)> {
+        let mut backlog = Vec::new();
+        let Some(data) = self.native.get(filter_idx) else {
+            return backlog;
+        };
+        let mut batch = Vec::new();
+        loop {
+            let Ok(next) = data.log.readv(cursor, 1024, &mut batch) else {
+                break;
+            };
+            for (pubdata, offset) in batch.drain(..) {
+                if exclude_origin.is_some() && pubdata.origin.as_deref() == exclude_origin {
+                    continue;
+                }
+                backlog.push((pubdata.timestamp, pubdata.publish.qos as u8, offset));
+            }
+            match next {
+                Position::Next { end, .. } if end != cursor => cursor = end,
+                _ => break,
+            }
+        }
+        backlog
     }
 
     pub fn shadow(&mut self, filter: &str) -> Option<PubWithProp> {
@@ -553,6 +596,7 @@ mod test {
             max_outgoing_packet_count: 1024,
             custom_segment: None,
             initialized_filters: None,
+            max_queued_messages: None,
             shared_subscriptions_strategy: Strategy::RoundRobin,
         };
         DataLog::new(config).unwrap()
@@ -584,6 +628,7 @@ mod test {
             group: None,
             nolocal: false,
             preserve_retain: false,
+            skip: None,
         };
         data.park(id, request);
     }

@@ -12,7 +12,7 @@ use crate::{
         PubAckProperties, PubComp, PubCompProperties, PubRec, PubRecProperties, PubRel,
         PubRelProperties, Publish, PublishProperties, SubAck, SubAckProperties, UnsubAck,
     },
-    ConnectionId, Filter, RouterId, Topic,
+    ConnectionId, Filter, Offset, RouterId, Topic,
 };
 
 mod alertlog;
@@ -21,6 +21,7 @@ mod filter_trie;
 mod graveyard;
 pub mod iobufs;
 mod logs;
+mod offline_queue;
 #[cfg(test)]
 mod roost_delivery_test;
 mod routing;
@@ -208,6 +209,10 @@ pub struct DataRequest {
     /// are not delivered) and Retain As Published (live messages keep their retain flag).
     pub(crate) nolocal: bool,
     pub(crate) preserve_retain: bool,
+    /// ROOST PATCH: log offsets (ascending) a resumed session does not get: what its
+    /// offline queue held beyond `RouterConfig::max_queued_messages` (`offline_queue`).
+    #[serde(default)]
+    pub(crate) skip: Option<Box<VecDeque<Offset>>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -268,6 +268,52 @@ fn retain_handling_2_sends_no_retained_messages() {
     );
 }
 
+/// MQTT 5 section 3.8.4: a SUBSCRIBE repeating a filter replaces the subscription: the new
+/// QoS applies, Retain Handling 0 sends the retained message again, 1 and 2 do not, and
+/// messages still arrive once.
+#[test]
+fn a_repeated_subscribe_replaces_the_subscription() {
+    let router = router();
+    let mut publisher = Client::new(&router, "pub");
+    publisher.publish("t/rs", "kept", QoS::AtMostOnce, true);
+    let mut sub = Client::new(&router, "sub");
+    sub.subscribe(filter("t/rs", QoS::AtMostOnce));
+    let got = sub.delivery();
+    assert_eq!((payload(&got), got.publish.retain), (&b"kept"[..], true));
+    assert_eq!(forwards(&sub.ping_sync()), 0);
+
+    sub.subscribe(filter("t/rs", QoS::AtLeastOnce));
+    let got = sub.delivery();
+    assert_eq!((payload(&got), got.publish.retain), (&b"kept"[..], true));
+    publisher.publish("t/rs", "live", QoS::AtLeastOnce, false);
+    let got = sub.delivery();
+    assert_eq!(payload(&got), b"live");
+    assert_eq!(
+        got.publish.qos,
+        QoS::AtLeastOnce,
+        "the new subscription's QoS"
+    );
+
+    for rule in [RetainForwardRule::OnNewSubscribe, RetainForwardRule::Never] {
+        sub.subscribe(Filter {
+            retain_forward_rule: rule.clone(),
+            ..filter("t/rs", QoS::AtMostOnce)
+        });
+        assert_eq!(
+            forwards(&sub.ping_sync()),
+            0,
+            "{rule:?} sent retained again"
+        );
+    }
+    publisher.publish("t/rs", "last", QoS::AtLeastOnce, false);
+    let got = sub.delivery();
+    assert_eq!(
+        (payload(&got), got.publish.qos),
+        (&b"last"[..], QoS::AtMostOnce)
+    );
+    assert_eq!(forwards(&sub.ping_sync()), 0, "delivered once");
+}
+
 fn forwards(notifications: &[Notification]) -> usize {
     notifications
         .iter()
@@ -346,11 +392,87 @@ fn a_qos2_delivery_holds_its_receive_maximum_slot_until_pubcomp() {
     assert_eq!(payload(&sub.forward()), b"m2");
 }
 
+/// MQTT 5 section 4.3.3: a PUBREC with an error reason code ends the flow: no PUBREL follows
+/// and the Receive Maximum slot is free for the next delivery.
+#[test]
+fn a_pubrec_with_an_error_ends_the_qos2_flow() {
+    use crate::protocol::{PubRec, PubRecReason, PubRel, PubRelReason};
+    let router = router();
+    let mut sub = Client::with_receive_maximum(&router, "sub", Some(1));
+    let mut publisher = Client::new(&router, "pub");
+    sub.subscribe(filter("t/2e", QoS::ExactlyOnce));
+    for n in 1..=2 {
+        publisher.publish("t/2e", &format!("m{n}"), QoS::ExactlyOnce, false);
+        let pkid = publisher.pkid;
+        let pubrel = PubRel {
+            pkid,
+            reason: PubRelReason::Success,
+        };
+        publisher.send(Packet::PubRel(pubrel, None));
+    }
+
+    let first = sub.forward();
+    assert_eq!(payload(&first), b"m1");
+    let pubrec = PubRec {
+        pkid: first.publish.pkid,
+        reason: PubRecReason::UnspecifiedError,
+    };
+    sub.send(Packet::PubRec(pubrec, None));
+    let second = loop {
+        match sub.next() {
+            Notification::Forward(forward) => break forward,
+            Notification::DeviceAck(Ack::PubRel(_)) => panic!("PUBREL after a PUBREC error"),
+            _ => {}
+        }
+    };
+    assert_eq!(payload(&second), b"m2", "the slot is free again");
+    let seen = sub.ping_sync();
+    assert!(
+        !seen
+            .iter()
+            .any(|n| matches!(n, Notification::DeviceAck(Ack::PubRel(_)))),
+        "no PUBREL after a PUBREC with an error: {seen:?}"
+    );
+}
+
+/// DUP is the publisher's resend flag towards the server: subscribers never see it.
+#[test]
+fn dup_is_not_passed_on() {
+    let router = router();
+    let mut sub = Client::new(&router, "sub");
+    let mut publisher = Client::new(&router, "pub");
+    sub.subscribe(filter("t/d", QoS::AtLeastOnce));
+    publisher.pkid += 1;
+    let publish = Publish {
+        dup: true,
+        qos: QoS::AtLeastOnce,
+        pkid: publisher.pkid,
+        retain: false,
+        topic: Bytes::from_static(b"t/d"),
+        payload: Bytes::from_static(b"again"),
+    };
+    publisher.send(Packet::Publish(publish, None));
+    let got = sub.delivery();
+    assert_eq!(payload(&got), b"again");
+    assert!(!got.publish.dup);
+}
+
 /// Links `id` with a persistent session expiring `expiry` after the link ends; whether a
 /// saved session was resumed.
 fn persistent(router: &RouterTx, id: &str, expiry: Duration) -> (Client, bool) {
+    persistent_starting(router, id, expiry, false)
+}
+
+/// `persistent`, discarding a saved session first when `clean_start`.
+fn persistent_starting(
+    router: &RouterTx,
+    id: &str,
+    expiry: Duration,
+    clean_start: bool,
+) -> (Client, bool) {
     let (tx, rx, connack) = LinkBuilder::new(id, router.clone())
         .clean_session(false)
+        .clean_start(clean_start)
         .session_expiry(Some(expiry))
         .build()
         .unwrap();
@@ -406,7 +528,7 @@ fn a_persistent_session_ends_when_its_expiry_passes() {
 
 #[test]
 fn a_local_link_publishes_at_qos_1_and_2() {
-    // ROOST PATCH (19): `Publish::set_qos`, a QoS 2 publish released in the same batch.
+    // ROOST PATCH (25): `Publish::set_qos`, a QoS 2 publish released in the same batch.
     let router = router();
     let mut sub = Client::new(&router, "sub");
     let mut publisher = Client::new(&router, "pub");
@@ -438,4 +560,43 @@ fn a_local_link_publishes_at_qos_1_and_2() {
     let mut zero = Publish::new("t/local", "zero", false);
     zero.set_qos(QoS::AtMostOnce, 9);
     assert_eq!((zero.qos(), zero.pkid()), (QoS::AtMostOnce, 0));
+}
+
+fn disconnect(client: &mut Client) {
+    client.send(Packet::Disconnect(
+        crate::protocol::Disconnect {
+            reason_code: crate::protocol::DisconnectReasonCode::NormalDisconnection,
+        },
+        None,
+    ));
+}
+
+/// MQTT 5: Clean Start 1 with a Session Expiry Interval discards a saved session, and the
+/// new one is still kept after the connection ends (upstream tied both to `clean`).
+#[test]
+fn a_clean_start_session_with_an_expiry_outlives_its_connection() {
+    let router = router();
+    let mut publisher = Client::new(&router, "pub");
+    let expiry = Duration::from_secs(60);
+
+    let (mut first, resumed) = persistent_starting(&router, "cs", expiry, true);
+    assert!(!resumed);
+    first.subscribe(filter("t/old", QoS::AtLeastOnce));
+    disconnect(&mut first);
+
+    let (mut second, resumed) = persistent_starting(&router, "cs", expiry, true);
+    assert!(!resumed, "Clean Start discards the saved session");
+    second.subscribe(filter("t/new", QoS::AtLeastOnce));
+    disconnect(&mut second);
+    publisher.publish("t/old", "old", QoS::AtLeastOnce, false);
+    publisher.publish("t/new", "new", QoS::AtLeastOnce, false);
+
+    let (mut third, resumed) = persistent_starting(&router, "cs", expiry, false);
+    assert!(resumed, "the clean-started session was kept");
+    assert_eq!(payload(&third.delivery()), b"new");
+    assert_eq!(
+        forwards(&third.ping_sync()),
+        0,
+        "the discarded session's subscription went with it"
+    );
 }

@@ -23,6 +23,7 @@ use super::alertlog::{Alert, AlertLog};
 use super::graveyard::Graveyard;
 use super::iobufs::{Incoming, Outgoing};
 use super::logs::{log_filter, AckLog, DataLog, PublishData};
+use super::offline_queue;
 use super::scheduler::{ScheduleReason, Scheduler};
 use super::shared_subs::SharedGroup;
 use super::{
@@ -338,7 +339,9 @@ impl Router {
         self.expire_sessions();
         // Retrieve previous connection state from graveyard
         let saved = self.graveyard.retrieve(&client_id);
-        let clean_session = connection.clean;
+        // ROOST PATCH: what a saved session becomes is the connection's Clean Start (MQTT 5
+        // separates it from whether this session is kept when it ends).
+        let clean_session = connection.clean_start;
         let previous_session = saved.as_ref().is_some_and(|s| s.session_state.is_some());
         // for qos2 pending pubrels
         let mut pending_acks = VecDeque::new();
@@ -374,6 +377,15 @@ impl Router {
             connection.events = saved.map_or_else(ConnectionEvents::default, |s| s.metrics);
             Tracker::new(client_id.clone())
         };
+
+        // ROOST PATCH: a resumed session gets at most `max_queued_messages` of what queued up
+        // while it was away (`offline_queue`).
+        let mut tracker = tracker;
+        if previous_session && !clean_session {
+            if let Some(max) = self.config.max_queued_messages {
+                offline_queue::bound(&self.datalog, &mut tracker, &client_id, max);
+            }
+        }
 
         let ackslog = AckLog::new();
 
@@ -842,6 +854,16 @@ impl Router {
                     if persistent {
                         acked_filters.push(filter_idx);
                     }
+                    // ROOST PATCH: a PUBREC with an error reason code ends the QoS 2 flow
+                    // (MQTT 5 section 4.3.3): no PUBREL, and its Receive Maximum slot is free.
+                    // Upstream sent a PUBREL and held the slot until a PUBCOMP that never came.
+                    if !matches!(
+                        pubrec.reason,
+                        PubRecReason::Success | PubRecReason::NoMatchingSubscribers
+                    ) {
+                        self.scheduler.reschedule(id, ScheduleReason::IncomingAck);
+                        continue;
+                    }
 
                     let ackslog = self.ackslog.get_mut(id).unwrap();
                     let pubrel = PubRel {
@@ -975,6 +997,42 @@ impl Router {
 
     /// Apply filter and prepare this connection to receive subscription data
     /// Handle retained messages as per subscription options!
+    /// ROOST PATCH: gives connection `id`'s request for `filter.path` the QoS and options of
+    /// `filter`, wherever the request is: with the connection's tracker, woken in
+    /// `notifications`, or parked in its log's waiters. With `resend_retained` it is
+    /// scheduled to send the filter's retained messages first.
+    fn replace_request(
+        &mut self,
+        id: ConnectionId,
+        filter: &protocol::Filter,
+        resend_retained: bool,
+    ) {
+        let path = &filter.path;
+        let update = |request: &mut DataRequest| {
+            request.qos = filter.qos as u8;
+            request.nolocal = filter.nolocal;
+            request.preserve_retain = filter.preserve_retain;
+            request.forward_retained |= resend_retained;
+        };
+        if let Some(tracker) = self.scheduler.trackers.get_mut(id) {
+            if let Some(request) = tracker.data_requests.iter_mut().find(|r| &r.filter == path) {
+                update(request);
+                self.scheduler.reschedule(id, ScheduleReason::NewFilter);
+                return;
+            }
+        }
+        let mut woken = self.notifications.iter_mut();
+        if let Some((_, request)) = woken.find(|(c, r)| *c == id && &r.filter == path) {
+            update(request);
+            return;
+        }
+        if let Some(mut request) = self.datalog.take_waiter(id, path) {
+            update(&mut request);
+            self.scheduler.track(id, request);
+            self.scheduler.reschedule(id, ScheduleReason::NewFilter);
+        }
+    }
+
     fn prepare_filter(
         &mut self,
         id: ConnectionId,
@@ -1033,11 +1091,19 @@ impl Router {
                 group,
                 nolocal: filter.nolocal,
                 preserve_retain: filter.preserve_retain,
+                skip: None,
             };
 
             self.scheduler.track(id, request);
             self.scheduler.reschedule(id, ScheduleReason::NewFilter);
             debug_assert!(self.scheduler.check_tracker_duplicates(id).is_none())
+        } else {
+            // ROOST PATCH: a SUBSCRIBE repeating a filter replaces the subscription (MQTT 5
+            // section 3.8.4): its QoS and options change, and with Retain Handling 0 the
+            // retained messages are sent again. Upstream kept the first one unchanged.
+            let resend = forward_retained
+                && filter.retain_forward_rule == protocol::RetainForwardRule::OnEverySubscribe;
+            self.replace_request(id, filter, resend);
         }
 
         // TODO: figure out how we can update existing DataRequest
@@ -1304,6 +1370,9 @@ fn append_to_commitlog(
     connections: &mut Slab<Connection>,
 ) -> Result<Offset, RouterError> {
     let connection = connections.get_mut(id).unwrap();
+    // ROOST PATCH: DUP is about one hop (the publisher resending to the server); a
+    // subscriber's delivery is its first (MQTT 5 section 3.3.1.1). Upstream passed it on.
+    publish.dup = false;
 
     let topic_alias = properties.as_mut().and_then(|p| {
         // clear the received value as it is irrelevant while forwarding publishes
@@ -1601,6 +1670,9 @@ fn forward_device_data(
         }
     };
 
+    // ROOST PATCH: what the offline queue bound dropped is not delivered (`offline_queue`).
+    let publishes_from_datalog = offline_queue::skip(request, publishes_from_datalog);
+
     // ROOST PATCH: the log keeps the publisher's retain flag; a live delivery carries it
     // only for Retain As Published (MQTT 5 3.3.1.3). Retained messages sent on subscribe
     // (above) always have it.
@@ -1856,7 +1928,9 @@ fn validate_subscription(
         }
     }
 
-    if filter.path.starts_with('$') && !filter.path.starts_with("$share") {
+    // ROOST PATCH: only `$SYS` is refused (roost has none); other `$` filters such as
+    // `$app/#` are ordinary ones, matched by `$app/...` topics only.
+    if filter.path == "$SYS" || filter.path.starts_with("$SYS/") {
         return Err(RouterError::InvalidFilterPrefix(filter.path.to_owned()));
     }
 
