@@ -400,8 +400,6 @@ async fn the_ingress_is_out_of_every_clients_reach() {
         "im/ingress/#",
         "$share/x/im/ingress/dm/+/+",
         "$share/roost-ingress-dm/im/ingress/dm/+/+",
-        "#",
-        "+/ingress/dm/+/+",
     ] {
         Mqtt5::subscribe(&mallory.mqtt.client, &[filter]).await;
         let Packet::SubAck(ack) = mallory
@@ -437,4 +435,24 @@ async fn the_ingress_is_out_of_every_clients_reach() {
     assert_eq!(ack.reason, PubAckReason::NotAuthorized, "a service");
     assert!(chat_within(&mut bob, QUIET).await.is_none());
     assert_eq!(node.sql("SELECT count(*) FROM history_messages"), "0");
+
+    // Root wildcards the rules grant (checked per delivery) read nothing of the ingress.
+    mallory.subscribe("#").await;
+    mallory.subscribe("+/ingress/dm/+/+").await;
+    let alice = Peer::connect(&node, "alice", &[]).await;
+    alice.dm("bob", "real", "x").await;
+    assert_eq!(
+        chat_within(&mut bob, common::history::WAIT)
+            .await
+            .unwrap()
+            .2["id"],
+        "real"
+    );
+    let leaked = mallory
+        .take(
+            QUIET,
+            |p| matches!(p, Packet::Publish(p) if p.topic.starts_with(b"im/ingress/") || p.topic.starts_with(b"im/dm/")),
+        )
+        .await;
+    assert!(leaked.is_none(), "{leaked:?}");
 }
