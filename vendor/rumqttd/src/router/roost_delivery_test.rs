@@ -528,7 +528,7 @@ fn a_persistent_session_ends_when_its_expiry_passes() {
 
 #[test]
 fn a_local_link_publishes_at_qos_1_and_2() {
-    // ROOST PATCH (26): `Publish::set_qos`, a QoS 2 publish released in the same batch.
+    // ROOST PATCH (25): `Publish::set_qos`, a QoS 2 publish released in the same batch.
     let router = router();
     let mut sub = Client::new(&router, "sub");
     let mut publisher = Client::new(&router, "pub");
