@@ -817,6 +817,7 @@ async fn clean_session_keeps_nothing() {
     let node = Node::start();
     let mut alice = Client::<Mqtt3>::user(&node, "alice").await;
     assert_eq!(alice.subscribe("im/presence/bob").await, 1);
+    assert_eq!(alice.subscribe("im/sys/alice").await, 1);
 
     let o = options(&node, "bob:phone", "bob", &token("bob"));
     let mut bob = Client::connect(o.clone()).await.unwrap();
@@ -829,6 +830,13 @@ async fn clean_session_keeps_nothing() {
     alice
         .publish_acked("im/dm/bob/alice", &chat("away1", "while away"))
         .await;
+    // Stored (and so, under stamped delivery, published) before bob is back.
+    loop {
+        let (topic, payload) = alice.next_publish().await;
+        if topic == "im/sys/alice" && payload.contains(r#""id":"away1""#) {
+            break;
+        }
+    }
 
     let mut bob = Client::connect(o).await.unwrap();
     let present = bob.connack.session_present;
@@ -869,7 +877,13 @@ async fn qos_0_1_2_end_to_end_v311() {
         }
         alice
             .client
-            .publish(format!("im/dm/{user}/alice"), qos, false, chat("q", "x"))
+            .publish(
+                format!("im/dm/{user}/alice"),
+                qos,
+                false,
+                // One id per message: a retried id is not delivered again.
+                chat(&format!("q{n}"), "x"),
+            )
             .await
             .unwrap();
         match qos {
@@ -915,7 +929,13 @@ async fn qos_0_1_2_end_to_end_v5() {
         }
         alice
             .client
-            .publish(format!("im/dm/{user}/alice"), qos, false, chat("q", "x"))
+            .publish(
+                format!("im/dm/{user}/alice"),
+                qos,
+                false,
+                // One id per message: a retried id is not delivered again.
+                chat(&format!("q{n}"), "x"),
+            )
             .await
             .unwrap();
         match qos {

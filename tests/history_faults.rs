@@ -2,9 +2,11 @@
 //! test's own (initdb + pg_ctl on a free port) so it can be stopped and restarted without
 //! disturbing anything else.
 //!
-//! The rules: live chat keeps flowing; no `ack` is sent for a message not committed; when the
-//! database is back, history catches up: every message is acked, stored exactly once, with
-//! gapless seqs; and a client retry of a message it never saw acked is stored once.
+//! The rules: under direct delivery live chat keeps flowing, under stamped delivery it waits
+//! for the database; no `ack` is sent for a message not committed; when the database is
+//! back, history catches up: every message is acked (and, stamped, delivered), stored
+//! exactly once, with gapless seqs; and a client retry of a message it never saw acked is
+//! stored once (and, stamped, delivered once).
 mod common;
 
 use common::history::{chat, send_until_acked, HistNode, Peer, Worker, HTTP_WAIT};
@@ -20,9 +22,17 @@ const LONG: Duration = Duration::from_secs(30);
 /// How long the test watches for an ack that must not come while the database is down.
 const QUIET: Duration = Duration::from_secs(3);
 
+/// A node on `pg` with direct delivery: live chat does not wait for the database.
 fn node_on(pg: &PrivatePg) -> Node {
+    node_delivering(pg, "direct")
+}
+
+fn node_delivering(pg: &PrivatePg, delivery: &str) -> Node {
     Node::builder()
-        .toml(&format!("[history]\ndatabase_url = \"{}\"\n", pg.url()))
+        .toml(&format!(
+            "[history]\ndatabase_url = \"{}\"\ndelivery = \"{delivery}\"\n",
+            pg.url()
+        ))
         .start()
 }
 
@@ -158,6 +168,82 @@ async fn database_outage_chat_flows_and_history_catches_up() {
     let want: Vec<String> = (0..=6).map(|n| format!("{}|alice|m{n}", n + 1)).collect();
     assert_eq!(rows(&pg, "dm:alice:bob"), want);
     assert_eq!(pg.query("SELECT count(*) FROM history_messages"), "7");
+}
+
+/// Stamped delivery (the default) while Postgres is down: nothing is delivered nor acked;
+/// when it is back every message is delivered once, stamped, in seq order, the retry of
+/// one of them included.
+#[tokio::test]
+async fn database_outage_stamped_delivery_waits_for_the_database() {
+    let mut pg = PrivatePg::start();
+    let node = node_delivering(&pg, "stamped");
+    let (mut alice, mut bob) = alice_and_bob(&node).await;
+    alice.dm("bob", "s0", "before").await;
+    let first = alice.ack("s0").await;
+    let (_, copy) = bob.next_chat().await;
+    assert_eq!((&copy["id"], &copy["seq"]), (&json!("s0"), &first["seq"]));
+
+    pg.stop();
+    let sent: Vec<String> = (1..=3).map(|n| format!("s{n}")).collect();
+    for id in &sent {
+        alice.dm("bob", id, "during the outage").await;
+    }
+    let early = bob
+        .take(QUIET, |p| {
+            matches!(p, rumqttc::v5::mqttbytes::v5::Packet::Publish(p) if p.topic.starts_with(b"im/dm/"))
+        })
+        .await;
+    assert!(
+        early.is_none(),
+        "delivered while the database was down: {early:?}"
+    );
+    assert!(
+        alice.kept_notices().iter().all(|n| n["type"] != "ack"),
+        "acked while the database was down"
+    );
+
+    pg.start_again();
+    alice.dm("bob", "s2", "the retry").await;
+    let acks = alice.acks(&sent).await;
+    for (n, ack) in acks.iter().enumerate() {
+        let (topic, copy) = bob.next_chat().await;
+        assert_eq!(topic, "im/dm/bob/alice");
+        assert_eq!(
+            (
+                &copy["id"],
+                &copy["seq"],
+                &copy["conv"],
+                &copy["ts"],
+                &copy["from"]
+            ),
+            (
+                &ack["id"],
+                &json!(n + 2),
+                &ack["conv"],
+                &ack["ts"],
+                &json!("alice")
+            ),
+            "{copy}"
+        );
+        assert_eq!(copy["body"], "during the outage");
+    }
+    assert_eq!(
+        alice.ack("s2").await,
+        acks[1],
+        "the retry is acked as the stored s2"
+    );
+    alice.dm("bob", "s4", "after").await;
+    assert_eq!(bob.next_chat().await.1["id"], "s4", "s2 came twice");
+    assert_eq!(
+        rows(&pg, "dm:alice:bob"),
+        [
+            "1|alice|s0",
+            "2|alice|s1",
+            "3|alice|s2",
+            "4|alice|s3",
+            "5|alice|s4"
+        ]
+    );
 }
 
 /// A node whose database is down when it starts: it serves chat anyway, acks nothing, and

@@ -81,10 +81,16 @@ fn direct_message_over_tls_with_mosquitto() {
         ],
     );
     assert!(out.status.success(), "mosquitto_pub: {}", describe(&out));
-    assert_eq!(
-        sub.wait_for("im/dm/bob/alice "),
-        format!("im/dm/bob/alice {message}")
+    // The stamped copy: the bytes sent, then the server's fields (docs/protocol.md 4).
+    let line = sub.wait_for("im/dm/bob/alice ");
+    assert!(
+        line.starts_with(&format!(
+            "im/dm/bob/alice {}",
+            message.trim_end_matches('}')
+        )),
+        "{line}"
     );
+    assert!(line.contains(r#""from":"alice","seq":1,"ts":"#), "{line}");
     assert!(sub.exit_status().success());
 }
 

@@ -210,6 +210,9 @@ fn history_worker(
         client_id: format!("{user}:{name}"),
         user,
         token,
+        // Only when set: nodes whose storing workers take over (`service = false`) deliver
+        // directly unless told otherwise, and the worker must match them.
+        stamped: config.history.delivery == Some(roost_config::Delivery::Stamped),
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {

@@ -42,7 +42,8 @@ pub async fn start(config: &Config, router: &Router) -> anyhow::Result<(History,
     let (finish, finishing) = watch::channel(false);
     // Subscribe first: what arrives while the database is still away waits in the router.
     let bus = if config.history.service {
-        Some(LinkBus::start(router, finishing).await?)
+        let stamped = config.history.delivery() == roost_config::Delivery::Stamped;
+        Some(LinkBus::start(router, finishing, stamped).await?)
     } else {
         None
     };

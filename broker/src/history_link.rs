@@ -1,6 +1,7 @@
 //! The history service inside `roost serve`: its [`Bus`] is a link to the router, subscribed
 //! to the same shared subscriptions a `roost history-worker` takes, so both kinds of
-//! service split the load.
+//! service split the load. Under stamped delivery it also publishes the stamped copies, on
+//! the stored topics, as an ordinary publish any subscriber (or, later, the cluster) takes.
 //!
 //! Deliveries are acknowledged to the router as they are taken, not after the commit as a
 //! worker does: the router's copy lives in this same process, so holding the ack back would
@@ -9,11 +10,11 @@
 //! database is away the service takes nothing more, and messages wait in the router.
 
 use crate::router::{Link, Router};
-use roost_history::service::{Bus, Delivery};
+use roost_history::service::{Bus, Delivery, StampedCopy};
 use roost_proto::subscriptions;
 use rumqttd::protocol::{
-    Filter, Packet, PubAck, PubAckReason, Publish, PublishProperties, QoS, RetainForwardRule,
-    Subscribe,
+    Filter, Packet, PubAck, PubAckReason, PubRel, PubRelReason, Publish, PublishProperties, QoS,
+    RetainForwardRule, Subscribe,
 };
 use rumqttd::Notification;
 use std::time::Duration;
@@ -26,16 +27,24 @@ const QUIET: Duration = Duration::from_secs(1);
 
 pub struct LinkBus {
     link: Link,
+    /// Packet id of the last stamped copy published at QoS 1 or 2.
+    pkid: u16,
     /// Set when the node drains and its clients are gone: take what is left, then stop.
     finish: watch::Receiver<bool>,
 }
 
 impl LinkBus {
-    pub async fn start(router: &Router, finish: watch::Receiver<bool>) -> anyhow::Result<LinkBus> {
+    /// Links the service to the router, subscribed to the ingress (`stamped`: stamped
+    /// delivery) or to the stored topics themselves.
+    pub async fn start(
+        router: &Router,
+        finish: watch::Receiver<bool>,
+        stamped: bool,
+    ) -> anyhow::Result<LinkBus> {
         let mut link = router
             .link(crate::keys::HISTORY.to_owned(), true, true, None, None)
             .await?;
-        let filters = subscriptions::HISTORY
+        let filters = subscriptions::history(stamped)
             .iter()
             .map(|s| Filter {
                 path: s.path(),
@@ -53,7 +62,11 @@ impl LinkBus {
         )]) {
             anyhow::bail!("router dropped the history link");
         }
-        Ok(LinkBus { link, finish })
+        Ok(LinkBus {
+            link,
+            pkid: 0,
+            finish,
+        })
     }
 }
 
@@ -100,6 +113,7 @@ impl Bus for LinkBus {
             let props = forward.properties.unwrap_or_default();
             return Some(Delivery {
                 topic,
+                qos: publish.qos() as u8,
                 payload: publish.payload.to_vec(),
                 user_properties: props.user_properties,
                 response_topic: props.response_topic,
@@ -129,4 +143,31 @@ impl Bus for LinkBus {
     }
 
     async fn ack(&mut self, (): ()) {}
+
+    async fn forward(&mut self, copy: StampedCopy) {
+        let qos = match copy.qos {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        };
+        self.pkid = self.pkid.wrapping_add(1).max(1);
+        let mut publish = Publish::new(copy.topic.into_bytes(), copy.payload, false);
+        publish.set_qos(qos, self.pkid);
+        let props = (!copy.user_properties.is_empty()).then(|| PublishProperties {
+            user_properties: copy.user_properties,
+            ..Default::default()
+        });
+        let mut packets = vec![Packet::Publish(publish, props)];
+        if qos == QoS::ExactlyOnce {
+            // Released at once: the router holds a QoS 2 publish until its PUBREL, and there
+            // is nothing to wait for here (the router answers PUBREC and PUBCOMP, skipped
+            // by `recv` like every ack).
+            let pubrel = PubRel {
+                pkid: self.pkid,
+                reason: PubRelReason::Success,
+            };
+            packets.push(Packet::PubRel(pubrel, None));
+        }
+        self.link.try_send(packets);
+    }
 }

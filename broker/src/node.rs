@@ -29,6 +29,9 @@ pub struct Context {
     pub presence: Presence,
     pub registry: Registry,
     pub(crate) retained: Retained,
+    /// `history.delivery = "stamped"`: chat on stored topics goes to the history service's
+    /// ingress, and reaches its recipients once stored (docs/protocol.md section 4).
+    pub stamped: bool,
     /// Signed-in connections right now.
     pub active: AtomicUsize,
     pub drain: Arc<Drain>,
@@ -87,9 +90,11 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
             segment_size: 16 * 1024,
             segment_count: 2,
             max_queued_messages: Some(config.limits.max_queued_messages).filter(|&n| n > 0),
-            // Room for a database outage: about 16 MiB of messages per history filter.
+            // Room for a database outage: about 16 MiB of messages per history filter (those
+            // of both deliveries: a worker may use either).
             large: roost_proto::subscriptions::HISTORY
                 .iter()
+                .chain(&roost_proto::subscriptions::INGRESS[..2])
                 .map(|s| (s.filter.to_owned(), 1024 * 1024, 16))
                 // The bridge reads every publish: room for a NATS hiccup.
                 .chain(
@@ -121,6 +126,7 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         system,
         registry: Registry::default(),
         retained: Retained::new(config.limits.max_retained_per_user),
+        stamped: config.history.delivery() == roost_config::Delivery::Stamped,
         active: AtomicUsize::new(0),
         drain: Arc::new(Drain::default()),
     });

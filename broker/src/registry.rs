@@ -204,8 +204,14 @@ fn message(ctx: &Context, will: Will) -> Option<(SystemMessage, Option<PublishPr
             return None;
         }
     }
+    // A will on a stored chat topic is a chat message like any other: under stamped
+    // delivery it is stored first, and delivered stamped (sign-in checked its payload).
+    let topic = match ctx.stamped {
+        true => crate::conn::ingress_topic(&will.topic),
+        false => will.topic,
+    };
     let message = SystemMessage {
-        topic: will.topic,
+        topic,
         payload: will.payload,
         retain: will.retain,
     };

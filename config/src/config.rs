@@ -198,6 +198,33 @@ pub struct History {
     /// Database connections in the history pool. Default: 10 on PostgreSQL, 4 on SQLite
     /// (one writer at a time there anyway).
     pub pool_size: Option<u32>,
+    /// How chat messages reach their recipients. Default (unset): `stamped` when
+    /// `service` is on, `direct` when it is off. See [`History::delivery`].
+    pub delivery: Option<Delivery>,
+}
+
+/// `history.delivery`: how a chat message on a stored topic reaches its recipients.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// Stored first, then delivered by the history service as a copy carrying `conv`,
+    /// `seq`, `ts` and `from` (docs/protocol.md section 4).
+    Stamped,
+    /// Delivered as sent, at once; stored beside (the behaviour before stamping).
+    Direct,
+}
+
+impl History {
+    /// The delivery in force: `delivery` if set, else `stamped` when this node runs a
+    /// history service and `direct` when it does not (stamped messages would wait for
+    /// ever without one). Nodes and `history-worker`s must agree on it.
+    pub fn delivery(&self) -> Delivery {
+        self.delivery.unwrap_or(if self.service {
+            Delivery::Stamped
+        } else {
+            Delivery::Direct
+        })
+    }
 }
 
 impl Default for History {
@@ -209,6 +236,7 @@ impl Default for History {
             max_messages: None,
             max_requests_per_second: 20,
             pool_size: None,
+            delivery: None,
         }
     }
 }

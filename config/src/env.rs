@@ -32,6 +32,7 @@ const STRING_KEYS: &[&str] = &[
     "history.database_url",
     "history.max_age",
     "accounts.token_ttl",
+    "history.delivery",
     "cluster.node_id",
     "cluster.nats_creds",
     "cluster.nats_user",

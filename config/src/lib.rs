@@ -27,7 +27,9 @@ use std::path::Path;
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 
-pub use crate::config::{Accounts, Acl, Auth, Cluster, Config, History, Http, Limits, Mqtt, Node};
+pub use crate::config::{
+    Accounts, Acl, Auth, Cluster, Config, Delivery, History, Http, Limits, Mqtt, Node,
+};
 pub use crate::error::{ConfigError, Origin};
 pub use crate::mask::mask_url;
 pub use crate::secret::Secret;

@@ -144,6 +144,7 @@ fn operating_example_with_every_key() {
                 max_messages: Some(10_000),
                 max_requests_per_second: 10,
                 pool_size: Some(4),
+                delivery: Some(Delivery::Stamped),
             },
             accounts: Accounts {
                 token_ttl: Duration::from_secs(8 * 3600),
@@ -658,6 +659,30 @@ fn clustered(extra: &str) -> String {
         "[history]\ndatabase_url = \"postgres://db/roost\"\n\
          [cluster]\nnats = [\"nats://n1:4222\"]\n{extra}"
     )
+}
+
+#[test]
+fn history_delivery() {
+    Jail::expect_with(|jail| {
+        let mut delivery = |toml: &str| load_toml(jail, toml).map(|c| c.history.delivery());
+        assert_eq!(delivery("").unwrap(), Delivery::Stamped);
+        assert_eq!(
+            delivery("[history]\nservice = false\n").unwrap(),
+            Delivery::Direct
+        );
+        assert_eq!(
+            delivery("[history]\ndelivery = \"direct\"\n").unwrap(),
+            Delivery::Direct
+        );
+        assert_eq!(
+            delivery("[history]\nservice = false\ndelivery = \"stamped\"\n").unwrap(),
+            Delivery::Stamped
+        );
+        assert!(delivery("[history]\ndelivery = \"later\"\n").is_err());
+        jail.set_env("ROOST_HISTORY__DELIVERY", "direct");
+        assert_eq!(load(None).unwrap().history.delivery(), Delivery::Direct);
+        Ok(())
+    });
 }
 
 #[test]

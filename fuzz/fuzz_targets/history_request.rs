@@ -34,6 +34,7 @@ impl Bus for OneRequest {
         self.answered = true;
     }
     async fn ack(&mut self, _ack: ()) {}
+    async fn forward(&mut self, _copy: service::StampedCopy) {}
 }
 
 static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
@@ -73,6 +74,7 @@ fuzz_target!(|data: &[u8]| {
     let delivery = Delivery {
         topic: "im/req/alice".to_owned(),
         payload: data.to_vec(),
+        qos: 1,
         user_properties: vec![
             (stamp::USER.to_owned(), "alice".to_owned()),
             (stamp::GROUPS.to_owned(), "family".to_owned()),

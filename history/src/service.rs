@@ -8,13 +8,20 @@
 //! each delivery back to [`Bus::ack`] once its batch is committed. What that ack means is
 //! the bus's: a worker's PUBACK goes out only then, so the broker redelivers what a dying
 //! worker had not stored; the in-node link acknowledges as it takes (broker/src/
-//! history_link.rs says why). While the database is away no `ack` notice is sent, and live
-//! chat (which never waits for history) goes on.
+//! history_link.rs says why). While the database is away no `ack` notice is sent.
+//!
+//! Under stamped delivery (`history.delivery`) chat arrives on the ingress topics
+//! (`im/ingress/...`) instead of the stored ones, and the service is what delivers it: once
+//! a message is committed it publishes the stamped copy on the stored topic
+//! ([`Bus::forward`]), so nothing reaches a recipient before it is stored, and a retry of a
+//! stored message is acked again but not delivered again. Under direct delivery the
+//! recipients had the message at once and the service only stores it.
 
 use crate::fair::{Fair, Refusal};
 use crate::reply::Reply;
-use crate::{Conv, HistoryError, NewMessage, Retention, Store};
+use crate::{Conv, HistoryError, NewMessage, Retention, Store, Stored};
 use roost_proto::chat::{self, ChatMessage};
+use roost_proto::delivered::{self, Stamp};
 use roost_proto::notice::{code, ErrorBody, Notice, Outcome};
 use roost_proto::request::{Method, Request as WireRequest, RequestError};
 use roost_proto::topic::{self, Topic};
@@ -33,11 +40,24 @@ const BATCH_WINDOW: Duration = Duration::from_millis(2);
 pub struct Delivery<A> {
     pub topic: String,
     pub payload: Vec<u8>,
+    /// The publish's QoS (0, 1 or 2): the stamped copy goes out with the same.
+    pub qos: u8,
     pub user_properties: Vec<(String, String)>,
     /// The v5 Response Topic and Correlation Data of a request, if it had them.
     pub response_topic: Option<String>,
     pub correlation_data: Option<Vec<u8>>,
     pub ack: A,
+}
+
+/// A stamped copy to publish ([`Bus::forward`]).
+#[derive(Debug)]
+pub struct StampedCopy {
+    /// The stored topic (`im/dm/...`, `im/grp/...`).
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub qos: u8,
+    /// The sender's, as the node routed them (no `roost-` ones).
+    pub user_properties: Vec<(String, String)>,
 }
 
 /// Where the service gets its messages and sends its notices.
@@ -61,6 +81,10 @@ pub trait Bus {
     }
     /// Acknowledges a delivery, so the broker will not deliver it again.
     async fn ack(&mut self, ack: Self::Ack);
+    /// Publishes the stamped copy of a committed chat message on its stored topic, at
+    /// `qos`, with the sender's MQTT 5 user properties, for the recipients (stamped
+    /// delivery; see [`roost_proto::delivered`]).
+    async fn forward(&mut self, copy: StampedCopy);
 }
 
 /// How a service runs, besides its database.
@@ -151,6 +175,10 @@ async fn handle<B: Bus>(
     batch: Vec<Delivery<B::Ack>>,
 ) {
     let mut messages = Vec::with_capacity(batch.len());
+    // Per message: its stamped copy to be (payload still as sent) when it came through the
+    // ingress (stamped delivery); `None` under direct delivery, where the recipients had it
+    // at once.
+    let mut copies: Vec<Option<StampedCopy>> = Vec::with_capacity(batch.len());
     // Acks go out in delivery order, after everything in the batch is done: MQTT wants
     // PUBACKs in order, and rumqttd's router drops a link that acks out of order. A
     // request is acknowledged once queued: it is a read (or an idempotent `read`), and a
@@ -171,8 +199,23 @@ async fn handle<B: Bus>(
                 refuse_request(bus, &me, &request, refusal).await;
             }
         } else {
-            match chat_message(&delivery) {
-                Ok(message) => messages.push(message),
+            let original = topic::from_ingress(&delivery.topic);
+            let stored_topic = original.as_deref().unwrap_or(&delivery.topic);
+            match chat_message(stored_topic, &delivery.payload) {
+                Ok(message) => {
+                    messages.push(message);
+                    copies.push(original.map(|topic| {
+                        let mut user_properties = delivery.user_properties;
+                        let qos = stamp::sent_qos(&user_properties, delivery.qos);
+                        stamp::strip(&mut user_properties);
+                        StampedCopy {
+                            topic,
+                            payload: Vec::new(),
+                            qos,
+                            user_properties,
+                        }
+                    }));
+                }
                 Err((from, notice)) => {
                     // The node refuses bad payloads before routing them; this only happens
                     // for publishes from trusted services. Dropped with an error.
@@ -198,15 +241,23 @@ async fn handle<B: Bus>(
             .iter()
             .filter(|o| matches!(o, Ok(s) if !s.duplicate));
         crate::metrics::stored(new.count() as u64);
-        for (message, outcome) in messages.iter().zip(outcomes) {
+        for ((message, copy), outcome) in messages.iter().zip(copies).zip(outcomes) {
             let notice = match outcome {
-                Ok(s) => Notice::Ack {
-                    id: &s.id,
-                    conv: &s.conv,
-                    seq: s.seq,
-                    ts: s.ts,
+                Ok(s) => {
+                    // In seq order per conversation (the batch's order), once committed, and
+                    // only the first time: a retry of a stored `(from, id)` gets its `ack`
+                    // again, not a second delivery.
+                    if let (Some(copy), false) = (copy, s.duplicate) {
+                        forward(bus, copy, &message.payload, &s).await;
+                    }
+                    Notice::Ack {
+                        id: &s.id,
+                        conv: &s.conv,
+                        seq: s.seq,
+                        ts: s.ts,
+                    }
+                    .to_bytes()
                 }
-                .to_bytes(),
                 Err(e) => refused(message, &e),
             };
             bus.publish(topic::sys(&message.from), notice).await;
@@ -214,6 +265,28 @@ async fn handle<B: Bus>(
     }
     for ack in acks {
         bus.ack(ack).await;
+    }
+}
+
+/// Publishes the stamped copy of a stored message on its stored topic.
+async fn forward<B: Bus>(bus: &mut B, mut copy: StampedCopy, sent: &str, s: &Stored) {
+    let stamp = Stamp {
+        conv: &s.conv,
+        seq: s.seq,
+        ts: s.ts,
+        from: &s.from,
+    };
+    match delivered::stamped(sent.as_bytes(), &stamp) {
+        Some(payload) => {
+            copy.payload = payload;
+            bus.forward(copy).await
+        }
+        // The node routes only JSON objects to stored topics; nothing else gets this far.
+        None => warn!(
+            conv = s.conv,
+            seq = s.seq,
+            "history: stored message not delivered: its payload is not a JSON object"
+        ),
     }
 }
 
@@ -251,20 +324,21 @@ async fn refuse_request<B: Bus>(bus: &mut B, me: &str, request: &Request, refusa
 
 /// A stored-topic delivery as a message to store, or the notice explaining why not (and to
 /// whom).
-fn chat_message<A>(delivery: &Delivery<A>) -> Result<NewMessage, (Option<String>, Vec<u8>)> {
-    let Some((conv, from)) = Conv::from_topic(&delivery.topic) else {
+fn chat_message(
+    stored_topic: &str,
+    payload: &[u8],
+) -> Result<NewMessage, (Option<String>, Vec<u8>)> {
+    let Some((conv, from)) = Conv::from_topic(stored_topic) else {
         // What the subscriptions let through without a conversation is a DM to oneself
         // (`im/dm/{me}/{me}`: `dm:{a}:{b}` needs a < b). Its sender must hear that it is not
         // stored, or a client resending until acked would resend it forever.
-        let from = Topic::parse(&delivery.topic)
+        let from = Topic::parse(stored_topic)
             .from()
             .filter(|f| id::is_valid_id(f))
             .map(str::to_owned);
-        let message = format!(
-            "{} is not stored: a direct message is between two users",
-            delivery.topic
-        );
-        let id = ChatMessage::parse(&delivery.payload).ok().map(|p| p.id);
+        let message =
+            format!("{stored_topic} is not stored: a direct message is between two users");
+        let id = ChatMessage::parse(payload).ok().map(|p| p.id);
         let notice = Notice::Error {
             code: code::FORBIDDEN,
             message: &message,
@@ -272,10 +346,10 @@ fn chat_message<A>(delivery: &Delivery<A>) -> Result<NewMessage, (Option<String>
         };
         return Err((from, notice.to_bytes()));
     };
-    let payload = match ChatMessage::parse(&delivery.payload) {
+    let parsed = match ChatMessage::parse(payload) {
         Ok(p) => p,
         Err(e) => {
-            let id = chat::payload_id(&delivery.payload);
+            let id = chat::payload_id(payload);
             let notice = Notice::Error {
                 code: e.code(),
                 message: &e.to_string(),
@@ -287,8 +361,8 @@ fn chat_message<A>(delivery: &Delivery<A>) -> Result<NewMessage, (Option<String>
     Ok(NewMessage {
         conv,
         from,
-        id: payload.id,
-        payload: String::from_utf8_lossy(&delivery.payload).into_owned(),
+        id: parsed.id,
+        payload: String::from_utf8_lossy(payload).into_owned(),
     })
 }
 

@@ -5,8 +5,9 @@
 //! worker that dies mid-batch gets its unacknowledged messages again when it comes back.
 //! Several workers on several machines share the load through the shared subscriptions.
 
-use crate::service::{self, Bus, Delivery};
+use crate::service::{self, Bus, Delivery, StampedCopy};
 use crate::Store;
+use roost_proto::stamp;
 use roost_proto::subscriptions;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
@@ -24,6 +25,9 @@ pub struct WorkerSettings {
     pub user: String,
     /// A `service` token that outlives the worker.
     pub token: String,
+    /// Stamped delivery: read the ingress and publish the stamped copies (the nodes must
+    /// route chat to the ingress, `history.delivery = "stamped"`).
+    pub stamped: bool,
 }
 
 /// Deliveries buffered between the MQTT event loop and the service: more than the broker
@@ -42,6 +46,11 @@ pub async fn run(settings: WorkerSettings, store: Store, service: service::Setti
     let (tx, rx) = mpsc::channel(BUFFER);
 
     let subscriber = client.clone();
+    let stamped = settings.stamped;
+    info!(
+        delivery = if stamped { "stamped" } else { "direct" },
+        "history worker starting (the nodes must use the same history.delivery)"
+    );
     tokio::spawn(async move {
         loop {
             match eventloop.poll().await {
@@ -50,11 +59,20 @@ pub async fn run(settings: WorkerSettings, store: Store, service: service::Setti
                         session_present = ack.session_present,
                         "history worker connected"
                     );
-                    let filters = subscriptions::HISTORY.map(|s| {
+                    let filters = subscriptions::history(stamped).map(|s| {
                         rumqttc::v5::mqttbytes::v5::Filter::new(s.path(), QoS::AtLeastOnce)
                     });
                     if let Err(e) = subscriber.subscribe_many(filters).await {
                         warn!(error = %e, "history worker could not subscribe");
+                    }
+                    if ack.session_present {
+                        // A session kept from a run under the other delivery would take
+                        // both: the other's chat filters go (the request filter is shared).
+                        for s in &subscriptions::history(!stamped)[..2] {
+                            if let Err(e) = subscriber.unsubscribe(s.path()).await {
+                                warn!(error = %e, "history worker could not unsubscribe");
+                            }
+                        }
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -87,6 +105,7 @@ impl Bus for MqttBus {
         let props = publish.properties.clone().unwrap_or_default();
         Some(Delivery {
             topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+            qos: publish.qos as u8,
             payload: publish.payload.to_vec(),
             user_properties: props.user_properties,
             response_topic: props.response_topic,
@@ -102,6 +121,29 @@ impl Bus for MqttBus {
             .await
         {
             warn!(error = %e, "history worker could not publish a notice");
+        }
+    }
+
+    /// Marked [`stamp::STAMPED`], so the node routes it to the recipients instead of back
+    /// to the ingress.
+    async fn forward(&mut self, copy: StampedCopy) {
+        let qos = match copy.qos {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        };
+        let mut user_properties = copy.user_properties;
+        user_properties.push((stamp::STAMPED.to_owned(), "1".to_owned()));
+        let properties = PublishProperties {
+            user_properties,
+            ..Default::default()
+        };
+        if let Err(e) = self
+            .client
+            .publish_with_properties(copy.topic, qos, false, copy.payload, properties)
+            .await
+        {
+            warn!(error = %e, "history worker could not publish a stamped message");
         }
     }
 

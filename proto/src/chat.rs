@@ -79,7 +79,14 @@ impl ChatMessage {
     /// (neither with control characters), a non-null `body`, optional `reply_to` (the rules
     /// of `id`) and `ts`, and no NUL in any string or key.
     pub fn parse(payload: &[u8]) -> Result<ChatMessage, PayloadError> {
-        if payload.len() > MAX_CHAT_PAYLOAD {
+        Self::parse_within(payload, MAX_CHAT_PAYLOAD)
+    }
+
+    /// [`ChatMessage::parse`] with another size bound: the stamped copy a history service
+    /// publishes is the sent payload plus the server's fields
+    /// ([`crate::delivered::MAX_STAMPED_PAYLOAD`]).
+    pub fn parse_within(payload: &[u8], max_bytes: usize) -> Result<ChatMessage, PayloadError> {
+        if payload.len() > max_bytes {
             return Err(PayloadError::TooLarge(payload.len()));
         }
         let invalid = |message: &str| Err(PayloadError::Invalid(message.to_owned()));

@@ -2,7 +2,8 @@
 //!
 //! Everything a roost node, the history service and the roost clients must agree on
 //! byte for byte lives here, once: the topic shapes ([`topic`]), the id rules ([`id`]),
-//! the chat payload and its validation ([`chat`]), the notices on `im/sys/{user}`
+//! the chat payload and its validation ([`chat`]), the stamped copy recipients get
+//! ([`delivered`]), the notices on `im/sys/{user}`
 //! ([`notice`]), the presence payload ([`presence`]), the requests on `im/req/{user}`
 //! ([`request`]), the identity the node stamps on requests ([`stamp`]), the history
 //! service's shared subscriptions ([`subscriptions`]) and the limits ([`limits`]).
@@ -13,6 +14,7 @@
 //! client) can use it, and everything in it is unit-tested without a network.
 
 pub mod chat;
+pub mod delivered;
 pub mod id;
 pub mod limits;
 pub mod notice;

@@ -18,7 +18,33 @@ pub const CLIENT: &str = "roost-client";
 /// The v5 Maximum Packet Size the asking client announced: an answer must fit in it.
 pub const MAX_PACKET: &str = "roost-max-packet";
 
+/// Set by a history service (`roost history-worker`) on the stamped copy it publishes on a
+/// stored topic: the node routes that copy to its recipients as it is, instead of to the
+/// history service's ingress (`roost_proto::topic::INGRESS_PREFIX`). Honoured only from
+/// `service` tokens, and removed before the copy is routed.
+pub const STAMPED: &str = "roost-stamped";
+
+/// Set by the node on a QoS 2 chat message it routes to the history service's ingress: the
+/// service reads the ingress at QoS 1, and publishes the stamped copy at the QoS the sender
+/// used ([`sent_qos`]).
+pub const QOS: &str = "roost-qos";
+
+/// The QoS a chat message was sent with, from its ingress delivery: 2 if the node marked it
+/// so ([`QOS`]), else the QoS it was delivered at.
+pub fn sent_qos(user_properties: &[(String, String)], delivered_qos: u8) -> u8 {
+    if user_properties.iter().any(|(k, v)| k == QOS && v == "2") {
+        2
+    } else {
+        delivered_qos
+    }
+}
+
 const RESERVED_PREFIX: &str = "roost-";
+
+/// Whether a publish carries [`STAMPED`].
+pub fn is_stamped_copy(user_properties: &[(String, String)]) -> bool {
+    user_properties.iter().any(|(k, _)| k == STAMPED)
+}
 
 /// Removes the properties no client may set (the `roost-` ones): the node does this to
 /// every publish it takes from a client.
@@ -122,6 +148,13 @@ mod tests {
                 ("roost-role", "user")
             ])
         );
+    }
+
+    #[test]
+    fn qos_2_survives_the_ingress() {
+        assert_eq!(sent_qos(&props(&[("roost-qos", "2")]), 1), 2);
+        assert_eq!(sent_qos(&props(&[("x", "2")]), 1), 1);
+        assert_eq!(sent_qos(&[], 0), 0);
     }
 
     #[test]

@@ -16,9 +16,10 @@ impl SharedSubscription {
     }
 }
 
-/// The history service's subscriptions: chat in DMs, chat in groups, requests. Each filter
-/// has a group name of its own: rumqttd keys shared groups by name alone, so one name over
-/// two filters loses messages.
+/// The history service's subscriptions under direct delivery (`[history] delivery =
+/// "direct"`): chat in DMs, chat in groups, requests. Each filter has a group name of its
+/// own: rumqttd keys shared groups by name alone, so one name over two filters loses
+/// messages.
 pub const HISTORY: [SharedSubscription; 3] = [
     SharedSubscription {
         group: "roost-history-dm",
@@ -33,6 +34,32 @@ pub const HISTORY: [SharedSubscription; 3] = [
         filter: "im/req/+",
     },
 ];
+
+/// The history service's subscriptions under stamped delivery: chat arrives on the ingress
+/// topics ([`crate::topic::INGRESS_PREFIX`]), and the service publishes the stamped copy on
+/// the stored topic itself, which it must then not read. Group names differ from
+/// [`HISTORY`]'s, so services of both kinds never share a group over two filters.
+pub const INGRESS: [SharedSubscription; 3] = [
+    SharedSubscription {
+        group: "roost-ingress-dm",
+        filter: "im/ingress/dm/+/+",
+    },
+    SharedSubscription {
+        group: "roost-ingress-grp",
+        filter: "im/ingress/grp/+/+",
+    },
+    HISTORY[2],
+];
+
+/// The subscriptions of a history service: [`INGRESS`] under stamped delivery, else
+/// [`HISTORY`].
+pub fn history(stamped: bool) -> [SharedSubscription; 3] {
+    if stamped {
+        INGRESS
+    } else {
+        HISTORY
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -49,8 +76,27 @@ mod tests {
                 "$share/roost-history-req/im/req/+"
             ]
         );
-        for (i, a) in HISTORY.iter().enumerate() {
-            assert!(HISTORY[i + 1..].iter().all(|b| b.group != a.group));
+        let every: Vec<_> = HISTORY.iter().chain(&INGRESS[..2]).collect();
+        for (i, a) in every.iter().enumerate() {
+            assert!(every[i + 1..].iter().all(|b| b.group != a.group));
         }
+    }
+
+    #[test]
+    fn ingress_filters_cover_the_ingress_topics() {
+        let paths: Vec<String> = history(true).iter().map(SharedSubscription::path).collect();
+        assert_eq!(
+            paths,
+            [
+                "$share/roost-ingress-dm/im/ingress/dm/+/+",
+                "$share/roost-ingress-grp/im/ingress/grp/+/+",
+                "$share/roost-history-req/im/req/+"
+            ]
+        );
+        assert_eq!(history(false), HISTORY);
+        assert_eq!(
+            crate::topic::ingress("im/dm/b/a").as_deref(),
+            Some("im/ingress/dm/b/a")
+        );
     }
 }

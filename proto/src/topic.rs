@@ -73,6 +73,30 @@ pub fn is_stored(topic: &str) -> bool {
     topic.starts_with("im/dm/") || topic.starts_with("im/grp/")
 }
 
+/// Where the node routes chat messages under stamped delivery, for the history service
+/// alone: `im/ingress/dm/...`, `im/ingress/grp/...`. No client may publish there, and only
+/// `service` tokens may subscribe (the ACL), so what arrives there was accepted by a node's
+/// front-end, and only the history service sees it before it is stored.
+pub const INGRESS_PREFIX: &str = "im/ingress/";
+
+/// The ingress topic of a stored topic (`im/dm/b/a` -> `im/ingress/dm/b/a`); `None` for
+/// any other topic.
+pub fn ingress(topic: &str) -> Option<String> {
+    is_stored(topic).then(|| format!("{INGRESS_PREFIX}{}", &topic["im/".len()..]))
+}
+
+/// The stored topic an ingress topic stands for (`im/ingress/dm/b/a` -> `im/dm/b/a`);
+/// `None` for any other topic.
+pub fn from_ingress(topic: &str) -> Option<String> {
+    let original = format!("im/{}", topic.strip_prefix(INGRESS_PREFIX)?);
+    is_stored(&original).then_some(original)
+}
+
+/// Whether `topic` is under the ingress prefix (what no client may publish to).
+pub fn is_ingress(topic: &str) -> bool {
+    topic.starts_with(INGRESS_PREFIX)
+}
+
 /// The filters a chat client of `me` subscribes to: DMs to me, my own DMs sent from other
 /// devices, my groups, everyone's presence and my server notices.
 pub fn chat_filters(me: &str, groups: &[String]) -> Vec<String> {
@@ -259,5 +283,31 @@ mod tests {
         assert!(!is_stored("im/sig/dm/bob/alice"));
         assert!(!is_stored("im/presence/alice"));
         assert!(!is_stored("im/req/alice"));
+        assert!(!is_stored("im/ingress/dm/bob/alice"));
+    }
+
+    #[test]
+    fn ingress_round_trip() {
+        for stored in ["im/dm/bob/alice", "im/grp/family/alice"] {
+            let inner = ingress(stored).unwrap();
+            assert!(is_ingress(&inner));
+            assert_eq!(from_ingress(&inner).as_deref(), Some(stored));
+            assert_eq!(Topic::parse(&inner), Topic::Other(&inner));
+        }
+        assert_eq!(
+            ingress("im/dm/bob/alice").unwrap(),
+            "im/ingress/dm/bob/alice"
+        );
+        for other in ["im/sig/dm/bob/alice", "im/req/a", "im/sys/a", "x/im/dm/a/b"] {
+            assert_eq!(ingress(other), None, "{other}");
+        }
+        for other in [
+            "im/dm/bob/alice",
+            "im/ingress/req/a",
+            "im/ingress/",
+            "im/ingress",
+        ] {
+            assert_eq!(from_ingress(other), None, "{other}");
+        }
     }
 }

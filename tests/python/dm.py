@@ -2,11 +2,13 @@
 
 usage: dm.py HOST PORT ALICE_TOKEN BOB_TOKEN [--v5] [--ws] [--cafile CA]
 
-With --v5 the message carries a user property, which bob must receive unchanged.
+With --v5 the message carries a user property, which bob must receive unchanged. bob gets
+the stamped copy (the node's default delivery): what alice sent plus conv, seq, ts, from.
 """
 
 import argparse
 import json
+import uuid
 
 from roost_session import Session, check, run
 
@@ -31,7 +33,8 @@ def main():
 
     alice = Session(a.host, a.port, "alice", a.alice_token, **opts)
     check(alice.connected, f"alice refused: CONNACK {alice.connack}")
-    body = {"id": "py-1", "kind": "text", "body": "hello from paho"}
+    # A fresh id per run: a node delivers a (sender, id) once, and some tests run this twice.
+    body = {"id": f"py-{uuid.uuid4().hex[:12]}", "kind": "text", "body": "hello from paho"}
     props = [("trace", "t-42")] if a.v5 else []
     code = alice.publish("im/dm/bob/alice", json.dumps(body), props)
     check(code == 0, f"PUBACK reason {code:#x}")
@@ -39,7 +42,10 @@ def main():
     _, msg = bob.expect("message")
     check(msg.topic == "im/dm/bob/alice", f"bob got topic {msg.topic}")
     got = json.loads(msg.payload)
-    check(got == body, f"bob got payload {got}")
+    # Stamped delivery: the message as sent, plus the server's fields (docs/protocol.md 4).
+    sent = {k: got.get(k) for k in body}
+    check(sent == body, f"bob got payload {got}")
+    check(got.get("from") == "alice" and got.get("seq", 0) >= 1, f"bob got payload {got}")
     if a.v5:
         received = getattr(msg.properties, "UserProperty", None)
         check(received == [("trace", "t-42")], f"bob got user properties {received}")

@@ -6,6 +6,9 @@
 //! - every other topic follows the configured `[[acl.rules]]`, in order, the
 //!   first matching rule deciding, and nothing matching means deny.
 //!
+//! The history service's ingress (`im/ingress/...`, stamped delivery) takes no publish
+//! from anyone, and only `service` tokens may subscribe to it.
+//!
 //! `$SYS` topics are denied; shared subscriptions (`$share/{name}/{filter}`)
 //! are judged by their filter. Other `$` topics (`$app/...`) follow the rules
 //! like any topic, except that a rule starting with a wildcard or placeholder
@@ -145,7 +148,10 @@ impl Acl {
 
     /// May `who`, connected as `client_id`, publish to `topic`?
     pub fn can_publish(&self, who: &Identity, client_id: &str, topic: &str) -> bool {
-        if is_reserved(topic) {
+        // The history service's ingress is the node's to fill (stamped delivery): whatever
+        // arrives there is stored and delivered in the sender's name, so not even a
+        // service may publish there itself.
+        if is_reserved(topic) || roost_proto::topic::is_ingress(topic) {
             return false;
         }
         let Some(levels) = topic_levels(topic) else {

@@ -333,6 +333,50 @@ fn service_and_bridge_act_for_anybody_in_im() {
 }
 
 #[test]
+fn nobody_publishes_to_the_ingress_and_only_services_read_it() {
+    // Whatever the config allows outside im/, the ingress is not a user's.
+    let open = acl(&[rule(Permission::Allow, Action::All, "#")]);
+    let ingress = [
+        "im/ingress/dm/bob/alice",
+        "im/ingress/grp/team/alice",
+        "im/ingress/x",
+    ];
+    for who in [
+        alice(),
+        user("root", &[], Role::Admin),
+        user("svc", &[], Role::Service),
+        user("br", &[], Role::Bridge),
+    ] {
+        pubs(&open, &who, &[], &ingress);
+    }
+    subs(
+        &open,
+        &alice(),
+        &[],
+        &[
+            "im/ingress/dm/bob/alice",
+            "im/ingress/dm/alice/+",
+            "im/ingress/dm/+/alice",
+            "im/ingress/grp/team/+",
+            "im/ingress/#",
+            "$share/g/im/ingress/dm/+/+",
+            "$share/roost-ingress-dm/im/ingress/dm/+/+",
+            "#",
+            "+/ingress/dm/+/+",
+        ],
+    );
+    subs(
+        &open,
+        &user("svc", &[], Role::Service),
+        &[
+            "$share/roost-ingress-dm/im/ingress/dm/+/+",
+            "im/ingress/grp/+/+",
+        ],
+        &[],
+    );
+}
+
+#[test]
 fn service_wildcard_first_level_needs_config_for_the_rest() {
     let bot = user("bot", &[], Role::Service);
     let acl = acl(&[rule(Permission::Allow, Action::Subscribe, "#")]);

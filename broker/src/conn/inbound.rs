@@ -46,6 +46,13 @@ pub(crate) fn stamp_identity(
     props
 }
 
+/// Where an accepted chat message on the stored topic `topic` goes under stamped delivery:
+/// the history service's ingress, from which it publishes the stamped copy on `topic` once
+/// the message is committed (docs/protocol.md section 4).
+pub(crate) fn ingress_topic(topic: &str) -> String {
+    roost_proto::topic::ingress(topic).unwrap_or_else(|| topic.to_owned())
+}
+
 /// Why a status a user publishes on their own `im/presence/{me}` is refused, if it is
 /// (`roost_proto::presence::check_user_status`). Services publish what they like.
 pub(crate) fn presence_refusal(who: &Identity, topic: &str, payload: &[u8]) -> Option<String> {

@@ -16,7 +16,7 @@ mod serve;
 mod session;
 pub(crate) mod sign_in;
 
-pub(crate) use inbound::valid_publish_topic;
+pub(crate) use inbound::{ingress_topic, valid_publish_topic};
 pub(crate) use session::{Actions, Env, Session};
 pub(crate) use sign_in::Will;
 

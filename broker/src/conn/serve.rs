@@ -154,20 +154,25 @@ impl Connection {
     /// Decodes and hands the session every whole packet in the read buffer.
     async fn handle_input(&mut self) -> Flow {
         let mut actions = Actions::default();
-        let env = Env {
-            acl: &self.ctx.acl,
-            registry: &self.ctx.registry,
-            limits: &self.ctx.limits,
-            retained: &self.ctx.retained,
-        };
-        let result = loop {
-            let incoming = match self.codec.decode(&mut self.read) {
-                Ok(Some(incoming)) => incoming,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(self.session.on_decode_error(e)),
+        // `env` ends with this block: kept across the awaits below it would grow the future
+        // every connection keeps (see `conn::tests::connection_task_stays_small`).
+        let result = {
+            let env = Env {
+                acl: &self.ctx.acl,
+                registry: &self.ctx.registry,
+                limits: &self.ctx.limits,
+                retained: &self.ctx.retained,
+                stamped: self.ctx.stamped,
             };
-            if let Err(close) = self.session.on_client(incoming, &env, &mut actions) {
-                break Err(close);
+            loop {
+                let incoming = match self.codec.decode(&mut self.read) {
+                    Ok(Some(incoming)) => incoming,
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(self.session.on_decode_error(e)),
+                };
+                if let Err(close) = self.session.on_client(incoming, &env, &mut actions) {
+                    break Err(close);
+                }
             }
         };
         if self.read.is_empty() && self.read.capacity() > 64 * 1024 {

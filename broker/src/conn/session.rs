@@ -11,8 +11,8 @@
 use super::aliases::Aliases;
 pub(crate) use super::close::Close;
 use super::inbound::{
-    decode_error, detach, foreign_response_topic, presence_refusal, response_topic_error,
-    stamp_identity, valid_publish_topic,
+    decode_error, detach, foreign_response_topic, ingress_topic, presence_refusal,
+    response_topic_error, stamp_identity, valid_publish_topic,
 };
 use super::sign_in::Will;
 use crate::codec::Version;
@@ -23,9 +23,12 @@ use crate::retained::RetainRefusal;
 pub(crate) use crate::retained::Retained;
 use crate::revoked::Revoked;
 use crate::router::SystemMessage;
-use roost_auth::{Acl, Grant, Identity};
+use roost_auth::{Acl, Grant, Identity, Role};
 use roost_config::Limits;
 use roost_proto::chat::ChatMessage;
+use roost_proto::delivered::MAX_STAMPED_PAYLOAD;
+use roost_proto::limits::MAX_CHAT_PAYLOAD;
+use roost_proto::stamp;
 use rumqttd::protocol::{
     self, DisconnectReasonCode, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason,
     PubRec, PubRecReason, Publish, PublishProperties, Subscribe, SubscribeReasonCode, UnsubAck,
@@ -42,6 +45,8 @@ pub(crate) struct Env<'a> {
     pub(crate) registry: &'a Registry,
     pub(crate) limits: &'a Limits,
     pub(crate) retained: &'a Retained,
+    /// Stamped delivery (`history.delivery`): chat goes to the history service's ingress.
+    pub(crate) stamped: bool,
 }
 
 /// What the connection loop is to do after an event, in order: answer the client, pass
@@ -360,8 +365,20 @@ impl Session {
             self.refuse_publish(qos, pkid, Refused::BadPayload, out);
             return Ok(());
         }
-        if roost_proto::topic::is_stored(topic) {
-            if let Err(e) = ChatMessage::parse(&publish.payload) {
+        let stored = roost_proto::topic::is_stored(topic);
+        // A history worker's stamped copy goes to the recipients as it is (see `route`).
+        let stamped_copy = stored
+            && self.identity.role == Role::Service
+            && props
+                .as_ref()
+                .is_some_and(|p| stamp::is_stamped_copy(&p.user_properties));
+        if stored {
+            let limit = if stamped_copy {
+                MAX_STAMPED_PAYLOAD
+            } else {
+                MAX_CHAT_PAYLOAD
+            };
+            if let Err(e) = ChatMessage::parse_within(&publish.payload, limit) {
                 metrics::payload_refused(e.code());
                 info!(topic, code = e.code(), "chat payload refused");
                 out.notices.push(notice::error(
@@ -385,7 +402,7 @@ impl Session {
                 return Ok(());
             }
         }
-        let props = stamp_identity(
+        let mut props = stamp_identity(
             props,
             &self.identity,
             (&self.client_id, self.client_max_packet.map(u32::from)),
@@ -401,7 +418,19 @@ impl Session {
             _ => {}
         }
         metrics::message_in();
-        out.to_router.push(Packet::Publish(detach(publish), props));
+        // Stamped delivery: to the history service, which delivers it once stored.
+        let ingress = (stored && env.stamped && !stamped_copy).then(|| ingress_topic(topic));
+        let mut publish = detach(publish);
+        if let Some(ingress) = ingress {
+            publish.topic = ingress.into();
+            if qos == 2 {
+                // The history service reads at QoS 1; the copy goes out at the QoS sent.
+                let p = props.get_or_insert_with(Default::default);
+                p.user_properties
+                    .push((stamp::QOS.to_owned(), "2".to_owned()));
+            }
+        }
+        out.to_router.push(Packet::Publish(publish, props));
         Ok(())
     }
 

@@ -11,6 +11,7 @@ struct World {
     registry: Registry,
     limits: Limits,
     retained: Retained,
+    stamped: bool,
 }
 
 impl World {
@@ -20,6 +21,7 @@ impl World {
             registry: Registry::default(),
             limits: Limits::default(),
             retained: Retained::new(Limits::default().max_retained_per_user),
+            stamped: false,
         }
     }
 
@@ -29,6 +31,7 @@ impl World {
             registry: &self.registry,
             limits: &self.limits,
             retained: &self.retained,
+            stamped: self.stamped,
         }
     }
 }
@@ -94,6 +97,94 @@ fn allowed_publish_goes_to_the_router() {
     let out = client(&mut s, &w, publish("im/dm/bob/alice", QoS::AtLeastOnce, 1)).unwrap();
     assert!(matches!(out.to_router[..], [Packet::Publish(..)]));
     assert!(out.to_client.is_empty() && out.notices.is_empty());
+}
+
+/// The topic and user properties of the one publish routed.
+fn routed(out: &Actions) -> (String, Vec<(String, String)>) {
+    let [Packet::Publish(p, props)] = &out.to_router[..] else {
+        panic!("{:?}", out.to_router)
+    };
+    let props = props.as_ref().map(|p| p.user_properties.clone());
+    (
+        String::from_utf8(p.topic.to_vec()).unwrap(),
+        props.unwrap_or_default(),
+    )
+}
+
+fn with_props(packet: Packet, user_properties: &[(&str, &str)]) -> Packet {
+    let Packet::Publish(p, _) = packet else {
+        unreachable!()
+    };
+    let props = PublishProperties {
+        user_properties: user_properties
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    Packet::Publish(p, Some(props))
+}
+
+#[test]
+fn stamped_delivery_routes_chat_to_the_ingress() {
+    let mut w = World::new();
+    w.stamped = true;
+    let mut s = alice(Version::V5);
+    let out = client(&mut s, &w, publish("im/dm/bob/alice", QoS::AtLeastOnce, 1)).unwrap();
+    assert_eq!(routed(&out).0, "im/ingress/dm/bob/alice");
+    // Signals are not stored: they go as they are.
+    let out = client(
+        &mut s,
+        &w,
+        publish("im/sig/dm/bob/alice", QoS::AtMostOnce, 0),
+    )
+    .unwrap();
+    assert_eq!(routed(&out).0, "im/sig/dm/bob/alice");
+    // A user cannot pass a message off as a stamped copy: the marker is dropped.
+    let forged = with_props(
+        publish("im/dm/bob/alice", QoS::AtLeastOnce, 2),
+        &[("roost-stamped", "1")],
+    );
+    let out = client(&mut s, &w, forged).unwrap();
+    assert_eq!(routed(&out), ("im/ingress/dm/bob/alice".into(), vec![]));
+    // QoS 2 is marked: the history service reads at QoS 1.
+    let out = client(&mut s, &w, publish("im/dm/bob/alice", QoS::ExactlyOnce, 4)).unwrap();
+    assert_eq!(
+        routed(&out),
+        (
+            "im/ingress/dm/bob/alice".into(),
+            vec![("roost-qos".into(), "2".into())]
+        )
+    );
+    // Direct delivery: as sent.
+    w.stamped = false;
+    let out = client(&mut s, &w, publish("im/dm/bob/alice", QoS::AtLeastOnce, 3)).unwrap();
+    assert_eq!(routed(&out).0, "im/dm/bob/alice");
+}
+
+#[test]
+fn a_history_workers_stamped_copy_goes_to_the_recipients() {
+    let mut w = World::new();
+    w.stamped = true;
+    let identity = Identity {
+        user: "history".into(),
+        groups: Vec::new(),
+        role: Role::Service,
+        expires_at: u64::MAX,
+    };
+    let mut s = Session::new(Version::V5, identity, "history:w".into(), false, 30, None);
+    let copy = with_props(
+        publish("im/dm/bob/alice", QoS::AtLeastOnce, 1),
+        &[("roost-stamped", "1"), ("x", "y")],
+    );
+    let out = client(&mut s, &w, copy).unwrap();
+    assert_eq!(
+        routed(&out),
+        ("im/dm/bob/alice".into(), vec![("x".into(), "y".into())])
+    );
+    // Without the marker a service's chat message is stored first like anyone's.
+    let out = client(&mut s, &w, publish("im/dm/bob/alice", QoS::AtLeastOnce, 2)).unwrap();
+    assert_eq!(routed(&out).0, "im/ingress/dm/bob/alice");
 }
 
 #[test]

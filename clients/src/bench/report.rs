@@ -678,6 +678,32 @@ mod tests {
         assert!((l.max_ms - 1.0).abs() < 1e-9);
     }
 
+    /// Under stamped delivery (docs/protocol.md section 4) recipients get the sent payload
+    /// plus the server's fields, `ts` replaced: the latency still comes from `bench_us`,
+    /// and the message still counts once.
+    #[test]
+    fn a_stamped_copy_is_timed_from_bench_us() {
+        let sent = br#"{"id":"3-7-1000","kind":"text","body":"x","ts":5,"bench_us":1000}"#;
+        let stamp = roost_proto::delivered::Stamp {
+            conv: "dm:u1:u3",
+            seq: 9,
+            ts: 1_700_000_000_000,
+            from: "u3",
+        };
+        let copy = roost_proto::delivered::stamped(sent, &stamp).unwrap();
+        let stats = Stats::default();
+        let epoch = Instant::now() - Duration::from_micros(5000);
+        let mut seen = HashSet::new();
+        stats.delivery("u1", "im/dm/u1/u3", &copy, epoch, &mut seen, false);
+        stats.delivery("u1", "im/dm/u1/u3", &copy, epoch, &mut seen, false);
+        let c = stats.counters();
+        assert_eq!((c.received, c.duplicates), (1, 1));
+        let l = stats.latency.percentiles().unwrap();
+        assert_eq!(l.samples, 1);
+        // Sent at 1 ms after the epoch, received at 5 ms or later.
+        assert!(l.p50_ms >= 3.9 && l.p50_ms < 1000.0, "{}", l.p50_ms);
+    }
+
     #[test]
     fn kinds() {
         assert!(matches!(kind_of("a", "im/dm/a/b"), Kind::Chat));

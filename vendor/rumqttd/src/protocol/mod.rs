@@ -205,7 +205,7 @@ impl Publish {
         self.pkid
     }
 
-    /// ROOST PATCH (25): a local link may publish at QoS 1 or 2 (roost's history service
+    /// ROOST PATCH (26): a local link may publish at QoS 1 or 2 (roost's history service
     /// publishes each stamped copy at the QoS of the message it stands for). A QoS 2
     /// publish reaches the log on the PUBREL with the same `pkid`, which may follow it in
     /// the same batch.

@@ -567,6 +567,42 @@ fn unsubscribe(client: &mut Client, path: &str) {
     }
 }
 
+#[test]
+fn a_local_link_publishes_at_qos_1_and_2() {
+    // ROOST PATCH (26): `Publish::set_qos`, a QoS 2 publish released in the same batch.
+    let router = router();
+    let mut sub = Client::new(&router, "sub");
+    let mut publisher = Client::new(&router, "pub");
+    sub.subscribe(filter("t/local", QoS::ExactlyOnce));
+    let mut one = Publish::new("t/local", "one", false);
+    one.set_qos(QoS::AtLeastOnce, 1);
+    let mut two = Publish::new("t/local", "two", false);
+    two.set_qos(QoS::ExactlyOnce, 2);
+    let release = crate::protocol::PubRel {
+        pkid: 2,
+        reason: crate::protocol::PubRelReason::Success,
+    };
+    publisher
+        .tx
+        .buffer()
+        .extend([Packet::Publish(one, None), Packet::Publish(two, None)]);
+    publisher.send(Packet::PubRel(release, None));
+    let got = sub.forward();
+    assert_eq!(
+        (payload(&got), got.publish.qos),
+        (&b"one"[..], QoS::AtLeastOnce)
+    );
+    sub.ack(got.publish.pkid);
+    let got = sub.forward();
+    assert_eq!(
+        (payload(&got), got.publish.qos),
+        (&b"two"[..], QoS::ExactlyOnce)
+    );
+    let mut zero = Publish::new("t/local", "zero", false);
+    zero.set_qos(QoS::AtMostOnce, 9);
+    assert_eq!((zero.qos(), zero.pkid()), (QoS::AtMostOnce, 0));
+}
+
 fn disconnect(client: &mut Client) {
     client.send(Packet::Disconnect(
         crate::protocol::Disconnect {
