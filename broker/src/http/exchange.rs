@@ -86,6 +86,8 @@ impl Exchange {
             registry: &self.ctx.registry,
             limits: &self.ctx.limits,
             retained: &self.ctx.retained,
+            // The same delivery as an MQTT publish (stored first, then the stamped copy).
+            stamped: self.ctx.stamped,
         };
         let mut out = Actions::default();
         if let Err(close) = self.session.on_client(packet, &env, &mut out) {
