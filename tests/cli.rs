@@ -341,21 +341,10 @@ impl Listener {
 
     /// The next stdout line that is a JSON object whose `topic` is `topic`.
     fn next_on(&mut self, topic: &str) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match self.stdout.recv_timeout(left) {
-                Ok(line) => line,
-                Err(_) => panic!("no message on {topic}; printed: {seen:?}"),
-            };
-            let value: serde_json::Value =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-            if value["topic"] == topic {
-                return value;
-            }
-            seen.push(line);
-        }
+        let mut lines = self.lines_until(topic);
+        lines
+            .pop()
+            .expect("lines_until ends with the line on `topic`")
     }
 }
 

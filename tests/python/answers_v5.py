@@ -9,10 +9,9 @@ im/sys and Correlation Data: the answer comes there, with the same Correlation D
 Response Topic outside im/sys/alice is refused: PUBACK 0x87 and an `error` notice.
 """
 
-import argparse
 import json
 
-from roost_session import Session, check, run
+from roost_session import Session, arguments, check, run
 
 NOT_AUTHORIZED = 0x87
 
@@ -28,11 +27,7 @@ def next_message(session, topic):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("host")
-    p.add_argument("port", type=int)
-    p.add_argument("alice_token")
-    a = p.parse_args()
+    a = arguments("alice_token").parse_args()
 
     phone = Session(a.host, a.port, "alice", a.alice_token, v5=True, client_id="alice:phone")
     laptop = Session(a.host, a.port, "alice", a.alice_token, v5=True, client_id="alice:laptop")

@@ -15,103 +15,14 @@ PUBREC with an error code, DUP on a publish, a CONNECT with an authentication me
 `Raw`, a minimal MQTT 5 packet writer and reader over a plain socket.
 """
 
-import argparse
-import queue
 import socket
 import struct
-import time
 
-import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from roost_session import WAIT, Failed, check, run
-
-
-class Plain:
-    """An anonymous paho MQTT 5 connection; events queue up in arrival order."""
-
-    def __init__(self, host, port, client_id, clean_start=True, session_expiry=None, will=None):
-        self.events = queue.Queue()
-        self.messages = queue.Queue()
-        c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5,
-            reconnect_on_failure=False,
-        )
-        connected = queue.Queue()
-        c.on_connect = lambda _c, _u, flags, rc, props: connected.put(
-            (rc.value, flags.session_present, props)
-        )
-        c.on_subscribe = lambda _c, _u, mid, rcs, props: self.events.put(
-            ("suback", [r.value for r in rcs])
-        )
-        c.on_unsubscribe = lambda _c, _u, mid, rcs, props: self.events.put(
-            ("unsuback", [r.value for r in rcs])
-        )
-        c.on_publish = lambda _c, _u, mid, rc, props: self.events.put(("puback", mid, rc.value))
-        c.on_disconnect = lambda _c, _u, flags, rc, props: self.events.put(
-            ("disconnect", rc.value)
-        )
-        c.on_message = lambda _c, _u, msg: self.messages.put(msg)
-        if will is not None:
-            topic, payload, props = will
-            c.will_set(topic, payload, qos=1, properties=props)
-        props = Properties(PacketTypes.CONNECT)
-        if session_expiry is not None:
-            props.SessionExpiryInterval = session_expiry
-        c.connect(host, port, keepalive=30, clean_start=clean_start, properties=props)
-        c.loop_start()
-        self.client = c
-        try:
-            code, self.session_present, self.connack = connected.get(timeout=WAIT)
-        except queue.Empty:
-            raise Failed(f"{client_id!r}: no CONNACK within {WAIT}s")
-        check(code == 0, f"{client_id!r}: CONNACK {code:#x}")
-
-    def expect(self, kind):
-        """The next event of `kind`; a disconnect before it fails."""
-        while True:
-            try:
-                event = self.events.get(timeout=WAIT)
-            except queue.Empty:
-                raise Failed(f"no {kind} within {WAIT}s")
-            if event[0] == kind:
-                return event
-            if event[0] == "disconnect":
-                raise Failed(f"disconnected ({event[1]:#x}) while waiting for {kind}")
-
-    def subscribe(self, topic, qos=0, **options):
-        self.client.subscribe(topic, options=SubscribeOptions(qos=qos, **options))
-        _, codes = self.expect("suback")
-        check(codes == [qos], f"SUBACK {codes} for {topic}")
-
-    def unsubscribe(self, topics):
-        self.client.unsubscribe(topics)
-        return self.expect("unsuback")[1]
-
-    def publish(self, topic, payload, qos=1, retain=False, properties=None):
-        """Publishes and returns the PUBACK's reason code (0 for QoS 0)."""
-        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-        if qos == 0:
-            info.wait_for_publish(timeout=WAIT)
-            return 0
-        _, mid, code = self.expect("puback")
-        check(mid == info.mid, f"PUBACK for mid {mid}, expected {info.mid}")
-        return code
-
-    def next(self):
-        try:
-            return self.messages.get(timeout=WAIT)
-        except queue.Empty:
-            raise Failed(f"no message within {WAIT}s")
-
-    def close(self):
-        self.client.disconnect()
-        self.client.loop_stop()
+from roost_session import WAIT, Client, Failed, arguments, check, run
 
 
 # ---- a minimal MQTT 5 packet writer and reader ----------------------------------------------
@@ -249,29 +160,29 @@ def sessions(a, t):
     """Clean Start 1 with a Session Expiry Interval: the session outlives the connection
     (Clean Start only discards an earlier one), and Clean Start 0 resumes it."""
     client_id = f"{t}-cs".replace("/", "-")
-    first = Plain(a.host, a.port, client_id, clean_start=True, session_expiry=300)
+    first = Client(a.host, a.port, client_id, clean=True, session_expiry=300)
     check(not first.session_present, "Clean Start 1 must not resume a session")
     first.subscribe(f"{t}/s", qos=1)
     first.close()
-    back = Plain(a.host, a.port, client_id, clean_start=False, session_expiry=300)
+    back = Client(a.host, a.port, client_id, clean=False, session_expiry=300)
     check(back.session_present, "Clean Start 1 + expiry 300, then Clean Start 0: Session Present 0")
-    pub = Plain(a.host, a.port, f"{t}-cs-pub".replace("/", "-"))
+    pub = Client(a.host, a.port, f"{t}-cs-pub".replace("/", "-"))
     pub.publish(f"{t}/s", "kept")
     m = back.next()
     check(m.payload == b"kept", f"the kept subscription delivered {m.payload!r}")
     back.close()
     # Clean Start 0 with interval 0 resumes it too; it then ends with that connection.
-    last = Plain(a.host, a.port, client_id, clean_start=False, session_expiry=0)
+    last = Client(a.host, a.port, client_id, clean=False, session_expiry=0)
     check(last.session_present, "Clean Start 0 + expiry 0 did not resume the saved session")
     last.close()
-    gone = Plain(a.host, a.port, client_id, clean_start=False, session_expiry=0)
+    gone = Client(a.host, a.port, client_id, clean=False, session_expiry=0)
     check(not gone.session_present, "a session with expiry 0 outlived its connection")
     gone.close()
     # Clean Start 1 discards a saved one.
-    kept = Plain(a.host, a.port, client_id, clean_start=True, session_expiry=300)
+    kept = Client(a.host, a.port, client_id, clean=True, session_expiry=300)
     kept.subscribe(f"{t}/s", qos=1)
     kept.close()
-    again = Plain(a.host, a.port, client_id, clean_start=True, session_expiry=0)
+    again = Client(a.host, a.port, client_id, clean=True, session_expiry=0)
     check(not again.session_present, "Clean Start 1 resumed a session")
     again.close()
     pub.close()
@@ -282,8 +193,8 @@ def assigned_ids(a, t):
     ids = []
     clients = []
     for _ in range(2):
-        c = Plain(a.host, a.port, "")
-        assigned = getattr(c.connack, "AssignedClientIdentifier", None)
+        c = Client(a.host, a.port, "")
+        assigned = getattr(c.connack_props, "AssignedClientIdentifier", None)
         check(assigned, "CONNACK without Assigned Client Identifier for an empty client id")
         ids.append(assigned)
         clients.append(c)
@@ -299,7 +210,7 @@ def assigned_ids(a, t):
 def unsuback(a, t):
     """UNSUBACK: one reason per filter, 0x11 for a filter the session does not have, and
     unsubscribing twice answered 0x11 again."""
-    c = Plain(a.host, a.port, f"{t}-unsub".replace("/", "-"))
+    c = Client(a.host, a.port, f"{t}-unsub".replace("/", "-"))
     c.subscribe(f"{t}/u", qos=1)
     codes = c.unsubscribe([f"{t}/u", f"{t}/never"])
     check(codes == [0x00, 0x11], f"UNSUBACK {codes}, expected [0x00, 0x11]")
@@ -312,9 +223,9 @@ def dollar_topic(a, t):
     """A QoS 1 publish to a `$` topic that is not `$SYS` or `$share` is acknowledged and
     delivered."""
     topic = f"$app/{t}/x"
-    sub = Plain(a.host, a.port, f"{t}-dsub".replace("/", "-"))
+    sub = Client(a.host, a.port, f"{t}-dsub".replace("/", "-"))
     sub.subscribe(topic, qos=1)
-    pub = Plain(a.host, a.port, f"{t}-dpub".replace("/", "-"))
+    pub = Client(a.host, a.port, f"{t}-dpub".replace("/", "-"))
     code = pub.publish(topic, "dollar")
     check(code == 0, f"PUBACK {code:#x} for a QoS 1 publish to {topic}")
     m = sub.next()
@@ -326,10 +237,10 @@ def dollar_topic(a, t):
 def topic_aliases(a, t):
     """Client topic aliases: registered, reused, remapped, stripped before delivery; an alias
     above the Topic Alias Maximum is a protocol error (0x94)."""
-    sub = Plain(a.host, a.port, f"{t}-asub".replace("/", "-"))
+    sub = Client(a.host, a.port, f"{t}-asub".replace("/", "-"))
     sub.subscribe(f"{t}/a/#", qos=1)
-    pub = Plain(a.host, a.port, f"{t}-apub".replace("/", "-"))
-    maximum = getattr(pub.connack, "TopicAliasMaximum", 0)
+    pub = Client(a.host, a.port, f"{t}-apub".replace("/", "-"))
+    maximum = getattr(pub.connack_props, "TopicAliasMaximum", 0)
     check(maximum >= 2, f"CONNACK Topic Alias Maximum {maximum}")
 
     def aliased(topic, payload, alias):
@@ -370,7 +281,7 @@ def topic_aliases(a, t):
 
 def no_dup(a, t):
     """DUP on an incoming PUBLISH is not passed on: each subscriber's delivery is its first."""
-    sub = Plain(a.host, a.port, f"{t}-dupsub".replace("/", "-"))
+    sub = Client(a.host, a.port, f"{t}-dupsub".replace("/", "-"))
     sub.subscribe(f"{t}/dup", qos=1)
     raw = Raw(a.host, a.port, f"{t}-duppub".replace("/", "-"))
     pkid = raw.publish(f"{t}/dup", b"again", qos=1, dup=True)
@@ -396,7 +307,7 @@ def qos2_flow(a, t):
     check(pkid == 4242 and reason in (0x00, 0x92), f"PUBCOMP {pkid} {reason:#x} for PUBREL 4242")
 
     raw.subscribe(f"{t}/q2", 2)
-    pub = Plain(a.host, a.port, f"{t}-q2pub".replace("/", "-"))
+    pub = Client(a.host, a.port, f"{t}-q2pub".replace("/", "-"))
     for n in (1, 2, 3):
         pub.publish(f"{t}/q2", f"m{n}", qos=2)
     topic, p1, qos, _, payload = parse_publish(*raw.expect(3))
@@ -438,12 +349,13 @@ def connack_size(a, t):
 
 def will_properties(a, t):
     """A will's user properties reach its subscribers, in order."""
-    sub = Plain(a.host, a.port, f"{t}-wsub".replace("/", "-"))
+    sub = Client(a.host, a.port, f"{t}-wsub".replace("/", "-"))
     sub.subscribe(f"{t}/will", qos=1)
     p = Properties(PacketTypes.WILLMESSAGE)
     pairs = [("k", "1"), ("j", "2"), ("k", "3")]
     p.UserProperty = list(pairs)
-    leaving = Plain(a.host, a.port, f"{t}-will".replace("/", "-"), will=(f"{t}/will", "bye", p))
+    will = dict(topic=f"{t}/will", payload="bye", qos=1, properties=p)
+    leaving = Client(a.host, a.port, f"{t}-will".replace("/", "-"), will=will)
     # DISCONNECT 0x04: "disconnect with will message".
     leaving.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
     leaving.client.loop_stop()
@@ -457,9 +369,9 @@ def will_properties(a, t):
 def resubscribe(a, t):
     """A SUBSCRIBE repeating a filter replaces the subscription's QoS and, with Retain
     Handling 0, sends the retained messages again."""
-    pub = Plain(a.host, a.port, f"{t}-rspub".replace("/", "-"))
+    pub = Client(a.host, a.port, f"{t}-rspub".replace("/", "-"))
     pub.publish(f"{t}/rs", "retained", retain=True)
-    sub = Plain(a.host, a.port, f"{t}-rssub".replace("/", "-"))
+    sub = Client(a.host, a.port, f"{t}-rssub".replace("/", "-"))
     sub.subscribe(f"{t}/rs", qos=0)
     m = sub.next()
     check(m.payload == b"retained" and m.retain, f"first subscribe: {m.payload!r}")
@@ -469,7 +381,7 @@ def resubscribe(a, t):
     pub.publish(f"{t}/rs", "live")
     m = sub.next()
     check(m.payload == b"live" and m.qos == 1, f"after re-subscribing at QoS 1: QoS {m.qos}")
-    check(sub.messages.empty(), "a message delivered twice (two subscriptions)")
+    check(sub.pending() == 0, "a message delivered twice (two subscriptions)")
     pub.publish(f"{t}/rs", "", retain=True)
     sub.close()
     pub.close()
@@ -490,10 +402,7 @@ CHECKS = {
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("host")
-    p.add_argument("port", type=int)
-    p.add_argument("prefix")
+    p = arguments("prefix")
     p.add_argument("items", nargs="*", choices=[[], *CHECKS], default=[])
     a = p.parse_args()
     for name in a.items or CHECKS:

@@ -5,20 +5,15 @@ usage: denied_v5.py HOST PORT ALICE_TOKEN
 alice publishes as bob (im/dm/carol/bob): the sender segment is not hers.
 """
 
-import argparse
 import json
 
-from roost_session import Session, check, run
+from roost_session import Session, arguments, check, run
 
 NOT_AUTHORIZED = 0x87
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("host")
-    p.add_argument("port", type=int)
-    p.add_argument("alice_token")
-    a = p.parse_args()
+    a = arguments("alice_token").parse_args()
 
     alice = Session(a.host, a.port, "alice", a.alice_token, v5=True)
     check(alice.connected, f"alice refused: CONNACK {alice.connack}")

@@ -7,19 +7,15 @@ then be disconnected by it: over MQTT 5 with DISCONNECT 0x8B (server shutting do
 3.1.1 by the connection closing.
 """
 
-import argparse
 import json
 import os
 import signal
 
-from roost_session import Session, check, run
+from roost_session import Session, arguments, check, run
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("host")
-    p.add_argument("port", type=int)
-    p.add_argument("token")
+    p = arguments("token")
     p.add_argument("pid", type=int)
     p.add_argument("count", type=int)
     p.add_argument("--v5", action="store_true")

@@ -6,20 +6,15 @@ A status outside the documented set gets PUBACK 0x99 and an `invalid_payload` no
 im/sys/alice; a documented one is accepted and delivered to a reader of the topic.
 """
 
-import argparse
 import json
 
-from roost_session import Session, check, run
+from roost_session import Session, arguments, check, run
 
 PAYLOAD_FORMAT_INVALID = 0x99
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("host")
-    p.add_argument("port", type=int)
-    p.add_argument("alice_token")
-    a = p.parse_args()
+    a = arguments("alice_token").parse_args()
 
     alice = Session(a.host, a.port, "alice", a.alice_token, v5=True)
     check(alice.connected, f"alice refused: CONNACK {alice.connack}")

@@ -11,81 +11,37 @@ denied, `private/#` not readable, everything else (outside `im/`) allowed. alice
 are in group `team`, carol is not.
 """
 
-import argparse
 import json
-import queue
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from roost_session import WAIT, Failed, check, run
+from roost_session import Client, arguments, check, run
 
 MARKER = "public/m/a/b"
 
 
-class Conn:
-    def __init__(
-        self, host, port, client_id, user, token, v5, receive_maximum=20, persistent=False
-    ):
-        self.name = f"{client_id} ({'v5' if v5 else 'v3.1.1'})"
-        self.events = queue.Queue()
-        c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            reconnect_on_failure=False,
-        )
-        if token:
-            c.username_pw_set(user, token)
-        c.on_connect = lambda _c, _u, flags, rc, props: self.events.put(("connack", rc.value))
-        c.on_subscribe = lambda _c, _u, mid, rcs, props: self.events.put(
-            ("suback", [r.value for r in rcs])
-        )
-        c.on_publish = lambda _c, _u, mid, rc, props: self.events.put(("puback", mid))
-        c.on_message = lambda _c, _u, msg: self.events.put(("message", msg))
-        if v5:
-            props = Properties(PacketTypes.CONNECT)
-            props.ReceiveMaximum = receive_maximum
-            if persistent:
-                props.SessionExpiryInterval = 300
-            c.connect(host, port, keepalive=30, clean_start=not persistent, properties=props)
-        else:
-            c.connect(host, port, keepalive=30)
-        c.loop_start()
-        self.client = c
-        code = self.expect("connack")[1]
-        check(code == 0, f"{self.name}: CONNACK {code:#x}")
+def conn(host, port, client_id, user, token, v5, receive_maximum=20, persistent=False):
+    """A connection signed in as `user` with `token` (anonymous without one); MQTT 5 ones
+    with this Receive Maximum. `persistent`: a session kept 300 s."""
+    return Client(
+        host,
+        port,
+        client_id,
+        v5=v5,
+        user=user if token else None,
+        password=token,
+        clean=not persistent,
+        session_expiry=300 if persistent else None,
+        receive_maximum=receive_maximum,
+    )
 
-    def expect(self, kind):
-        while True:
-            try:
-                event = self.events.get(timeout=WAIT)
-            except queue.Empty:
-                raise Failed(f"{self.name}: no {kind} within {WAIT}s")
-            if event[0] == kind:
-                return event
 
-    def subscribe(self, *filters):
-        self.client.subscribe([(f, 1) for f in filters])
-        return self.expect("suback")[1]
+def subscribe(c, *filters):
+    """Subscribes `filters` at QoS 1; returns the granted codes."""
+    return c.grants(*[(f, 1) for f in filters])
 
-    def publish(self, topic, payload, retain=False):
-        info = self.client.publish(topic, payload, qos=1, retain=retain)
-        while self.expect("puback")[1] != info.mid:
-            pass
 
-    def until_marker(self):
-        got = []
-        while True:
-            m = self.expect("message")[1]
-            if m.topic == MARKER:
-                return got
-            got.append((m.topic, m.retain))
-
-    def close(self):
-        self.client.disconnect()
-        self.client.loop_stop()
+def until_marker(c):
+    """(topic, retain) of the messages before the one on MARKER."""
+    return [(m.topic, m.retain) for m in c.until(MARKER)]
 
 
 def chat(n):
@@ -93,19 +49,13 @@ def chat(n):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("host")
-    p.add_argument("port", type=int)
-    p.add_argument("alice")
-    p.add_argument("bob")
-    p.add_argument("carol")
-    a = p.parse_args()
+    a = arguments("alice", "bob", "carol").parse_args()
     host, port = a.host, a.port
 
-    alice = Conn(host, port, "alice", "alice", a.alice, False)
-    bob = Conn(host, port, "bob", "bob", a.bob, True)
-    check(bob.subscribe("im/sys/bob") == [1], "bob's notices")
-    carol_pub = Conn(host, port, "carol:pub", "carol", a.carol, False)
+    alice = conn(host, port, "alice", "alice", a.alice, False)
+    bob = conn(host, port, "bob", "bob", a.bob, True)
+    check(subscribe(bob, "im/sys/bob") == [1], "bob's notices")
+    carol_pub = conn(host, port, "carol:pub", "carol", a.carol, False)
 
     # Retained before anyone subscribes: two carol may not read, two she may.
     alice.publish("private/r/a/b", "secret", retain=True)
@@ -125,23 +75,23 @@ def main():
                 (f"$share/g{v}/#", [1]),
             ]
         ):
-            c = Conn(host, port, f"carol:w{v}{n}", "carol", a.carol, v5)
+            c = conn(host, port, f"carol:w{v}{n}", "carol", a.carol, v5)
             filters = [filt, MARKER] if filt == "im/#" else [filt]
-            got = c.subscribe(*filters)
+            got = subscribe(c, *filters)
             check(got == codes, f"{c.name}: SUBACK {got} for {filters}, expected {codes}")
             subscribers.append((c, filt, "carol", "im/sys/carol"))
-        anon = Conn(host, port, f"guest{v}", None, None, v5)
-        check(anon.subscribe("#") == [1], f"{anon.name}: `#` refused")
+        anon = conn(host, port, f"guest{v}", None, None, v5)
+        check(subscribe(anon, "#") == [1], f"{anon.name}: `#` refused")
         subscribers.append((anon, "#", "anon", f"im/sys/anon-guest{v}"))
     # Dropped QoS 1 deliveries (7 below) must not use up a window of 2: the node acks them.
     # (Not checked for retained messages: with a window smaller than the retained messages
     # a SUBSCRIBE matches, the router loses the rest, a known gap.)
-    narrow = Conn(host, port, "carol:narrow", "carol", a.carol, True, receive_maximum=2)
-    check(narrow.subscribe("#") == [1], f"{narrow.name}: `#` refused")
+    narrow = conn(host, port, "carol:narrow", "carol", a.carol, True, receive_maximum=2)
+    check(subscribe(narrow, "#") == [1], f"{narrow.name}: `#` refused")
     # A persistent session with `#`, away while everything below is published: on resume
     # its queue is checked like live deliveries.
-    away = Conn(host, port, "carol:away", "carol", a.carol, True, persistent=True)
-    check(away.subscribe("#") == [1], f"{away.name}: `#` refused")
+    away = conn(host, port, "carol:away", "carol", a.carol, True, persistent=True)
+    check(subscribe(away, "#") == [1], f"{away.name}: `#` refused")
     away.close()
 
     # Live, not readable by carol: others' DMs and signals, a group she is not in, bob's
@@ -153,7 +103,7 @@ def main():
     alice.publish("devices/alice/x/b", "alice's")
     bob.publish("im/req/bob", json.dumps({"id": "r1", "method": "nonsense"}))
     bob.publish("im/sys/bob", chat(4))  # refused: the server answers on im/sys/bob
-    notice = bob.expect("message")[1]
+    notice = bob.next()
     check(notice.topic == "im/sys/bob", f"bob got {notice.topic}, expected his notice")
     # Readable.
     alice.publish("im/dm/carol/alice", chat(5))
@@ -163,18 +113,18 @@ def main():
 
     got = {
         t
-        for t, retained in narrow.until_marker()
+        for t, retained in until_marker(narrow)
         if not retained and not t.startswith("im/presence/")
     }
     want = {"im/dm/carol/alice", "public/x/a/b", "devices/carol/x/b"}
     check(got == want, f"{narrow.name}: live {sorted(got)}, expected {sorted(want)}")
     narrow.close()
 
-    back = Conn(host, port, "carol:away", "carol", a.carol, True, persistent=True)
-    got = {t for t, _ in back.until_marker() if not t.startswith("im/presence/")}
+    back = conn(host, port, "carol:away", "carol", a.carol, True, persistent=True)
+    got = {t for t, _ in until_marker(back) if not t.startswith("im/presence/")}
     check(got == want, f"{back.name} resumed: {sorted(got)}, expected {sorted(want)}")
     back.close()
-    Conn(host, port, "carol:away", "carol", a.carol, True).close()  # ends the session
+    conn(host, port, "carol:away", "carol", a.carol, True).close()  # ends the session
 
     readable = {
         "carol": {"im/dm/carol/alice", "public/x/a/b", "devices/carol/x/b"},
@@ -185,7 +135,7 @@ def main():
         "anon": {"public/r/a/b"},
     }
     for c, filt, who, own_sys in subscribers:
-        got = c.until_marker()
+        got = until_marker(c)
         topics = {t for t, _ in got}
         allowed = readable[who] | retained[who]
         # Everyone's presence, and one's own notices (carol's refused `im/#`), are readable.

@@ -8,45 +8,25 @@ usage: will_response_v5.py HOST PORT PREFIX EXPECTED_CODE
 Anonymous clients (roost in open mode with an ACL rule for PREFIX/#, or Mosquitto).
 """
 
-import argparse
-import queue
 
-import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from roost_session import WAIT, Failed, check, run
+from roost_session import Client, arguments, check, run
 
 
 def connack(host, port, client_id, will_topic, response_topic):
     """The CONNACK reason code for a CONNECT with a will naming `response_topic`."""
-    c = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv5,
-        reconnect_on_failure=False,
-    )
     props = Properties(PacketTypes.WILLMESSAGE)
     props.ResponseTopic = response_topic
-    c.will_set(will_topic, "gone", qos=0, properties=props)
-    codes = queue.Queue()
-    c.on_connect = lambda _c, _u, _flags, rc, _props: codes.put(rc.value)
-    c.connect(host, port, keepalive=30)
-    c.loop_start()
-    try:
-        return codes.get(timeout=WAIT)
-    except queue.Empty:
-        raise Failed(f"{client_id}: no CONNACK within {WAIT}s")
-    finally:
-        c.disconnect()
-        c.loop_stop()
+    will = dict(topic=will_topic, payload="gone", qos=0, properties=props)
+    c = Client(host, port, client_id, will=will, refusal_ok=True)
+    c.close()
+    return c.connack_code
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("host")
-    p.add_argument("port", type=int)
-    p.add_argument("prefix")
+    p = arguments("prefix")
     p.add_argument("expected", type=lambda s: int(s, 0))
     a = p.parse_args()
     t = a.prefix
