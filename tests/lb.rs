@@ -175,6 +175,17 @@ async fn haproxy_moves_users_off_a_draining_node() {
 
     let mut alice = Peer::connect_as(mqtt, "alice", "alice", &[]).await;
     let mut bob = Peer::connect_as(mqtt, "bob", "bob", &[]).await;
+    // A sign-in is logged as the node takes it, not before the CONNACK: wait for both
+    // lines (on whichever node) before asking where each went.
+    let logged = |user: &str| {
+        let line = format!("user=\"{user}\"");
+        pi1.log_text().contains(&line) || pi2.log_text().contains(&line)
+    };
+    let deadline = Instant::now() + common::client::WAIT;
+    while !(logged("alice") && logged("bob")) {
+        assert!(Instant::now() < deadline, "the sign-ins were never logged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // leastconn spreads them: one on each node.
     let on_pi1 = if pi1.log_text().contains("user=\"bob\"") {
         "bob"
