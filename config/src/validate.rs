@@ -223,7 +223,7 @@ fn check_cluster(config: &Config) -> Result<(), (&'static str, String)> {
         .history
         .database_url
         .as_deref()
-        .is_some_and(|url| url.starts_with("postgres:") || url.starts_with("postgresql:"));
+        .is_some_and(is_postgres_url);
     if !postgres {
         return Err((
             "history.database_url",
@@ -318,10 +318,15 @@ const POSTGRES_PARAMS: &[&str] = &[
     "options",
 ];
 
+/// A `postgres:` or `postgresql:` URL (the history database is PostgreSQL).
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres:") || url.starts_with("postgresql:")
+}
+
 /// The first query parameter of a `postgres:` URL the driver would not read (at most 64
 /// characters of its key, in case a value was pasted in its place).
 fn unknown_postgres_param(url: &str) -> Option<String> {
-    if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+    if !is_postgres_url(url) {
         return None;
     }
     let (_, query) = url.split_once('?')?;
