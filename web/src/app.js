@@ -151,6 +151,12 @@ export class App {
       if (atTop()) this.loadOlder();
     };
     document.addEventListener('visibilitychange', () => this.markRead());
+    // Leaving the page may keep it alive in the back/forward cache, its WebSocket open and
+    // the user shown online: disconnect, and connect again (then catch up) if it comes back.
+    window.addEventListener('pagehide', () => this.conn.stop());
+    window.addEventListener('pageshow', (ev) => {
+      if (ev.persisted) this.connect();
+    });
   }
 
   open(id) {

@@ -25,6 +25,7 @@ export class Connection {
     this.pending = new Map(); // req id -> {resolve, reject, timer}
     this.reqCounter = 0;
     this.client = null;
+    this.socket = null;
   }
 
   start() {
@@ -42,6 +43,11 @@ export class Connection {
       connectTimeout: 10_000,
       // We subscribe ourselves on every connect, before syncing (writing-a-client.md step 2).
       resubscribe: false,
+      // Our own handle on the socket, so stop() can close it at once (see there).
+      createWebsocket: (wsUrl, protocols) => {
+        this.socket = new WebSocket(wsUrl, protocols);
+        return this.socket;
+      },
     });
     this.client = client;
     client.on('connect', () => this.subscribe());
@@ -57,11 +63,17 @@ export class Connection {
     });
   }
 
-  /** Ends this connection for good (sign-out, or replaced after a token refresh). */
+  /**
+   * Ends this connection for good (sign-out, leaving the page, or replaced after a token
+   * refresh). The socket is closed right here: MQTT.js closes it a tick later, and a page
+   * leaving for the back/forward cache is frozen before that tick, its socket left open.
+   */
   stop() {
     const c = this.client;
     this.client = null;
     this.failPending('stopped');
+    if (this.socket) this.socket.close(1000);
+    this.socket = null;
     if (c) c.end(true);
   }
 

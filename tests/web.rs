@@ -1,0 +1,371 @@
+//! The web chat app (issue 13, web/) as people use it: served by a real `roost` process at
+//! `/`, signed into with passwords from `roost user add --password-stdin`, and driven in a
+//! real headless Chromium through chromedriver (Debian `chromium`, `chromium-driver`).
+//! Every wait is on a condition in the page, polled until a deadline.
+//!
+//! Screenshots of the main views are written to `target/tmp/web-screenshots/`; with
+//! `ROOST_UPDATE_SCREENSHOTS=1` also to docs/img/ (the README shows them).
+mod common;
+
+use common::http::call;
+use common::tools::{describe, paho};
+use common::webdriver::{Browser, Driver};
+use common::{token, Node};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+const ALICE_PASSWORD: &str = "correct horse alice";
+const BOB_PASSWORD: &str = "battery staple bob";
+/// Messages already in the alice-bob DM before anyone opens it: more than one page of
+/// history (the app asks 30 at a time), so scrolling up has something to load.
+const SEEDED: usize = 40;
+
+/// `roost ARGS --config NODE_CONFIG` with `stdin`; panics unless it succeeds.
+fn roost(node: &Node, args: &[&str], stdin: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(args)
+        .arg("--config")
+        .arg(node.dir.path().join("roost.toml"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run roost");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "roost {args:?}: {}", describe(&out));
+}
+
+async fn login(node: &Node, user: &str, password: &str) -> String {
+    let body = json!({"user": user, "password": password}).to_string();
+    let reply = call(
+        node.http,
+        "POST",
+        "/api/v1/login",
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["token"].as_str().unwrap().to_owned()
+}
+
+fn web_file(name: &str) -> Vec<u8> {
+    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web/dist").join(name)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_serves_the_app_and_mqtt_over_websocket_on_its_http_port() {
+    let node = Node::start();
+    // Three files, as built, with their types; revalidated by ETag; the script gzipped.
+    for (path, file, content_type) in [
+        ("/", "index.html", "text/html; charset=utf-8"),
+        ("/app.js", "app.js", "text/javascript; charset=utf-8"),
+        ("/style.css", "style.css", "text/css; charset=utf-8"),
+    ] {
+        let reply = call(node.http, "GET", path, &[], "").await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.header("content-type"), Some(content_type), "{path}");
+        assert_eq!(reply.header("cache-control"), Some("no-cache"), "{path}");
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(reply.body.as_bytes(), web_file(file), "{path} is web/dist/{file}");
+        let etag = reply.header("etag").expect("an ETag").to_owned();
+        let again = call(node.http, "GET", path, &[("if-none-match", &etag)], "").await;
+        assert_eq!(again.status, 304, "{path} revalidated");
+        assert!(again.body.is_empty());
+    }
+    let page = call(node.http, "GET", "/", &[], "").await;
+    let csp = page.header("content-security-policy").expect("a CSP");
+    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    let gz = call(node.http, "GET", "/app.js", &[("accept-encoding", "gzip")], "").await;
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gz.header("vary"), Some("accept-encoding"));
+    assert_eq!(
+        gz.header("content-length").map(str::to_owned),
+        Some(web_file("app.js.gz").len().to_string())
+    );
+
+    // `/mqtt` without a WebSocket upgrade: a JSON error, not a hang.
+    let plain = call(node.http, "GET", "/mqtt", &[], "").await;
+    assert_eq!(plain.status, 400);
+    assert_eq!(plain.json()["error"]["code"], "invalid_request");
+
+    // MQTT over WebSocket at /mqtt on the HTTP port: a DM between two paho clients, both
+    // MQTT versions, signed in and checked as on any other listener.
+    let port = node.http.port().to_string();
+    let (alice, bob) = (token("alice"), token("bob"));
+    paho("dm.py", &["127.0.0.1", &port, &alice, &bob, "--ws"]);
+    paho("dm.py", &["127.0.0.1", &port, &alice, &bob, "--ws", "--v5"]);
+}
+
+/// A conversation's line in the list: `{unread, last, presence}`, or null.
+const CONV_LINE: &str = "const li = document.querySelector(`[data-conv=\"${arguments[0]}\"]`);
+    return li && {unread: Number(li.querySelector('.unread')?.textContent || 0),
+                  last: li.querySelector('.last').textContent,
+                  presence: li.querySelector('.dot')?.dataset.presence || null};";
+/// The open chat's messages: `[{body, status, seq}]`.
+const MESSAGES: &str = "return [...document.querySelectorAll('#msg-list .msg')].map(m => ({
+    body: m.querySelector('.body').textContent, status: m.dataset.status, seq: m.dataset.seq}));";
+const ONLINE: &str = "return document.querySelector('#conn-state')?.dataset.state === 'online'";
+
+async fn sign_in(b: &Browser, url: &str, user: &str, password: &str) {
+    b.goto(url).await;
+    b.wait("the sign-in form", "return !document.querySelector('#signin').hidden", json!([]))
+        .await;
+    b.type_into("#user", user).await;
+    b.type_into("#password", password).await;
+    b.click("#signin-button").await;
+    b.wait(&format!("{user} online"), ONLINE, json!([])).await;
+}
+
+/// Waits until the open chat shows a message with `body` and returns it.
+async fn wait_message(b: &Browser, who: &str, body: &str) -> Value {
+    let script = format!(
+        "{}.find(m => m.body === arguments[0])",
+        MESSAGES.trim_start_matches("return ").trim_end_matches(';')
+    );
+    b.wait(&format!("{who} sees {body:?}"), &format!("return {script}"), json!([body]))
+        .await
+}
+
+async fn wait_status(b: &Browser, body: &str, status: &str) {
+    let script = format!(
+        "return {}.some(m => m.body === arguments[0] && m.status === arguments[1])",
+        MESSAGES.trim_start_matches("return ").trim_end_matches(';')
+    );
+    b.wait(&format!("{body:?} {status}"), &script, json!([body, status]))
+        .await;
+}
+
+async fn send(b: &Browser, text: &str) {
+    b.type_into("#text", text).await;
+    b.click("#send").await;
+}
+
+async fn shot(b: &Browser, name: &str) {
+    let png = b.screenshot().await;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), &png).unwrap();
+    if std::env::var_os("ROOST_UPDATE_SCREENSHOTS").is_some() {
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/img");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::write(docs.join(name), &png).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_people_chat_in_chromium_through_a_restart() {
+    // Tokens live 30 s, so the app must refresh them during the test to stay connected.
+    let mut node = Node::builder()
+        .toml("[accounts]\ntoken_ttl = \"30s\"")
+        .start();
+    node.wait_for_log(&["history database ready"]).await;
+    roost(&node, &["user", "add", "alice", "--password-stdin"], &format!("{ALICE_PASSWORD}\n"));
+    roost(&node, &["user", "add", "bob", "--password-stdin"], &format!("{BOB_PASSWORD}\n"));
+    roost(&node, &["group", "add", "family"], "");
+    roost(&node, &["group", "member", "add", "family", "alice"], "");
+    roost(&node, &["group", "member", "add", "family", "bob"], "");
+
+    // History from before: alice wrote SEEDED messages over the HTTP API.
+    let alice_token = login(&node, "alice", ALICE_PASSWORD).await;
+    let bearer = format!("Bearer {alice_token}");
+    for i in 1..=SEEDED {
+        let body = json!({"id": format!("seed-{i}"), "kind": "text", "body": format!("earlier {i}")});
+        let reply = call(
+            node.http,
+            "POST",
+            "/api/v1/conversations/dm:alice:bob/messages",
+            &[("authorization", &bearer), ("content-type", "application/json")],
+            body.to_string(),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+
+    let url = format!("http://{}/", node.http);
+    let driver = Driver::start().await;
+    let alice = driver.browser(1100, 720, false).await;
+    let bob = driver.browser(390, 844, true).await;
+
+    alice.goto(&url).await;
+    alice
+        .wait("the sign-in form", "return !document.querySelector('#signin').hidden", json!([]))
+        .await;
+    shot(&alice, "web-signin.png").await;
+    sign_in(&alice, &url, "alice", ALICE_PASSWORD).await;
+    sign_in(&bob, &url, "bob", BOB_PASSWORD).await;
+    let first_token = alice.js("return localStorage.getItem('roost.token')", json!([])).await;
+
+    // Bob's list: the DM with its unread count and last message, alice's presence dot.
+    let line = bob
+        .wait("bob's list has the DM", CONV_LINE, json!(["dm:alice:bob"]))
+        .await;
+    assert_eq!(line["unread"], SEEDED, "{line}");
+    assert_eq!(line["last"], format!("alice: earlier {SEEDED}"));
+    bob.wait(
+        "alice online in bob's list",
+        &format!("return ({})()?.presence === 'online'", js_fn(CONV_LINE)),
+        json!(["dm:alice:bob"]),
+    )
+    .await;
+
+    // Alice starts the DM by user id and sends: pending, then stored (the `ack`), then
+    // read once bob opens it. A page-side observer records every state the message shows.
+    alice.type_into("#new-dm-user", "bob").await;
+    alice.click("#new-dm button").await;
+    alice
+        .wait("bob online in alice's chat", "return document.querySelector('#chat-dot')?.dataset.presence === 'online'", json!([]))
+        .await;
+    alice
+        .js(
+            "window.seen = []; new MutationObserver(() => {
+               for (const m of document.querySelectorAll('#msg-list .msg.mine')) {
+                 if (m.querySelector('.body').textContent !== 'hello bob') continue;
+                 if (window.seen.at(-1) !== m.dataset.status) window.seen.push(m.dataset.status);
+               }
+             }).observe(document.querySelector('#msg-list'), {childList: true, subtree: true, attributes: true});",
+            json!([]),
+        )
+        .await;
+    send(&alice, "hello bob").await;
+    wait_status(&alice, "hello bob", "stored").await;
+
+    let line = bob
+        .wait(
+            "bob's list shows hello bob",
+            &format!("const l = ({})(); return l?.last === 'alice: hello bob' && l", js_fn(CONV_LINE)),
+            json!(["dm:alice:bob"]),
+        )
+        .await;
+    assert_eq!(line["unread"], SEEDED + 1);
+    shot(&bob, "web-phone-list.png").await;
+    bob.click("[data-conv=\"dm:alice:bob\"]").await;
+    wait_message(&bob, "bob", "hello bob").await;
+    wait_status(&alice, "hello bob", "read").await;
+    let seen = alice.js("return window.seen", json!([])).await;
+    assert_eq!(seen, json!(["pending", "stored", "read"]));
+    let line = bob
+        .wait("bob's DM read", &format!("const l = ({})(); return l?.unread === 0 && l", js_fn(CONV_LINE)), json!(["dm:alice:bob"]))
+        .await;
+    assert_eq!(line["unread"], 0);
+
+    // One page of history; scrolling up loads the rest, down to the first message.
+    bob.wait(
+        "the latest page: 30 messages",
+        &format!("return ({})().length === 30", js_fn(MESSAGES)),
+        json!([]),
+    )
+    .await;
+    send(&bob, "hi alice \u{1F44B}").await;
+    wait_message(&alice, "alice", "hi alice \u{1F44B}").await;
+    wait_status(&bob, "hi alice \u{1F44B}", "read").await;
+    shot(&bob, "web-phone-chat.png").await;
+    bob.js("document.querySelector('#messages').scrollTop = 0", json!([])).await;
+    bob.wait(
+        "every message after scrolling up",
+        &format!("return ({})().length === arguments[0]", js_fn(MESSAGES)),
+        json!([SEEDED + 2]),
+    )
+    .await;
+    bob.wait("the start of the conversation", "return document.querySelector('#history-edge').textContent === 'start of the conversation'", json!([]))
+        .await;
+    wait_message(&bob, "bob", "earlier 1").await;
+
+    // A group message, from bob's phone (back to the list first).
+    bob.click("#back").await;
+    bob.click("[data-conv=\"grp:family\"]").await;
+    send(&bob, "dinner at 7?").await;
+    wait_status(&bob, "dinner at 7?", "stored").await;
+    let line = alice
+        .wait(
+            "the group in alice's list",
+            &format!("const l = ({})(); return l?.unread === 1 && l", js_fn(CONV_LINE)),
+            json!(["grp:family"]),
+        )
+        .await;
+    assert_eq!(line["last"], "bob: dinner at 7?");
+    alice.click("[data-conv=\"grp:family\"]").await;
+    wait_message(&alice, "alice", "dinner at 7?").await;
+    wait_status(&bob, "dinner at 7?", "read").await;
+    shot(&alice, "web-desktop.png").await;
+
+    // A second tab of alice's: signed in already, a device of its own, sees everything.
+    let first_tab = alice.current_tab().await;
+    let first_device = alice.js("return sessionStorage.getItem('roost.device')", json!([])).await;
+    alice.new_tab().await;
+    alice.goto(&url).await;
+    alice.wait("alice's second tab online", ONLINE, json!([])).await;
+    let second_device = alice.js("return sessionStorage.getItem('roost.device')", json!([])).await;
+    assert_ne!(first_device, second_device, "each tab is a device");
+    send(&bob, "for every tab").await;
+    alice
+        .wait(
+            "the second tab gets it",
+            &format!("return ({})()?.last === 'bob: for every tab'", js_fn(CONV_LINE)),
+            json!(["grp:family"]),
+        )
+        .await;
+    alice.switch_to(&first_tab).await;
+    wait_message(&alice, "alice's first tab", "for every tab").await;
+
+    // Bob away (his page closed): alice sees him offline and writes; when he comes back his
+    // tab catches up with `sync` from its cursor, and the reload shows the history.
+    bob.goto("about:blank").await;
+    alice.click("[data-conv=\"dm:alice:bob\"]").await;
+    alice
+        .wait("bob offline", "return document.querySelector('#chat-dot')?.dataset.presence === 'offline'", json!([]))
+        .await;
+    send(&alice, "while you were away").await;
+    wait_status(&alice, "while you were away", "stored").await;
+    bob.goto(&url).await;
+    bob.wait("bob back online", ONLINE, json!([])).await;
+    let line = bob
+        .wait(
+            "bob caught up",
+            &format!("const l = ({})(); return l?.last === 'alice: while you were away' && l", js_fn(CONV_LINE)),
+            json!(["dm:alice:bob"]),
+        )
+        .await;
+    assert_eq!(line["unread"], 1, "{line}");
+    bob.click("[data-conv=\"dm:alice:bob\"]").await;
+    wait_message(&bob, "bob", "hello bob").await;
+    wait_message(&bob, "bob", "while you were away").await;
+
+    // The node goes down: what alice sends waits, pending; both pages reconnect by
+    // themselves when it is back, and the message is stored, delivered and read.
+    node.kill();
+    alice
+        .wait("alice sees the node gone", "return document.querySelector('#conn-state').dataset.state !== 'online'", json!([]))
+        .await;
+    send(&alice, "across a restart").await;
+    let pending = wait_message(&alice, "alice", "across a restart").await;
+    assert_eq!(pending["status"], "pending");
+    node.start_again();
+    alice.wait("alice reconnected", ONLINE, json!([])).await;
+    bob.wait("bob reconnected", ONLINE, json!([])).await;
+    wait_message(&bob, "bob", "across a restart").await;
+    wait_status(&alice, "across a restart", "read").await;
+
+    // By now (over 30 s in) the first token has expired: the app refreshed it in time.
+    alice
+        .wait(
+            "a refreshed token",
+            "const t = localStorage.getItem('roost.token'); return t !== arguments[0] && t",
+            json!([first_token]),
+        )
+        .await;
+
+    alice.quit().await;
+    bob.quit().await;
+}
+
+/// A `return ...;` snippet as a function expression to call in another script.
+fn js_fn(snippet: &str) -> String {
+    format!("function () {{ {snippet} }}.bind(null, ...arguments)")
+}
