@@ -56,7 +56,12 @@ async fn login(node: &Node, user: &str, password: &str) -> String {
 }
 
 fn web_file(name: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web/dist").join(name)).unwrap()
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("web/dist")
+            .join(name),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,7 +78,11 @@ async fn the_node_serves_the_app_and_mqtt_over_websocket_on_its_http_port() {
         assert_eq!(reply.header("content-type"), Some(content_type), "{path}");
         assert_eq!(reply.header("cache-control"), Some("no-cache"), "{path}");
         assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
-        assert_eq!(reply.body.as_bytes(), web_file(file), "{path} is web/dist/{file}");
+        assert_eq!(
+            reply.body.as_bytes(),
+            web_file(file),
+            "{path} is web/dist/{file}"
+        );
         let etag = reply.header("etag").expect("an ETag").to_owned();
         let again = call(node.http, "GET", path, &[("if-none-match", &etag)], "").await;
         assert_eq!(again.status, 304, "{path} revalidated");
@@ -82,7 +91,14 @@ async fn the_node_serves_the_app_and_mqtt_over_websocket_on_its_http_port() {
     let page = call(node.http, "GET", "/", &[], "").await;
     let csp = page.header("content-security-policy").expect("a CSP");
     assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
-    let gz = call(node.http, "GET", "/app.js", &[("accept-encoding", "gzip")], "").await;
+    let gz = call(
+        node.http,
+        "GET",
+        "/app.js",
+        &[("accept-encoding", "gzip")],
+        "",
+    )
+    .await;
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     assert_eq!(gz.header("vary"), Some("accept-encoding"));
     assert_eq!(
@@ -115,8 +131,12 @@ const ONLINE: &str = "return document.querySelector('#conn-state')?.dataset.stat
 
 async fn sign_in(b: &Browser, url: &str, user: &str, password: &str) {
     b.goto(url).await;
-    b.wait("the sign-in form", "return !document.querySelector('#signin').hidden", json!([]))
-        .await;
+    b.wait(
+        "the sign-in form",
+        "return !document.querySelector('#signin').hidden",
+        json!([]),
+    )
+    .await;
     b.type_into("#user", user).await;
     b.type_into("#password", password).await;
     b.click("#signin-button").await;
@@ -129,8 +149,12 @@ async fn wait_message(b: &Browser, who: &str, body: &str) -> Value {
         "{}.find(m => m.body === arguments[0])",
         MESSAGES.trim_start_matches("return ").trim_end_matches(';')
     );
-    b.wait(&format!("{who} sees {body:?}"), &format!("return {script}"), json!([body]))
-        .await
+    b.wait(
+        &format!("{who} sees {body:?}"),
+        &format!("return {script}"),
+        json!([body]),
+    )
+    .await
 }
 
 async fn wait_status(b: &Browser, body: &str, status: &str) {
@@ -138,8 +162,12 @@ async fn wait_status(b: &Browser, body: &str, status: &str) {
         "return {}.some(m => m.body === arguments[0] && m.status === arguments[1])",
         MESSAGES.trim_start_matches("return ").trim_end_matches(';')
     );
-    b.wait(&format!("{body:?} {status}"), &script, json!([body, status]))
-        .await;
+    b.wait(
+        &format!("{body:?} {status}"),
+        &script,
+        json!([body, status]),
+    )
+    .await;
 }
 
 async fn send(b: &Browser, text: &str) {
@@ -166,8 +194,16 @@ async fn two_people_chat_in_chromium_through_a_restart() {
         .toml("[accounts]\ntoken_ttl = \"30s\"")
         .start();
     node.wait_for_log(&["history database ready"]).await;
-    roost(&node, &["user", "add", "alice", "--password-stdin"], &format!("{ALICE_PASSWORD}\n"));
-    roost(&node, &["user", "add", "bob", "--password-stdin"], &format!("{BOB_PASSWORD}\n"));
+    roost(
+        &node,
+        &["user", "add", "alice", "--password-stdin"],
+        &format!("{ALICE_PASSWORD}\n"),
+    );
+    roost(
+        &node,
+        &["user", "add", "bob", "--password-stdin"],
+        &format!("{BOB_PASSWORD}\n"),
+    );
     roost(&node, &["group", "add", "family"], "");
     roost(&node, &["group", "member", "add", "family", "alice"], "");
     roost(&node, &["group", "member", "add", "family", "bob"], "");
@@ -176,12 +212,16 @@ async fn two_people_chat_in_chromium_through_a_restart() {
     let alice_token = login(&node, "alice", ALICE_PASSWORD).await;
     let bearer = format!("Bearer {alice_token}");
     for i in 1..=SEEDED {
-        let body = json!({"id": format!("seed-{i}"), "kind": "text", "body": format!("earlier {i}")});
+        let body =
+            json!({"id": format!("seed-{i}"), "kind": "text", "body": format!("earlier {i}")});
         let reply = call(
             node.http,
             "POST",
             "/api/v1/conversations/dm:alice:bob/messages",
-            &[("authorization", &bearer), ("content-type", "application/json")],
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
             body.to_string(),
         )
         .await;
@@ -195,12 +235,33 @@ async fn two_people_chat_in_chromium_through_a_restart() {
 
     alice.goto(&url).await;
     alice
-        .wait("the sign-in form", "return !document.querySelector('#signin').hidden", json!([]))
+        .wait(
+            "the sign-in form",
+            "return !document.querySelector('#signin').hidden",
+            json!([]),
+        )
         .await;
     shot(&alice, "web-signin.png").await;
+    // A wrong password: the login API's refusal, said on the page.
+    alice.type_into("#user", "alice").await;
+    alice.type_into("#password", "not her password").await;
+    alice.click("#signin-button").await;
+    let said = alice
+        .wait(
+            "the refusal shown",
+            "return document.querySelector('#signin-error').textContent",
+            json!([]),
+        )
+        .await;
+    assert!(
+        said.as_str().unwrap().contains("wrong user or password"),
+        "{said}"
+    );
     sign_in(&alice, &url, "alice", ALICE_PASSWORD).await;
     sign_in(&bob, &url, "bob", BOB_PASSWORD).await;
-    let first_token = alice.js("return localStorage.getItem('roost.token')", json!([])).await;
+    let first_token = alice
+        .js("return localStorage.getItem('roost.token')", json!([]))
+        .await;
 
     // Bob's list: the DM with its unread count and last message, alice's presence dot.
     let line = bob
@@ -220,7 +281,11 @@ async fn two_people_chat_in_chromium_through_a_restart() {
     alice.type_into("#new-dm-user", "bob").await;
     alice.click("#new-dm button").await;
     alice
-        .wait("bob online in alice's chat", "return document.querySelector('#chat-dot')?.dataset.presence === 'online'", json!([]))
+        .wait(
+            "bob online in alice's chat",
+            "return document.querySelector('#chat-dot')?.dataset.presence === 'online'",
+            json!([]),
+        )
         .await;
     alice
         .js(
@@ -239,7 +304,10 @@ async fn two_people_chat_in_chromium_through_a_restart() {
     let line = bob
         .wait(
             "bob's list shows hello bob",
-            &format!("const l = ({})(); return l?.last === 'alice: hello bob' && l", js_fn(CONV_LINE)),
+            &format!(
+                "const l = ({})(); return l?.last === 'alice: hello bob' && l",
+                js_fn(CONV_LINE)
+            ),
             json!(["dm:alice:bob"]),
         )
         .await;
@@ -251,7 +319,14 @@ async fn two_people_chat_in_chromium_through_a_restart() {
     let seen = alice.js("return window.seen", json!([])).await;
     assert_eq!(seen, json!(["pending", "stored", "read"]));
     let line = bob
-        .wait("bob's DM read", &format!("const l = ({})(); return l?.unread === 0 && l", js_fn(CONV_LINE)), json!(["dm:alice:bob"]))
+        .wait(
+            "bob's DM read",
+            &format!(
+                "const l = ({})(); return l?.unread === 0 && l",
+                js_fn(CONV_LINE)
+            ),
+            json!(["dm:alice:bob"]),
+        )
         .await;
     assert_eq!(line["unread"], 0);
 
@@ -262,11 +337,15 @@ async fn two_people_chat_in_chromium_through_a_restart() {
         json!([]),
     )
     .await;
-    send(&bob, "hi alice \u{1F44B}").await;
-    wait_message(&alice, "alice", "hi alice \u{1F44B}").await;
-    wait_status(&bob, "hi alice \u{1F44B}", "read").await;
+    send(&bob, "à bientôt, alice").await;
+    wait_message(&alice, "alice", "à bientôt, alice").await;
+    wait_status(&bob, "à bientôt, alice", "read").await;
     shot(&bob, "web-phone-chat.png").await;
-    bob.js("document.querySelector('#messages').scrollTop = 0", json!([])).await;
+    bob.js(
+        "document.querySelector('#messages').scrollTop = 0",
+        json!([]),
+    )
+    .await;
     bob.wait(
         "every message after scrolling up",
         &format!("return ({})().length === arguments[0]", js_fn(MESSAGES)),
@@ -285,7 +364,10 @@ async fn two_people_chat_in_chromium_through_a_restart() {
     let line = alice
         .wait(
             "the group in alice's list",
-            &format!("const l = ({})(); return l?.unread === 1 && l", js_fn(CONV_LINE)),
+            &format!(
+                "const l = ({})(); return l?.unread === 1 && l",
+                js_fn(CONV_LINE)
+            ),
             json!(["grp:family"]),
         )
         .await;
@@ -297,17 +379,26 @@ async fn two_people_chat_in_chromium_through_a_restart() {
 
     // A second tab of alice's: signed in already, a device of its own, sees everything.
     let first_tab = alice.current_tab().await;
-    let first_device = alice.js("return sessionStorage.getItem('roost.device')", json!([])).await;
+    let first_device = alice
+        .js("return sessionStorage.getItem('roost.device')", json!([]))
+        .await;
     alice.new_tab().await;
     alice.goto(&url).await;
-    alice.wait("alice's second tab online", ONLINE, json!([])).await;
-    let second_device = alice.js("return sessionStorage.getItem('roost.device')", json!([])).await;
+    alice
+        .wait("alice's second tab online", ONLINE, json!([]))
+        .await;
+    let second_device = alice
+        .js("return sessionStorage.getItem('roost.device')", json!([]))
+        .await;
     assert_ne!(first_device, second_device, "each tab is a device");
     send(&bob, "for every tab").await;
     alice
         .wait(
             "the second tab gets it",
-            &format!("return ({})()?.last === 'bob: for every tab'", js_fn(CONV_LINE)),
+            &format!(
+                "return ({})()?.last === 'bob: for every tab'",
+                js_fn(CONV_LINE)
+            ),
             json!(["grp:family"]),
         )
         .await;
@@ -319,7 +410,11 @@ async fn two_people_chat_in_chromium_through_a_restart() {
     bob.goto("about:blank").await;
     alice.click("[data-conv=\"dm:alice:bob\"]").await;
     alice
-        .wait("bob offline", "return document.querySelector('#chat-dot')?.dataset.presence === 'offline'", json!([]))
+        .wait(
+            "bob offline",
+            "return document.querySelector('#chat-dot')?.dataset.presence === 'offline'",
+            json!([]),
+        )
         .await;
     send(&alice, "while you were away").await;
     wait_status(&alice, "while you were away", "stored").await;
@@ -328,7 +423,10 @@ async fn two_people_chat_in_chromium_through_a_restart() {
     let line = bob
         .wait(
             "bob caught up",
-            &format!("const l = ({})(); return l?.last === 'alice: while you were away' && l", js_fn(CONV_LINE)),
+            &format!(
+                "const l = ({})(); return l?.last === 'alice: while you were away' && l",
+                js_fn(CONV_LINE)
+            ),
             json!(["dm:alice:bob"]),
         )
         .await;
@@ -341,7 +439,11 @@ async fn two_people_chat_in_chromium_through_a_restart() {
     // themselves when it is back, and the message is stored, delivered and read.
     node.kill();
     alice
-        .wait("alice sees the node gone", "return document.querySelector('#conn-state').dataset.state !== 'online'", json!([]))
+        .wait(
+            "alice sees the node gone",
+            "return document.querySelector('#conn-state').dataset.state !== 'online'",
+            json!([]),
+        )
         .await;
     send(&alice, "across a restart").await;
     let pending = wait_message(&alice, "alice", "across a restart").await;
@@ -360,6 +462,30 @@ async fn two_people_chat_in_chromium_through_a_restart() {
             json!([first_token]),
         )
         .await;
+
+    // Signing out forgets the token; a pasted token signs in too (one `roost token` made).
+    alice.click("#signout").await;
+    alice
+        .wait(
+            "the sign-in form again",
+            "return !document.querySelector('#signin').hidden",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        alice
+            .js("return localStorage.getItem('roost.token')", json!([]))
+            .await,
+        Value::Null
+    );
+    alice.click("#signin summary").await;
+    alice.type_into("#token", &token("alice")).await;
+    alice.click("#token-button").await;
+    alice
+        .wait("alice online with a pasted token", ONLINE, json!([]))
+        .await;
+    alice.click("[data-conv=\"dm:alice:bob\"]").await;
+    wait_message(&alice, "alice", "across a restart").await;
 
     alice.quit().await;
     bob.quit().await;

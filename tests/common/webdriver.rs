@@ -14,6 +14,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The key of a W3C element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
 /// How long a page gets to reach a state the test waits for.
 pub const PAGE_WAIT: Duration = Duration::from_secs(20);
 
@@ -75,7 +78,10 @@ impl Driver {
         let value = command(self.addr, "POST", "/session", caps).await;
         Browser {
             driver: self.addr,
-            session: value["sessionId"].as_str().expect("a session id").to_owned(),
+            session: value["sessionId"]
+                .as_str()
+                .expect("a session id")
+                .to_owned(),
         }
     }
 }
@@ -112,8 +118,12 @@ impl Browser {
 
     /// Runs `script` (a function body; `arguments[i]` are `args`) in the page.
     pub async fn js(&self, script: &str, args: Value) -> Value {
-        self.cmd("POST", "/execute/sync", json!({"script": script, "args": args}))
-            .await
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": args}),
+        )
+        .await
     }
 
     /// Waits until `script` returns something truthy and returns it; panics after
@@ -147,38 +157,50 @@ impl Browser {
                 json!({"using": "css selector", "value": css}),
             )
             .await;
-        // The W3C element reference key.
-        found["element-6066-11e4-a52e-4f735466cecf"]
+        found[ELEMENT]
             .as_str()
             .unwrap_or_else(|| panic!("no element {css}: {found}"))
             .to_owned()
     }
 
-    /// Clicks the element `css` as a user would (scrolled into view, hit-tested). The app
-    /// re-renders lists as messages arrive, so an element found may be replaced before the
-    /// click lands: then it is found again (until [`PAGE_WAIT`]).
+    /// Clicks the element `css` as a user would (scrolled into view, hit-tested), once it
+    /// is there (until [`PAGE_WAIT`]). The app re-renders lists as messages arrive, so an
+    /// element found may be replaced before the click lands: then it is found again.
     pub async fn click(&self, css: &str) {
         let deadline = Instant::now() + PAGE_WAIT;
+        let find = json!({"using": "css selector", "value": css});
         loop {
-            let id = self.element(css).await;
-            let path = format!("/session/{}/element/{id}/click", self.session);
-            let (status, value) = try_command(self.driver, "POST", &path, json!({})).await;
+            let path = format!("/session/{}/element", self.session);
+            let (status, found) = try_command(self.driver, "POST", &path, find.clone()).await;
+            let (status, value) = match found[ELEMENT].as_str() {
+                Some(id) if status == 200 => {
+                    let path = format!("/session/{}/element/{id}/click", self.session);
+                    try_command(self.driver, "POST", &path, json!({})).await
+                }
+                _ => (status, found),
+            };
             if status == 200 {
                 return;
             }
-            let stale = value["error"] == "stale element reference";
+            let retry = ["stale element reference", "no such element"]
+                .contains(&value["error"].as_str().unwrap_or(""));
             assert!(
-                stale && Instant::now() < deadline,
+                retry && Instant::now() < deadline,
                 "clicking {css}: {status} {value}"
             );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Types `text` into the element `css` as key presses.
     pub async fn type_into(&self, css: &str, text: &str) {
         let id = self.element(css).await;
-        self.cmd("POST", &format!("/element/{id}/value"), json!({"text": text}))
-            .await;
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            json!({"text": text}),
+        )
+        .await;
     }
 
     /// A PNG of what the window shows.
@@ -221,10 +243,7 @@ impl Browser {
 /// A WebDriver command; its `value`, or a panic with the driver's error.
 async fn command(driver: SocketAddr, method: &str, path: &str, body: Value) -> Value {
     let (status, value) = try_command(driver, method, path, body).await;
-    assert!(
-        status == 200,
-        "WebDriver {method} {path}: {status} {value}"
-    );
+    assert!(status == 200, "WebDriver {method} {path}: {status} {value}");
     value
 }
 

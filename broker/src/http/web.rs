@@ -157,8 +157,14 @@ mod tests {
 
     #[test]
     fn gzip_is_taken_unless_refused() {
-        assert!(accepts_gzip(&headers(&[("accept-encoding", "gzip, deflate, br")])));
-        assert!(accepts_gzip(&headers(&[("accept-encoding", "br;q=1, GZIP;q=0.5")])));
+        assert!(accepts_gzip(&headers(&[(
+            "accept-encoding",
+            "gzip, deflate, br"
+        )])));
+        assert!(accepts_gzip(&headers(&[(
+            "accept-encoding",
+            "br;q=1, GZIP;q=0.5"
+        )])));
         assert!(!accepts_gzip(&headers(&[("accept-encoding", "gzip;q=0")])));
         assert!(!accepts_gzip(&headers(&[("accept-encoding", "identity")])));
         assert!(!accepts_gzip(&HeaderMap::new()));
@@ -169,9 +175,15 @@ mod tests {
         let tag = etag(b"x");
         let t = tag.to_str().unwrap().to_owned();
         let mut h = HeaderMap::new();
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_str(&format!("\"other\", W/{t}")).unwrap());
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_str(&format!("\"other\", W/{t}")).unwrap(),
+        );
         assert!(matches_etag(&h, &tag));
-        assert!(!matches_etag(&headers(&[("if-none-match", "\"other\"")]), &tag));
+        assert!(!matches_etag(
+            &headers(&[("if-none-match", "\"other\"")]),
+            &tag
+        ));
         assert!(matches_etag(&headers(&[("if-none-match", "*")]), &tag));
     }
 

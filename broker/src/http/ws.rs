@@ -90,7 +90,11 @@ fn websocket_key(headers: &HeaderMap) -> Option<&str> {
     if headers.get(header::SEC_WEBSOCKET_VERSION)?.as_bytes() != b"13" {
         return None;
     }
-    let key = headers.get(header::SEC_WEBSOCKET_KEY)?.to_str().ok()?.trim();
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)?
+        .to_str()
+        .ok()?
+        .trim();
     // A base64 nonce of 16 bytes: 24 characters.
     (key.len() == 24).then_some(key)
 }
