@@ -8,7 +8,7 @@
 mod common;
 
 use common::http::call;
-use common::tools::{describe, paho};
+use common::tools::describe;
 use common::webdriver::{Browser, Driver};
 use common::{token, Node};
 use serde_json::{json, Value};
@@ -53,70 +53,6 @@ async fn login(node: &Node, user: &str, password: &str) -> String {
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     reply.json()["token"].as_str().unwrap().to_owned()
-}
-
-fn web_file(name: &str) -> Vec<u8> {
-    std::fs::read(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("web/dist")
-            .join(name),
-    )
-    .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_node_serves_the_app_and_mqtt_over_websocket_on_its_http_port() {
-    let node = Node::start();
-    // Three files, as built, with their types; revalidated by ETag; the script gzipped.
-    for (path, file, content_type) in [
-        ("/", "index.html", "text/html; charset=utf-8"),
-        ("/app.js", "app.js", "text/javascript; charset=utf-8"),
-        ("/style.css", "style.css", "text/css; charset=utf-8"),
-    ] {
-        let reply = call(node.http, "GET", path, &[], "").await;
-        assert_eq!(reply.status, 200, "{path}");
-        assert_eq!(reply.header("content-type"), Some(content_type), "{path}");
-        assert_eq!(reply.header("cache-control"), Some("no-cache"), "{path}");
-        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
-        assert_eq!(
-            reply.body.as_bytes(),
-            web_file(file),
-            "{path} is web/dist/{file}"
-        );
-        let etag = reply.header("etag").expect("an ETag").to_owned();
-        let again = call(node.http, "GET", path, &[("if-none-match", &etag)], "").await;
-        assert_eq!(again.status, 304, "{path} revalidated");
-        assert!(again.body.is_empty());
-    }
-    let page = call(node.http, "GET", "/", &[], "").await;
-    let csp = page.header("content-security-policy").expect("a CSP");
-    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
-    let gz = call(
-        node.http,
-        "GET",
-        "/app.js",
-        &[("accept-encoding", "gzip")],
-        "",
-    )
-    .await;
-    assert_eq!(gz.header("content-encoding"), Some("gzip"));
-    assert_eq!(gz.header("vary"), Some("accept-encoding"));
-    assert_eq!(
-        gz.header("content-length").map(str::to_owned),
-        Some(web_file("app.js.gz").len().to_string())
-    );
-
-    // `/mqtt` without a WebSocket upgrade: a JSON error, not a hang.
-    let plain = call(node.http, "GET", "/mqtt", &[], "").await;
-    assert_eq!(plain.status, 400);
-    assert_eq!(plain.json()["error"]["code"], "invalid_request");
-
-    // MQTT over WebSocket at /mqtt on the HTTP port: a DM between two paho clients, both
-    // MQTT versions, signed in and checked as on any other listener.
-    let port = node.http.port().to_string();
-    let (alice, bob) = (token("alice"), token("bob"));
-    paho("dm.py", &["127.0.0.1", &port, &alice, &bob, "--ws"]);
-    paho("dm.py", &["127.0.0.1", &port, &alice, &bob, "--ws", "--v5"]);
 }
 
 /// A conversation's line in the list: `{unread, last, presence}`, or null.
