@@ -27,6 +27,7 @@ export class App {
     this.loadingOlder = false;
     this.refreshTimer = null;
     this.lastRefusal = 0;
+    this.signedOut = false;
   }
 
   start() {
@@ -155,7 +156,7 @@ export class App {
     // the user shown online: disconnect, and connect again (then catch up) if it comes back.
     window.addEventListener('pagehide', () => this.conn.stop());
     window.addEventListener('pageshow', (ev) => {
-      if (ev.persisted) this.connect();
+      if (ev.persisted && !this.signedOut) this.connect();
     });
   }
 
@@ -226,8 +227,14 @@ export class App {
     const c = this.openId && this.store.convs.get(this.openId);
     if (!c || document.visibilityState !== 'visible' || !this.conn.connected) return;
     if (c.lastSeq > c.readSeq) {
-      c.readSeq = c.lastSeq;
-      this.conn.request('read', { conv: c.id, seq: c.lastSeq }).catch((e) => console.warn('read failed', e));
+      const before = c.readSeq;
+      const seq = c.lastSeq;
+      c.readSeq = seq;
+      this.conn.request('read', { conv: c.id, seq }).catch((e) => {
+        // Not stored: put it back, so it is sent again (next message, next connect).
+        console.warn('read failed', e);
+        if (c.readSeq === seq) c.readSeq = before;
+      });
     }
   }
 
@@ -267,6 +274,7 @@ export class App {
   }
 
   signOut(why) {
+    this.signedOut = true;
     clearTimeout(this.refreshTimer);
     this.conn.stop();
     auth.forget();
