@@ -51,13 +51,15 @@ export class App {
     this.conn.start();
   }
 
-  onState(state, detail) {
+  onState(state, detail, code) {
     const el = $('#conn-state');
     el.dataset.state = state;
     el.textContent = state;
     el.title = detail || '';
-    // A refused sign-in is a token the node no longer takes: try a fresh one, else sign out.
-    if (state === 'refused' && Date.now() - this.lastRefusal > 10_000) {
+    // A token the node no longer takes (0x86 expired or bad, 0x87 not allowed): try a
+    // fresh one, else sign out. Other refusals (full, busy) are retried by the connection.
+    const tokenRefused = code === 0x86 || code === 0x87;
+    if (state === 'refused' && tokenRefused && Date.now() - this.lastRefusal > 10_000) {
       this.lastRefusal = Date.now();
       this.refreshNow();
     }
@@ -265,7 +267,7 @@ export class App {
     } catch (e) {
       console.warn('token refresh failed', e);
       const left = this.session.exp * 1000 - Date.now();
-      if (e.status === 401 || left <= 0) return this.signOut(e.message);
+      if (e.status === 401 || e.code === 'account_disabled' || left <= 0) return this.signOut(e.message);
       // 403: a token with no account behind it (minted by `roost token`), or a disabled
       // one: it works until it expires. Otherwise the node may be away: retry soon.
       clearTimeout(this.refreshTimer);

@@ -18,7 +18,8 @@ export class Connection {
    * @param {string} o.token the JWT; @param {string[]} o.groups groups to subscribe to
    * @param {(topic: string, payload: any) => void} o.onMessage chat, presence and notices
    * @param {() => void} o.onConnect after each CONNACK (already subscribed)
-   * @param {(state: string, detail?: string) => void} o.onState 'connecting' | 'online' | 'offline' | 'refused'
+   * @param {(state: string, detail?: string, code?: number) => void} o.onState
+   *   'connecting' | 'online' | 'offline' | 'refused' (with the CONNACK reason code)
    */
   constructor(o) {
     this.o = o;
@@ -40,6 +41,9 @@ export class Connection {
       clean: true,
       keepalive: 30,
       reconnectPeriod: 2000,
+      // A refused CONNECT is retried too (the node full or busy: 0x97, 0x89); a refused
+      // token is the app's to replace (see App.onState).
+      reconnectOnConnackError: true,
       connectTimeout: 10_000,
       // We subscribe ourselves on every connect, before syncing (writing-a-client.md step 2).
       resubscribe: false,
@@ -58,8 +62,8 @@ export class Connection {
     });
     client.on('reconnect', () => this.o.onState('connecting'));
     client.on('error', (e) => {
-      // A CONNACK refusal (bad or expired token: 134/135) does not reconnect by itself.
-      if (e && typeof e.code === 'number') this.o.onState('refused', `${e.code}: ${e.message}`);
+      // A CONNACK refusal: its reason code (134: bad or expired token; 135: not allowed).
+      if (e && typeof e.code === 'number') this.o.onState('refused', e.message, e.code);
     });
   }
 
