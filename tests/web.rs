@@ -60,9 +60,9 @@ const CONV_LINE: &str = "const li = document.querySelector(`[data-conv=\"${argum
     return li && {unread: Number(li.querySelector('.unread')?.textContent || 0),
                   last: li.querySelector('.last').textContent,
                   presence: li.querySelector('.dot')?.dataset.presence || null};";
-/// The open chat's messages: `[{body, status, seq}]`.
-const MESSAGES: &str = "return [...document.querySelectorAll('#msg-list .msg')].map(m => ({
-    body: m.querySelector('.body').textContent, status: m.dataset.status, seq: m.dataset.seq}));";
+/// The open chat's messages, an expression: `[{body, status, seq}]`.
+const MESSAGES: &str = "[...document.querySelectorAll('#msg-list .msg')].map(m => ({
+    body: m.querySelector('.body').textContent, status: m.dataset.status, seq: m.dataset.seq}))";
 const ONLINE: &str = "return document.querySelector('#conn-state')?.dataset.state === 'online'";
 
 async fn sign_in(b: &Browser, url: &str, user: &str, password: &str) {
@@ -81,22 +81,14 @@ async fn sign_in(b: &Browser, url: &str, user: &str, password: &str) {
 
 /// Waits until the open chat shows a message with `body` and returns it.
 async fn wait_message(b: &Browser, who: &str, body: &str) -> Value {
-    let script = format!(
-        "{}.find(m => m.body === arguments[0])",
-        MESSAGES.trim_start_matches("return ").trim_end_matches(';')
-    );
-    b.wait(
-        &format!("{who} sees {body:?}"),
-        &format!("return {script}"),
-        json!([body]),
-    )
-    .await
+    let script = format!("return {MESSAGES}.find(m => m.body === arguments[0])");
+    b.wait(&format!("{who} sees {body:?}"), &script, json!([body]))
+        .await
 }
 
 async fn wait_status(b: &Browser, body: &str, status: &str) {
     let script = format!(
-        "return {}.some(m => m.body === arguments[0] && m.status === arguments[1])",
-        MESSAGES.trim_start_matches("return ").trim_end_matches(';')
+        "return {MESSAGES}.some(m => m.body === arguments[0] && m.status === arguments[1])"
     );
     b.wait(
         &format!("{body:?} {status}"),
@@ -269,7 +261,7 @@ async fn two_people_chat_in_chromium_through_a_restart() {
     // One page of history; scrolling up loads the rest, down to the first message.
     bob.wait(
         "the latest page: 30 messages",
-        &format!("return ({})().length === 30", js_fn(MESSAGES)),
+        &format!("return {MESSAGES}.length === 30"),
         json!([]),
     )
     .await;
@@ -284,7 +276,7 @@ async fn two_people_chat_in_chromium_through_a_restart() {
     .await;
     bob.wait(
         "every message after scrolling up",
-        &format!("return ({})().length === arguments[0]", js_fn(MESSAGES)),
+        &format!("return {MESSAGES}.length === arguments[0]"),
         json!([SEEDED + 2]),
     )
     .await;
