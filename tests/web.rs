@@ -333,8 +333,14 @@ async fn two_people_chat_in_chromium_through_a_restart() {
     alice.switch_to(&first_tab).await;
     wait_message(&alice, "alice's first tab", "for every tab").await;
 
-    // Bob away (his page closed): alice sees him offline and writes; when he comes back his
-    // tab catches up with `sync` from its cursor, and the reload shows the history.
+    // Bob away with his DM open (a laptop lid: the page left, kept in the back/forward
+    // cache): alice sees him offline and writes twice. When he comes back the same page
+    // reconnects by itself and its open chat catches up with `sync` from its cursor: the
+    // first message reaches it no other way (the chat's history was fetched already).
+    bob.click("#back").await;
+    bob.click("[data-conv=\"dm:alice:bob\"]").await;
+    wait_message(&bob, "bob", "hello bob").await;
+    bob.js("window.keptInCache = true", json!([])).await;
     bob.goto("about:blank").await;
     alice.click("[data-conv=\"dm:alice:bob\"]").await;
     alice
@@ -345,20 +351,33 @@ async fn two_people_chat_in_chromium_through_a_restart() {
         )
         .await;
     send(&alice, "while you were away").await;
-    wait_status(&alice, "while you were away", "stored").await;
-    bob.goto(&url).await;
+    send(&alice, "still away?").await;
+    wait_status(&alice, "still away?", "stored").await;
+    bob.back().await;
     bob.wait("bob back online", ONLINE, json!([])).await;
+    let kept = bob
+        .js("return window.keptInCache === true", json!([]))
+        .await;
+    assert_eq!(kept, json!(true), "the page came back from the cache");
+    wait_message(&bob, "bob", "while you were away").await;
+    wait_message(&bob, "bob", "still away?").await;
+    wait_status(&alice, "still away?", "read").await;
+
+    // A reload: signed in still, the conversation and its history are there.
+    bob.refresh().await;
+    bob.wait("bob online after the reload", ONLINE, json!([]))
+        .await;
     let line = bob
         .wait(
-            "bob caught up",
+            "the DM after the reload",
             &format!(
-                "const l = ({})(); return l?.last === 'alice: while you were away' && l",
+                "const l = ({})(); return l?.last === 'alice: still away?' && l",
                 js_fn(CONV_LINE)
             ),
             json!(["dm:alice:bob"]),
         )
         .await;
-    assert_eq!(line["unread"], 1, "{line}");
+    assert_eq!(line["unread"], 0, "{line}");
     bob.click("[data-conv=\"dm:alice:bob\"]").await;
     wait_message(&bob, "bob", "hello bob").await;
     wait_message(&bob, "bob", "while you were away").await;

@@ -112,6 +112,11 @@ impl Browser {
         self.cmd("POST", "/url", json!({"url": url})).await;
     }
 
+    /// The browser's Back button.
+    pub async fn back(&self) {
+        self.cmd("POST", "/back", json!({})).await;
+    }
+
     pub async fn refresh(&self) {
         self.cmd("POST", "/refresh", json!({})).await;
     }
