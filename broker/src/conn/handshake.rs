@@ -272,6 +272,7 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
     ctx.presence.connected(&identity.user).await;
 
     let will = will.map(|w| w.owned_by(&identity.user));
+    crate::cluster_presence::remember_will(&ctx, &client_id, epoch, will.as_ref());
     let mut session = Session::new(
         version,
         identity,
