@@ -385,28 +385,35 @@ async fn clean_up(
     events: mpsc::Sender<Event>,
     node: String,
 ) {
+    let mut users = 0;
     if node != shared.me {
-        let users = lock(&shared.mirror).users_on(&node);
-        for user in users {
-            if let Err(error) = store.set(&user, &node, false).await {
-                warn!(node, "presence of a dead node's user: {error}");
+        let on_node = lock(&shared.mirror).users_on(&node);
+        for user in on_node {
+            match store.set(&user, &node, false).await {
+                Ok(()) => users += 1,
+                Err(error) => warn!(node, "presence of a dead node's user: {error}"),
             }
         }
     }
+    let mut wills = 0;
     match store.claim_wills(&node).await {
-        Ok(wills) => {
-            for will in wills {
+        Ok(claimed) => {
+            for will in claimed {
                 info!(
                     node,
                     topic = will.topic,
                     "publishing the will of a dead node's client"
                 );
+                wills += 1;
                 if events.send(Event::Will(will)).await.is_err() {
                     return;
                 }
             }
         }
         Err(error) => warn!(node, "wills of a dead node: {error}"),
+    }
+    if node != shared.me || wills > 0 {
+        info!(node, users, wills, "dead node cleaned up");
     }
 }
 
@@ -483,12 +490,7 @@ async fn write(shared: Arc<Shared>, store: Arc<Store>) {
             let mut failed_users = Vec::new();
             let mut failed_wills = Vec::new();
             let mut first_error = None;
-            for (user, here) in users {
-                if let Err(error) = store.set(&user, &me, here).await {
-                    first_error.get_or_insert(error);
-                    failed_users.push(user);
-                }
-            }
+            // Wills first: a user never shows online before their will is stored.
             for (client_id, will) in wills {
                 let done = match &will {
                     Some(will) => store.put_will(&me, &client_id, will).await,
@@ -497,6 +499,12 @@ async fn write(shared: Arc<Shared>, store: Arc<Store>) {
                 if let Err(error) = done {
                     first_error.get_or_insert(error);
                     failed_wills.push(client_id);
+                }
+            }
+            for (user, here) in users {
+                if let Err(error) = store.set(&user, &me, here).await {
+                    first_error.get_or_insert(error);
+                    failed_users.push(user);
                 }
             }
             match first_error {
