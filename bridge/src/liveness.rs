@@ -48,6 +48,14 @@ impl Liveness {
         self.dead.remove(node);
     }
 
+    /// This node could not hear anyone until `now` (its own NATS connection was down): the
+    /// silence is not the others' fault, so their clocks start again from `now`.
+    pub(crate) fn excuse(&mut self, now: Instant) {
+        for last in self.last_heard.values_mut() {
+            *last = (*last).max(now);
+        }
+    }
+
     /// Nodes that became dead by `now` (silent longer than the timeout), each reported
     /// once, in name order.
     pub(crate) fn expire(&mut self, now: Instant) -> Vec<String> {
@@ -120,6 +128,16 @@ mod tests {
         assert!(!l.heard("a", t0));
         assert!(l.expire(t0 + TIMEOUT * 5).is_empty());
         assert_eq!(l.alive(t0 + TIMEOUT * 5), ["a"]);
+    }
+
+    #[test]
+    fn silence_while_this_node_was_cut_off_is_excused() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new("a", TIMEOUT);
+        l.heard("b", t0);
+        l.excuse(t0 + TIMEOUT * 2);
+        assert!(l.expire(t0 + TIMEOUT * 2).is_empty());
+        assert_eq!(l.expire(t0 + TIMEOUT * 3 + Duration::from_millis(1)), ["b"]);
     }
 
     #[test]

@@ -255,9 +255,10 @@ impl Members {
         self.shared.leaving.store(true, Ordering::Relaxed);
         let deadline = Instant::now() + within;
         loop {
-            let local = lock(&self.shared.local);
-            let idle = !local.busy && local.dirty_users.is_empty() && local.dirty_wills.is_empty();
-            drop(local);
+            let idle = {
+                let local = lock(&self.shared.local);
+                !local.busy && local.dirty_users.is_empty() && local.dirty_wills.is_empty()
+            };
             if idle {
                 break;
             }
@@ -364,6 +365,11 @@ async fn judge(
                     }
                 }
                 _ = tick.tick() => {
+                    if !nats.is_connected() {
+                        // Cut off from NATS, this node hears nobody: that judges no one.
+                        lock(&shared.liveness).excuse(Instant::now());
+                        continue;
+                    }
                     let dead = lock(&shared.liveness).expire(Instant::now());
                     for node in dead {
                         warn!(node, "node is dead (no heartbeat): its users go offline, its clients' wills are published");

@@ -8,6 +8,10 @@
 //! hook ([`interest_hook`]), which keeps the NATS subscriptions in line with them.
 //! Internal topics (`$…`, the history ingress `im/ingress/…`, history requests `im/req/…`)
 //! never cross: each node's own services answer them.
+//!
+//! The link also publishes to local subscribers only what the cluster's membership asks
+//! for (users' presence statuses, `cluster_presence.rs`): published by the bridge, they
+//! never reach its own `#` subscription, so they never go out on NATS.
 
 use std::time::Duration;
 
