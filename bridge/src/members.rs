@@ -17,16 +17,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::bridge::Bridge;
 use crate::liveness::Liveness;
 use crate::nats::{BridgeError, Nats};
 use crate::presence::{now_ms, Mirror, Store, Will};
+
+mod tasks;
+use tasks::{clean_up, judge, watch_presence, write};
 
 /// Events waiting for the node; when full, the watchers wait (bounded).
 const EVENT_QUEUE: usize = 1024;
@@ -323,222 +325,6 @@ fn parse_heartbeat(value: &[u8]) -> Heartbeat {
         connections: 0,
         standby: false,
     })
-}
-
-/// Hears heartbeats and judges the silent: a node silent for two heartbeat periods is
-/// dead, and its users and wills are dealt with.
-async fn judge(
-    shared: Arc<Shared>,
-    nats: Arc<Nats>,
-    store: Arc<Store>,
-    events: mpsc::Sender<Event>,
-    node_timeout: Duration,
-) {
-    let mut tick = tokio::time::interval((node_timeout / 20).max(Duration::from_millis(50)));
-    loop {
-        let mut beats = match nats.heartbeats().await {
-            Ok(beats) => Box::pin(beats),
-            Err(error) => {
-                warn!("{error}; trying again");
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        loop {
-            tokio::select! {
-                beat = beats.next() => {
-                    let Some((node, value)) = beat else { break };
-                    match value {
-                        Some(value) => {
-                            if lock(&shared.liveness).heard(&node, Instant::now()) {
-                                info!(node, "node is back");
-                            }
-                            lock(&shared.view).loads.insert(node, parse_heartbeat(&value));
-                        }
-                        None => {
-                            lock(&shared.liveness).left(&node);
-                            lock(&shared.view).loads.remove(&node);
-                            if node != shared.me {
-                                info!(node, "node left the cluster");
-                            }
-                        }
-                    }
-                }
-                _ = tick.tick() => {
-                    if !nats.is_connected() {
-                        // Cut off from NATS, this node hears nobody: that judges no one.
-                        lock(&shared.liveness).excuse(Instant::now());
-                        continue;
-                    }
-                    let dead = lock(&shared.liveness).expire(Instant::now());
-                    for node in dead {
-                        warn!(node, "node is dead (no heartbeat): its users go offline, its clients' wills are published");
-                        lock(&shared.view).loads.remove(&node);
-                        tokio::spawn(clean_up(shared.clone(), store.clone(), events.clone(), node));
-                    }
-                }
-            }
-        }
-        debug!("heartbeat watch ended; watching again");
-    }
-}
-
-/// A dead node's users no longer have devices there, and its clients' wills are published
-/// (by whichever survivor claims each first).
-async fn clean_up(
-    shared: Arc<Shared>,
-    store: Arc<Store>,
-    events: mpsc::Sender<Event>,
-    node: String,
-) {
-    let mut users = 0;
-    if node != shared.me {
-        let on_node = lock(&shared.mirror).users_on(&node);
-        for user in on_node {
-            match store.set(&user, &node, false).await {
-                Ok(()) => users += 1,
-                Err(error) => warn!(node, "presence of a dead node's user: {error}"),
-            }
-        }
-    }
-    let mut wills = 0;
-    match store.claim_wills(&node).await {
-        Ok(claimed) => {
-            for will in claimed {
-                info!(
-                    node,
-                    topic = will.topic,
-                    "publishing the will of a dead node's client"
-                );
-                wills += 1;
-                if events.send(Event::Will(will)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        Err(error) => warn!(node, "wills of a dead node: {error}"),
-    }
-    if node != shared.me || wills > 0 {
-        info!(node, users, wills, "dead node cleaned up");
-    }
-}
-
-/// Follows the presence bucket: each user whose status flips becomes an event, and an
-/// entry that disagrees with this node's own devices (this node was judged dead while
-/// cut off, or restarted) is put right.
-async fn watch_presence(shared: Arc<Shared>, store: Arc<Store>, events: mpsc::Sender<Event>) {
-    loop {
-        let mut entries = match store.watch().await {
-            Ok(entries) => Box::pin(entries),
-            Err(error) => {
-                warn!("{error}; trying again");
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        while let Some(entry) = entries.next().await {
-            let user = entry.user.clone();
-            let (online, ts) = (entry.online(), entry.ts);
-            let holds = entry.nodes.contains(&shared.me);
-            let changed = lock(&shared.mirror).seen(entry);
-            {
-                let mut local = lock(&shared.local);
-                if local.users.contains(&user) != holds {
-                    local.dirty_users.insert(&user);
-                    drop(local);
-                    shared.wake.notify_one();
-                }
-            }
-            if changed
-                && events
-                    .send(Event::Presence { user, online, ts })
-                    .await
-                    .is_err()
-            {
-                return;
-            }
-        }
-        debug!("presence watch ended; watching again");
-    }
-}
-
-/// Brings the buckets in line with this node's devices and wills.
-async fn write(shared: Arc<Shared>, store: Arc<Store>) {
-    let me = shared.me.clone();
-    let mut failing = false;
-    loop {
-        shared.wake.notified().await;
-        loop {
-            let (users, wills) = {
-                let mut local = lock(&shared.local);
-                let users: Vec<(String, bool)> = local
-                    .dirty_users
-                    .take()
-                    .into_iter()
-                    .map(|u| {
-                        let here = local.users.contains(&u);
-                        (u, here)
-                    })
-                    .collect();
-                let wills: Vec<(String, Option<Will>)> = std::mem::take(&mut local.dirty_wills)
-                    .into_iter()
-                    .map(|c| {
-                        let will = local.wills.get(&c).map(|(_, w)| w.clone());
-                        (c, will)
-                    })
-                    .collect();
-                local.busy = !(users.is_empty() && wills.is_empty());
-                (users, wills)
-            };
-            if users.is_empty() && wills.is_empty() {
-                break;
-            }
-            let mut failed_users = Vec::new();
-            let mut failed_wills = Vec::new();
-            let mut first_error = None;
-            // Wills first: a user never shows online before their will is stored.
-            for (client_id, will) in wills {
-                let done = match &will {
-                    Some(will) => store.put_will(&me, &client_id, will).await,
-                    None => store.remove_will(&me, &client_id).await,
-                };
-                if let Err(error) = done {
-                    first_error.get_or_insert(error);
-                    failed_wills.push(client_id);
-                }
-            }
-            for (user, here) in users {
-                if let Err(error) = store.set(&user, &me, here).await {
-                    first_error.get_or_insert(error);
-                    failed_users.push(user);
-                }
-            }
-            match first_error {
-                None if failing => {
-                    failing = false;
-                    info!("presence and wills written to the cluster again");
-                }
-                None => {}
-                Some(error) => {
-                    if !failing {
-                        failing = true;
-                        warn!(
-                            "presence or wills not written to the cluster (trying again): {error}"
-                        );
-                    }
-                    {
-                        let mut local = lock(&shared.local);
-                        for user in &failed_users {
-                            local.dirty_users.insert(user);
-                        }
-                        local.dirty_wills.extend(failed_wills);
-                    }
-                    tokio::time::sleep(RETRY).await;
-                }
-            }
-        }
-        lock(&shared.local).busy = false;
-    }
 }
 
 #[cfg(test)]
