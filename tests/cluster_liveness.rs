@@ -227,3 +227,40 @@ async fn a_drained_node_leaves_the_cluster_and_is_not_judged_dead() {
     let (_, first) = obs.next_chat().await;
     assert_eq!(first["body"], "marker", "a will was published");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_nats_shows_its_users_locally_and_tells_the_cluster_when_back() {
+    let mut nats = TestCluster::start();
+    let db = PgDb::create();
+    let a = node(&nats, 0, "a", &db);
+    let b = node(&nats, 1, "b", &db);
+    let mut on_a = Peer::connect(&a, "obs1", &[]).await;
+    let mut on_b = Peer::connect(&b, "obs2", &[]).await;
+    on_a.subscribe("im/presence/+").await;
+    on_b.subscribe("im/presence/+").await;
+
+    for i in 0..3 {
+        nats.kill(i);
+    }
+    a.wait_for_log(&["NATS unreachable"]).await;
+    let _kim = Peer::connect(&a, "kim", &[]).await;
+    assert_eq!(
+        status(&mut on_a, "kim").await,
+        "online",
+        "shown while cut off"
+    );
+
+    for i in 0..3 {
+        nats.restart(i);
+    }
+    // JetStream elects its leaders again first: seconds on a busy machine.
+    let written = "presence and wills written to the cluster again";
+    a.wait_for_log_where(Duration::from_secs(60), written, |l| l.contains(written))
+        .await;
+    assert_eq!(status(&mut on_b, "kim").await, "online", "told once back");
+    // Both nodes were cut off together: neither judged the other dead.
+    for node in [&a, &b] {
+        let log = node.log_text();
+        assert!(!log.contains("node is dead"), "{log}");
+    }
+}

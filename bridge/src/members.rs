@@ -87,6 +87,10 @@ impl Dirty {
     fn is_empty(&self) -> bool {
         self.order.is_empty()
     }
+
+    fn iter(&self) -> impl Iterator<Item = &String> {
+        self.order.iter()
+    }
 }
 
 /// What the node has locally and the buckets do not show yet.
@@ -169,7 +173,12 @@ impl Bridge {
             store.clone(),
             events.clone(),
         ));
-        tokio::spawn(write(shared.clone(), store.clone()));
+        tokio::spawn(write(
+            shared.clone(),
+            store.clone(),
+            nats.clone(),
+            events.clone(),
+        ));
         // Wills left by an earlier run of this node (killed, restarted before the others
         // judged it dead) are published now: their clients are gone.
         tokio::spawn(clean_up(shared.clone(), store, events, shared.me.clone()));

@@ -108,6 +108,18 @@ impl Mirror {
         users
     }
 
+    /// Whether the bucket last said `user` is online.
+    pub(crate) fn online(&self, user: &str) -> bool {
+        self.users.get(user).is_some_and(UserNodes::online)
+    }
+
+    /// Whether the bucket last named a node other than `me` for `user`.
+    pub(crate) fn online_elsewhere(&self, user: &str, me: &str) -> bool {
+        self.users
+            .get(user)
+            .is_some_and(|e| e.nodes.iter().any(|n| n != me))
+    }
+
     pub(crate) fn holds(&self, user: &str, node: &str) -> bool {
         self.users.get(user).is_some_and(|e| e.nodes.contains(node))
     }
@@ -392,6 +404,9 @@ mod tests {
         m.seen(entry("carol", &["c", "a"], 7));
         assert_eq!(m.users_on("c"), ["alice", "carol"]);
         assert!(m.holds("carol", "a"));
+        assert!(m.online("carol") && !m.online("bob") && !m.online("nobody"));
+        assert!(m.online_elsewhere("carol", "a"));
+        assert!(!m.online_elsewhere("alice", "c"));
         assert!(!m.holds("bob", "a"));
     }
 

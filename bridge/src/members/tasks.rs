@@ -4,6 +4,7 @@
 //! Why apart from `members.rs`: that file is the node's side (what it calls and reads);
 //! this is what runs beside the bridge, sharing [`Shared`] with it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,9 @@ pub(super) async fn judge(
     node_timeout: Duration,
 ) {
     let mut tick = tokio::time::interval((node_timeout / 20).max(Duration::from_millis(50)));
+    let judge_after = node_timeout * 2 / 3;
+    // This node stored its first heartbeat just before this task started.
+    let mut self_heard = Instant::now();
     loop {
         let mut beats = match nats.heartbeats().await {
             Ok(beats) => Box::pin(beats),
@@ -40,6 +44,9 @@ pub(super) async fn judge(
                     let Some((node, value)) = beat else { break };
                     match value {
                         Some(value) => {
+                            if node == shared.me {
+                                self_heard = Instant::now();
+                            }
                             if lock(&shared.liveness).heard(&node, Instant::now()) {
                                 info!(node, "node is back");
                             }
@@ -55,8 +62,10 @@ pub(super) async fn judge(
                     }
                 }
                 _ = tick.tick() => {
-                    if !nats.is_connected() {
-                        // Cut off from NATS, this node hears nobody: that judges no one.
+                    // A node that does not hear its own heartbeats (NATS or JetStream
+                    // away, the watch stalled) hears nobody: that silence judges no one.
+                    let deaf = self_heard.elapsed() > judge_after;
+                    if !nats.is_connected() || deaf {
                         lock(&shared.liveness).excuse(Instant::now());
                         continue;
                     }
@@ -156,13 +165,34 @@ pub(super) async fn watch_presence(
     }
 }
 
-/// Brings the buckets in line with this node's devices and wills.
-pub(super) async fn write(shared: Arc<Shared>, store: Arc<Store>) {
+/// Brings the buckets in line with this node's devices and wills. While NATS is
+/// unreachable it does not try: it shows this node's clients the statuses of its own users
+/// at once (`shown`), and writes the buckets when NATS is back.
+pub(super) async fn write(
+    shared: Arc<Shared>,
+    store: Arc<Store>,
+    nats: Arc<Nats>,
+    events: mpsc::Sender<Event>,
+) {
     let me = shared.me.clone();
     let mut failing = false;
+    // Statuses published here while cut off, until the bucket has the change.
+    let mut shown: HashMap<String, bool> = HashMap::new();
     loop {
         shared.wake.notified().await;
         loop {
+            if !nats.is_connected() {
+                let waiting = cut_off(&shared, &events, &mut shown).await;
+                if !waiting {
+                    break;
+                }
+                if !failing {
+                    failing = true;
+                    warn!("NATS unreachable: presence and wills are written to the cluster when it is back");
+                }
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
             let (users, wills) = {
                 let mut local = lock(&shared.local);
                 let users: Vec<(String, bool)> = local
@@ -202,9 +232,14 @@ pub(super) async fn write(shared: Arc<Shared>, store: Arc<Store>) {
                 }
             }
             for (user, here) in users {
-                if let Err(error) = store.set(&user, &me, here).await {
-                    first_error.get_or_insert(error);
-                    failed_users.push(user);
+                match store.set(&user, &me, here).await {
+                    Ok(()) => {
+                        shown.remove(&user);
+                    }
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                        failed_users.push(user);
+                    }
                 }
             }
             match first_error {
@@ -233,4 +268,43 @@ pub(super) async fn write(shared: Arc<Shared>, store: Arc<Store>) {
         }
         lock(&shared.local).busy = false;
     }
+}
+
+/// Cut off from NATS: publishes here the status of each of this node's users whose
+/// devices here changed, as far as this node knows (online if a device is here or the
+/// bucket last named another node), once per change. False when nothing waits.
+async fn cut_off(
+    shared: &Shared,
+    events: &mpsc::Sender<Event>,
+    shown: &mut HashMap<String, bool>,
+) -> bool {
+    let changes: Vec<(String, bool)> = {
+        let local = lock(&shared.local);
+        let mirror = lock(&shared.mirror);
+        if local.dirty_users.is_empty() && local.dirty_wills.is_empty() {
+            return false;
+        }
+        local
+            .dirty_users
+            .iter()
+            .filter_map(|user| {
+                let online =
+                    local.users.contains(user) || mirror.online_elsewhere(user, &shared.me);
+                let before = shown.get(user).copied().unwrap_or(mirror.online(user));
+                (online != before).then(|| (user.clone(), online))
+            })
+            .collect()
+    };
+    for (user, online) in changes {
+        shown.insert(user.clone(), online);
+        let ts = crate::presence::now_ms();
+        if events
+            .send(Event::Presence { user, online, ts })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    true
 }
