@@ -70,6 +70,11 @@ impl Liveness {
         newly
     }
 
+    /// The nodes judged dead and not back, in name order.
+    pub(crate) fn dead(&self) -> Vec<String> {
+        self.dead.iter().cloned().collect()
+    }
+
     /// The nodes alive at `now`, this one included, in name order.
     pub(crate) fn alive(&self, now: Instant) -> Vec<String> {
         let mut alive: Vec<String> = self

@@ -11,13 +11,14 @@
 //! sequence of entries, so they publish the same statuses in the same order, and one
 //! device leaving while another stays elsewhere changes nothing visible.
 //!
-//! When a node dies, every survivor removes it from the entries that name it; the first
-//! removal wins, the others find it gone. A user who meanwhile connected elsewhere is
-//! still named by another node, so never goes offline. Bucket `{P}_wills` holds the will
-//! of each connected client that has one, keyed `{node}.{client id}`; the owning node
-//! deletes it when the connection ends (it publishes the will itself, or not), and a
-//! survivor claims a dead node's wills by deleting each at the revision it read: exactly
-//! one claim succeeds per will.
+//! When a node dies, one survivor (`members`) removes it from the entries that name it; a
+//! second removal finds it gone. A user who meanwhile connected elsewhere is still named
+//! by another node, so never goes offline. Bucket `{P}_wills` holds the will of each
+//! connected client that has one, keyed `{node}.{client id}`; the owning node deletes it
+//! when the connection ends (it publishes the will itself, or not), and the survivor
+//! claims a dead node's wills by deleting each at the revision it read, so a will is
+//! claimed once. (nats-server before 2.10 may accept two compare-and-sets made at the same
+//! instant, issue 4320: hence one claimer, and the self-repair of presence entries.)
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -348,7 +349,7 @@ impl Store {
                 .await
                 .is_err()
             {
-                continue; // another survivor took it, or the owner is back
+                continue; // claimed already, or the owner is back
             }
             match serde_json::from_slice::<StoredWill>(&entry.value)
                 .ok()

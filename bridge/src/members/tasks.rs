@@ -69,11 +69,28 @@ pub(super) async fn judge(
                         lock(&shared.liveness).excuse(Instant::now());
                         continue;
                     }
-                    let dead = lock(&shared.liveness).expire(Instant::now());
-                    for node in dead {
-                        warn!(node, "node is dead (no heartbeat): its users go offline, its clients' wills are published");
-                        lock(&shared.view).loads.remove(&node);
-                        tokio::spawn(clean_up(shared.clone(), store.clone(), events.clone(), node));
+                    let (dead, alive, all_dead) = {
+                        let mut liveness = lock(&shared.liveness);
+                        let dead = liveness.expire(Instant::now());
+                        (dead, liveness.alive(Instant::now()), liveness.dead())
+                    };
+                    if dead.is_empty() {
+                        continue;
+                    }
+                    // One survivor cleans up: the first live node by name. NATS before 2.10
+                    // may accept two compare-and-sets made at once (nats-server issue
+                    // 4320), so two survivors claiming together could both publish a will.
+                    // It cleans up every node it holds dead: one that was to clean up and
+                    // died meanwhile left its work to it.
+                    let cleaner = alive.first().cloned().unwrap_or_default();
+                    for node in &dead {
+                        warn!(node, cleaner, "node is dead (no heartbeat): its users go offline, its clients' wills are published");
+                        lock(&shared.view).loads.remove(node);
+                    }
+                    if cleaner == shared.me {
+                        for node in all_dead {
+                            tokio::spawn(clean_up(shared.clone(), store.clone(), events.clone(), node));
+                        }
                     }
                 }
             }
@@ -83,7 +100,7 @@ pub(super) async fn judge(
 }
 
 /// A dead node's users no longer have devices there, and its clients' wills are published
-/// (by whichever survivor claims each first).
+/// (by the one survivor that cleans up).
 pub(super) async fn clean_up(
     shared: Arc<Shared>,
     store: Arc<Store>,
