@@ -264,3 +264,31 @@ async fn a_node_cut_off_from_nats_shows_its_users_locally_and_tells_the_cluster_
         assert!(!log.contains("node is dead"), "{log}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_survivors_one_cleans_up_and_a_will_is_published_once() {
+    let nats = TestCluster::start();
+    let db = PgDb::create();
+    let a = node(&nats, 0, "a", &db);
+    let b = node(&nats, 1, "b", &db);
+    let c = node(&nats, 2, "c", &db);
+    let mut obs = Peer::connect(&c, "obs", &[]).await;
+    obs.subscribe("im/presence/+").await;
+    obs.subscribe("im/dm/obs/+").await;
+    let _liv = with_will(&a, "liv", "obs", "liv is gone").await;
+    assert_eq!(status(&mut obs, "liv").await, "online");
+
+    drop(a); // SIGKILL
+    assert_eq!(status(&mut obs, "liv").await, "offline");
+    let (_, will) = obs.next_chat().await;
+    assert_eq!(will["body"], "liv is gone");
+    // b, the first live node by name, cleans up; c leaves it to b.
+    b.wait_for_log(&["dead node cleaned up", "wills=1"]).await;
+    c.wait_for_log(&["node is dead", "cleaner=\"b\""]).await;
+    assert!(!c.log_text().contains("dead node cleaned up"));
+    // The will came once: the next chat message obs gets is this marker.
+    let max = Peer::connect(&b, "max", &[]).await;
+    max.dm("obs", "m1", "marker").await;
+    let (_, next) = obs.next_chat().await;
+    assert_eq!(next["body"], "marker", "a will was published twice");
+}
