@@ -120,6 +120,8 @@ struct Shared {
     view: Mutex<View>,
     mirror: Mutex<Mirror>,
     leaving: AtomicBool,
+    /// What this node's heartbeats say of it as a standby (`Members::set_standby`).
+    standby: AtomicBool,
     connections: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
@@ -155,6 +157,7 @@ impl Bridge {
             view: Mutex::default(),
             mirror: Mutex::default(),
             leaving: AtomicBool::new(false),
+            standby: AtomicBool::new(false),
             connections: Box::new(connections),
         });
         let (events, rx) = mpsc::channel(EVENT_QUEUE);
@@ -238,7 +241,10 @@ impl Members {
             .into_iter()
             .map(|node_id| {
                 let (connections, standby) = if node_id == self.shared.me {
-                    ((self.shared.connections)(), false)
+                    (
+                        (self.shared.connections)(),
+                        self.shared.standby.load(Ordering::Relaxed),
+                    )
                 } else {
                     view.loads
                         .get(&node_id)
@@ -251,6 +257,12 @@ impl Members {
                 }
             })
             .collect()
+    }
+
+    /// Whether this node is a standby, as its next heartbeats say (false until
+    /// `[cluster] standby` exists).
+    pub fn set_standby(&self, standby: bool) {
+        self.shared.standby.store(standby, Ordering::Relaxed);
     }
 
     /// Whether the node is leaving the cluster (its NATS connection closes on purpose).
@@ -296,7 +308,7 @@ async fn heartbeat_once(shared: &Shared, nats: &Nats) -> Result<(), BridgeError>
     let beat = Heartbeat {
         ms: now_ms(),
         connections: (shared.connections)(),
-        standby: false,
+        standby: shared.standby.load(Ordering::Relaxed),
     };
     let value = serde_json::to_vec(&beat).unwrap_or_default();
     nats.heartbeat(value.into()).await

@@ -71,9 +71,15 @@ async fn nodes_see_each_others_load_and_forget_one_that_leaves() {
     let (b, _b_events) = member("b", nats.url(1), 5).await;
     wait_view(&b, &[load("a", 3), load("b", 5)]).await;
     wait_view(&a, &[load("a", 3), load("b", 5)]).await;
+    b.set_standby(true);
+    let standby_b = NodeLoad {
+        standby: true,
+        ..load("b", 5)
+    };
+    wait_view(&a, &[load("a", 3), standby_b.clone()]).await;
     a.leave(Duration::from_secs(5)).await;
     assert!(a.leaving());
-    wait_view(&b, &[load("b", 5)]).await;
+    wait_view(&b, &[standby_b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
