@@ -269,9 +269,10 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         Vec::new()
     };
 
-    ctx.presence.connected(&identity.user).await;
-
     let will = will.map(|w| w.owned_by(&identity.user));
+    // Before presence: in a cluster the will is stored before the user shows online.
+    crate::cluster_presence::remember_will(&ctx, &client_id, epoch, will.as_ref());
+    ctx.presence.connected(&identity.user).await;
     let mut session = Session::new(
         version,
         identity,

@@ -257,6 +257,7 @@ impl Connection {
             clean_end,
             will,
         );
+        crate::cluster_presence::forget_will(&self.ctx, &self.session.client_id, self.epoch);
         self.ctx
             .presence
             .disconnected(&self.session.identity.user)
