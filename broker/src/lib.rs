@@ -37,3 +37,4 @@ mod retained;
 mod revoked;
 mod router;
 mod transport;
+mod visibility;

@@ -1,8 +1,10 @@
 //! The accounts HTTP API (docs/protocol.md section 2.2): `POST /api/v1/login`,
 //! `POST /api/v1/token`, and for `admin` tokens `/api/v1/users` and `/api/v1/groups`.
 //! Errors are `{"error": {"code", "message"}}` with stable codes. Request bodies are JSON
-//! of at most 16 KiB.
+//! of at most 16 KiB, sent within `http.header_timeout` (a body that trickles in or never
+//! comes is answered 408 and does not hold a connection slot).
 
+use super::connected::Ended;
 use super::{Accounts, LoginError};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -16,6 +18,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::{info, warn};
 
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -27,7 +30,11 @@ struct AccountsApi {
 }
 
 /// The routes, ready to merge into the node's HTTP router.
-pub(crate) fn routes(verifier: Arc<Verifier>, accounts: Arc<Accounts>) -> axum::Router {
+pub(crate) fn routes(
+    verifier: Arc<Verifier>,
+    accounts: Arc<Accounts>,
+    body_timeout: Duration,
+) -> axum::Router {
     axum::Router::new()
         .route("/api/v1/login", post(login))
         .route("/api/v1/token", post(refresh))
@@ -40,6 +47,7 @@ pub(crate) fn routes(verifier: Arc<Verifier>, accounts: Arc<Accounts>) -> axum::
             put(add_member).delete(remove_member),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .with_state(AccountsApi { verifier, accounts })
 }
 
@@ -270,6 +278,12 @@ async fn change_user(
     }
     if let Some(disabled) = change.disabled {
         store.set_disabled(&id, disabled).await?;
+        if disabled {
+            info!(user = %id, "admin: user disabled");
+            api.accounts.end_user(&id, Ended::Disabled);
+        } else {
+            api.accounts.connected().enabled(&id);
+        }
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -281,6 +295,8 @@ async fn delete_user(
 ) -> Result<Response, ApiError> {
     let store = admin(&headers, &api)?;
     store.delete_user(&id).await?;
+    info!(user = %id, "admin: user deleted");
+    api.accounts.end_user(&id, Ended::Deleted);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -115,7 +115,9 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         .await;
         return None;
     }
-    let signed_in = match crate::accounts::mqtt::sign_in(&ctx, login.as_ref()).await {
+    let password = crate::accounts::mqtt::sign_in(&ctx, login.as_ref()).await;
+    let by_password = password.is_some();
+    let signed_in = match password {
         Some(Ok(identity)) => bind(identity, version, &connect.client_id, clean),
         Some(Err(refusal)) => Err(refusal),
         None => sign_in(
@@ -125,7 +127,15 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
             &connect.client_id,
             clean,
             login.as_ref(),
-        ),
+        )
+        .and_then(|s| {
+            // A disabled account's tokens are refused too (see `accounts::connected`).
+            if ctx.accounts.connected().is_disabled(&s.identity.user) {
+                Err(Refusal::AccountDisabled)
+            } else {
+                Ok(s)
+            }
+        }),
     };
     let SignIn {
         identity,
@@ -269,6 +279,11 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         Vec::new()
     };
 
+    // Before anything is delivered (the router sends once the loop runs), and before this
+    // user's "online" goes out, so their groups are known to those who see it.
+    if let Some(scope) = &ctx.visibility {
+        Box::pin(scope.signed_in(&identity)).await;
+    }
     ctx.presence.connected(&identity.user).await;
 
     let will = will.map(|w| w.owned_by(&identity.user));
@@ -285,6 +300,10 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         session.screen_deliveries();
     }
     session.set_client_max_packet(client_max_packet);
+    let ended = ctx
+        .accounts
+        .connected()
+        .add(&session.identity.user, epoch, by_password);
     let mut conn = Connection {
         ctx: ctx.clone(),
         codec,
@@ -295,6 +314,8 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         session,
         epoch,
         client_max_packet,
+        ended,
+        by_password,
     };
     if !revoked.is_empty() {
         info!(filters = ?revoked, "resumed session: dropped subscriptions this token no longer allows");

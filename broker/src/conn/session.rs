@@ -11,7 +11,7 @@
 use super::aliases::Aliases;
 pub(crate) use super::close::Close;
 use super::inbound::{
-    decode_error, detach, foreign_response_topic, ingress_topic, presence_refusal,
+    decode_error, detach, foreign_response_topic, ingress_topic, ephemeral_refusal,
     response_topic_error, stamp_identity, valid_publish_topic,
 };
 use super::sign_in::Will;
@@ -356,9 +356,9 @@ impl Session {
             self.refuse_publish(qos, pkid, Refused::NotAuthorized, out);
             return Ok(());
         }
-        if let Some(why) = presence_refusal(&self.identity, topic, &publish.payload) {
+        if let Some(why) = ephemeral_refusal(&self.identity, topic, &publish.payload) {
             metrics::payload_refused(notice::INVALID_PAYLOAD);
-            info!(topic, "presence status refused");
+            info!(topic, "presence status or signal refused");
             let user = self.identity.user.as_str();
             out.notices
                 .push(notice::error(user, None, notice::INVALID_PAYLOAD, why));

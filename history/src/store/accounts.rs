@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::sql::now_ms;
+use roost_proto::clock::now_ms;
 use super::Store;
 use crate::HistoryError;
 

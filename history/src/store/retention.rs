@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::sql::now_ms;
+use roost_proto::clock::now_ms;
 use super::Store;
 use crate::{HistoryError, Retention};
 

@@ -10,7 +10,8 @@ use std::time::Instant;
 use sqlx::any::Any;
 use sqlx::{Row, Transaction};
 
-use super::sql::{now_ms, placeholders, ROWS_PER_STATEMENT};
+use super::sql::{placeholders, ROWS_PER_STATEMENT};
+use roost_proto::clock::now_ms;
 use super::Store;
 use crate::{Conv, HistoryError, NewMessage, Stored};
 
