@@ -202,6 +202,7 @@ async fn account_bodies_are_bounded_in_time_and_size() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(closed.is_ok(), "still open after {:?}: {answer:?}", start.elapsed());
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer:?}");
     assert!(start.elapsed() >= Duration::from_millis(900), "{:?}", start.elapsed());
 
     let big = format!(r#"{{"user":"alice","password":"{}"}}"#, "x".repeat(17 * 1024));

@@ -136,12 +136,29 @@ fn body<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     match parsed {
         Ok(Json(v)) => Ok(v),
+        Err(rejection) if timed_out(&rejection) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body was not sent within http.header_timeout",
+        )),
         Err(rejection) => Err(error(
             rejection.status(),
             "bad_request",
             rejection.body_text(),
         )),
     }
+}
+
+/// Whether reading the body failed because it did not arrive in time.
+fn timed_out(rejection: &axum::extract::rejection::JsonRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 fn bearer(headers: &HeaderMap, verifier: &Verifier) -> Result<Identity, ApiError> {
