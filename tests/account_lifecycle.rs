@@ -91,7 +91,11 @@ async fn password_sign_ins_last_token_ttl() {
     let (code, why) = disconnect_of(&mut alice).await;
     assert_eq!(code, DisconnectReasonCode::MaximumConnectTime);
     assert_eq!(why, "sign-in expired; sign in again");
-    assert!(start.elapsed() >= Duration::from_secs(1), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
     signed_in(v5(&node, "alice", "alice", "alice-pw")).await;
 }
 
@@ -113,8 +117,11 @@ async fn disabling_with_roost_user_disconnects_the_user() {
         assert_eq!(code, DisconnectReasonCode::AdministrativeAction);
         assert_eq!(why, "account disabled");
     }
-    bob.publish_acked("im/dm/carol/bob", r#"{"id":"m-1","kind":"text","body":"still here"}"#)
-        .await;
+    bob.publish_acked(
+        "im/dm/carol/bob",
+        r#"{"id":"m-1","kind":"text","body":"still here"}"#,
+    )
+    .await;
     for password in ["alice-pw", token.as_str()] {
         let refused = Client::connect(v5(&node, "alice", "alice", password)).await;
         assert_eq!(refused.err(), Some(V5Code::NotAuthorized), "{password}");
@@ -152,12 +159,25 @@ async fn the_admin_api_disconnects_at_once() {
     assert_eq!(code, DisconnectReasonCode::AdministrativeAction);
     assert_eq!(why, "account deleted");
     alice_tok
-        .publish_acked("im/dm/bob/alice", r#"{"id":"m-1","kind":"text","body":"token"}"#)
+        .publish_acked(
+            "im/dm/bob/alice",
+            r#"{"id":"m-1","kind":"text","body":"token"}"#,
+        )
         .await;
 
     let mut bob = signed_in(v5(&node, "bob", "bob", "bob-pw")).await;
-    let patch = [("authorization", bearer.as_str()), ("content-type", "application/json")];
-    let reply = call(node.http, "PATCH", "/api/v1/users/bob", &patch, r#"{"disabled":true}"#).await;
+    let patch = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let reply = call(
+        node.http,
+        "PATCH",
+        "/api/v1/users/bob",
+        &patch,
+        r#"{"disabled":true}"#,
+    )
+    .await;
     assert_eq!(reply.status, 204, "{}", reply.body);
     let (code, why) = disconnect_of(&mut bob).await;
     assert_eq!(code, DisconnectReasonCode::AdministrativeAction);
@@ -173,7 +193,17 @@ fn mosquitto_sub_is_disconnected_when_disabled() {
     add_user(&node, "alice", "alice-pw", &[]);
     let port = node.mqtt.port().to_string();
     let mut sub = Subscriber::start(&[
-        "-h", "127.0.0.1", "-p", &port, "-i", "alice", "-u", "alice", "-P", "alice-pw", "-t",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-i",
+        "alice",
+        "-u",
+        "alice",
+        "-P",
+        "alice-pw",
+        "-t",
         "im/sys/alice",
     ]);
     sub.wait_for("SUBACK");
@@ -196,22 +226,45 @@ async fn account_bodies_are_bounded_in_time_and_size() {
     )
     .unwrap();
     let start = Instant::now();
-    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut answer = Vec::new();
     let closed = slow.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer);
-    assert!(closed.is_ok(), "still open after {:?}: {answer:?}", start.elapsed());
+    assert!(
+        closed.is_ok(),
+        "still open after {:?}: {answer:?}",
+        start.elapsed()
+    );
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     assert!(answer.contains(r#""code":"request_timeout""#), "{answer:?}");
-    assert!(start.elapsed() >= Duration::from_millis(900), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
 
-    let big = format!(r#"{{"user":"alice","password":"{}"}}"#, "x".repeat(17 * 1024));
+    let big = format!(
+        r#"{{"user":"alice","password":"{}"}}"#,
+        "x".repeat(17 * 1024)
+    );
     let json = [("content-type", "application/json")];
     let reply = call(node.http, "POST", "/api/v1/login", &json, big).await;
     assert_eq!(reply.status, 413, "{}", reply.body);
-    assert_eq!(reply.json()["error"]["code"], "bad_request", "{}", reply.body);
+    assert_eq!(
+        reply.json()["error"]["code"],
+        "bad_request",
+        "{}",
+        reply.body
+    );
 
-    let reply = call(node.http, "POST", "/api/v1/login", &json, r#"{"user":"a","password":"b"}"#)
-        .await;
+    let reply = call(
+        node.http,
+        "POST",
+        "/api/v1/login",
+        &json,
+        r#"{"user":"a","password":"b"}"#,
+    )
+    .await;
     assert_eq!(reply.status, 401, "{}", reply.body);
 }

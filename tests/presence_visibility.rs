@@ -29,18 +29,24 @@ async fn presence_until_marker(peer: &mut Peer, marker: &str) -> Vec<(String, St
     let mut got = Vec::new();
     loop {
         let p = peer
-            .expect("presence", |p| {
-                matches!(p, Packet::Publish(p) if p.topic.starts_with(b"im/presence/"))
-            })
+            .expect(
+                "presence",
+                |p| matches!(p, Packet::Publish(p) if p.topic.starts_with(b"im/presence/")),
+            )
             .await;
-        let Packet::Publish(p) = p else { unreachable!() };
+        let Packet::Publish(p) = p else {
+            unreachable!()
+        };
         let topic = String::from_utf8_lossy(&p.topic).into_owned();
         let status: Value = serde_json::from_slice(&p.payload).expect("presence is JSON");
         let user = topic.trim_start_matches("im/presence/").to_owned();
         if user == peer.user && status["text"] == marker {
             return got;
         }
-        got.push((user, status["status"].as_str().unwrap_or_default().to_owned()));
+        got.push((
+            user,
+            status["status"].as_str().unwrap_or_default().to_owned(),
+        ));
     }
 }
 

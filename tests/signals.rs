@@ -17,7 +17,10 @@ const STOP: &str = r#"{"type":"typing","state":"stop","ts":1700000000000}"#;
 /// The next signal `peer` receives: (topic, payload as sent).
 async fn next_signal(peer: &mut Peer) -> (String, String) {
     match peer
-        .expect("signal", |p| matches!(p, Packet::Publish(p) if p.topic.starts_with(b"im/sig/")))
+        .expect(
+            "signal",
+            |p| matches!(p, Packet::Publish(p) if p.topic.starts_with(b"im/sig/")),
+        )
         .await
     {
         Packet::Publish(p) => (
@@ -117,7 +120,10 @@ async fn v311_bad_signal_is_dropped_with_a_notice() {
 
     alice.publish_acked("im/sig/dm/bob/alice", START).await;
     let (topic, payload) = bob.next_publish().await;
-    assert_eq!((topic.as_str(), payload.as_str()), ("im/sig/dm/bob/alice", START));
+    assert_eq!(
+        (topic.as_str(), payload.as_str()),
+        ("im/sig/dm/bob/alice", START)
+    );
 }
 
 /// The same for a third-party MQTT 5 client (paho): typing reaches bob, a bad signal gets

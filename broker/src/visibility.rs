@@ -132,7 +132,10 @@ impl Scope {
                 None
             }
             Err(_) => {
-                warn!(user, "presence visibility: contacts not loaded in time; retrying later");
+                warn!(
+                    user,
+                    "presence visibility: contacts not loaded in time; retrying later"
+                );
                 None
             }
         }

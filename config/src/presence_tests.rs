@@ -1,6 +1,9 @@
 //! `[presence] visibility` and `accounts.recheck_interval`: their defaults, the file, the
 //! environment, and the errors naming the key (apart from tests.rs, which is long enough).
 
+// Jail closures return `figment::Error`, which is large; that is figment's API, not ours.
+#![allow(clippy::result_large_err)]
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -9,7 +12,8 @@ use figment::Jail;
 use crate::*;
 
 fn load_toml(jail: &mut Jail, toml: &str) -> Result<Config, ConfigError> {
-    jail.create_file("roost.toml", toml).expect("write config file");
+    jail.create_file("roost.toml", toml)
+        .expect("write config file");
     load(Some(Path::new("roost.toml")))
 }
 

@@ -38,7 +38,12 @@ impl Request {
 }
 
 /// Answers a request refused by [`Fair::push`] with a `rate_limited` error, and counts it.
-pub(crate) async fn refuse_request<B: Bus>(bus: &mut B, me: &str, request: &Request, refusal: Refusal) {
+pub(crate) async fn refuse_request<B: Bus>(
+    bus: &mut B,
+    me: &str,
+    request: &Request,
+    refusal: Refusal,
+) {
     let reason = match refusal {
         Refusal::Rate => "rate",
         Refusal::Queue => "queue",

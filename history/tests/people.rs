@@ -45,7 +45,10 @@ async fn contacts_are_dm_partners_and_group_members(backend: Backend) {
         store.contacts("alice", &chess).await.unwrap(),
         set(&["bob", "carol", "frank", "hank", "ivy"])
     );
-    assert_eq!(store.contacts("alice", &[]).await.unwrap(), set(&["bob", "carol"]));
+    assert_eq!(
+        store.contacts("alice", &[]).await.unwrap(),
+        set(&["bob", "carol"])
+    );
     // Not oneself, whatever the group says.
     assert_eq!(
         store.contacts("frank", &chess).await.unwrap(),

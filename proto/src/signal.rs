@@ -156,7 +156,10 @@ mod tests {
             (r#"{"state":"start"}"#, "signal type"),
             (r#"{"type":"typing"}"#, "start"),
             (r#"{"type":"typing","state":"maybe"}"#, "start"),
-            (r#"{"type":"typing","state":"start","text":"hi"}"#, "\"text\""),
+            (
+                r#"{"type":"typing","state":"start","text":"hi"}"#,
+                "\"text\"",
+            ),
             (r#"{"type":"typing","state":"stop","ts":"now"}"#, "ts"),
             (r#"{"type":"x-"}"#, "signal type"),
             (r#"{"type":"x-a b"}"#, "signal type"),

@@ -165,19 +165,35 @@ fn a_presence_scope_screens_presence_filters_and_deliveries() {
         ..who("history", &[])
     };
     // Without a scope: whole, and everyone readable.
-    assert_eq!(plain.subscribe_grant(&carol, "carol", "im/presence/+"), Grant::Full);
+    assert_eq!(
+        plain.subscribe_grant(&carol, "carol", "im/presence/+"),
+        Grant::Full
+    );
     assert!(plain.can_read(&carol, "carol", "im/presence/stranger"));
     // With one: other people's presence is granted partially, one's own whole.
-    for filter in ["im/presence/+", "im/presence/stranger", "im/presence/friend"] {
+    for filter in [
+        "im/presence/+",
+        "im/presence/stranger",
+        "im/presence/friend",
+    ] {
         assert_eq!(
             acl.subscribe_grant(&carol, "carol", filter),
             Grant::Partial,
             "{filter}"
         );
     }
-    assert_eq!(acl.subscribe_grant(&carol, "carol", "im/presence/carol"), Grant::Full);
-    assert_eq!(acl.subscribe_grant(&carol, "carol", "im/dm/carol/+"), Grant::Full);
-    assert_eq!(acl.subscribe_grant(&service, "history", "im/presence/+"), Grant::Full);
+    assert_eq!(
+        acl.subscribe_grant(&carol, "carol", "im/presence/carol"),
+        Grant::Full
+    );
+    assert_eq!(
+        acl.subscribe_grant(&carol, "carol", "im/dm/carol/+"),
+        Grant::Full
+    );
+    assert_eq!(
+        acl.subscribe_grant(&service, "history", "im/presence/+"),
+        Grant::Full
+    );
     // Each delivery asks the scope; one's own and services' are never screened.
     assert!(acl.can_read(&carol, "carol", "im/presence/friend"));
     assert!(!acl.can_read(&carol, "carol", "im/presence/stranger"));

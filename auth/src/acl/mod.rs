@@ -39,8 +39,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::token::{Identity, Role};
 use filter::{filter_levels, topic_levels, Pattern, Subject};
-use presence::{needs_screening, presence_user};
 pub use presence::PresenceScope;
+use presence::{needs_screening, presence_user};
 use roost_proto::topic::is_reserved;
 use std::sync::Arc;
 

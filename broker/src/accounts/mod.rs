@@ -146,7 +146,10 @@ impl Accounts {
         }
         let count = disabled.len();
         if self.connected.set_disabled(disabled) {
-            info!(disabled = count, "account recheck: disabled accounts changed");
+            info!(
+                disabled = count,
+                "account recheck: disabled accounts changed"
+            );
         }
         let with_password = self.connected.users(true);
         if with_password.is_empty() {

@@ -11,7 +11,7 @@
 use super::aliases::Aliases;
 pub(crate) use super::close::Close;
 use super::inbound::{
-    decode_error, detach, foreign_response_topic, ingress_topic, ephemeral_refusal,
+    decode_error, detach, ephemeral_refusal, foreign_response_topic, ingress_topic,
     response_topic_error, stamp_identity, valid_publish_topic,
 };
 use super::sign_in::Will;

@@ -11,9 +11,9 @@ use sqlx::any::Any;
 use sqlx::{Row, Transaction};
 
 use super::sql::{placeholders, ROWS_PER_STATEMENT};
-use roost_proto::clock::now_ms;
 use super::Store;
 use crate::{Conv, HistoryError, NewMessage, Stored};
+use roost_proto::clock::now_ms;
 
 type Tx = Transaction<'static, Any>;
 /// `(from, id)` -> `(conv, seq, ts)` of a stored message.
