@@ -5,7 +5,7 @@
 //! With rumqttc (MQTT 5) and paho (MQTT 3.1.1).
 mod common;
 
-use common::client::{options, Client, Mqtt3};
+use common::client::{options, options5, Client, Mqtt3, Mqtt5};
 use common::history::Peer;
 use common::{token_with, Node};
 use roost_auth::Role;
@@ -120,6 +120,52 @@ async fn groups_show_group_mates_and_conversation_partners_only() {
         "{live:?}"
     );
     drop(erin);
+}
+
+/// A persistent session away while presence changed gets, when it resumes, what it may
+/// see of what queued up for it: the class mate, not the stranger.
+#[tokio::test]
+async fn a_resumed_session_gets_only_the_presence_it_sees() {
+    let node = node_with_default_visibility();
+    let token = token_with("alice", &["class-a"], Role::User, Duration::from_secs(3600));
+    let persistent = || {
+        let mut o = options5(&node, "alice:phone", "alice", &token);
+        o.set_clean_start(false);
+        o.set_session_expiry_interval(Some(3600));
+        o
+    };
+    let mut watcher = service_watcher(&node).await;
+    let mut alice = Client::connect(persistent()).await.expect("alice");
+    alice.subscribe("im/presence/+").await;
+    alice.client.disconnect().await.unwrap();
+    let _bob = Peer::connect(&node, "bob", &["class-a"]).await;
+    let _carol = Peer::connect(&node, "carol", &["class-b"]).await;
+    let mut pending =
+        BTreeSet::from([("alice", "offline"), ("bob", "online"), ("carol", "online")]);
+    while !pending.is_empty() {
+        let (topic, payload) = watcher.next_publish().await;
+        let status: Value = serde_json::from_str(&payload).unwrap();
+        let user = topic.trim_start_matches("im/presence/");
+        let status = status["status"].as_str().unwrap_or_default();
+        pending.retain(|(u, s)| !(*u == user && *s == status));
+    }
+
+    let mut alice = Client::connect(persistent()).await.expect("alice again");
+    assert!(alice.connack.session_present, "the session resumed");
+    let marker = json!({"status": "away", "text": "m1"}).to_string();
+    alice.publish("im/presence/alice", &marker).await;
+    let mut seen = BTreeSet::new();
+    loop {
+        let p = alice.next_publish().await;
+        let topic = String::from_utf8_lossy(&p.topic).into_owned();
+        let status: Value = serde_json::from_slice(&p.payload).unwrap_or_default();
+        if topic == "im/presence/alice" && status["text"] == "m1" {
+            break;
+        }
+        seen.insert(topic.trim_start_matches("im/presence/").to_owned());
+    }
+    assert!(seen.contains("bob"), "{seen:?}");
+    assert!(!seen.contains("carol"), "{seen:?}");
 }
 
 /// Under `visibility = "all"` (the behaviour before issue 10), everyone's presence shows.

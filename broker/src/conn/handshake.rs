@@ -261,12 +261,18 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
 
     // A resumed session keeps the subscriptions of earlier tokens; drop those this token no
     // longer allows (say, a group the user has left).
-    // A root wildcard it keeps only partially has its deliveries checked.
+    // A root wildcard it keeps only partially has its deliveries checked; someone else's
+    // presence (`[presence] visibility = "groups"`), its presence deliveries.
     let partial = std::cell::Cell::new(false);
+    let presence = std::cell::Cell::new(false);
     let revoked = if session_present {
         ctx.registry.revalidate(&client_id, |f| {
             match ctx.acl.subscribe_grant(&identity, &client_id, f) {
                 Grant::Full => true,
+                Grant::Partial if f.starts_with("im/presence/") => {
+                    presence.set(true);
+                    true
+                }
                 Grant::Partial => {
                     partial.set(true);
                     true
@@ -298,6 +304,8 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
     session.revoke(&revoked);
     if partial.get() {
         session.screen_deliveries();
+    } else if presence.get() {
+        session.screen_presence();
     }
     session.set_client_max_packet(client_max_packet);
     let ended = ctx

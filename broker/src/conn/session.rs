@@ -544,6 +544,12 @@ impl Session {
     fn grant(&mut self, acl: &Acl, filter: &str) -> bool {
         match acl.subscribe_grant(&self.identity, &self.client_id, filter) {
             Grant::Full => true,
+            // Someone else's presence (`[presence] visibility = "groups"`): only presence
+            // deliveries need the check.
+            Grant::Partial if filter.starts_with("im/presence/") => {
+                self.screen_presence();
+                true
+            }
             Grant::Partial => {
                 self.screen_deliveries();
                 true
@@ -559,6 +565,16 @@ impl Session {
         }
         if let Some(revoked) = self.revoked.as_deref_mut() {
             revoked.screen_all();
+        }
+    }
+
+    /// From now on, every presence delivery is checked against the user's read rights.
+    pub(crate) fn screen_presence(&mut self) {
+        if self.revoked.is_none() {
+            self.revoked = Some(Box::new(self.new_revoked(&[])));
+        }
+        if let Some(revoked) = self.revoked.as_deref_mut() {
+            revoked.screen_presence();
         }
     }
 
