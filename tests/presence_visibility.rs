@@ -5,7 +5,7 @@
 //! With rumqttc (MQTT 5) and paho (MQTT 3.1.1).
 mod common;
 
-use common::client::{options, options5, Client, Mqtt3, Mqtt5};
+use common::client::{options, options5, Client, Mqtt3};
 use common::history::Peer;
 use common::{token_with, Node};
 use roost_auth::Role;
