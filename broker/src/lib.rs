@@ -39,3 +39,4 @@ mod retained;
 mod revoked;
 mod router;
 mod transport;
+mod visibility;

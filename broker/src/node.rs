@@ -27,6 +27,8 @@ pub struct Context {
     pub router: Router,
     pub system: SystemPublisher,
     pub presence: Presence,
+    /// Whose presence each user sees (`presence.visibility = "groups"`); `None`: everyone's.
+    pub(crate) visibility: Option<Arc<crate::visibility::Scope>>,
     pub registry: Registry,
     pub(crate) retained: Retained,
     /// `history.delivery = "stamped"`: chat on stored topics goes to the history service's
@@ -86,7 +88,7 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
     let keys = key_settings(&config)?;
     let hs256 = keys.hs256_secret.clone();
     let verifier = Arc::new(Verifier::new(keys)?);
-    let acl = Acl::new(&config.acl.rules)?;
+    let mut acl = Acl::new(&config.acl.rules)?;
     // With `[cluster]`, the router tells the bridge which filters local sessions hold.
     let interest = config
         .cluster
@@ -120,6 +122,14 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         .await
         .context("linking the node to its router")?;
     let (history, service) = crate::history::start(&config, &router).await?;
+    let visibility = match config.presence.visibility {
+        roost_config::Visibility::All => None,
+        roost_config::Visibility::Groups => {
+            let scope = crate::visibility::Scope::new(history.clone());
+            acl = acl.with_presence_scope(Arc::new(crate::visibility::AclScope(scope.clone())));
+            Some(scope)
+        }
+    };
     let accounts = Arc::new(crate::accounts::Accounts::new(
         &config,
         history.clone(),
@@ -153,6 +163,7 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         allow_anonymous: config.auth.allow_anonymous,
         router,
         presence: Presence::new(system.clone(), members.clone()),
+        visibility,
         system,
         registry: Registry::default(),
         retained: Retained::new(config.limits.max_retained_per_user),
@@ -184,7 +195,13 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
     if let (Some(addr), Some(tls)) = (mqtt.wss_listen, &tls) {
         listener::start(addr, Kind::Wss(tls.clone()), ctx.clone()).await?;
     }
-    let accounts_api = crate::accounts::api::routes(verifier.clone(), accounts);
+    // Ends connections of users disabled or deleted meanwhile (`accounts.recheck_interval`).
+    tokio::spawn({
+        let accounts = accounts.clone();
+        async move { accounts.recheck_forever().await }
+    });
+    let accounts_api =
+        crate::accounts::api::routes(verifier.clone(), accounts, config.http.header_timeout);
     let http = crate::http::start(&config.http, ctx.clone(), history, accounts_api).await?;
 
     if let Some(addr) = config.cluster.agent_listen {

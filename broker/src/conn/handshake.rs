@@ -115,7 +115,9 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         .await;
         return None;
     }
-    let signed_in = match crate::accounts::mqtt::sign_in(&ctx, login.as_ref()).await {
+    let password = crate::accounts::mqtt::sign_in(&ctx, login.as_ref()).await;
+    let by_password = password.is_some();
+    let signed_in = match password {
         Some(Ok(identity)) => bind(identity, version, &connect.client_id, clean),
         Some(Err(refusal)) => Err(refusal),
         None => sign_in(
@@ -125,7 +127,15 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
             &connect.client_id,
             clean,
             login.as_ref(),
-        ),
+        )
+        .and_then(|s| {
+            // A disabled account's tokens are refused too (see `accounts::connected`).
+            if ctx.accounts.connected().is_disabled(&s.identity.user) {
+                Err(Refusal::AccountDisabled)
+            } else {
+                Ok(s)
+            }
+        }),
     };
     let SignIn {
         identity,
@@ -251,12 +261,18 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
 
     // A resumed session keeps the subscriptions of earlier tokens; drop those this token no
     // longer allows (say, a group the user has left).
-    // A root wildcard it keeps only partially has its deliveries checked.
+    // A root wildcard it keeps only partially has its deliveries checked; someone else's
+    // presence (`[presence] visibility = "groups"`), its presence deliveries.
     let partial = std::cell::Cell::new(false);
+    let presence = std::cell::Cell::new(false);
     let revoked = if session_present {
         ctx.registry.revalidate(&client_id, |f| {
             match ctx.acl.subscribe_grant(&identity, &client_id, f) {
                 Grant::Full => true,
+                Grant::Partial if f.starts_with("im/presence/") => {
+                    presence.set(true);
+                    true
+                }
                 Grant::Partial => {
                     partial.set(true);
                     true
@@ -269,6 +285,11 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         Vec::new()
     };
 
+    // Before anything is delivered (the router sends once the loop runs), and before this
+    // user's "online" goes out, so their groups are known to those who see it.
+    if let Some(scope) = &ctx.visibility {
+        Box::pin(scope.signed_in(&identity)).await;
+    }
     let will = will.map(|w| w.owned_by(&identity.user));
     // Before presence: in a cluster the will is stored before the user shows online.
     crate::cluster_presence::remember_will(&ctx, &client_id, epoch, will.as_ref());
@@ -284,8 +305,14 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
     session.revoke(&revoked);
     if partial.get() {
         session.screen_deliveries();
+    } else if presence.get() {
+        session.screen_presence();
     }
     session.set_client_max_packet(client_max_packet);
+    let ended = ctx
+        .accounts
+        .connected()
+        .add(&session.identity.user, epoch, by_password);
     let mut conn = Connection {
         ctx: ctx.clone(),
         codec,
@@ -296,6 +323,8 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         session,
         epoch,
         client_max_packet,
+        ended,
+        by_password,
     };
     if !revoked.is_empty() {
         info!(filters = ?revoked, "resumed session: dropped subscriptions this token no longer allows");

@@ -31,6 +31,10 @@ pub(super) struct Connection {
     pub(super) epoch: u64,
     /// The largest packet the client will take (v5 Maximum Packet Size).
     pub(super) client_max_packet: Option<u32>,
+    /// Resolves when the node ends this user's connections (account disabled or deleted).
+    pub(super) ended: tokio::sync::oneshot::Receiver<crate::accounts::connected::Ended>,
+    /// Signed in with an account password: its time is up at `accounts.token_ttl`.
+    pub(super) by_password: bool,
 }
 
 /// What handling one event decided.
@@ -82,7 +86,7 @@ impl Connection {
                     () = &mut timer => Err(if armed && Instant::now() >= write_by {
                         Close::SlowConsumer
                     } else {
-                        self.session.on_timer(Instant::now() >= expires)
+                        self.on_timer(Instant::now() >= expires)
                     }),
                 };
                 if let Err(close) = written {
@@ -116,10 +120,24 @@ impl Connection {
                     Some(first) => self.handle_notifications(first),
                     None => Flow::Close(Close::TakenOver),
                 },
-                () = &mut timer => Flow::Close(self.session.on_timer(Instant::now() >= expires)),
+                () = &mut timer => Flow::Close(self.on_timer(Instant::now() >= expires)),
                 // The sender lives in the context this connection holds: never an error.
                 _ = &mut turn => Flow::Close(Close::Drain),
+                // Registered until `finish`: a sender is dropped only once it has sent.
+                ended = &mut self.ended => Flow::Close(match ended {
+                    Ok(why) => Close::Account(why),
+                    Err(_) => Close::Internal,
+                }),
             };
+        }
+    }
+
+    /// Why the one timer ends the connection (see `Session::on_timer`); a password sign-in
+    /// has no token, so its end says so.
+    fn on_timer(&self, expired: bool) -> Close {
+        match self.session.on_timer(expired) {
+            Close::TokenExpired if self.by_password => Close::SignInExpired,
+            close => close,
         }
     }
 
@@ -258,6 +276,13 @@ impl Connection {
             will,
         );
         crate::cluster_presence::forget_will(&self.ctx, &self.session.client_id, self.epoch);
+        self.ctx
+            .accounts
+            .connected()
+            .remove(&self.session.identity.user, self.epoch);
+        if let Some(scope) = &self.ctx.visibility {
+            scope.signed_out(&self.session.identity.user);
+        }
         self.ctx
             .presence
             .disconnected(&self.session.identity.user)
