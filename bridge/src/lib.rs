@@ -13,6 +13,8 @@
 //!   exactly the filters its local clients hold ([`interest`]).
 //! - **Retained messages**, presence included, into a JetStream stream holding one
 //!   message per subject (`{prefix}.r.{levels}`); an empty payload deletes.
+//! - **Client-id claims**: the client id, node id and connection epoch of each accepted
+//!   CONNECT, into a JetStream stream that orders them for every node ([`claims`]).
 //! - **Heartbeats**: each node's id and the time, into a JetStream KV bucket
 //!   ([`liveness`] judges them).
 //!
@@ -30,11 +32,13 @@
 #![cfg_attr(not(test), allow(dead_code))]
 
 mod bridge;
+mod claims;
 mod dedup;
 mod headers;
 mod interest;
 mod liveness;
 mod nats;
+mod share;
 mod subject;
 
 #[cfg(test)]
@@ -45,6 +49,7 @@ mod nats_tests;
 mod test_cluster;
 
 pub use crate::bridge::{Bridge, LocalInterest, Message, Stats};
+pub use crate::claims::{Claim, ClaimWatch, Claims};
 pub use crate::headers::HeaderError;
 pub use crate::nats::BridgeError;
 pub use crate::subject::SubjectError;

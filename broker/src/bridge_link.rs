@@ -52,13 +52,13 @@ pub(crate) fn interest_hook(interest: LocalInterest) -> InterestHook {
 
 /// Connects to NATS and starts the bridge's link. Fails if no NATS server answers now;
 /// after that the NATS client reconnects by itself and `/healthz` says `degraded` while
-/// it is away.
+/// it is away. Returns the node's client-id claims (`cluster_claims`).
 pub(crate) async fn start(
     cluster: &Cluster,
     router: &Router,
     interest: LocalInterest,
     drain: Arc<Drain>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<roost_bridge::Claims> {
     let bridge = Bridge::connect(cluster, interest)
         .await
         .context("joining the cluster")?;
@@ -83,8 +83,9 @@ pub(crate) async fn start(
     }
     let span = info_span!("bridge", node_id = bridge.node_id().to_owned());
     info!(parent: &span, nats = %cluster.nats.join(","), "joined the cluster");
+    let claims = bridge.claims();
     tokio::spawn(run(bridge, link, drain).instrument(span));
-    Ok(())
+    Ok(claims)
 }
 
 async fn run(mut bridge: Bridge, mut link: Link, drain: Arc<Drain>) {
@@ -163,6 +164,7 @@ fn outgoing(link: &mut Link, notification: Notification) -> Option<Message> {
         response_topic: properties.response_topic,
         correlation_data: properties.correlation_data,
         user_properties: properties.user_properties,
+        share_group: None,
     })
 }
 
@@ -178,6 +180,7 @@ fn incoming(message: Message, pkid: u16) -> Vec<Packet> {
     };
     let mut publish = Publish::new(Bytes::from(message.topic), message.payload, message.retain);
     publish.set_qos(qos, pkid);
+    publish.set_scope(crate::cluster_share::scope(message.share_group));
     let has_properties = message.content_type.is_some()
         || message.response_topic.is_some()
         || message.correlation_data.is_some()

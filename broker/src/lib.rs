@@ -16,6 +16,8 @@ mod ack_order;
 mod agent;
 mod bridge_link;
 pub mod cli;
+mod cluster_claims;
+mod cluster_share;
 mod codec;
 mod conn;
 mod doctor;

@@ -35,6 +35,8 @@ pub struct Context {
     /// Signed-in connections right now.
     pub active: AtomicUsize,
     pub drain: Arc<Drain>,
+    /// Client-id claims across the cluster (`cluster_claims`); set once the bridge is up.
+    pub(crate) claims: std::sync::OnceLock<roost_bridge::Claims>,
 }
 
 /// A started node: the addresses it listens on, and what a drain needs.
@@ -129,12 +131,18 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         stamped: config.history.delivery() == roost_config::Delivery::Stamped,
         active: AtomicUsize::new(0),
         drain: Arc::new(Drain::default()),
+        claims: std::sync::OnceLock::new(),
     });
 
     // Before the listeners, so that every client publish reaches the bridge's link.
     if let Some(interest) = interest {
-        crate::bridge_link::start(&config.cluster, &ctx.router, interest, ctx.drain.clone())
-            .await?;
+        let claims =
+            crate::bridge_link::start(&config.cluster, &ctx.router, interest, ctx.drain.clone())
+                .await?;
+        crate::cluster_claims::start(ctx.clone(), claims.clone())
+            .await
+            .context("reading client-id claims")?;
+        let _ = ctx.claims.set(claims);
     }
 
     let mqtt = &config.mqtt;

@@ -45,6 +45,20 @@ impl Presence {
     }
 }
 
+impl Presence {
+    /// A device of `user` left because another node took its client id over: counted
+    /// out, but no `offline`, since the user is online on that node.
+    pub(crate) async fn moved(&self, user: &str) {
+        let mut devices = self.devices.lock().await;
+        if let Some(count) = devices.get_mut(user) {
+            *count -= 1;
+            if *count == 0 {
+                devices.remove(user);
+            }
+        }
+    }
+}
+
 fn status(user: &str, status: Status) -> SystemMessage {
     let payload = Payload {
         status,
