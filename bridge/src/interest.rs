@@ -10,7 +10,7 @@
 //! NATS queue named after the group and filter (`share`), apart from the plain
 //! subscriptions of the same subjects: NATS hands each message to one node of the queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::share::{self, Share};
 use crate::subject::{Space, Subjects};
@@ -46,6 +46,9 @@ pub(crate) struct Interest {
     filters: HashMap<String, usize>,
     /// Distinct filters per NATS subscription.
     counts: HashMap<Sub, usize>,
+    /// The shared subscriptions held (a subset of `filters`, kept apart so that
+    /// [`Interest::served`], asked on every publish, looks at these only).
+    shares: HashSet<Share>,
 }
 
 impl Interest {
@@ -54,6 +57,7 @@ impl Interest {
             subjects,
             filters: HashMap::new(),
             counts: HashMap::new(),
+            shares: HashSet::new(),
         }
     }
 
@@ -78,6 +82,9 @@ impl Interest {
         if *held > 1 {
             return Vec::new();
         }
+        if let Some(share) = Share::parse(filter) {
+            self.shares.insert(share);
+        }
         let mut actions = Vec::new();
         for sub in self.subs(filter) {
             let count = self.counts.entry(sub.clone()).or_insert(0);
@@ -100,6 +107,9 @@ impl Interest {
             return Vec::new();
         }
         self.filters.remove(filter);
+        if let Some(share) = Share::parse(filter) {
+            self.shares.remove(&share);
+        }
         let mut actions = Vec::new();
         for sub in self.subs(filter) {
             if let Some(count) = self.counts.get_mut(&sub) {
@@ -127,10 +137,10 @@ impl Interest {
     /// entering here is delivered to their members here, and no other node's.
     pub(crate) fn served(&self, topic: &str) -> Vec<Share> {
         let mut served: Vec<Share> = self
-            .filters
-            .keys()
-            .filter_map(|filter| Share::parse(filter))
+            .shares
+            .iter()
             .filter(|s| share::matches(&s.filter, topic))
+            .cloned()
             .collect();
         served.sort();
         served

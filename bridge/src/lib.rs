@@ -42,6 +42,8 @@ mod share;
 mod subject;
 
 #[cfg(test)]
+mod claims_tests;
+#[cfg(test)]
 mod nats_tests;
 #[cfg(test)]
 #[path = "../../tests/common/nats.rs"]

@@ -305,3 +305,35 @@ fn publish(ctx: &Arc<Context>, will: Will) {
     };
     tokio::spawn(async move { system.publish_with(message, props).await });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_claim_takes_over_only_once_the_own_claim_is_through() {
+        let registry = Registry::default();
+        assert!(!registry.taken_elsewhere("x"), "nothing of x here");
+        let first = registry.claim("x", true);
+        assert!(
+            !registry.taken_elsewhere("x"),
+            "x's own claim is on its way, so the other one came earlier"
+        );
+        registry.claim_settled("x", first);
+        assert!(registry.taken_elsewhere("x"), "a later claim takes x over");
+        // A newer local connection is on its way again: an older claim of its own epoch
+        // coming back does not settle it.
+        let second = registry.claim("x", true);
+        registry.claim_settled("x", first);
+        assert!(!registry.taken_elsewhere("x"));
+        registry.claim_settled("x", second);
+        assert!(registry.taken_elsewhere("x"));
+    }
+
+    #[test]
+    fn outside_a_cluster_nothing_is_on_its_way() {
+        let registry = Registry::default();
+        registry.claim("x", false);
+        assert!(registry.taken_elsewhere("x"));
+    }
+}
