@@ -11,7 +11,7 @@
 //! claim is its own (its connection is confirmed) or another node's (a local session of
 //! that client id whose own claim came earlier, or that never made it into the stream, is
 //! taken over). Claims only matter while in flight, so the stream keeps each for a minute,
-//! in memory, one per client id.
+//! in memory.
 
 use std::time::Duration;
 
@@ -32,14 +32,15 @@ const EPOCH: &str = "Roost-Epoch";
 /// node whose NATS is this slow serves its client without a cluster-wide claim.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The claims stream's settings: `{P}_claims` on `{prefix}.claim.>`, a minute of claims,
-/// one per client id, at most 64 MiB (oldest dropped first).
+/// The claims stream's settings: `{P}_claims` on `{prefix}.claim.>`, every claim of the
+/// last minute, at most 64 MiB (oldest dropped first). Not one per client id: a claim
+/// replaced before a node read it would never reach that node, and the order every node
+/// agrees on would have a hole.
 pub(crate) fn stream_config(names: &str, subject: String, replicas: usize) -> stream::Config {
     stream::Config {
         name: format!("{names}_claims"),
         description: Some("roost client-id claims".into()),
         subjects: vec![subject],
-        max_messages_per_subject: 1,
         max_age: Duration::from_secs(60),
         max_bytes: 64 * 1024 * 1024,
         discard: stream::DiscardPolicy::Old,

@@ -13,7 +13,7 @@
 //!   an empty payload deletes the subject's message.
 //!
 //! - stream `{P}_claims` on `{prefix}.claim.>`: client-id claims (`claims`), in memory,
-//!   one per client id, kept a minute.
+//!   kept a minute.
 //!
 //! All are replicated on up to three servers (as many as the NATS cluster announces).
 
