@@ -10,7 +10,9 @@
 //!   origin node, its sequence, QoS, retain and the MQTT 5 properties content type, user
 //!   properties, response topic and correlation data ([`headers`]). NATS forwards a
 //!   message only to nodes that subscribed a matching subject, and a node subscribes
-//!   exactly the filters its local clients hold ([`interest`]).
+//!   exactly the filters its local clients hold ([`interest`]). A shared subscription
+//!   `$share/{group}/{filter}` is a NATS queue subscription, so one node gets each message
+//!   ([`share`]); the headers name the shared subscriptions the origin served itself.
 //! - **Retained messages**, presence included, into a JetStream stream holding one
 //!   message per subject (`{prefix}.r.{levels}`); an empty payload deletes.
 //! - **Client-id claims**: the client id, node id and connection epoch of each accepted
