@@ -220,6 +220,11 @@ impl Bridge {
         crate::claims::Claims::new(self.nats.clone())
     }
 
+    /// The NATS connection, for the node's membership (`members`).
+    pub(crate) fn nats(&self) -> Arc<Nats> {
+        self.nats.clone()
+    }
+
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
     }

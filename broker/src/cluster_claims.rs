@@ -33,7 +33,7 @@ const REWATCH_AFTER: Duration = Duration::from_secs(1);
 /// logged and settled: the client is served by this node alone, as when NATS is
 /// unreachable.
 pub(crate) async fn announce(ctx: &Context, client_id: &str, epoch: u64) {
-    let Some(claims) = ctx.claims.get() else {
+    let Some(claims) = ctx.claims.as_ref() else {
         return;
     };
     if let Err(error) = claims.announce(client_id, epoch).await {

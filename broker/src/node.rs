@@ -11,7 +11,7 @@ use roost_auth::{Acl, KeySettings, Verifier};
 use roost_config::{Config, Limits};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::{error, info, warn};
@@ -32,11 +32,13 @@ pub struct Context {
     /// `history.delivery = "stamped"`: chat on stored topics goes to the history service's
     /// ingress, and reaches its recipients once stored (docs/protocol.md section 4).
     pub stamped: bool,
-    /// Signed-in connections right now.
-    pub active: AtomicUsize,
+    /// Signed-in connections right now (shared with the cluster heartbeat).
+    pub active: Arc<AtomicUsize>,
     pub drain: Arc<Drain>,
-    /// Client-id claims across the cluster (`cluster_claims`); set once the bridge is up.
-    pub(crate) claims: std::sync::OnceLock<roost_bridge::Claims>,
+    /// With `[cluster]`: this node's membership (presence and wills across nodes).
+    pub(crate) members: Option<roost_bridge::Members>,
+    /// With `[cluster]`: client-id claims across the cluster (`cluster_claims`).
+    pub(crate) claims: Option<roost_bridge::Claims>,
 }
 
 /// A started node: the addresses it listens on, and what a drain needs.
@@ -49,6 +51,9 @@ pub struct Bound {
     pid_file: PathBuf,
 }
 
+/// How long a draining node waits for its presence and wills to reach the cluster.
+const LEAVE_WITHIN: Duration = Duration::from_secs(5);
+
 impl Bound {
     /// Drains the node (see `drain.rs`): stop accepting, disconnect the clients over
     /// `cluster.drain_period`, let the history service store what it took.
@@ -56,6 +61,11 @@ impl Bound {
         crate::drain::run(&self.ctx, self.drain_period).await;
         self.remove_pid_file();
         self.history.finish(Duration::from_secs(30)).await;
+        // Last: what the history service stored has crossed; now the others forget this
+        // node instead of judging it dead.
+        if let Some(members) = &self.ctx.members {
+            members.leave(LEAVE_WITHIN).await;
+        }
     }
 
     /// Forgets the pid file (`roost drain` reads it); the node is going away.
@@ -117,6 +127,26 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         history.clone(),
         hs256,
     ));
+    let active = Arc::new(AtomicUsize::new(0));
+    let drain = Arc::new(Drain::default());
+    // Before the listeners, so that every client publish reaches the bridge's link.
+    let joined = match interest {
+        Some(interest) => {
+            let active = active.clone();
+            let connections = move || active.load(Ordering::Relaxed) as u64;
+            let joined = crate::bridge_link::start(
+                &config.cluster,
+                &router,
+                interest,
+                drain.clone(),
+                connections,
+            )
+            .await?;
+            Some(joined)
+        }
+        None => None,
+    };
+    let members = joined.as_ref().map(|j| j.members.clone());
     let ctx = Arc::new(Context {
         verifier: verifier.clone(),
         accounts: accounts.clone(),
@@ -124,25 +154,26 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         limits: config.limits.clone(),
         allow_anonymous: config.auth.allow_anonymous,
         router,
-        presence: Presence::new(system.clone()),
+        presence: Presence::new(system.clone(), members.clone()),
         system,
         registry: Registry::default(),
         retained: Retained::new(config.limits.max_retained_per_user),
         stamped: config.history.delivery() == roost_config::Delivery::Stamped,
-        active: AtomicUsize::new(0),
-        drain: Arc::new(Drain::default()),
-        claims: std::sync::OnceLock::new(),
+        active,
+        drain,
+        members,
+        claims: joined.as_ref().map(|j| j.claims.clone()),
     });
-
-    // Before the listeners, so that every client publish reaches the bridge's link.
-    if let Some(interest) = interest {
-        let claims =
-            crate::bridge_link::start(&config.cluster, &ctx.router, interest, ctx.drain.clone())
-                .await?;
-        crate::cluster_claims::start(ctx.clone(), claims.clone())
+    if let Some(joined) = joined {
+        // Before the listeners: a claim read from now on takes over a session here.
+        crate::cluster_claims::start(ctx.clone(), joined.claims)
             .await
             .context("reading client-id claims")?;
-        let _ = ctx.claims.set(claims);
+        tokio::spawn(crate::cluster_presence::run(
+            ctx.clone(),
+            joined.events,
+            joined.local,
+        ));
     }
 
     let mqtt = &config.mqtt;

@@ -276,7 +276,10 @@ impl Registry {
 
 /// The will as a message, unless it is retained and its user holds all the retained topics
 /// they may already.
-fn message(ctx: &Context, will: Will) -> Option<(SystemMessage, Option<PublishProperties>)> {
+pub(crate) fn message(
+    ctx: &Context,
+    will: Will,
+) -> Option<(SystemMessage, Option<PublishProperties>)> {
     if will.retain {
         if let Err(refusal) = ctx.retained.admit(&will.user, &will.topic, &will.payload) {
             let (user, topic, code) = (&will.user, &will.topic, refusal.code());

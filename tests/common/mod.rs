@@ -10,7 +10,9 @@ pub mod nats;
 pub mod pg;
 pub mod process_log;
 pub mod raw;
+pub mod restart;
 pub mod tools;
+pub mod webdriver;
 
 #[allow(unused_imports)]
 pub(crate) use backend::{on_both_backends, Backend};

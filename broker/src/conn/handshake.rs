@@ -189,7 +189,7 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
     // Claimed before the router takes the session over, so the connection it replaces
     // sees, when it closes, that its client is back (its delayed will is dropped).
     // In a cluster the claim also goes to every node (`cluster_claims`), once linked.
-    let epoch = ctx.registry.claim(&client_id, ctx.claims.get().is_some());
+    let epoch = ctx.registry.claim(&client_id, ctx.claims.is_some());
     let receive_maximum = connect_props.as_ref().and_then(|p| p.receive_maximum);
     // v5: the session ends this long after the connection (0xFFFFFFFF: never); v3.1.1
     // persistent sessions wait for the client.
@@ -273,9 +273,10 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         Vec::new()
     };
 
-    ctx.presence.connected(&identity.user).await;
-
     let will = will.map(|w| w.owned_by(&identity.user));
+    // Before presence: in a cluster the will is stored before the user shows online.
+    crate::cluster_presence::remember_will(&ctx, &client_id, epoch, will.as_ref());
+    ctx.presence.connected(&identity.user).await;
     let mut session = Session::new(
         version,
         identity,

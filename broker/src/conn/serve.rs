@@ -258,6 +258,9 @@ impl Connection {
             clean_end,
             will,
         );
+        // Moved or not, this node no longer owns the connection's will: out of the wills
+        // bucket, so no survivor publishes it either.
+        crate::cluster_presence::forget_will(&self.ctx, &self.session.client_id, self.epoch);
         let user = &self.session.identity.user;
         match closed {
             Closed::Here => self.ctx.presence.disconnected(user).await,
