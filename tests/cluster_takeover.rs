@@ -16,9 +16,14 @@ use std::time::Duration;
 
 /// A node of the cluster, named `node_id`, connected to NATS server `server`.
 fn node(nats: &TestCluster, server: usize, node_id: &str, db: &PgDb) -> Node {
+    node_with(nats, server, node_id, db, "")
+}
+
+/// A node as [`node`], with more `[cluster]` keys (`extra`, TOML lines).
+fn node_with(nats: &TestCluster, server: usize, node_id: &str, db: &PgDb, extra: &str) -> Node {
     Node::builder()
         .toml(&format!(
-            "[history]\ndatabase_url = \"{}\"\n\n[cluster]\nnode_id = \"{node_id}\"\nnats = [\"{}\"]\n",
+            "[history]\ndatabase_url = \"{}\"\n\n[cluster]\nnode_id = \"{node_id}\"\nnats = [\"{}\"]\n{extra}",
             db.url,
             nats.url(server)
         ))
@@ -98,6 +103,52 @@ async fn takeover_across_nodes_closes_the_old_connection_without_will_or_offline
         "the old connection's will was published"
     );
     assert_eq!(retained_presence(&a, "erin", "alice").await, "online");
+    assert_eq!(retained_presence(&b, "frank", "alice").await, "online");
+}
+
+/// A session taken over by another node takes its will out of the cluster's wills bucket
+/// and its user out of the bucket's presence for the old node: when the old node then
+/// dies, the survivor cleaning up finds no will of it (nobody publishes it) and leaves the
+/// user online on the node that took over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_sessions_will_is_not_published_when_its_old_node_dies() {
+    let nats = TestCluster::start();
+    let db = PgDb::create();
+    // Short, so that node a's death is noticed soon.
+    let extra = "node_timeout = \"3s\"\n";
+    let a = node_with(&nats, 0, "a", &db, extra);
+    let b = node_with(&nats, 1, "b", &db, extra);
+    let mut bob = Peer::connect(&b, "bob", &[]).await;
+    bob.subscribe("im/dm/bob/+").await;
+
+    let with_will = Connect {
+        will: Some(("im/dm/bob/alice".into(), chat("w1", "will").into_bytes())),
+        ..Connect::user(V5, "alice", &token("alice"))
+    };
+    let (mut old, ack) = Raw::connect(&a, &with_will).await;
+    assert_eq!(ack.connack_code(), 0);
+    // Online across the cluster once the will is stored in the cluster.
+    assert_eq!(retained_presence(&b, "carol", "alice").await, "online");
+
+    let (_new, ack) = Raw::connect(&b, &Connect::user(V5, "alice", &token("alice"))).await;
+    assert_eq!(ack.connack_code(), 0);
+    old.closed().await;
+    a.wait_for_log(&["session moved to another node"]).await;
+    // Node a writes its changes to the buckets in the order they happened, wills first:
+    // once gina, who signs in on a after the move, shows online on b, alice's will and
+    // her device on a are out of the buckets.
+    let _gina = Peer::connect(&a, "gina", &[]).await;
+    assert_eq!(retained_presence(&b, "dave", "gina").await, "online");
+
+    drop(a); // SIGKILL
+    b.wait_for_log(&["dead node cleaned up", "users=1", "wills=0"])
+        .await;
+    // Anything b published cleaning up went out before this marker, which goes the same
+    // way: b's router to bob.
+    let erin = Peer::connect(&b, "erin", &[]).await;
+    erin.dm("bob", "m1", "marker").await;
+    let bodies = bodies_until(&mut bob, "marker").await;
+    assert_eq!(bodies, ["marker"], "the moved session's will was published");
     assert_eq!(retained_presence(&b, "frank", "alice").await, "online");
 }
 
