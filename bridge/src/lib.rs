@@ -10,9 +10,13 @@
 //!   origin node, its sequence, QoS, retain and the MQTT 5 properties content type, user
 //!   properties, response topic and correlation data ([`headers`]). NATS forwards a
 //!   message only to nodes that subscribed a matching subject, and a node subscribes
-//!   exactly the filters its local clients hold ([`interest`]).
+//!   exactly the filters its local clients hold ([`interest`]). A shared subscription
+//!   `$share/{group}/{filter}` is a NATS queue subscription, so one node gets each message
+//!   ([`share`]); the headers name the shared subscriptions the origin served itself.
 //! - **Retained messages**, presence included, into a JetStream stream holding one
 //!   message per subject (`{prefix}.r.{levels}`); an empty payload deletes.
+//! - **Client-id claims**: the client id, node id and connection epoch of each accepted
+//!   CONNECT, into a JetStream stream that orders them for every node ([`claims`]).
 //! - **Heartbeats**: each node's id, the time, its connection count and whether it is a
 //!   standby, into a JetStream KV bucket (`liveness` judges them, `members` sends them).
 //! - **Presence and wills**: per user, the nodes where they have a device, and the will of
@@ -33,6 +37,7 @@
 #![cfg_attr(not(test), allow(dead_code))]
 
 mod bridge;
+mod claims;
 mod dedup;
 mod headers;
 mod interest;
@@ -41,8 +46,11 @@ mod liveness;
 mod members;
 mod nats;
 mod presence;
+mod share;
 mod subject;
 
+#[cfg(test)]
+mod claims_tests;
 #[cfg(test)]
 mod members_tests;
 #[cfg(test)]
@@ -53,6 +61,7 @@ mod nats_tests;
 mod test_cluster;
 
 pub use crate::bridge::{Bridge, LocalInterest, Message, Stats};
+pub use crate::claims::{Claim, ClaimWatch, Claims};
 pub use crate::headers::HeaderError;
 pub use crate::members::{Event, Members, NodeLoad};
 pub use crate::nats::BridgeError;

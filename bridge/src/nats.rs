@@ -13,7 +13,10 @@
 //! - stream `{P}_retained` on `{prefix}.r.>`: one message per subject (last value wins);
 //!   an empty payload deletes the subject's message.
 //!
-//! Both are replicated on up to three servers (as many as the NATS cluster announces).
+//! - stream `{P}_claims` on `{prefix}.claim.>`: client-id claims (`claims`), in memory,
+//!   kept a minute.
+//!
+//! All are replicated on up to three servers (as many as the NATS cluster announces).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,6 +31,7 @@ use roost_config::Cluster;
 use tracing::{info, warn};
 
 use crate::headers::{HeaderError, Meta};
+use crate::interest::Sub;
 use crate::subject::{Space, SubjectError, Subjects};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -80,6 +84,8 @@ pub(crate) struct Nats {
     replicas: usize,
     nodes: kv::Store,
     retained: stream::Stream,
+    /// Client-id claims (`claims`).
+    claims: stream::Stream,
     /// This node's count of live messages put on NATS.
     sent: AtomicU64,
 }
@@ -163,6 +169,14 @@ impl Nats {
             })
             .await
             .map_err(|e| nats_error("creating the retained stream")(e.into()))?;
+        let claims = js
+            .get_or_create_stream(crate::claims::stream_config(
+                &names,
+                subjects.claims(),
+                replicas,
+            ))
+            .await
+            .map_err(|e| nats_error("creating the claims stream")(e.into()))?;
         Ok(Nats {
             node_id,
             subjects,
@@ -172,8 +186,25 @@ impl Nats {
             replicas,
             nodes,
             retained,
+            claims,
             sent: AtomicU64::new(0),
         })
+    }
+
+    pub(crate) fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub(crate) fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    pub(crate) fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub(crate) fn claims_stream(&self) -> &stream::Stream {
+        &self.claims
     }
 
     /// Whether the client is connected right now.
@@ -198,13 +229,19 @@ impl Nats {
             .map_err(|e| nats_error("publishing")(e.into()))
     }
 
-    /// Subscribes to one subject from `interest::Action::Subscribe`; dropping the
-    /// subscriber unsubscribes.
-    pub(crate) async fn subscribe(&self, subject: String) -> Result<Subscriber, BridgeError> {
-        self.client
-            .subscribe(subject)
-            .await
-            .map_err(|e| nats_error("subscribing")(e.into()))
+    /// Subscribes as `interest::Action::Subscribe` says: a subject, in the queue of its
+    /// shared subscription if it has one; dropping the subscriber unsubscribes.
+    pub(crate) async fn subscribe(&self, sub: &Sub) -> Result<Subscriber, BridgeError> {
+        let subject = sub.subject.clone();
+        let subscribed = match &sub.share {
+            None => self.client.subscribe(subject).await,
+            Some(share) => {
+                self.client
+                    .queue_subscribe(subject, share.queue_name())
+                    .await
+            }
+        };
+        subscribed.map_err(|e| nats_error("subscribing")(e.into()))
     }
 
     /// A live message from a subscription as topic, meta and payload. Messages this node
@@ -279,10 +316,6 @@ impl Nats {
             self.replicas,
         )
         .await
-    }
-
-    pub(crate) fn node_id(&self) -> &str {
-        &self.node_id
     }
 
     /// Unsubscribes everything, sends what is buffered and closes the connection: the

@@ -41,10 +41,10 @@ async fn subscribe(receiver: &Nats, filters: &[&str]) -> Vec<async_nats::Subscri
     let mut subscribers = Vec::new();
     for filter in filters {
         for action in interest.subscribe(filter) {
-            let Action::Subscribe(subject) = action else {
+            let Action::Subscribe(sub) = action else {
                 panic!("{action:?}")
             };
-            subscribers.push(receiver.subscribe(subject).await.unwrap());
+            subscribers.push(receiver.subscribe(&sub).await.unwrap());
         }
     }
     subscribers

@@ -65,6 +65,8 @@ pub(crate) struct Joined {
     pub(crate) events: mpsc::Receiver<Event>,
     /// Publishes to local subscribers through the bridge's link: never sent to NATS.
     pub(crate) local: mpsc::Sender<Message>,
+    /// The node's client-id claims (`cluster_claims`).
+    pub(crate) claims: roost_bridge::Claims,
 }
 
 /// Connects to NATS and starts the bridge's link and the node's membership (heartbeats
@@ -106,6 +108,7 @@ pub(crate) async fn start(
     }
     let span = info_span!("bridge", node_id = bridge.node_id().to_owned());
     info!(parent: &span, nats = %cluster.nats.join(","), "joined the cluster");
+    let claims = bridge.claims();
     let running = Running {
         drain,
         members: members.clone(),
@@ -116,6 +119,7 @@ pub(crate) async fn start(
         members,
         events,
         local,
+        claims,
     })
 }
 
@@ -211,6 +215,7 @@ fn outgoing(link: &mut Link, notification: Notification) -> Option<Message> {
         response_topic: properties.response_topic,
         correlation_data: properties.correlation_data,
         user_properties: properties.user_properties,
+        share_group: None,
     })
 }
 
@@ -226,6 +231,7 @@ fn incoming(message: Message, pkid: u16) -> Vec<Packet> {
     };
     let mut publish = Publish::new(Bytes::from(message.topic), message.payload, message.retain);
     publish.set_qos(qos, pkid);
+    publish.set_scope(crate::cluster_share::scope(message.share_group));
     let has_properties = message.content_type.is_some()
         || message.response_topic.is_some()
         || message.correlation_data.is_some()

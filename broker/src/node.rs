@@ -39,6 +39,8 @@ pub struct Context {
     pub drain: Arc<Drain>,
     /// With `[cluster]`: this node's membership (presence and wills across nodes).
     pub(crate) members: Option<roost_bridge::Members>,
+    /// With `[cluster]`: client-id claims across the cluster (`cluster_claims`).
+    pub(crate) claims: Option<roost_bridge::Claims>,
 }
 
 /// A started node: the addresses it listens on, and what a drain needs.
@@ -171,8 +173,13 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         active,
         drain,
         members,
+        claims: joined.as_ref().map(|j| j.claims.clone()),
     });
     if let Some(joined) = joined {
+        // Before the listeners: a claim read from now on takes over a session here.
+        crate::cluster_claims::start(ctx.clone(), joined.claims)
+            .await
+            .context("reading client-id claims")?;
         tokio::spawn(crate::cluster_presence::run(
             ctx.clone(),
             joined.events,

@@ -65,6 +65,25 @@ impl Presence {
     }
 }
 
+impl Presence {
+    /// A device of `user` left because another node took its client id over: counted
+    /// out, and if it was the user's last device here, reported to the cluster as gone
+    /// from this node, never published: the user is online on the node that took over.
+    pub(crate) async fn moved(&self, user: &str) {
+        let mut devices = self.devices.lock().await;
+        let Some(count) = devices.get_mut(user) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            devices.remove(user);
+            if let Some(members) = &self.members {
+                members.device(user, false);
+            }
+        }
+    }
+}
+
 fn message(user: &str, status: Status) -> SystemMessage {
     let payload = Payload {
         status,

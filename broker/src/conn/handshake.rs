@@ -198,7 +198,8 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
     };
     // Claimed before the router takes the session over, so the connection it replaces
     // sees, when it closes, that its client is back (its delayed will is dropped).
-    let epoch = ctx.registry.claim(&client_id);
+    // In a cluster the claim also goes to every node (`cluster_claims`), once linked.
+    let epoch = ctx.registry.claim(&client_id, ctx.claims.is_some());
     let receive_maximum = connect_props.as_ref().and_then(|p| p.receive_maximum);
     // v5: the session ends this long after the connection (0xFFFFFFFF: never); v3.1.1
     // persistent sessions wait for the client.
@@ -218,6 +219,7 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         Ok(link) => link,
         Err(e) => {
             warn!(error = %e, "router refused the link");
+            ctx.registry.claim_settled(&client_id, epoch);
             refused(
                 &mut transport,
                 codec,
@@ -228,6 +230,8 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
             return None;
         }
     };
+
+    crate::cluster_claims::announce(&ctx, &client_id, epoch).await;
 
     // 4. Welcome.
     // v5 Clean Start 0 resumes a saved session even when this one ends with the connection.

@@ -7,6 +7,7 @@ use super::session::{Actions, Close, Env, Session};
 use crate::codec::{Codec, Version};
 use crate::metrics;
 use crate::node::Context;
+use crate::registry::Closed;
 use crate::router::Link;
 use crate::transport::Transport;
 use bytes::BytesMut;
@@ -268,13 +269,15 @@ impl Connection {
         self.link.close();
         let will = self.session.on_close(&close);
         let clean_end = !self.session.persistent && !matches!(close, Close::TakenOver);
-        self.ctx.registry.closed(
+        let closed = self.ctx.registry.closed(
             &self.ctx,
             &self.session.client_id,
             self.epoch,
             clean_end,
             will,
         );
+        // Moved or not, this node no longer owns the connection's will: out of the wills
+        // bucket, so no survivor publishes it either.
         crate::cluster_presence::forget_will(&self.ctx, &self.session.client_id, self.epoch);
         self.ctx
             .accounts
@@ -283,10 +286,15 @@ impl Connection {
         if let Some(scope) = &self.ctx.visibility {
             scope.signed_out(&self.session.identity.user);
         }
-        self.ctx
-            .presence
-            .disconnected(&self.session.identity.user)
-            .await;
+        let user = &self.session.identity.user;
+        match closed {
+            Closed::Here => self.ctx.presence.disconnected(user).await,
+            // Taken over by another node: the user is online there, no flap to offline.
+            Closed::Moved => {
+                self.ctx.presence.moved(user).await;
+                info!("session moved to another node: no will, presence stays online");
+            }
+        }
         metrics::connections(-1.0);
     }
 
