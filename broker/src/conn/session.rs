@@ -13,6 +13,7 @@
 use super::aliases::Aliases;
 pub(crate) use super::close::Close;
 use super::inbound::decode_error;
+use super::packet_ids::PacketIdMap;
 use super::sign_in::Will;
 use crate::codec::Version;
 use crate::metrics;
@@ -27,7 +28,6 @@ use rumqttd::protocol::{
     self, DisconnectReasonCode, Packet, PingResp, PubComp, PubCompReason, Subscribe,
     SubscribeReasonCode, UnsubAck, UnsubAckReason,
 };
-use std::collections::HashMap;
 use std::time::Duration;
 use tracing::{debug, info};
 
@@ -86,9 +86,9 @@ pub(crate) struct Session {
     out_unreleased: u16,
     keepalive: Duration,
     /// QoS 1/2 publishes from the client not finished yet; at most the receive maximum.
-    inbound: HashMap<u16, Inbound>,
+    inbound: PacketIdMap<Inbound>,
     /// SUBACKs the router owes, with the codes of the filters the front-end refused itself.
-    pending_subacks: HashMap<u16, Vec<Option<SubscribeReasonCode>>>,
+    pending_subacks: PacketIdMap<Vec<Option<SubscribeReasonCode>>>,
     /// Boxed: most clients leave none, and it is large.
     will: Option<Box<Will>>,
     /// Filters of the resumed session this token no longer allows, or a root wildcard granted
@@ -117,8 +117,8 @@ impl Session {
             out_unacked: 0,
             out_unreleased: 0,
             keepalive: Duration::from_secs(u64::from(keepalive_secs)),
-            inbound: HashMap::new(),
-            pending_subacks: HashMap::new(),
+            inbound: PacketIdMap::default(),
+            pending_subacks: PacketIdMap::default(),
             will: will.map(Box::new),
             revoked: None,
             aliases: None,
