@@ -12,6 +12,7 @@ mod aliases;
 mod close;
 mod handshake;
 mod inbound;
+mod packet_ids;
 mod serve;
 mod session;
 pub(crate) mod sign_in;

@@ -6,38 +6,35 @@
 //!
 //! It holds the ACL and payload checks on what the client sends, the QoS 1/2 inflight state
 //! in both directions (receive maximum, duplicate QoS 2 packet ids), the SUBACKs the router
-//! owes, keepalive and token-expiry deadlines, and the will.
+//! owes, keepalive and token-expiry deadlines, and the will. This file has the state, the
+//! client's packets other than PUBLISH, and SUBSCRIBE; a PUBLISH is `session_publish.rs`,
+//! what the router sends is `session_router.rs`.
 
 use super::aliases::Aliases;
 pub(crate) use super::close::Close;
-use super::inbound::{
-    decode_error, detach, ephemeral_refusal, foreign_response_topic, ingress_topic,
-    response_topic_error, stamp_identity, valid_publish_topic,
-};
+use super::inbound::decode_error;
+use super::packet_ids::PacketIdMap;
 use super::sign_in::Will;
 use crate::codec::Version;
 use crate::metrics;
 use crate::notice;
 use crate::registry::Registry;
-use crate::retained::RetainRefusal;
 pub(crate) use crate::retained::Retained;
 use crate::revoked::Revoked;
 use crate::router::SystemMessage;
-use roost_auth::{Acl, Grant, Identity, Role};
+use roost_auth::{Acl, Grant, Identity};
 use roost_config::Limits;
-use roost_proto::chat::ChatMessage;
-use roost_proto::delivered::MAX_STAMPED_PAYLOAD;
-use roost_proto::limits::MAX_CHAT_PAYLOAD;
-use roost_proto::stamp;
 use rumqttd::protocol::{
-    self, DisconnectReasonCode, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason,
-    PubRec, PubRecReason, Publish, PublishProperties, Subscribe, SubscribeReasonCode, UnsubAck,
-    UnsubAckReason,
+    self, DisconnectReasonCode, Packet, PingResp, PubComp, PubCompReason, Subscribe,
+    SubscribeReasonCode, UnsubAck, UnsubAckReason,
 };
-use rumqttd::Notification;
-use std::collections::HashMap;
 use std::time::Duration;
 use tracing::{debug, info};
+
+#[path = "session_publish.rs"]
+mod publish;
+#[path = "session_router.rs"]
+mod router;
 
 /// What the session reads besides its own state: the node's rules and shared registry.
 pub(crate) struct Env<'a> {
@@ -89,9 +86,9 @@ pub(crate) struct Session {
     out_unreleased: u16,
     keepalive: Duration,
     /// QoS 1/2 publishes from the client not finished yet; at most the receive maximum.
-    inbound: HashMap<u16, Inbound>,
+    inbound: PacketIdMap<Inbound>,
     /// SUBACKs the router owes, with the codes of the filters the front-end refused itself.
-    pending_subacks: HashMap<u16, Vec<Option<SubscribeReasonCode>>>,
+    pending_subacks: PacketIdMap<Vec<Option<SubscribeReasonCode>>>,
     /// Boxed: most clients leave none, and it is large.
     will: Option<Box<Will>>,
     /// Filters of the resumed session this token no longer allows, or a root wildcard granted
@@ -120,8 +117,8 @@ impl Session {
             out_unacked: 0,
             out_unreleased: 0,
             keepalive: Duration::from_secs(u64::from(keepalive_secs)),
-            inbound: HashMap::new(),
-            pending_subacks: HashMap::new(),
+            inbound: PacketIdMap::default(),
+            pending_subacks: PacketIdMap::default(),
             will: will.map(Box::new),
             revoked: None,
             aliases: None,
@@ -274,209 +271,6 @@ impl Session {
         }
         Ok(())
     }
-
-    fn publish(
-        &mut self,
-        mut publish: Publish,
-        mut props: Option<PublishProperties>,
-        env: &Env,
-        out: &mut Actions,
-    ) -> Result<(), Close> {
-        let (qos, pkid) = (publish.qos() as u8, publish.pkid());
-        // A topic alias is the client's shorthand with this node: resolved here, so the ACL
-        // judges the real topic, and stripped, so no subscriber sees it.
-        if let Some(alias) = props.as_mut().and_then(|p| p.topic_alias.take()) {
-            let aliases = self.aliases.get_or_insert_default();
-            publish.topic = aliases.resolve(alias, publish.topic, env)?;
-        }
-        let Ok(topic) = std::str::from_utf8(&publish.topic) else {
-            // Ill-formed UTF-8 makes a Malformed Packet (MQTT 5 section 1.5.4).
-            return Err(Close::Protocol(
-                DisconnectReasonCode::MalformedPacket,
-                "invalid UTF-8 in the publish topic",
-            ));
-        };
-        if !valid_publish_topic(topic) {
-            return Err(Close::Protocol(
-                DisconnectReasonCode::TopicNameInvalid,
-                "invalid publish topic",
-            ));
-        }
-        if let Some(close) = response_topic_error(props.as_ref()) {
-            return Err(close);
-        }
-        let state = self.inbound.get(&pkid).copied();
-        if qos == 2 {
-            match state {
-                // Exactly once: a QoS 2 id still awaiting its PUBREL is a copy of what was
-                // taken. It is answered again and neither routed nor stored again.
-                Some(Inbound::Received | Inbound::Refused) => {
-                    debug!(pkid, "duplicate QoS 2 publish answered again");
-                    let reason = PubRecReason::Success;
-                    out.to_client
-                        .push(Packet::PubRec(PubRec { pkid, reason }, None));
-                    return Ok(());
-                }
-                // The router's PUBREC for the first copy is on its way.
-                Some(Inbound::Routed) => {
-                    debug!(pkid, "duplicate QoS 2 publish dropped");
-                    return Ok(());
-                }
-                _ => {}
-            }
-        }
-        let receive_maximum = usize::from(env.limits.receive_maximum);
-        if qos > 0 && state.is_none() && self.inbound.len() >= receive_maximum {
-            return Err(Close::Protocol(
-                DisconnectReasonCode::ReceiveMaximumExceeded,
-                "more unacknowledged publishes than the receive maximum",
-            ));
-        }
-        if !env.acl.can_publish(&self.identity, &self.client_id, topic) {
-            metrics::acl_denied("publish");
-            info!(topic, "publish denied");
-            out.notices.push(notice::error(
-                &self.identity.user,
-                notice::payload_id(&publish.payload).as_deref(),
-                notice::FORBIDDEN,
-                format!("not allowed to publish to {topic}"),
-            ));
-            self.refuse_publish(qos, pkid, Refused::NotAuthorized, out);
-            return Ok(());
-        }
-        if let Some(refusal) =
-            foreign_response_topic(&self.identity, &self.client_id, topic, &props)
-        {
-            metrics::acl_denied("response_topic");
-            info!(
-                topic,
-                "request refused: Response Topic outside the user's im/sys"
-            );
-            out.notices.push(refusal);
-            self.refuse_publish(qos, pkid, Refused::NotAuthorized, out);
-            return Ok(());
-        }
-        if let Some(why) = ephemeral_refusal(&self.identity, topic, &publish.payload) {
-            metrics::payload_refused(notice::INVALID_PAYLOAD);
-            info!(topic, "presence status or signal refused");
-            let user = self.identity.user.as_str();
-            out.notices
-                .push(notice::error(user, None, notice::INVALID_PAYLOAD, why));
-            self.refuse_publish(qos, pkid, Refused::BadPayload, out);
-            return Ok(());
-        }
-        let stored = roost_proto::topic::is_stored(topic);
-        // A history worker's stamped copy goes to the recipients as it is (see `route`).
-        let stamped_copy = stored
-            && self.identity.role == Role::Service
-            && props
-                .as_ref()
-                .is_some_and(|p| stamp::is_stamped_copy(&p.user_properties));
-        if stored {
-            let limit = if stamped_copy {
-                MAX_STAMPED_PAYLOAD
-            } else {
-                MAX_CHAT_PAYLOAD
-            };
-            if let Err(e) = ChatMessage::parse_within(&publish.payload, limit) {
-                metrics::payload_refused(e.code());
-                info!(topic, code = e.code(), "chat payload refused");
-                out.notices.push(notice::error(
-                    &self.identity.user,
-                    notice::payload_id(&publish.payload).as_deref(),
-                    e.code(),
-                    e.to_string(),
-                ));
-                self.refuse_publish(qos, pkid, Refused::BadPayload, out);
-                return Ok(());
-            }
-        }
-        if publish.retain {
-            let user = self.identity.user.as_str();
-            if let Err(r) = env.retained.admit(user, topic, &publish.payload) {
-                let id = notice::payload_id(&publish.payload);
-                let message = r.message(topic);
-                out.notices
-                    .push(notice::error(user, id.as_deref(), r.code(), message));
-                self.refuse_publish(qos, pkid, Refused::Retain(r), out);
-                return Ok(());
-            }
-        }
-        let mut props = stamp_identity(
-            props,
-            &self.identity,
-            (&self.client_id, self.client_max_packet.map(u32::from)),
-            topic,
-        );
-        match qos {
-            1 => {
-                self.inbound.insert(pkid, Inbound::AtLeastOnce);
-            }
-            2 => {
-                self.inbound.insert(pkid, Inbound::Routed);
-            }
-            _ => {}
-        }
-        metrics::message_in();
-        // Stamped delivery: to the history service, which delivers it once stored.
-        let ingress = (stored && env.stamped && !stamped_copy).then(|| ingress_topic(topic));
-        let mut publish = detach(publish);
-        if let Some(ingress) = ingress {
-            publish.topic = ingress.into();
-            if qos == 2 {
-                // The history service reads at QoS 1; the copy goes out at the QoS sent.
-                let p = props.get_or_insert_with(Default::default);
-                p.user_properties
-                    .push((stamp::QOS.to_owned(), "2".to_owned()));
-            }
-        }
-        out.to_router.push(Packet::Publish(publish, props));
-        Ok(())
-    }
-
-    /// Answers a refused publish: v5 hears why, v3.1.1 (which has no way to say it) gets a
-    /// normal ack and the message is dropped. Both get an `error` notice.
-    fn refuse_publish(&mut self, qos: u8, pkid: u16, why: Refused, out: &mut Actions) {
-        let v5 = self.version == Version::V5;
-        match qos {
-            1 => {
-                let reason = match (v5, why) {
-                    (false, _) => PubAckReason::Success,
-                    (true, Refused::NotAuthorized) => PubAckReason::NotAuthorized,
-                    (true, Refused::BadPayload) => PubAckReason::PayloadFormatInvalid,
-                    (true, Refused::Retain(RetainRefusal::NotAllowed)) => {
-                        PubAckReason::ImplementationSpecificError
-                    }
-                    (true, Refused::Retain(RetainRefusal::QuotaExceeded)) => {
-                        PubAckReason::QuotaExceeded
-                    }
-                };
-                out.to_client
-                    .push(Packet::PubAck(PubAck { pkid, reason }, None));
-            }
-            2 => {
-                let reason = if v5 {
-                    match why {
-                        Refused::NotAuthorized => PubRecReason::NotAuthorized,
-                        Refused::BadPayload => PubRecReason::PayloadFormatInvalid,
-                        Refused::Retain(RetainRefusal::NotAllowed) => {
-                            PubRecReason::ImplementationSpecificError
-                        }
-                        Refused::Retain(RetainRefusal::QuotaExceeded) => {
-                            PubRecReason::QuotaExceeded
-                        }
-                    }
-                } else {
-                    self.inbound.insert(pkid, Inbound::Refused);
-                    PubRecReason::Success
-                };
-                out.to_client
-                    .push(Packet::PubRec(PubRec { pkid, reason }, None));
-            }
-            _ => {}
-        }
-    }
-
     fn subscribe(
         &mut self,
         mut subscribe: Subscribe,
@@ -581,107 +375,6 @@ impl Session {
     fn new_revoked(&self, filters: &[String]) -> Revoked {
         Revoked::new(filters, self.out_unacked, self.out_unreleased)
     }
-
-    /// One notification from the router. `Err` closes the connection.
-    pub(crate) fn on_router(
-        &mut self,
-        notification: Notification,
-        acl: &Acl,
-        out: &mut Actions,
-    ) -> Result<(), Close> {
-        let packet = match notification {
-            Notification::Forward(forward) => {
-                if let Some(revoked) = self.revoked.as_deref_mut() {
-                    let (who, client_id) = (&self.identity, &self.client_id);
-                    let may_read = |topic: &str| acl.can_read(who, client_id, topic);
-                    if let Some(acks) = revoked.intercept(&forward.publish, may_read) {
-                        out.to_router.extend(acks);
-                        return Ok(());
-                    }
-                }
-                if forward.publish.qos() != protocol::QoS::AtMostOnce {
-                    self.out_unacked = self.out_unacked.saturating_add(1);
-                }
-                metrics::messages_out(1);
-                Packet::Publish(forward.publish, forward.properties)
-            }
-            Notification::DeviceAck(ack) => {
-                self.on_ack(Packet::from(ack), out);
-                return Ok(());
-            }
-            Notification::Disconnect(disconnect, _) => {
-                return Err(Close::Protocol(
-                    disconnect.reason_code,
-                    "router closed the link",
-                ));
-            }
-            _ => return Ok(()),
-        };
-        out.to_client.push(packet);
-        Ok(())
-    }
-}
-
-impl Session {
-    /// An ack from the router, for the client.
-    fn on_ack(&mut self, ack: Packet, out: &mut Actions) {
-        let packet = match ack {
-            Packet::SubAck(mut suback, props) => {
-                if let Some(codes) = self.pending_subacks.remove(&suback.pkid) {
-                    let mut granted = suback.return_codes.into_iter();
-                    suback.return_codes = codes
-                        .into_iter()
-                        .map(|own| {
-                            own.or_else(|| granted.next())
-                                .unwrap_or(SubscribeReasonCode::Failure)
-                        })
-                        .collect();
-                }
-                Packet::SubAck(suback, props)
-            }
-            // Answered by the front-end already (see Unsubscribe).
-            Packet::UnsubAck(..) => return,
-            Packet::PubAck(puback, props) => {
-                self.inbound.remove(&puback.pkid);
-                Packet::PubAck(puback, props)
-            }
-            Packet::PubRec(pubrec, props) => {
-                if let Some(state) = self.inbound.get_mut(&pubrec.pkid) {
-                    if *state == Inbound::Routed {
-                        *state = Inbound::Received;
-                    }
-                }
-                Packet::PubRec(pubrec, props)
-            }
-            Packet::PubComp(pubcomp, props) => {
-                self.inbound.remove(&pubcomp.pkid);
-                Packet::PubComp(pubcomp, props)
-            }
-            Packet::PubRel(pubrel, props) => {
-                let revoked = self.revoked.as_deref_mut();
-                match revoked.and_then(|r| r.release(pubrel.pkid)) {
-                    Some(acks) => {
-                        out.to_router.extend(acks);
-                        return;
-                    }
-                    None => {
-                        self.out_unreleased = self.out_unreleased.saturating_add(1);
-                        Packet::PubRel(pubrel, props)
-                    }
-                }
-            }
-            packet => packet,
-        };
-        out.to_client.push(packet);
-    }
-}
-
-/// Why the front-end refused a publish.
-#[derive(Clone, Copy)]
-enum Refused {
-    NotAuthorized,
-    BadPayload,
-    Retain(RetainRefusal),
 }
 
 #[cfg(test)]

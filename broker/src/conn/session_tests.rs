@@ -2,7 +2,11 @@
 
 use super::*;
 use roost_auth::Role;
-use rumqttd::protocol::{PubRel, PubRelReason, QoS};
+use rumqttd::protocol::{
+    PubAck, PubAckReason, PubRec, PubRecReason, PubRel, PubRelReason, Publish, PublishProperties,
+    QoS,
+};
+use rumqttd::Notification;
 
 const CHAT: &[u8] = br#"{"id":"m1","kind":"text","body":"hi"}"#;
 
