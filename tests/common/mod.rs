@@ -6,6 +6,7 @@ pub mod backend;
 pub mod client;
 pub mod history;
 pub mod http;
+pub mod lb;
 pub mod nats;
 pub mod pg;
 pub mod process_log;
@@ -43,6 +44,9 @@ pub struct NodeBuilder {
     extra_toml: String,
     ws: bool,
     tls: bool,
+    /// Fixed MQTT, WebSocket and HTTP addresses instead of free ones (a load balancer's
+    /// config names them before the node starts).
+    at: Option<[SocketAddr; 3]>,
 }
 
 impl Node {
@@ -55,6 +59,7 @@ impl Node {
             extra_toml: String::new(),
             ws: false,
             tls: false,
+            at: None,
         }
     }
 
@@ -129,6 +134,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Listens on these MQTT, WebSocket and HTTP addresses (WebSocket on).
+    pub fn at(mut self, mqtt: SocketAddr, ws: SocketAddr, http: SocketAddr) -> Self {
+        self.ws = true;
+        self.at = Some([mqtt, ws, http]);
+        self
+    }
+
     /// TLS and WSS listeners with the test certificate in tests/certs.
     pub fn tls(mut self) -> Self {
         self.tls = true;
@@ -138,9 +150,11 @@ impl NodeBuilder {
     pub fn start(self) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let certs = certs_dir();
-        let mut mqtt = String::from("[mqtt]\nlisten = \"127.0.0.1:0\"\n");
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let [mqtt_at, ws_at, http_at] = self.at.unwrap_or([any; 3]);
+        let mut mqtt = format!("[mqtt]\nlisten = \"{mqtt_at}\"\n");
         if self.ws {
-            mqtt.push_str("ws_listen = \"127.0.0.1:0\"\n");
+            mqtt.push_str(&format!("ws_listen = \"{ws_at}\"\n"));
         }
         if self.tls {
             mqtt.push_str(&format!(
@@ -157,9 +171,9 @@ impl NodeBuilder {
         };
         // A test that sets `[http]` keys writes the whole section, `listen` included.
         let http = if self.extra_toml.contains("[http]") {
-            ""
+            String::new()
         } else {
-            "[http]\nlisten = \"127.0.0.1:0\"\n"
+            format!("[http]\nlisten = \"{http_at}\"\n")
         };
         let config = format!(
             "[node]\ndata_dir = \"{}\"\n{mqtt}{http}{auth}{}",
