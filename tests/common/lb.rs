@@ -254,15 +254,18 @@ pub fn nginx(front: &Front, pis: [Pi; 2]) -> Proxy {
     for (name, value) in &vars {
         config = config.replace(&format!("${{{name}}}"), value);
     }
-    if let Some(at) = config.find("${ROOST_") {
-        panic!(
-            "deploy/nginx.conf: a placeholder the test does not fill: {}",
-            &config[at..]
-        );
+    let unfilled = config
+        .lines()
+        .find(|l| !l.trim_start().starts_with('#') && l.contains("${ROOST_"));
+    if let Some(line) = unfilled {
+        panic!("deploy/nginx.conf: a placeholder the test does not fill: {line}");
     }
     let conf = dir.path().join("nginx.conf");
     std::fs::write(&conf, config).unwrap();
     std::fs::create_dir(dir.path().join("logs")).unwrap();
+    std::fs::create_dir(dir.path().join("temp")).unwrap();
+    // Debian's modules-enabled/*.conf load `modules/...so`, relative to the prefix.
+    std::os::unix::fs::symlink("/usr/lib/nginx/modules", dir.path().join("modules")).unwrap();
     let pid = dir.path().join("nginx.pid");
     let mut command = Command::new("nginx");
     command
