@@ -108,7 +108,10 @@ async fn chat(
                 .publish(topic.as_str(), QoS::AtLeastOnce, false, body.clone())
                 .await;
             let waited = match sent {
-                Ok(()) => peer.try_take(Duration::from_secs(5), is_ack(&user, &id)).await,
+                Ok(()) => {
+                    peer.try_take(Duration::from_secs(5), is_ack(&user, &id))
+                        .await
+                }
                 Err(e) => Err(format!("{e:?}")),
             };
             match waited {
@@ -138,10 +141,18 @@ async fn kill_9_one_of_three_nodes_users_come_back_and_nothing_acked_is_lost() {
     let db = PgDb::create();
     let pis = [Pi::free(), Pi::free(), Pi::free()];
     let mut nodes: Vec<Node> = (0..3)
-        .map(|i| pis[i].start(&cluster_toml(&nats, i, &format!("pi{}", i + 1), &pis[i], &db)))
+        .map(|i| {
+            pis[i].start(&cluster_toml(
+                &nats,
+                i,
+                &format!("pi{}", i + 1),
+                &pis[i],
+                &db,
+            ))
+        })
         .collect();
     let front = Front::free();
-    let _haproxy = lb::haproxy(&front, &pis).await;
+    let _haproxy = lb::haproxy(&front, &pis, &[]).await;
 
     let users: Vec<String> = (0..USERS).map(|i| format!("u{i:02}")).collect();
     let mut peers = Vec::new();
@@ -245,7 +256,7 @@ async fn a_node_that_joins_takes_new_users_once_haproxy_sees_it() {
     let (pid1, pid2) = (pi1.pid(), pi2.pid());
     let front = Front::free();
     // pi3's addresses are in the config, but it is not started: HAProxy has it down.
-    let haproxy = lb::haproxy(&front, &pis[..2]).await;
+    let haproxy = lb::haproxy(&front, &pis, &[3]).await;
     let mut early = Vec::new();
     for user in ["e1", "e2", "e3", "e4"] {
         early.push(connect(front.mqtt, user).await);
@@ -269,10 +280,16 @@ async fn a_node_that_joins_takes_new_users_once_haproxy_sees_it() {
     wait_interest(&nats, e1_node, "roost.m.im.dm.e1.*").await;
     e1.dm("n1", "to-new", "welcome").await;
     let (topic, body) = newcomer.next_chat().await;
-    assert_eq!((topic.as_str(), &body["id"]), ("im/dm/n1/e1", &"to-new".into()));
+    assert_eq!(
+        (topic.as_str(), &body["id"]),
+        ("im/dm/n1/e1", &"to-new".into())
+    );
     newcomer.dm("e1", "from-new", "thanks").await;
     let (topic, body) = e1.next_chat().await;
-    assert_eq!((topic.as_str(), &body["id"]), ("im/dm/e1/n1", &"from-new".into()));
+    assert_eq!(
+        (topic.as_str(), &body["id"]),
+        ("im/dm/e1/n1", &"from-new".into())
+    );
     newcomer.ack("from-new").await;
 
     // Nobody else restarted.

@@ -60,7 +60,7 @@ async fn haproxy_moves_users_off_a_draining_node() {
     let pi2 = lb_node();
     let front = Front::free();
     // pi3 is off: HAProxy finds it down.
-    let _haproxy = lb::haproxy(&front, &[Pi::of(&pi1).await, Pi::of(&pi2).await]).await;
+    let _haproxy = lb::haproxy(&front, &[Pi::of(&pi1).await, Pi::of(&pi2).await], &[]).await;
     let mqtt = front.mqtt;
 
     let mut alice = Peer::connect_as(mqtt, "alice", "alice", &[]).await;

@@ -52,11 +52,17 @@ async fn nginx_spreads_users_over_two_nodes_and_they_chat_over_tcp_and_websocket
     wait_interest(&nats, ids[on_alice], "roost.m.im.dm.alice.*").await;
     alice.dm("bob", "tcp-1", "through nginx").await;
     let (topic, body) = bob.next_chat().await;
-    assert_eq!((topic.as_str(), &body["id"]), ("im/dm/bob/alice", &"tcp-1".into()));
+    assert_eq!(
+        (topic.as_str(), &body["id"]),
+        ("im/dm/bob/alice", &"tcp-1".into())
+    );
     alice.ack("tcp-1").await;
     bob.dm("alice", "tcp-2", "and back").await;
     let (topic, body) = alice.next_chat().await;
-    assert_eq!((topic.as_str(), &body["id"]), ("im/dm/alice/bob", &"tcp-2".into()));
+    assert_eq!(
+        (topic.as_str(), &body["id"]),
+        ("im/dm/alice/bob", &"tcp-2".into())
+    );
     bob.ack("tcp-2").await;
 
     // MQTT over WebSocket through http {}: paho-mqtt, one user on each node.
@@ -92,5 +98,8 @@ async fn nginx_spreads_users_over_two_nodes_and_they_chat_over_tcp_and_websocket
         nginx.log_text()
     );
     let on_wsalice = node_of(&nodes, "wsalice", wait).await;
-    assert_ne!(on_wsbob, on_wsalice, "least_conn left a node without a WebSocket user");
+    assert_ne!(
+        on_wsbob, on_wsalice,
+        "least_conn left a node without a WebSocket user"
+    );
 }

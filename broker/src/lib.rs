@@ -34,7 +34,7 @@ mod notice;
 mod presence;
 mod registry;
 mod retained;
-mod standby;
 mod revoked;
 mod router;
+mod standby;
 mod transport;

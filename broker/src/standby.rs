@@ -180,10 +180,7 @@ mod tests {
     fn activates_when_no_active_node_is_alive() {
         let mut s = Standby::new(T);
         let t = Instant::now();
-        assert_eq!(
-            s.step(&[], 0, t),
-            Some(Change::Activate { load: None })
-        );
+        assert_eq!(s.step(&[], 0, t), Some(Change::Activate { load: None }));
         let mut s = Standby::new(T);
         assert_eq!(
             s.step(&[resting(3)], 0, t),
@@ -208,7 +205,10 @@ mod tests {
         assert_eq!(s.phase(), Phase::Releasing);
         assert!(!s.serving());
         // Nothing more until the release is over; then at rest, and it can come back.
-        assert_eq!(s.step(&[active(900)], 0, t0 + Duration::from_secs(61)), None);
+        assert_eq!(
+            s.step(&[active(900)], 0, t0 + Duration::from_secs(61)),
+            None
+        );
         s.released();
         assert_eq!(s.phase(), Phase::Resting);
         assert!(matches!(
@@ -267,7 +267,10 @@ mod tests {
         s.step(&[active(100), active(100), active(100)], 0, t0);
         let spread = [active(75), active(75), active(75)];
         for minute in 1..=10 {
-            assert_eq!(s.step(&spread, 75, t0 + Duration::from_secs(60 * minute)), None);
+            assert_eq!(
+                s.step(&spread, 75, t0 + Duration::from_secs(60 * minute)),
+                None
+            );
         }
         assert!(s.serving());
     }

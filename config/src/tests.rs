@@ -795,7 +795,10 @@ fn standby_keys() {
             "needs cluster.agent_listen",
         );
         assert_invalid(
-            load_toml(jail, &clustered(&format!("{standby}scale_down_at = 1000\n"))),
+            load_toml(
+                jail,
+                &clustered(&format!("{standby}scale_down_at = 1000\n")),
+            ),
             "cluster.scale_down_at",
             "must be below cluster.scale_up_at (1000)",
         );

@@ -172,7 +172,11 @@ impl Peer {
     }
 
     /// Like `connect_as`, but a failed connection is an `Err` (how it failed), not a panic.
-    pub async fn try_connect_as(addr: SocketAddr, user: &str, client_id: &str) -> Result<Peer, String> {
+    pub async fn try_connect_as(
+        addr: SocketAddr,
+        user: &str,
+        client_id: &str,
+    ) -> Result<Peer, String> {
         let token = token_with(user, &[], Role::User, HOUR);
         let mut options = Mqtt5::new(client_id, addr.ip().to_string(), addr.port());
         options.set_credentials(user, &token);
