@@ -21,6 +21,7 @@ mod conn;
 mod doctor;
 mod drain;
 mod drain_cmd;
+mod elastic;
 #[doc(hidden)]
 pub mod fuzzing;
 mod history;

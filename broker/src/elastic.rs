@@ -1,0 +1,89 @@
+//! Runs an elastic standby (`[cluster] standby = true`): once a second it looks at the
+//! cluster's loads (the other nodes' heartbeats) and this node's connections, asks the
+//! state machine in `standby.rs` what to do, and does it: the agent check says `ready` or
+//! `drain`, a release disconnects the users over `drain_period` (they reconnect through
+//! the load balancer to the others), the heartbeat says whether this node is at rest, and
+//! the metrics and the log say when and why.
+//!
+//! Why apart from `standby.rs`: that one decides (pure, unit-tested); this one only
+//! carries the decisions out.
+
+use crate::node::Context;
+use crate::standby::{Change, NodeLoad, Standby, Thresholds};
+use roost_config::Cluster;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::info;
+
+/// How often the standby looks at the cluster.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// The thresholds of `[cluster]`.
+pub(crate) fn thresholds(cluster: &Cluster) -> Thresholds {
+    Thresholds {
+        scale_up_at: cluster.scale_up_at,
+        scale_down_at: cluster.scale_down_at,
+        scale_down_after: cluster.scale_down_after,
+    }
+}
+
+/// Runs the standby for good. `others` gives the other live nodes' last loads; `tell`
+/// puts whether this node is at rest into its heartbeat.
+pub(crate) async fn run(
+    ctx: Arc<Context>,
+    cluster: Cluster,
+    others: impl Fn() -> Vec<NodeLoad> + Send + 'static,
+    tell: impl Fn(bool) + Send + 'static,
+) {
+    let thresholds = thresholds(&cluster);
+    let mut standby = Standby::new(thresholds);
+    ctx.drain.set_resting(true);
+    tell(true);
+    crate::metrics::standby_resting();
+    info!(
+        scale_up_at = thresholds.scale_up_at,
+        "standby: at rest, joined; taking users once the cluster's load reaches scale_up_at"
+    );
+    let mut tick = tokio::time::interval(LOOK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if ctx.drain.health() == crate::drain::Health::Draining {
+            return;
+        }
+        let own = ctx.active.load(Ordering::Acquire);
+        match standby.step(&others(), own, Instant::now()) {
+            None => {}
+            Some(Change::Activate { load }) => {
+                ctx.drain.set_resting(false);
+                tell(false);
+                crate::metrics::standby_active(true);
+                match load {
+                    Some(load) => info!(
+                        load = format!("{load:.1}"),
+                        scale_up_at = thresholds.scale_up_at,
+                        "standby: taking users: connections per active node reached scale_up_at"
+                    ),
+                    None => info!("standby: taking users: no other active node is alive"),
+                }
+            }
+            Some(Change::Release { load }) => {
+                ctx.drain.set_resting(true);
+                tell(true);
+                crate::metrics::standby_active(false);
+                info!(
+                    load = format!("{load:.1}"),
+                    scale_down_at = thresholds.scale_down_at,
+                    after = ?thresholds.scale_down_after,
+                    connections = own,
+                    "standby: giving users back: connections per active node without this one \
+                     stayed under scale_down_at"
+                );
+                crate::drain::release(&ctx, cluster.drain_period()).await;
+                standby.released();
+                info!("standby: at rest again");
+            }
+        }
+    }
+}
