@@ -12,126 +12,15 @@
 
 mod common;
 
-use common::history::Peer;
+use common::chatters::{chat, cluster_toml, connect, expected, stored, wait_acked, Plan};
 use common::lb::{self, node_of, wait_interest, Front, Pi};
 use common::nats::TestCluster;
-use common::pg::{psql, PgDb};
+use common::pg::PgDb;
 use common::Node;
-use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::mqttbytes::QoS;
-use serde_json::Value;
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The `[cluster]` (and shared history) config of node `id` on NATS server `server`.
-fn cluster_toml(nats: &TestCluster, server: usize, id: &str, pi: &Pi, db: &PgDb) -> String {
-    format!(
-        "[history]\ndatabase_url = \"{}\"\n[cluster]\nnode_id = \"{id}\"\nnats = [\"{}\"]\n\
-         agent_listen = \"{}\"\n",
-        db.url,
-        nats.url(server),
-        pi.agent
-    )
-}
-
-/// Connects `user` through the balancer at `front`, trying again while the connection
-/// fails (the balancer may still pick a dead node until its checks notice), for at most
-/// 20 s.
-async fn connect(front: SocketAddr, user: &str) -> Peer {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match Peer::try_connect_as(front, user, user).await {
-            Ok(mut peer) => {
-                peer.subscribe(&format!("im/dm/{user}/+")).await;
-                return peer;
-            }
-            Err(why) => assert!(
-                Instant::now() < deadline,
-                "{user} could not get back in through HAProxy: {why}"
-            ),
-        }
-    }
-}
-
-fn is_ack(user: &str, id: &str) -> impl Fn(&Packet) -> bool {
-    let sys = format!("im/sys/{user}");
-    let id = id.to_owned();
-    move |p| match p {
-        Packet::Publish(p) if p.topic.as_ref() == sys.as_bytes() => {
-            serde_json::from_slice::<Value>(&p.payload)
-                .is_ok_and(|n| n["type"] == "ack" && n["id"] == id.as_str())
-        }
-        _ => false,
-    }
-}
-
-/// What one chatting user went through.
-struct Chatted {
-    user: String,
-    /// When its connection was lost, and when it was back in (signed in and subscribed).
-    lost: Option<(Instant, Instant)>,
-    /// How many sends were retries of a message not acked.
-    resent: usize,
-}
-
-/// `user` sends `count` direct messages to `to`, one at a time, each until its `ack` comes:
-/// a message whose ack does not come (connection lost, or 5 s gone by) is sent again with
-/// the same id after reconnecting through `front`. `acked` counts acks, for the test to
-/// time the kill.
-async fn chat(
-    front: SocketAddr,
-    mut peer: Peer,
-    to: String,
-    count: usize,
-    acked: Arc<AtomicUsize>,
-) -> Chatted {
-    let user = peer.user.clone();
-    let mut out = Chatted {
-        user: user.clone(),
-        lost: None,
-        resent: 0,
-    };
-    for k in 0..count {
-        let id = format!("{user}-{k}");
-        let body = format!(r#"{{"id":"{id}","kind":"text","body":"message {k}"}}"#);
-        let topic = format!("im/dm/{to}/{user}");
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            assert!(tries <= 10, "{id} never acked");
-            let sent = peer
-                .mqtt
-                .client
-                .publish(topic.as_str(), QoS::AtLeastOnce, false, body.clone())
-                .await;
-            let waited = match sent {
-                Ok(()) => {
-                    peer.try_take(Duration::from_secs(5), is_ack(&user, &id))
-                        .await
-                }
-                Err(e) => Err(format!("{e:?}")),
-            };
-            match waited {
-                Ok(Some(_)) => break,
-                Ok(None) => out.resent += 1,
-                Err(_ended) => {
-                    let lost = Instant::now();
-                    assert!(out.lost.is_none(), "{user} lost its connection twice");
-                    peer = connect(front, &user).await;
-                    out.lost = Some((lost, Instant::now()));
-                    out.resent += 1;
-                }
-            }
-        }
-        acked.fetch_add(1, Ordering::Relaxed);
-        // A person's pace, not a synchronisation: the next message after a short pause.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_one_of_three_nodes_users_come_back_and_nothing_acked_is_lost() {
@@ -148,6 +37,7 @@ async fn kill_9_one_of_three_nodes_users_come_back_and_nothing_acked_is_lost() {
                 &format!("pi{}", i + 1),
                 &pis[i],
                 &db,
+                "",
             ))
         })
         .collect();
@@ -181,16 +71,16 @@ async fn kill_9_one_of_three_nodes_users_come_back_and_nothing_acked_is_lost() {
         .into_iter()
         .enumerate()
         .map(|(i, peer)| {
-            let to = users[(i + 1) % USERS].clone();
-            tokio::spawn(chat(front.mqtt, peer, to, MESSAGES, acked.clone()))
+            let plan = Plan {
+                to: users[(i + 1) % USERS].clone(),
+                count: MESSAGES,
+                pace: Duration::from_millis(50),
+            };
+            tokio::spawn(chat(front.mqtt, peer, plan, acked.clone()))
         })
         .collect();
     // Kill pi1 mid-chat: once a quarter of the messages are acked.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.load(Ordering::Relaxed) < USERS * MESSAGES / 4 {
-        assert!(Instant::now() < deadline, "the chat does not get going");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_acked(&acked, USERS * MESSAGES / 4).await;
     let killed = Instant::now();
     let out = common::tools::run_bounded("kill", &["-KILL", &nodes[0].pid().to_string()]);
     assert!(out.status.success());
@@ -232,18 +122,11 @@ async fn kill_9_one_of_three_nodes_users_come_back_and_nothing_acked_is_lost() {
 
     // Everything was acked in the end (resent with the same id until it was), so history
     // holds every message, each once.
-    let stored = psql(
-        &db.url,
-        "SELECT sender || '-' || msg_id FROM history_messages ORDER BY 1",
-    )
-    .unwrap();
-    let stored: Vec<&str> = stored.lines().collect();
-    let mut want: Vec<String> = users
-        .iter()
-        .flat_map(|u| (0..MESSAGES).map(move |k| format!("{u}-{u}-{k}")))
-        .collect();
-    want.sort();
-    assert_eq!(stored, want, "history after the failover");
+    assert_eq!(
+        stored(&db),
+        expected(&users, MESSAGES),
+        "history after the failover"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,8 +134,8 @@ async fn a_node_that_joins_takes_new_users_once_haproxy_sees_it() {
     let nats = TestCluster::start();
     let db = PgDb::create();
     let pis = [Pi::free(), Pi::free(), Pi::free()];
-    let mut pi1 = pis[0].start(&cluster_toml(&nats, 0, "pi1", &pis[0], &db));
-    let mut pi2 = pis[1].start(&cluster_toml(&nats, 1, "pi2", &pis[1], &db));
+    let mut pi1 = pis[0].start(&cluster_toml(&nats, 0, "pi1", &pis[0], &db, ""));
+    let mut pi2 = pis[1].start(&cluster_toml(&nats, 1, "pi2", &pis[1], &db, ""));
     let (pid1, pid2) = (pi1.pid(), pi2.pid());
     let front = Front::free();
     // pi3's addresses are in the config, but it is not started: HAProxy has it down.
@@ -263,7 +146,7 @@ async fn a_node_that_joins_takes_new_users_once_haproxy_sees_it() {
     }
 
     let started = Instant::now();
-    let pi3 = pis[2].start(&cluster_toml(&nats, 2, "pi3", &pis[2], &db));
+    let pi3 = pis[2].start(&cluster_toml(&nats, 2, "pi3", &pis[2], &db, ""));
     haproxy
         .wait_for_log(&["roost_mqtt/pi3 is UP"], Duration::from_secs(30))
         .await;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod chatters;
 pub mod client;
 pub mod history;
 pub mod http;
