@@ -7,7 +7,7 @@
 #     kill, p50 and max), how long each was away, and whether history holds every message
 #     once;
 #   - drain: everyone on one node, two more join, the first gets SIGTERM and drains over
-#     ROOST_BENCH_DRAIN_PERIOD: SIGTERM to exit, users back (p50/max), messages lost.
+#     ROOST_BENCH_DRAIN_PERIOD_S seconds: SIGTERM to exit, users back (p50/max), messages lost.
 # It runs tests/lb_bench.rs (ignored by a plain `cargo test`) through scripts/test, which
 # provides PostgreSQL, HAProxy and nats-server. The `FIGURES` lines are the results.
 #
@@ -16,7 +16,7 @@
 #   PROFILE=release bench/lb.sh                  nodes and clients built with --release
 #
 # Environment: ROOST_BENCH_CLIENTS (1000), ROOST_BENCH_MESSAGES (6), ROOST_BENCH_PACE_MS
-# (3000), ROOST_BENCH_DRAIN_PERIOD (10s), PROFILE (debug | release), OUT (where the
+# (3000), ROOST_BENCH_DRAIN_PERIOD_S (10), PROFILE (debug | release), OUT (where the
 # FIGURES lines go, default bench/results/lb-figures.txt).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,12 +27,12 @@ release=()
 export ROOST_BENCH_CLIENTS=${ROOST_BENCH_CLIENTS:-1000}
 export ROOST_BENCH_MESSAGES=${ROOST_BENCH_MESSAGES:-6}
 export ROOST_BENCH_PACE_MS=${ROOST_BENCH_PACE_MS:-3000}
-export ROOST_BENCH_DRAIN_PERIOD=${ROOST_BENCH_DRAIN_PERIOD:-10s}
+export ROOST_BENCH_DRAIN_PERIOD_S=${ROOST_BENCH_DRAIN_PERIOD_S:-10}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 {
     echo "# bench/lb.sh $(date -u +%FT%TZ) on $(uname -m), $(nproc) cores, profile $PROFILE"
-    echo "# clients $ROOST_BENCH_CLIENTS, messages $ROOST_BENCH_MESSAGES each, pace ${ROOST_BENCH_PACE_MS} ms, drain_period $ROOST_BENCH_DRAIN_PERIOD"
+    echo "# clients $ROOST_BENCH_CLIENTS, messages $ROOST_BENCH_MESSAGES each, pace ${ROOST_BENCH_PACE_MS} ms, drain_period ${ROOST_BENCH_DRAIN_PERIOD_S}s"
 } | tee "$OUT"
 "$ROOT/scripts/test" "${release[@]}" --test lb_bench -- --ignored --test-threads 1 --nocapture \
     2>&1 | tee "$log" | grep --line-buffered -E '^FIGURES|^test |panicked' || true

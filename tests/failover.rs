@@ -75,6 +75,7 @@ async fn kill_9_one_of_three_nodes_users_come_back_and_nothing_acked_is_lost() {
                 to: users[(i + 1) % USERS].clone(),
                 count: MESSAGES,
                 pace: Duration::from_millis(50),
+                linger: Duration::ZERO,
             };
             tokio::spawn(chat(front.mqtt, peer, plan, acked.clone()))
         })

@@ -4,8 +4,8 @@
 //! none). Same parts as tests/failover.rs: real nodes, NATS cluster, PostgreSQL, HAProxy.
 //!
 //! Environment: `ROOST_BENCH_CLIENTS` (1000), `ROOST_BENCH_MESSAGES` per client (6),
-//! `ROOST_BENCH_PACE_MS` between a client's messages (3000), `ROOST_BENCH_DRAIN_PERIOD`
-//! (`10s`).
+//! `ROOST_BENCH_PACE_MS` between a client's messages (3000), `ROOST_BENCH_DRAIN_PERIOD_S`
+//! (10).
 
 mod common;
 
@@ -30,6 +30,8 @@ struct Load {
     clients: usize,
     messages: usize,
     pace: Duration,
+    /// How long a user stays after its last message (a drain must find everyone).
+    linger: Duration,
 }
 
 impl Load {
@@ -38,6 +40,7 @@ impl Load {
             clients: setting("ROOST_BENCH_CLIENTS", 1000) as usize,
             messages: setting("ROOST_BENCH_MESSAGES", 6) as usize,
             pace: Duration::from_millis(setting("ROOST_BENCH_PACE_MS", 3000)),
+            linger: Duration::ZERO,
         }
     }
 
@@ -83,6 +86,7 @@ fn start_chat(
                 to: users[(i + 1) % users.len()].clone(),
                 count: load.messages,
                 pace: load.pace,
+                linger: load.linger,
             };
             tokio::spawn(chat(front, peer, plan, acked.clone()))
         })
@@ -106,7 +110,7 @@ async fn report(
     db: &PgDb,
     users: &[String],
     load: &Load,
-) {
+) -> usize {
     let mut back = Vec::new();
     let mut down = Vec::new();
     let mut resent = 0;
@@ -141,6 +145,7 @@ async fn report(
     );
     assert!(!back.is_empty(), "nobody was moved");
     assert_eq!((missing, twice), (0, 0), "messages lost or doubled");
+    back.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,8 +183,12 @@ async fn failover_figures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "figures for BENCHMARKS.md: bench/lb.sh"]
 async fn drain_figures() {
-    let load = Load::from_env();
-    let period = std::env::var("ROOST_BENCH_DRAIN_PERIOD").unwrap_or_else(|_| "10s".into());
+    let period = setting("ROOST_BENCH_DRAIN_PERIOD_S", 10);
+    let load = Load {
+        linger: Duration::from_secs(period + 10),
+        ..Load::from_env()
+    };
+    let period = format!("{period}s");
     let nats = TestCluster::start();
     let db = PgDb::create();
     let pis = [Pi::free(), Pi::free(), Pi::free()];

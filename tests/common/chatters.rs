@@ -78,11 +78,14 @@ pub struct Chatted {
     pub resent: usize,
 }
 
-/// How a user chats: `count` messages to `to`, a pause of `pace` after each ack.
+/// How a user chats: `count` messages to `to`, a pause of `pace` after each ack; then it
+/// stays connected for up to `linger` unless it was moved already (coming back in if its
+/// connection goes meanwhile).
 pub struct Plan {
     pub to: String,
     pub count: usize,
     pub pace: Duration,
+    pub linger: Duration,
 }
 
 /// `peer` sends the planned direct messages, one at a time, each until its `ack` comes: a
@@ -135,6 +138,13 @@ pub async fn chat(
         acked.fetch_add(1, Ordering::Relaxed);
         // A person's pace, not a synchronisation.
         tokio::time::sleep(plan.pace).await;
+    }
+    // Lingering until moved once: a user already moved has nothing left to show.
+    if out.lost.is_none() && peer.try_take(plan.linger, |_| false).await.is_err() {
+        let lost = Instant::now();
+        assert!(out.lost.is_none(), "{user} lost its connection twice");
+        let _back = connect(front, &user).await;
+        out.lost = Some((lost, Instant::now()));
     }
     out
 }
