@@ -17,7 +17,8 @@
 #
 # Environment: ROOST_BENCH_CLIENTS (1000), ROOST_BENCH_MESSAGES (6), ROOST_BENCH_PACE_MS
 # (3000), ROOST_BENCH_DRAIN_PERIOD_S (10), PROFILE (debug | release), OUT (where the
-# FIGURES lines go, default bench/results/lb-figures.txt).
+# FIGURES lines go, default bench/results/lb-figures.txt), LOG (the whole output, default
+# $TMPDIR/roost-lb-bench.log).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PROFILE=${PROFILE:-debug}
@@ -28,8 +29,8 @@ export ROOST_BENCH_CLIENTS=${ROOST_BENCH_CLIENTS:-1000}
 export ROOST_BENCH_MESSAGES=${ROOST_BENCH_MESSAGES:-6}
 export ROOST_BENCH_PACE_MS=${ROOST_BENCH_PACE_MS:-3000}
 export ROOST_BENCH_DRAIN_PERIOD_S=${ROOST_BENCH_DRAIN_PERIOD_S:-10}
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# The whole run's output (the nodes' logs of a failed run among it).
+log=${LOG:-${TMPDIR:-/tmp}/roost-lb-bench.log}
 {
     echo "# bench/lb.sh $(date -u +%FT%TZ) on $(uname -m), $(nproc) cores, profile $PROFILE"
     echo "# clients $ROOST_BENCH_CLIENTS, messages $ROOST_BENCH_MESSAGES each, pace ${ROOST_BENCH_PACE_MS} ms, drain_period ${ROOST_BENCH_DRAIN_PERIOD_S}s"
@@ -37,5 +38,5 @@ trap 'rm -f "$log"' EXIT
 "$ROOT/scripts/test" "${release[@]}" --test lb_bench -- --ignored --test-threads 1 --nocapture \
     2>&1 | tee "$log" | grep --line-buffered -E '^FIGURES|^test |panicked' || true
 grep '^FIGURES' "$log" >>"$OUT" || true
-grep -q '^test result: ok' "$log" || { echo "bench/lb.sh: a run failed; see above" >&2; exit 1; }
+grep -q '^test result: ok' "$log" || { echo "bench/lb.sh: a run failed; the whole output is in $log" >&2; exit 1; }
 echo "figures in $OUT"

@@ -45,12 +45,18 @@ pub(crate) async fn run(
         scale_up_at = thresholds.scale_up_at,
         "standby: at rest, joined; taking users once the cluster's load reaches scale_up_at"
     );
-    let mut tick = tokio::time::interval(LOOK_EVERY);
+    // The first look after one node_timeout: by then every live node's heartbeat has been
+    // heard, so an empty view means nobody serves, not that nobody was heard yet.
+    let first = tokio::time::Instant::now() + cluster.node_timeout;
+    let mut tick = tokio::time::interval_at(first, LOOK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if ctx.drain.health() == crate::drain::Health::Draining {
-            return;
+        match ctx.drain.health() {
+            crate::drain::Health::Draining => return,
+            // Cut off from NATS, the view is stale: decide nothing until it is back.
+            crate::drain::Health::Degraded => continue,
+            crate::drain::Health::Ok => {}
         }
         let own = ctx.active.load(Ordering::Acquire);
         match standby.step(&others(), own, Instant::now()) {

@@ -49,10 +49,14 @@ pub async fn connect(front: SocketAddr, user: &str) -> Peer {
                 peer.subscribe(&format!("im/dm/{user}/+")).await;
                 return peer;
             }
-            Err(why) => assert!(
-                Instant::now() < deadline,
-                "{user} could not get in through the balancer: {why}"
-            ),
+            Err(why) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{user} could not get in through the balancer: {why}"
+                );
+                // Backing off, as a client app does: no storm of retries.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
 }
