@@ -198,6 +198,11 @@ impl Bridge {
         &self.node_id
     }
 
+    /// The NATS connection, for the tasks beside the message path (`loads.rs`).
+    pub(crate) fn nats(&self) -> Arc<Nats> {
+        self.nats.clone()
+    }
+
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
     }

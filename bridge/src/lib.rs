@@ -34,6 +34,7 @@ mod dedup;
 mod headers;
 mod interest;
 mod liveness;
+mod loads;
 mod nats;
 mod subject;
 
@@ -46,5 +47,6 @@ mod test_cluster;
 
 pub use crate::bridge::{Bridge, LocalInterest, Message, Stats};
 pub use crate::headers::HeaderError;
+pub use crate::loads::{Loads, NodeLoad};
 pub use crate::nats::BridgeError;
 pub use crate::subject::SubjectError;

@@ -7,7 +7,7 @@
 //!
 //! JetStream objects, created at start when missing (`{P}` is the subject prefix with `.`
 //! written `_`, as stream and bucket names cannot hold a dot):
-//! - KV bucket `{P}_nodes`: key = node id, value = the node's last heartbeat (unix ms).
+//! - KV bucket `{P}_nodes`: key = node id, value = the node's last heartbeat (`loads.rs`).
 //!   One revision per key; entries expire after three `node_timeout`s.
 //! - stream `{P}_retained` on `{prefix}.r.>`: one message per subject (last value wins);
 //!   an empty payload deletes the subject's message.
@@ -30,6 +30,14 @@ use crate::headers::{HeaderError, Meta};
 use crate::subject::{Space, SubjectError, Subjects};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}
 
 /// What can go wrong between the bridge and NATS.
 #[derive(Debug, thiserror::Error)]
@@ -226,17 +234,41 @@ impl Nats {
         })
     }
 
-    /// Records that this node is alive, now.
+    /// Records that this node is alive, now (the value: unix ms).
     pub(crate) async fn heartbeat(&self) -> Result<(), BridgeError> {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_millis();
+        self.heartbeat_with(now_ms().to_string().into()).await
+    }
+
+    /// Records that this node is alive, with `value` as its heartbeat (`loads.rs`).
+    pub(crate) async fn heartbeat_with(&self, value: Bytes) -> Result<(), BridgeError> {
         self.nodes
-            .put(&self.node_id, now_ms.to_string().into())
+            .put(&self.node_id, value)
             .await
             .map_err(|e| nats_error("heartbeat")(e.into()))?;
         Ok(())
+    }
+
+    /// Like [`Nats::heartbeats`], with each heartbeat's value.
+    pub(crate) async fn heartbeat_values(
+        &self,
+    ) -> Result<impl futures_util::Stream<Item = (String, Bytes)>, BridgeError> {
+        let watch = self
+            .nodes
+            .watch_with_history(">")
+            .await
+            .map_err(|e| nats_error("watching heartbeats")(e.into()))?;
+        Ok(watch.filter_map(|entry| async move {
+            match entry {
+                Ok(entry) if entry.operation == kv::Operation::Put => {
+                    Some((entry.key, entry.value))
+                }
+                Ok(_) => None,
+                Err(error) => {
+                    warn!("heartbeat watch: {error}");
+                    None
+                }
+            }
+        }))
     }
 
     /// Every heartbeat of every node (this one included), as node ids, starting with the

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use roost_bridge::{Bridge, LocalInterest, Message};
+use roost_bridge::{Bridge, Loads, LocalInterest, Message};
 use roost_config::Cluster;
 use rumqttd::protocol::{
     Filter, Packet, PubAck, PubAckReason, PubRel, PubRelReason, Publish, PublishProperties, QoS,
@@ -50,16 +50,22 @@ pub(crate) fn interest_hook(interest: LocalInterest) -> InterestHook {
     })
 }
 
-/// Connects to NATS and starts the bridge's link. Fails if no NATS server answers now;
-/// after that the NATS client reconnects by itself and `/healthz` says `degraded` while
-/// it is away.
+/// Connects to NATS and starts the bridge's link, and the heartbeats carrying
+/// `connections()` (returned: the other nodes' loads, for an elastic standby). Fails if no
+/// NATS server answers now; after that the NATS client reconnects by itself and
+/// `/healthz` says `degraded` while it is away.
 pub(crate) async fn start(
     cluster: &Cluster,
     router: &Router,
     interest: LocalInterest,
     drain: Arc<Drain>,
-) -> anyhow::Result<()> {
+    connections: impl Fn() -> u64 + Send + Sync + 'static,
+) -> anyhow::Result<Loads> {
     let bridge = Bridge::connect(cluster, interest)
+        .await
+        .context("joining the cluster")?;
+    let loads = bridge
+        .loads(cluster.node_timeout, cluster.standby, connections)
         .await
         .context("joining the cluster")?;
     let mut link = router
@@ -84,7 +90,7 @@ pub(crate) async fn start(
     let span = info_span!("bridge", node_id = bridge.node_id().to_owned());
     info!(parent: &span, nats = %cluster.nats.join(","), "joined the cluster");
     tokio::spawn(run(bridge, link, drain).instrument(span));
-    Ok(())
+    Ok(loads)
 }
 
 async fn run(mut bridge: Bridge, mut link: Link, drain: Arc<Drain>) {

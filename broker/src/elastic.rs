@@ -10,6 +10,7 @@
 
 use crate::node::Context;
 use crate::standby::{Change, NodeLoad, Standby, Thresholds};
+use roost_bridge::Loads;
 use roost_config::Cluster;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,6 +19,11 @@ use tracing::info;
 
 /// How often the standby looks at the cluster.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// Between saying `drain` and the first disconnect of a release: the load balancer's next
+/// agent check (every second in deploy/haproxy.cfg) must have seen it, or the users would
+/// come straight back.
+const AGENT_GRACE: Duration = Duration::from_secs(2);
 
 /// The thresholds of `[cluster]`.
 pub(crate) fn thresholds(cluster: &Cluster) -> Thresholds {
@@ -28,18 +34,29 @@ pub(crate) fn thresholds(cluster: &Cluster) -> Thresholds {
     }
 }
 
-/// Runs the standby for good. `others` gives the other live nodes' last loads; `tell`
-/// puts whether this node is at rest into its heartbeat.
-pub(crate) async fn run(
-    ctx: Arc<Context>,
-    cluster: Cluster,
-    others: impl Fn() -> Vec<NodeLoad> + Send + 'static,
-    tell: impl Fn(bool) + Send + 'static,
-) {
+/// The other live nodes' loads, as the state machine takes them.
+fn others(loads: &Loads) -> Vec<NodeLoad> {
+    loads
+        .others()
+        .into_iter()
+        .map(|n| NodeLoad {
+            connections: usize::try_from(n.connections).unwrap_or(usize::MAX),
+            standby: n.standby,
+        })
+        .collect()
+}
+
+/// Runs the standby until the node drains. `loads` gives the other live nodes' loads and
+/// carries whether this node rests in its heartbeat.
+pub(crate) async fn run(ctx: Arc<Context>, cluster: Cluster, loads: Loads) {
+    let tell = |resting: bool| loads.set_standby(resting);
     let thresholds = thresholds(&cluster);
     let mut standby = Standby::new(thresholds);
     ctx.drain.set_resting(true);
     tell(true);
+    // The recorder may not be installed yet (the HTTP side does it): a gauge set before
+    // would be lost.
+    crate::metrics::install();
     crate::metrics::standby_resting();
     info!(
         scale_up_at = thresholds.scale_up_at,
@@ -59,7 +76,7 @@ pub(crate) async fn run(
             crate::drain::Health::Ok => {}
         }
         let own = ctx.active.load(Ordering::Acquire);
-        match standby.step(&others(), own, Instant::now()) {
+        match standby.step(&others(&loads), own, Instant::now()) {
             None => {}
             Some(Change::Activate { load }) => {
                 ctx.drain.set_resting(false);
@@ -86,6 +103,7 @@ pub(crate) async fn run(
                     "standby: giving users back: connections per active node without this one \
                      stayed under scale_down_at"
                 );
+                tokio::time::sleep(AGENT_GRACE).await;
                 crate::drain::release(&ctx, cluster.drain_period()).await;
                 standby.released();
                 info!("standby: at rest again");

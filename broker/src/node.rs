@@ -11,7 +11,7 @@ use roost_auth::{Acl, KeySettings, Verifier};
 use roost_config::{Config, Limits};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::{error, info, warn};
@@ -133,8 +133,25 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
 
     // Before the listeners, so that every client publish reaches the bridge's link.
     if let Some(interest) = interest {
-        crate::bridge_link::start(&config.cluster, &ctx.router, interest, ctx.drain.clone())
-            .await?;
+        let counted = ctx.clone();
+        let connections = move || counted.active.load(Ordering::Relaxed) as u64;
+        let loads = crate::bridge_link::start(
+            &config.cluster,
+            &ctx.router,
+            interest,
+            ctx.drain.clone(),
+            connections,
+        )
+        .await?;
+        if config.cluster.standby {
+            // Resting from the start: the listeners open below must not say `ready` first.
+            ctx.drain.set_resting(true);
+            tokio::spawn(crate::elastic::run(
+                ctx.clone(),
+                config.cluster.clone(),
+                loads,
+            ));
+        }
     }
 
     let mqtt = &config.mqtt;

@@ -73,11 +73,13 @@ impl Standby {
         }
     }
 
+    #[cfg(test)]
     pub fn phase(&self) -> Phase {
         self.phase
     }
 
     /// Whether the node takes new users (the agent check says `ready`).
+    #[cfg(test)]
     pub fn serving(&self) -> bool {
         self.phase == Phase::Active
     }

@@ -40,9 +40,9 @@ pub fn cluster_toml(
 
 /// Connects `user` through the balancer at `front` and subscribes to its DMs, trying again
 /// while the connection fails (the balancer may still pick a dead node until its checks
-/// notice), for at most 30 s.
+/// notice), for at most a minute.
 pub async fn connect(front: SocketAddr, user: &str) -> Peer {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match Peer::try_connect_as(front, user, user).await {
             Ok(mut peer) => {

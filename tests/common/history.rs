@@ -189,7 +189,7 @@ impl Peer {
             mqtt,
             kept: VecDeque::new(),
             requests: 0,
-            wait: WAIT,
+            wait: Duration::from_secs(60),
         };
         peer.subscribe(&format!("im/sys/{user}")).await;
         Ok(peer)
