@@ -36,7 +36,8 @@ log=${LOG:-${TMPDIR:-/tmp}/roost-lb-bench.log}
     echo "# clients $ROOST_BENCH_CLIENTS, messages $ROOST_BENCH_MESSAGES each, pace ${ROOST_BENCH_PACE_MS} ms, drain_period ${ROOST_BENCH_DRAIN_PERIOD_S}s"
 } | tee "$OUT"
 "$ROOT/scripts/test" "${release[@]}" --test lb_bench -- --ignored --test-threads 1 --nocapture \
-    2>&1 | tee "$log" | grep --line-buffered -E '^FIGURES|^test |panicked' || true
-grep '^FIGURES' "$log" >>"$OUT" || true
+    2>&1 | tee "$log" | grep --line-buffered -E 'FIGURES|^test |panicked' || true
+# A FIGURES line may follow the test's name on the same line.
+grep -o 'FIGURES.*' "$log" >>"$OUT" || true
 grep -q '^test result: ok' "$log" || { echo "bench/lb.sh: a run failed; the whole output is in $log" >&2; exit 1; }
 echo "figures in $OUT"
