@@ -170,6 +170,14 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: Nginx's master stops its workers on SIGTERM, while killed
+        // it would leave them running. Bounded: SIGKILL after 5 s.
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
