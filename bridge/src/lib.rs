@@ -10,11 +10,18 @@
 //!   origin node, its sequence, QoS, retain and the MQTT 5 properties content type, user
 //!   properties, response topic and correlation data ([`headers`]). NATS forwards a
 //!   message only to nodes that subscribed a matching subject, and a node subscribes
-//!   exactly the filters its local clients hold ([`interest`]).
+//!   exactly the filters its local clients hold ([`interest`]). A shared subscription
+//!   `$share/{group}/{filter}` is a NATS queue subscription, so one node gets each message
+//!   ([`share`]); the headers name the shared subscriptions the origin served itself.
 //! - **Retained messages**, presence included, into a JetStream stream holding one
 //!   message per subject (`{prefix}.r.{levels}`); an empty payload deletes.
-//! - **Heartbeats**: each node's id and the time, into a JetStream KV bucket
-//!   ([`liveness`] judges them).
+//! - **Client-id claims**: the client id, node id and connection epoch of each accepted
+//!   CONNECT, into a JetStream stream that orders them for every node ([`claims`]).
+//! - **Heartbeats**: each node's id, the time, its connection count and whether it is a
+//!   standby, into a JetStream KV bucket (`liveness` judges them, `members` sends them).
+//! - **Presence and wills**: per user, the nodes where they have a device, and the will of
+//!   each connected client that has one, in two KV buckets (`presence`), so that every
+//!   node publishes the same statuses and a survivor publishes a dead node's wills.
 //!
 //! # What does not
 //!
@@ -25,19 +32,27 @@
 //! - Messages nobody on another node subscribed to.
 //! - History: every node writes the one PostgreSQL itself; NATS carries no history.
 
-// Liveness, heartbeats and the retained stream are built and tested here; the node does
-// not use them yet (docs/cluster.md).
+// The retained stream is built and tested here; the node does not use it yet
+// (docs/cluster.md).
 #![cfg_attr(not(test), allow(dead_code))]
 
 mod bridge;
+mod claims;
 mod dedup;
 mod headers;
 mod interest;
+mod kv;
 mod liveness;
-mod loads;
+mod members;
 mod nats;
+mod presence;
+mod share;
 mod subject;
 
+#[cfg(test)]
+mod claims_tests;
+#[cfg(test)]
+mod members_tests;
 #[cfg(test)]
 mod nats_tests;
 #[cfg(test)]
@@ -46,7 +61,9 @@ mod nats_tests;
 mod test_cluster;
 
 pub use crate::bridge::{Bridge, LocalInterest, Message, Stats};
+pub use crate::claims::{Claim, ClaimWatch, Claims};
 pub use crate::headers::HeaderError;
-pub use crate::loads::{Loads, NodeLoad};
+pub use crate::members::{Event, Members, NodeLoad};
 pub use crate::nats::BridgeError;
+pub use crate::presence::Will;
 pub use crate::subject::SubjectError;

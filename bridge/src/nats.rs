@@ -7,15 +7,19 @@
 //!
 //! JetStream objects, created at start when missing (`{P}` is the subject prefix with `.`
 //! written `_`, as stream and bucket names cannot hold a dot):
-//! - KV bucket `{P}_nodes`: key = node id, value = the node's last heartbeat (`loads.rs`).
-//!   One revision per key; entries expire after three `node_timeout`s.
+//! - KV bucket `{P}_nodes`: key = node id, value = the node's last heartbeat (JSON, see
+//!   `members`). One revision per key; entries expire after three `node_timeout`s.
+//! - KV buckets `{P}_presence` and `{P}_wills` (`presence`), entries never expire.
 //! - stream `{P}_retained` on `{prefix}.r.>`: one message per subject (last value wins);
 //!   an empty payload deletes the subject's message.
 //!
-//! Both are replicated on up to three servers (as many as the NATS cluster announces).
+//! - stream `{P}_claims` on `{prefix}.claim.>`: client-id claims (`claims`), in memory,
+//!   kept a minute.
+//!
+//! All are replicated on up to three servers (as many as the NATS cluster announces).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::context::Publish;
@@ -27,17 +31,10 @@ use roost_config::Cluster;
 use tracing::{info, warn};
 
 use crate::headers::{HeaderError, Meta};
+use crate::interest::Sub;
 use crate::subject::{Space, SubjectError, Subjects};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Milliseconds since the Unix epoch, by this machine's clock.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis() as u64
-}
 
 /// What can go wrong between the bridge and NATS.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +59,7 @@ pub enum BridgeError {
     Header(#[from] HeaderError),
 }
 
-fn nats_error(what: &'static str) -> impl FnOnce(BoxError) -> BridgeError {
+pub(crate) fn nats_error(what: &'static str) -> impl FnOnce(BoxError) -> BridgeError {
     move |source| BridgeError::Nats { what, source }
 }
 
@@ -81,8 +78,14 @@ pub(crate) struct Nats {
     node_id: String,
     subjects: Subjects,
     client: async_nats::Client,
+    js: jetstream::Context,
+    /// The prefix as it appears in bucket and stream names (`.` written `_`).
+    names: String,
+    replicas: usize,
     nodes: kv::Store,
     retained: stream::Stream,
+    /// Client-id claims (`claims`).
+    claims: stream::Stream,
     /// This node's count of live messages put on NATS.
     sent: AtomicU64,
 }
@@ -146,28 +149,15 @@ impl Nats {
         let names = cluster.subject_prefix.replace('.', "_");
         let replicas = client.server_info().connect_urls.len().clamp(1, 3);
         let js = jetstream::new(client.clone());
-        // The bucket's stream is made here, as `kv::Config` would make it: async-nats'
-        // own bucket helper first reads account fields that NATS 2.9 (Debian's) lacks.
-        let bucket = format!("{names}_nodes");
-        js.get_or_create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
-            description: Some("roost node heartbeats".into()),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            max_age: cluster.node_timeout * 3,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            num_replicas: replicas,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| nats_error("creating the heartbeat bucket")(e.into()))?;
-        let nodes = js
-            .get_key_value(bucket)
-            .await
-            .map_err(|e| nats_error("opening the heartbeat bucket")(e.into()))?;
+        let nodes = crate::kv::bucket(
+            &js,
+            &names,
+            "nodes",
+            "roost node heartbeats",
+            cluster.node_timeout * 3,
+            replicas,
+        )
+        .await?;
         let retained = js
             .get_or_create_stream(stream::Config {
                 name: format!("{names}_retained"),
@@ -179,14 +169,42 @@ impl Nats {
             })
             .await
             .map_err(|e| nats_error("creating the retained stream")(e.into()))?;
+        let claims = js
+            .get_or_create_stream(crate::claims::stream_config(
+                &names,
+                subjects.claims(),
+                replicas,
+            ))
+            .await
+            .map_err(|e| nats_error("creating the claims stream")(e.into()))?;
         Ok(Nats {
             node_id,
             subjects,
             client,
+            js,
+            names,
+            replicas,
             nodes,
             retained,
+            claims,
             sent: AtomicU64::new(0),
         })
+    }
+
+    pub(crate) fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub(crate) fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    pub(crate) fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub(crate) fn claims_stream(&self) -> &stream::Stream {
+        &self.claims
     }
 
     /// Whether the client is connected right now.
@@ -211,13 +229,19 @@ impl Nats {
             .map_err(|e| nats_error("publishing")(e.into()))
     }
 
-    /// Subscribes to one subject from `interest::Action::Subscribe`; dropping the
-    /// subscriber unsubscribes.
-    pub(crate) async fn subscribe(&self, subject: String) -> Result<Subscriber, BridgeError> {
-        self.client
-            .subscribe(subject)
-            .await
-            .map_err(|e| nats_error("subscribing")(e.into()))
+    /// Subscribes as `interest::Action::Subscribe` says: a subject, in the queue of its
+    /// shared subscription if it has one; dropping the subscriber unsubscribes.
+    pub(crate) async fn subscribe(&self, sub: &Sub) -> Result<Subscriber, BridgeError> {
+        let subject = sub.subject.clone();
+        let subscribed = match &sub.share {
+            None => self.client.subscribe(subject).await,
+            Some(share) => {
+                self.client
+                    .queue_subscribe(subject, share.queue_name())
+                    .await
+            }
+        };
+        subscribed.map_err(|e| nats_error("subscribing")(e.into()))
     }
 
     /// A live message from a subscription as topic, meta and payload. Messages this node
@@ -234,13 +258,8 @@ impl Nats {
         })
     }
 
-    /// Records that this node is alive, now (the value: unix ms).
-    pub(crate) async fn heartbeat(&self) -> Result<(), BridgeError> {
-        self.heartbeat_with(now_ms().to_string().into()).await
-    }
-
-    /// Records that this node is alive, with `value` as its heartbeat (`loads.rs`).
-    pub(crate) async fn heartbeat_with(&self, value: Bytes) -> Result<(), BridgeError> {
+    /// Records that this node is alive, now, with `value` (JSON, see `members`).
+    pub(crate) async fn heartbeat(&self, value: Bytes) -> Result<(), BridgeError> {
         self.nodes
             .put(&self.node_id, value)
             .await
@@ -248,10 +267,20 @@ impl Nats {
         Ok(())
     }
 
-    /// Like [`Nats::heartbeats`], with each heartbeat's value.
-    pub(crate) async fn heartbeat_values(
+    /// Takes this node's heartbeat away: it leaves the cluster (drain), and the others
+    /// forget it rather than judge it dead.
+    pub(crate) async fn remove_heartbeat(&self) -> Result<(), BridgeError> {
+        self.nodes
+            .delete(&self.node_id)
+            .await
+            .map_err(|e| nats_error("removing the heartbeat")(e.into()))
+    }
+
+    /// Every heartbeat of every node (this one included) as (node id, value), starting
+    /// with the latest one of each; a node that left comes as (node id, `None`).
+    pub(crate) async fn heartbeats(
         &self,
-    ) -> Result<impl futures_util::Stream<Item = (String, Bytes)>, BridgeError> {
+    ) -> Result<impl futures_util::Stream<Item = (String, Option<Bytes>)>, BridgeError> {
         let watch = self
             .nodes
             .watch_with_history(">")
@@ -260,9 +289,9 @@ impl Nats {
         Ok(watch.filter_map(|entry| async move {
             match entry {
                 Ok(entry) if entry.operation == kv::Operation::Put => {
-                    Some((entry.key, entry.value))
+                    Some((entry.key, Some(entry.value)))
                 }
-                Ok(_) => None,
+                Ok(entry) => Some((entry.key, None)),
                 Err(error) => {
                     warn!("heartbeat watch: {error}");
                     None
@@ -271,26 +300,30 @@ impl Nats {
         }))
     }
 
-    /// Every heartbeat of every node (this one included), as node ids, starting with the
-    /// latest one of each; feed them to `liveness::Liveness::heard`.
-    pub(crate) async fn heartbeats(
+    /// Opens (creating when missing) the cluster's bucket `{P}_{suffix}`; entries never
+    /// expire.
+    pub(crate) async fn bucket(
         &self,
-    ) -> Result<impl futures_util::Stream<Item = String>, BridgeError> {
-        let watch = self
-            .nodes
-            .watch_with_history(">")
-            .await
-            .map_err(|e| nats_error("watching heartbeats")(e.into()))?;
-        Ok(watch.filter_map(|entry| async move {
-            match entry {
-                Ok(entry) if entry.operation == kv::Operation::Put => Some(entry.key),
-                Ok(_) => None,
-                Err(error) => {
-                    warn!("heartbeat watch: {error}");
-                    None
-                }
-            }
-        }))
+        suffix: &str,
+        description: &str,
+    ) -> Result<kv::Store, BridgeError> {
+        crate::kv::bucket(
+            &self.js,
+            &self.names,
+            suffix,
+            description,
+            Duration::ZERO,
+            self.replicas,
+        )
+        .await
+    }
+
+    /// Unsubscribes everything, sends what is buffered and closes the connection: the
+    /// node leaves the cluster.
+    pub(crate) async fn close(&self) {
+        if let Err(error) = self.client.drain().await {
+            warn!("closing the NATS connection: {error}");
+        }
     }
 
     /// Stores the retained message of `topic`, or deletes it if `payload` is empty.

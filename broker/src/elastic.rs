@@ -10,7 +10,7 @@
 
 use crate::node::Context;
 use crate::standby::{Change, NodeLoad, Standby, Thresholds};
-use roost_bridge::Loads;
+use roost_bridge::Members;
 use roost_config::Cluster;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -35,10 +35,11 @@ pub(crate) fn thresholds(cluster: &Cluster) -> Thresholds {
 }
 
 /// The other live nodes' loads, as the state machine takes them.
-fn others(loads: &Loads) -> Vec<NodeLoad> {
-    loads
-        .others()
+fn others(members: &Members, me: &str) -> Vec<NodeLoad> {
+    members
+        .cluster()
         .into_iter()
+        .filter(|n| n.node_id != me)
         .map(|n| NodeLoad {
             connections: usize::try_from(n.connections).unwrap_or(usize::MAX),
             standby: n.standby,
@@ -46,10 +47,11 @@ fn others(loads: &Loads) -> Vec<NodeLoad> {
         .collect()
 }
 
-/// Runs the standby until the node drains. `loads` gives the other live nodes' loads and
+/// Runs the standby until the node drains. `members` gives the live nodes' loads and
 /// carries whether this node rests in its heartbeat.
-pub(crate) async fn run(ctx: Arc<Context>, cluster: Cluster, loads: Loads) {
-    let tell = |resting: bool| loads.set_standby(resting);
+pub(crate) async fn run(ctx: Arc<Context>, cluster: Cluster, members: Members) {
+    let me = cluster.node_id.clone().unwrap_or_default();
+    let tell = |resting: bool| members.set_standby(resting);
     let thresholds = thresholds(&cluster);
     let mut standby = Standby::new(thresholds);
     ctx.drain.set_resting(true);
@@ -76,7 +78,7 @@ pub(crate) async fn run(ctx: Arc<Context>, cluster: Cluster, loads: Loads) {
             crate::drain::Health::Ok => {}
         }
         let own = ctx.active.load(Ordering::Acquire);
-        match standby.step(&others(&loads), own, Instant::now()) {
+        match standby.step(&others(&members, &me), own, Instant::now()) {
             None => {}
             Some(Change::Activate { load }) => {
                 ctx.drain.set_resting(false);

@@ -9,13 +9,17 @@
 //! and persistent sessions.
 //!
 //! It starts the history service (`roost-history`) on a router link of its own, and
-//! serves the history HTTP API. It does not link nodes into a cluster.
+//! serves the history HTTP API. With `[cluster]` it joins the other nodes through NATS
+//! (`bridge_link.rs`, `cluster_presence.rs`, docs/cluster.md).
 
 mod accounts;
 mod ack_order;
 mod agent;
 mod bridge_link;
 pub mod cli;
+mod cluster_claims;
+mod cluster_presence;
+mod cluster_share;
 mod codec;
 mod conn;
 mod doctor;
@@ -39,3 +43,4 @@ mod revoked;
 mod router;
 mod standby;
 mod transport;
+mod visibility;

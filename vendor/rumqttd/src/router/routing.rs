@@ -1324,6 +1324,7 @@ impl Router {
             topic: will.topic,
             pkid: 0,
             payload: will.message,
+            scope: Default::default(),
         };
 
         let properties = will_props.map(|props| PublishProperties {
@@ -1712,6 +1713,7 @@ fn forward_device_data(
             request.cursor,
             inflight_slots,
             request.nolocal.then_some(outgoing.client_id.as_str()),
+            request.group.as_deref(),
         ) {
             Ok(v) => v,
             Err(e) => {
@@ -1785,7 +1787,17 @@ fn forward_device_data(
     // println!("{:?} {:?} {}", start, next, request.read_count);
 
     if publishes.is_empty() {
-        return ConsumeStatus::FilterCaughtup;
+        // ROOST PATCH (28): what was read was all for other readers (publish scope, No
+        // Local, expired): a shared group's cursor moves past it too, and a read that is
+        // not done goes on instead of waiting for the next publish.
+        if let Some(share) = shared_group {
+            share.cursor = request.cursor;
+        }
+        return if caughtup || next == start {
+            ConsumeStatus::FilterCaughtup
+        } else {
+            ConsumeStatus::PartialRead
+        };
     }
 
     let broker_topic_aliases = &mut connection.broker_topic_aliases;
