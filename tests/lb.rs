@@ -1,6 +1,6 @@
 //! Load balancer support: HAProxy's agent check on `cluster.agent_listen` (`ready up NN%`
 //! falling as the node fills up, `drain` once it drains), and real HAProxy running
-//! deploy/haproxy.cfg (ports from the environment) in front of two nodes.
+//! deploy/haproxy.cfg (ports from the environment) in front of two nodes (its third is off).
 
 mod common;
 
@@ -8,38 +8,9 @@ use common::client::{Client, Mqtt5};
 
 type Client5 = Client<Mqtt5>;
 use common::history::Peer;
+use common::lb::{self, agent_addr, agent_reply, Front, Pi};
 use common::{tools, Node};
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The agent listener's address, from the node's `listening kind="agent"` log line.
-async fn agent_addr(node: &Node) -> SocketAddr {
-    node.wait_for_log(&["kind=\"agent\""]).await;
-    let log = node.log_text();
-    let line = log.lines().find(|l| l.contains("kind=\"agent\"")).unwrap();
-    line.split("addr=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-/// What the agent answers one check with.
-fn agent_reply(addr: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    reply
-}
 
 fn weight(reply: &str) -> u32 {
     reply
@@ -74,63 +45,11 @@ async fn agent_weight_follows_load_and_says_drain() {
     assert_eq!(agent_reply(agent), "drain\n");
 }
 
-/// A free local port (bound, then let go).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A proxy process, killed when dropped.
-struct Proxy(Child);
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits (bounded) until `addr` accepts connections.
-fn wait_listening(addr: SocketAddr, proxy: &mut Proxy) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(addr).is_err() {
-        if let Ok(Some(status)) = proxy.0.try_wait() {
-            panic!("proxy exited: {status:?}");
-        }
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The `ROOST_PI{n}*` values for `node`.
-async fn node_vars(n: u8, node: &Node) -> Vec<(String, String)> {
-    let agent = agent_addr(node).await;
-    vec![
-        (format!("ROOST_PI{n}"), "127.0.0.1".to_owned()),
-        (format!("ROOST_PI{n}_MQTT"), node.mqtt.port().to_string()),
-        (
-            format!("ROOST_PI{n}_WS"),
-            node.ws.unwrap().port().to_string(),
-        ),
-        (format!("ROOST_PI{n}_HTTP"), node.http.port().to_string()),
-        (format!("ROOST_PI{n}_AGENT"), agent.port().to_string()),
-    ]
-}
-
 fn lb_node() -> Node {
     Node::builder()
         .ws()
         .toml("[cluster]\nagent_listen = \"127.0.0.1:0\"\ndrain_period = \"1s\"\n")
         .start()
-}
-
-fn deploy(file: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("deploy")
-        .join(file)
 }
 
 /// HAProxy (deploy/haproxy.cfg) in front of two standalone nodes: users connect through it,
@@ -139,39 +58,10 @@ fn deploy(file: &str) -> std::path::PathBuf {
 async fn haproxy_moves_users_off_a_draining_node() {
     let mut pi1 = lb_node();
     let pi2 = lb_node();
-    let dir = tempfile::tempdir().unwrap();
-    let pem = dir.path().join("roost.pem");
-    let certs = common::certs_dir();
-    let mut both = std::fs::read(certs.join("server.crt")).unwrap();
-    both.extend(std::fs::read(certs.join("server.key")).unwrap());
-    std::fs::write(&pem, both).unwrap();
-    let mqtt: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut vars = vec![
-        ("ROOST_BIND_MQTT".to_owned(), mqtt.to_string()),
-        (
-            "ROOST_BIND_MQTTS".to_owned(),
-            format!("127.0.0.1:{}", free_port()),
-        ),
-        (
-            "ROOST_BIND_WS".to_owned(),
-            format!("127.0.0.1:{}", free_port()),
-        ),
-        ("ROOST_TLS_PEM".to_owned(), pem.display().to_string()),
-    ];
-    vars.extend(node_vars(1, &pi1).await);
-    vars.extend(node_vars(2, &pi2).await);
-    let mut haproxy = Proxy(
-        Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(deploy("haproxy.cfg"))
-            .envs(vars)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("haproxy (apt install haproxy)"),
-    );
-    wait_listening(mqtt, &mut haproxy);
+    let front = Front::free();
+    // pi3 is off: HAProxy finds it down.
+    let _haproxy = lb::haproxy(&front, &[Pi::of(&pi1).await, Pi::of(&pi2).await], &[]).await;
+    let mqtt = front.mqtt;
 
     let mut alice = Peer::connect_as(mqtt, "alice", "alice", &[]).await;
     let mut bob = Peer::connect_as(mqtt, "bob", "bob", &[]).await;

@@ -1,7 +1,8 @@
 //! HAProxy's agent check on `cluster.agent_listen`: each TCP connection gets one line and
 //! is closed. `ready up 40%` while the node takes users, with a weight that falls as it
 //! fills up (connections against `limits.max_connections`) and as its CPU gets busy, so
-//! a busy Pi gets fewer new users; `drain` once it drains.
+//! a busy Pi gets fewer new users; `drain` once it drains, and while it is an elastic
+//! standby at rest (`standby.rs`).
 
 use crate::drain::Health;
 use crate::node::Context;
@@ -27,10 +28,12 @@ pub(crate) fn weight(connections: usize, max: usize, cpu_busy: f64) -> u32 {
     ((100.0 * room * cpu).floor() as u32).clamp(1, 100)
 }
 
-/// The agent's reply for a node in `health` with `weight`.
-pub(crate) fn reply(health: Health, weight: u32) -> String {
+/// The agent's reply for a node in `health` with `weight`; `resting`: an elastic standby
+/// at rest, which takes nobody while healthy.
+pub(crate) fn reply(health: Health, resting: bool, weight: u32) -> String {
     match health {
         Health::Draining => "drain\n".to_owned(),
+        Health::Ok | Health::Degraded if resting => "drain\n".to_owned(),
         Health::Ok | Health::Degraded => format!("ready up {weight}%\n"),
     }
 }
@@ -81,7 +84,7 @@ pub async fn start(addr: SocketAddr, ctx: Arc<Context>) -> anyhow::Result<Socket
                 ctx.limits.max_connections,
                 busy,
             );
-            let line = reply(ctx.drain.health(), weight);
+            let line = reply(ctx.drain.health(), ctx.drain.takes_no_users(), weight);
             tokio::spawn(async move {
                 let write = socket.write_all(line.as_bytes());
                 if tokio::time::timeout(Duration::from_secs(2), write)
@@ -141,9 +144,12 @@ mod tests {
 
     #[test]
     fn replies() {
-        assert_eq!(reply(Health::Ok, 40), "ready up 40%\n");
-        assert_eq!(reply(Health::Degraded, 7), "ready up 7%\n");
-        assert_eq!(reply(Health::Draining, 40), "drain\n");
+        assert_eq!(reply(Health::Ok, false, 40), "ready up 40%\n");
+        assert_eq!(reply(Health::Degraded, false, 7), "ready up 7%\n");
+        assert_eq!(reply(Health::Draining, true, 40), "drain\n");
+        // A standby at rest.
+        assert_eq!(reply(Health::Ok, true, 100), "drain\n");
+        assert_eq!(reply(Health::Degraded, true, 100), "drain\n");
     }
 
     #[test]

@@ -44,6 +44,9 @@ impl Health {
 pub struct Drain {
     draining: watch::Sender<bool>,
     degraded: AtomicBool,
+    /// An elastic standby at rest or releasing (`standby.rs`): serving, healthy, but the
+    /// agent check says `drain` so the load balancer sends it nobody.
+    resting: AtomicBool,
     /// Turns to close: each is taken by one connection.
     turns: (flume::Sender<()>, flume::Receiver<()>),
 }
@@ -53,6 +56,7 @@ impl Default for Drain {
         Drain {
             draining: watch::Sender::new(false),
             degraded: AtomicBool::new(false),
+            resting: AtomicBool::new(false),
             turns: flume::unbounded(),
         }
     }
@@ -72,6 +76,17 @@ impl Drain {
     /// For the cluster bridge: the node serves, but its links to other nodes are in trouble.
     pub fn set_degraded(&self, degraded: bool) {
         self.degraded.store(degraded, Ordering::Relaxed);
+    }
+
+    /// For the elastic standby: whether the node takes no new users while it is healthy.
+    pub(crate) fn set_resting(&self, resting: bool) {
+        self.resting.store(resting, Ordering::Relaxed);
+    }
+
+    /// Whether the load balancer should send this node nobody: draining, or a standby at
+    /// rest.
+    pub(crate) fn takes_no_users(&self) -> bool {
+        *self.draining.borrow() || self.resting.load(Ordering::Relaxed)
     }
 
     /// Resolves once the node drains (listeners stop accepting).
@@ -95,6 +110,15 @@ impl Drain {
     }
 }
 
+/// Closes the clients a share at a time over `period` (as a drain does), for a standby
+/// giving its users back: the listeners stay open and the node stays in the cluster.
+/// Returns once they are gone (bounded); turns nobody took are taken back, so they cannot
+/// close the next users.
+pub(crate) async fn release(ctx: &Arc<Context>, period: Duration) {
+    spread_closes(ctx, period).await;
+    while ctx.drain.turns.1.try_recv().is_ok() {}
+}
+
 /// Drains the node: stop accepting, close the clients over `period`, and wait (bounded)
 /// until they are gone.
 pub async fn run(ctx: &Arc<Context>, period: Duration) {
@@ -106,6 +130,15 @@ pub async fn run(ctx: &Arc<Context>, period: Duration) {
         connections = active(),
         "draining: listeners closed, clients leave over the drain period"
     );
+    spread_closes(ctx, period).await;
+    info!("draining: all clients disconnected");
+}
+
+/// Hands out turns to close so that the clients leave evenly over `period`, then (bounded
+/// by the write timeout) until none is left.
+async fn spread_closes(ctx: &Arc<Context>, period: Duration) {
+    let drain = &ctx.drain;
+    let active = || ctx.active.load(Ordering::Acquire);
     // A step every 100 ms: fine enough to spread, coarse enough to cost nothing.
     let steps = (period.as_millis() / 100).clamp(1, 6000) as u32;
     let pause = period / steps;
@@ -134,5 +167,4 @@ pub async fn run(ctx: &Arc<Context>, period: Duration) {
         drain.hand_out(active());
         tick.tick().await;
     }
-    info!("draining: all clients disconnected");
 }

@@ -25,6 +25,7 @@ mod conn;
 mod doctor;
 mod drain;
 mod drain_cmd;
+mod elastic;
 #[doc(hidden)]
 pub mod fuzzing;
 mod history;
@@ -40,5 +41,6 @@ mod registry;
 mod retained;
 mod revoked;
 mod router;
+mod standby;
 mod transport;
 mod visibility;

@@ -3,7 +3,7 @@
 //! Names (all prefixed `roost_`): `connections` (gauge), `sign_ins_total{result, reason}`,
 //! `messages_in_total`, `messages_out_total`, `acl_denials_total{action}`, `payloads_refused_total{code}`,
 //! `protocol_errors_total{cause}`, `slow_consumers_total`, `limit_refusals_total{limit}`,
-//! `http_refused_total{reason}`; the history's (`roost_history::metrics`) render here too.
+//! `http_refused_total{reason}`, `standby_active` (gauge), `standby_changes_total{to}`; the history's (`roost_history::metrics`) render here too.
 //! Every metric is described, so each has a `# HELP` line.
 
 use metrics::{describe_counter, describe_gauge, Counter, Unit};
@@ -98,6 +98,18 @@ pub fn http_refused(reason: &'static str) {
     metrics::counter!("roost_http_refused_total", "reason" => reason).increment(1);
 }
 
+/// An elastic standby started serving (`true`) or went back to rest.
+pub fn standby_active(active: bool) {
+    metrics::gauge!("roost_standby_active").set(if active { 1.0 } else { 0.0 });
+    let to = if active { "active" } else { "rest" };
+    metrics::counter!("roost_standby_changes_total", "to" => to).increment(1);
+}
+
+/// An elastic standby at start: at rest.
+pub fn standby_resting() {
+    metrics::gauge!("roost_standby_active").set(0.0);
+}
+
 /// The `# HELP` line of every metric the node exports.
 fn describe() {
     describe_gauge!(
@@ -154,6 +166,16 @@ fn describe() {
         "roost_offline_queue_dropped_total",
         Unit::Count,
         "Messages dropped from an offline session's bounded queue, by QoS."
+    );
+    describe_gauge!(
+        "roost_standby_active",
+        Unit::Count,
+        "An elastic standby node ([cluster] standby): 1 while it takes users, 0 at rest."
+    );
+    describe_counter!(
+        "roost_standby_changes_total",
+        Unit::Count,
+        "An elastic standby's changes, by what it changed to (active, rest)."
     );
     roost_history::metrics::describe();
 }

@@ -176,6 +176,15 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         claims: joined.as_ref().map(|j| j.claims.clone()),
     });
     if let Some(joined) = joined {
+        if config.cluster.standby {
+            // Resting from the start: the listeners open below must not say `ready` first.
+            ctx.drain.set_resting(true);
+            tokio::spawn(crate::elastic::run(
+                ctx.clone(),
+                config.cluster.clone(),
+                joined.members.clone(),
+            ));
+        }
         // Before the listeners: a claim read from now on takes over a session here.
         crate::cluster_claims::start(ctx.clone(), joined.claims)
             .await

@@ -329,6 +329,18 @@ pub struct Cluster {
     pub drain_period: Option<Duration>,
     /// Where HAProxy's agent check is answered (`ready up 40%`, `drain`). Default: off.
     pub agent_listen: Option<SocketAddr>,
+    /// An elastic standby: joined, but reporting `drain` to the agent check until the
+    /// cluster's load (connections per active node) reaches `scale_up_at`. Default false.
+    pub standby: bool,
+    /// Connections per active node at which a standby starts taking users. Default 1000.
+    pub scale_up_at: u32,
+    /// Connections per active node (counted without the standby) under which an active
+    /// standby gives its users back, after `scale_down_after`. Default 500.
+    pub scale_down_at: u32,
+    /// How long the load must stay under `scale_down_at` before the standby's release.
+    /// Default 10m.
+    #[serde(with = "humantime_serde")]
+    pub scale_down_after: Duration,
 }
 
 impl Cluster {
@@ -356,6 +368,10 @@ impl Default for Cluster {
             node_timeout: Duration::from_secs(10),
             drain_period: None,
             agent_listen: None,
+            standby: false,
+            scale_up_at: 1000,
+            scale_down_at: 500,
+            scale_down_after: Duration::from_secs(600),
         }
     }
 }

@@ -44,6 +44,7 @@ const STRING_KEYS: &[&str] = &[
     "cluster.node_timeout",
     "cluster.drain_period",
     "cluster.agent_listen",
+    "cluster.scale_down_after",
 ];
 
 /// Keys whose value is a list of strings, given in one variable separated by commas:

@@ -171,6 +171,10 @@ fn operating_example_with_every_key() {
                 node_timeout: Duration::from_secs(10),
                 drain_period: None,
                 agent_listen: None,
+                standby: false,
+                scale_up_at: 1000,
+                scale_down_at: 500,
+                scale_down_after: Duration::from_secs(600),
             },
         };
         assert_eq!(config, expected);
@@ -770,6 +774,59 @@ fn cluster_keys() {
             alone.cluster.node_id, None,
             "no host name without a cluster"
         );
+        Ok(())
+    });
+}
+
+#[test]
+fn standby_keys() {
+    Jail::expect_with(|jail| {
+        let standby = "standby = true\nagent_listen = \"127.0.0.1:8090\"\n";
+        let config = load_toml(
+            jail,
+            &clustered(&format!(
+                "{standby}scale_up_at = 300\nscale_down_at = 100\nscale_down_after = \"90s\"\n"
+            )),
+        )
+        .unwrap();
+        assert!(config.cluster.standby);
+        assert_eq!(config.cluster.scale_up_at, 300);
+        assert_eq!(config.cluster.scale_down_at, 100);
+        assert_eq!(config.cluster.scale_down_after, Duration::from_secs(90));
+        assert_invalid(
+            load_toml(jail, &clustered("standby = true\n")),
+            "cluster.standby",
+            "needs cluster.agent_listen",
+        );
+        assert_invalid(
+            load_toml(
+                jail,
+                &clustered(&format!("{standby}scale_down_at = 1000\n")),
+            ),
+            "cluster.scale_down_at",
+            "must be below cluster.scale_up_at (1000)",
+        );
+        assert_invalid(
+            load_toml(jail, &clustered("scale_up_at = 0\n")),
+            "cluster.scale_up_at",
+            "at least 1",
+        );
+        assert_invalid(
+            load_toml(jail, "[cluster]\nstandby = true\n"),
+            "cluster.nats",
+            "when cluster.standby is set",
+        );
+        jail.set_env("ROOST_CLUSTER__STANDBY", "true");
+        jail.set_env("ROOST_CLUSTER__SCALE_UP_AT", "20");
+        jail.set_env("ROOST_CLUSTER__SCALE_DOWN_AT", "5");
+        jail.set_env("ROOST_CLUSTER__SCALE_DOWN_AFTER", "2s");
+        let config = load_toml(jail, &clustered("agent_listen = \"127.0.0.1:8090\"\n")).unwrap();
+        assert!(config.cluster.standby);
+        assert_eq!(
+            (config.cluster.scale_up_at, config.cluster.scale_down_at),
+            (20, 5)
+        );
+        assert_eq!(config.cluster.scale_down_after, Duration::from_secs(2));
         Ok(())
     });
 }

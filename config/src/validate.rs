@@ -204,8 +204,23 @@ fn check_cluster(config: &Config) -> Result<(), (&'static str, String)> {
         ));
     }
 
+    if cluster.scale_up_at == 0 {
+        return Err(("cluster.scale_up_at", "must be at least 1".into()));
+    }
+    if cluster.scale_down_at >= cluster.scale_up_at {
+        return Err((
+            "cluster.scale_down_at",
+            format!(
+                "{} must be below cluster.scale_up_at ({}), or a standby would take users and \
+                 give them back over and over",
+                cluster.scale_down_at, cluster.scale_up_at
+            ),
+        ));
+    }
+
     if !cluster.enabled() {
         let set = [
+            ("cluster.standby", cluster.standby),
             ("cluster.node_id", cluster.node_id.is_some()),
             ("cluster.nats_creds", cluster.nats_creds.is_some()),
             ("cluster.nats_user", cluster.nats_user.is_some()),
@@ -220,6 +235,15 @@ fn check_cluster(config: &Config) -> Result<(), (&'static str, String)> {
             ));
         }
         return Ok(());
+    }
+
+    if cluster.standby && cluster.agent_listen.is_none() {
+        return Err((
+            "cluster.standby",
+            "needs cluster.agent_listen: the agent check is how the load balancer learns \
+             that a standby takes no users"
+                .into(),
+        ));
     }
 
     let postgres = config

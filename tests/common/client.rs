@@ -100,6 +100,28 @@ impl<V: Version> Client<V> {
         })
     }
 
+    /// Like `connect`, but a connection that fails or ends before the CONNACK (a load
+    /// balancer with no node to take it) is an `Err` saying so rather than a panic.
+    pub async fn try_connect(options: V) -> Result<Client<V>, String> {
+        let (client, eventloop) = options.start();
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let (ack_tx, ack_rx) = oneshot::channel();
+        tokio::spawn(pump::<V>(eventloop, tx, ack_tx));
+        match tokio::time::timeout(WAIT, ack_rx).await {
+            Err(_) => Err("no CONNACK in time".to_owned()),
+            Ok(Err(_)) => Err(match events.try_recv() {
+                Ok(Err(e)) => format!("ended before the CONNACK: {e:?}"),
+                _ => "ended before the CONNACK".to_owned(),
+            }),
+            Ok(Ok(Err(refusal))) => Err(format!("refused: {refusal:?}")),
+            Ok(Ok(Ok(connack))) => Ok(Client {
+                client,
+                connack,
+                events,
+            }),
+        }
+    }
+
     /// Connects to `node` as `user` (client id = user) with a fresh token.
     pub async fn user(node: &Node, user: &str) -> Client<V> {
         let token = super::token(user);

@@ -171,6 +171,30 @@ impl Peer {
         Peer::connect_limited(addr, user, client_id, groups, 16 << 20).await
     }
 
+    /// Like `connect_as`, but a failed connection is an `Err` (how it failed), not a panic.
+    pub async fn try_connect_as(
+        addr: SocketAddr,
+        user: &str,
+        client_id: &str,
+    ) -> Result<Peer, String> {
+        let token = token_with(user, &[], Role::User, HOUR);
+        let mut options = Mqtt5::new(client_id, addr.ip().to_string(), addr.port());
+        options.set_credentials(user, &token);
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_max_packet_size(Some(16 << 20));
+        let mqtt = Client::try_connect(options).await?;
+        let mut peer = Peer {
+            user: user.to_owned(),
+            client_id: client_id.to_owned(),
+            mqtt,
+            kept: VecDeque::new(),
+            requests: 0,
+            wait: Duration::from_secs(60),
+        };
+        peer.subscribe(&format!("im/sys/{user}")).await;
+        Ok(peer)
+    }
+
     /// Like `connect_as`, announcing `max_packet` as the v5 Maximum Packet Size.
     pub async fn connect_limited(
         addr: SocketAddr,

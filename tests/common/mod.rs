@@ -3,9 +3,11 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod chatters;
 pub mod client;
 pub mod history;
 pub mod http;
+pub mod lb;
 pub mod nats;
 pub mod pg;
 pub mod process_log;
@@ -45,6 +47,9 @@ pub struct NodeBuilder {
     extra_toml: String,
     ws: bool,
     tls: bool,
+    /// Fixed MQTT, WebSocket and HTTP addresses instead of free ones (a load balancer's
+    /// config names them before the node starts).
+    at: Option<[SocketAddr; 3]>,
 }
 
 impl Node {
@@ -57,6 +62,7 @@ impl Node {
             extra_toml: String::new(),
             ws: false,
             tls: false,
+            at: None,
         }
     }
 
@@ -131,6 +137,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Listens on these MQTT, WebSocket and HTTP addresses (WebSocket on).
+    pub fn at(mut self, mqtt: SocketAddr, ws: SocketAddr, http: SocketAddr) -> Self {
+        self.ws = true;
+        self.at = Some([mqtt, ws, http]);
+        self
+    }
+
     /// TLS and WSS listeners with the test certificate in tests/certs.
     pub fn tls(mut self) -> Self {
         self.tls = true;
@@ -140,9 +153,11 @@ impl NodeBuilder {
     pub fn start(self) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let certs = certs_dir();
-        let mut mqtt = String::from("[mqtt]\nlisten = \"127.0.0.1:0\"\n");
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let [mqtt_at, ws_at, http_at] = self.at.unwrap_or([any; 3]);
+        let mut mqtt = format!("[mqtt]\nlisten = \"{mqtt_at}\"\n");
         if self.ws {
-            mqtt.push_str("ws_listen = \"127.0.0.1:0\"\n");
+            mqtt.push_str(&format!("ws_listen = \"{ws_at}\"\n"));
         }
         if self.tls {
             mqtt.push_str(&format!(
@@ -159,9 +174,9 @@ impl NodeBuilder {
         };
         // A test that sets `[http]` keys writes the whole section, `listen` included.
         let http = if self.extra_toml.contains("[http]") {
-            ""
+            String::new()
         } else {
-            "[http]\nlisten = \"127.0.0.1:0\"\n"
+            format!("[http]\nlisten = \"{http_at}\"\n")
         };
         // Tests written before presence visibility (issue 10) watch anyone's presence: they
         // run with `visibility = "all"`. A test about visibility writes its own `[presence]`
