@@ -88,6 +88,10 @@ impl Dirty {
         self.order.is_empty()
     }
 
+    fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
     fn iter(&self) -> impl Iterator<Item = &String> {
         self.order.iter()
     }
@@ -104,6 +108,8 @@ struct Local {
     /// Wills of this node's clients, with the epoch of the connection that left each.
     wills: HashMap<String, (u64, Will)>,
     dirty_wills: HashSet<String>,
+    /// Users whose entry the writer is writing now (taken from `dirty_users`).
+    writing: HashSet<String>,
     busy: bool,
 }
 
@@ -116,6 +122,8 @@ struct Shared {
     me: String,
     local: Mutex<Local>,
     wake: Notify,
+    /// Woken after each of the writer's rounds ([`Members::written`]).
+    written: Notify,
     liveness: Mutex<Liveness>,
     view: Mutex<View>,
     mirror: Mutex<Mirror>,
@@ -154,6 +162,7 @@ impl Bridge {
             me,
             local: Mutex::default(),
             wake: Notify::new(),
+            written: Notify::new(),
             view: Mutex::default(),
             mirror: Mutex::default(),
             leaving: AtomicBool::new(false),
@@ -209,6 +218,40 @@ impl Members {
         local.dirty_users.insert(user);
         drop(local);
         self.shared.wake.notify_one();
+    }
+
+    /// Waits, at most `within`, until the presence bucket has acknowledged that `user` has a
+    /// device on this node (the writer's compare-and-set of their entry, after the last
+    /// [`Members::device`] call for them, succeeded). True when it has; false at once when
+    /// NATS is unreachable or the user has no device here, and false after `within`.
+    ///
+    /// Why: on a takeover across nodes the old node takes its name out of the user's entry
+    /// once it reads the new node's claim. The new node waits for this before it announces
+    /// the claim, so the entry already names it when the removal lands: the user never
+    /// shows offline in between (docs/cluster.md, "Takeover").
+    pub async fn written(&self, user: &str, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.shared.written.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a round that ends in between still wakes it.
+            notified.as_mut().enable();
+            {
+                let local = lock(&self.shared.local);
+                if !local.users.contains(user) {
+                    return false;
+                }
+                if !local.dirty_users.contains(user) && !local.writing.contains(user) {
+                    return true;
+                }
+            }
+            if !self.nats.is_connected() {
+                return false;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// The connection `epoch` of `client_id` has `will`: stored in the cluster while it is

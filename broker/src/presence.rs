@@ -66,6 +66,20 @@ impl Presence {
 }
 
 impl Presence {
+    /// In a cluster: waits, at most `within`, until the presence bucket names this node
+    /// for `user` (see `roost_bridge::Members::written`); at once when NATS is away or on
+    /// one node. Logged when it does not come: the connection goes ahead as it would have.
+    pub(crate) async fn written(&self, user: &str, within: std::time::Duration) {
+        if let Some(members) = &self.members {
+            if !members.written(user, within).await {
+                tracing::debug!(
+                    user,
+                    "presence not in the cluster's bucket yet; claim goes ahead"
+                );
+            }
+        }
+    }
+
     /// A device of `user` left because another node took its client id over: counted
     /// out, and if it was the user's last device here, reported to the cluster as gone
     /// from this node, never published: the user is online on the node that took over.

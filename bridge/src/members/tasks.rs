@@ -229,6 +229,7 @@ pub(super) async fn write(
                     })
                     .collect();
                 local.busy = !(users.is_empty() && wills.is_empty());
+                local.writing = users.iter().map(|(u, _)| u.clone()).collect();
                 (users, wills)
             };
             if users.is_empty() && wills.is_empty() {
@@ -259,6 +260,16 @@ pub(super) async fn write(
                     }
                 }
             }
+            {
+                // In one step, so that a user is always either being written or waiting.
+                let mut local = lock(&shared.local);
+                local.writing.clear();
+                for user in &failed_users {
+                    local.dirty_users.insert(user);
+                }
+                local.dirty_wills.extend(failed_wills);
+            }
+            shared.written.notify_waiters();
             match first_error {
                 None if failing => {
                     failing = false;
@@ -271,13 +282,6 @@ pub(super) async fn write(
                         warn!(
                             "presence or wills not written to the cluster (trying again): {error}"
                         );
-                    }
-                    {
-                        let mut local = lock(&shared.local);
-                        for user in &failed_users {
-                            local.dirty_users.insert(user);
-                        }
-                        local.dirty_wills.extend(failed_wills);
                     }
                     tokio::time::sleep(RETRY).await;
                 }

@@ -19,6 +19,10 @@ use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, info, warn};
 
+/// How long a CONNECT in a cluster waits for the presence bucket to name this node for its
+/// user before the claim goes out anyway.
+const PRESENCE_WAIT: Duration = Duration::from_secs(2);
+
 /// A client signed in, welcomed and linked to the router.
 pub(super) struct Accepted {
     pub(super) conn: Connection,
@@ -231,6 +235,20 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         }
     };
 
+    // Before anything is delivered (the router sends once the loop runs), and before this
+    // user's "online" goes out, so their groups are known to those who see it.
+    if let Some(scope) = &ctx.visibility {
+        Box::pin(scope.signed_in(&identity)).await;
+    }
+    let will = will.map(|w| w.owned_by(&identity.user));
+    // Before presence: in a cluster the will is stored before the user shows online.
+    crate::cluster_presence::remember_will(&ctx, &client_id, epoch, will.as_ref());
+    // In a cluster the presence bucket names this node for the user before the claim goes
+    // out (bounded): a node this claim takes the client over from takes its own name out
+    // only after reading the claim, so the user's entry is never empty in between
+    // (docs/cluster.md, "Takeover").
+    ctx.presence.connected(&identity.user).await;
+    ctx.presence.written(&identity.user, PRESENCE_WAIT).await;
     crate::cluster_claims::announce(&ctx, &client_id, epoch).await;
 
     // 4. Welcome.
@@ -256,6 +274,12 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         .is_err()
         || transport.write_all(&out).await.is_err()
     {
+        // Gone before its CONNACK: undone as a close would (its will is not published).
+        crate::cluster_presence::forget_will(&ctx, &client_id, epoch);
+        if let Some(scope) = &ctx.visibility {
+            scope.signed_out(&identity.user);
+        }
+        ctx.presence.disconnected(&identity.user).await;
         return None;
     }
     out.clear();
@@ -289,15 +313,6 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         Vec::new()
     };
 
-    // Before anything is delivered (the router sends once the loop runs), and before this
-    // user's "online" goes out, so their groups are known to those who see it.
-    if let Some(scope) = &ctx.visibility {
-        Box::pin(scope.signed_in(&identity)).await;
-    }
-    let will = will.map(|w| w.owned_by(&identity.user));
-    // Before presence: in a cluster the will is stored before the user shows online.
-    crate::cluster_presence::remember_will(&ctx, &client_id, epoch, will.as_ref());
-    ctx.presence.connected(&identity.user).await;
     let mut session = Session::new(
         version,
         identity,
