@@ -23,6 +23,8 @@ use crate::dedup::Dedup;
 use crate::headers::Meta;
 use crate::interest::{Action, Interest};
 use crate::nats::{BridgeError, Nats};
+use crate::retained::{self, Mirror, Mirrored};
+use async_nats::jetstream::context::PublishAckFuture;
 use crate::subject::Subjects;
 
 /// Messages from NATS waiting for the node's router: when full, the subscriptions' own
@@ -44,6 +46,9 @@ pub struct Message {
     pub response_topic: Option<String>,
     pub correlation_data: Option<Bytes>,
     pub user_properties: Vec<(String, String)>,
+    /// From the retained stream, entered on this node: the router is to store it (or,
+    /// empty, delete it) without delivering it (`retained`).
+    pub store_only: bool,
 }
 
 impl Message {
@@ -70,6 +75,7 @@ impl Message {
             response_topic: meta.response_topic,
             correlation_data: meta.correlation_data,
             user_properties: meta.user_properties,
+            store_only: false,
         }
     }
 }
@@ -85,6 +91,10 @@ pub struct Stats {
     pub duplicates: AtomicU64,
     /// NATS subjects subscribed now.
     pub subjects: AtomicU64,
+    /// Local retained publishes (deletes included) sent to the retained stream.
+    pub retained_sent: AtomicU64,
+    /// Messages read from the retained stream and handed to the local router.
+    pub retained_applied: AtomicU64,
 }
 
 struct Shared {
@@ -160,6 +170,11 @@ pub struct Bridge {
     incoming: mpsc::Receiver<async_nats::Message>,
     dedup: Dedup,
     stats: Arc<Stats>,
+    /// The retained stream's messages, read by their own task (`mirror_task`).
+    mirror: mpsc::Receiver<Mirrored>,
+    mirror_task: JoinHandle<()>,
+    /// Acknowledgements of retained messages sent, awaited off the loop.
+    acks: mpsc::Sender<(String, PublishAckFuture)>,
 }
 
 impl Bridge {
@@ -181,8 +196,13 @@ impl Bridge {
             let held: Vec<String> = shared.interest.subjects().map(str::to_owned).collect();
             shared.dirty.extend(held);
         }
+        let nats = Arc::new(nats);
+        let (mirror, mirror_task) = retained::spawn_mirror(nats.clone());
         Ok(Bridge {
-            nats: Arc::new(nats),
+            mirror,
+            mirror_task,
+            acks: retained::ack_waiter(),
+            nats,
             node_id,
             interest,
             subscriptions: HashMap::new(),
@@ -207,8 +227,26 @@ impl Bridge {
         self.nats.is_connected()
     }
 
-    /// Puts a publish accepted on this node on NATS, once.
+    /// Puts a publish accepted on this node on NATS, once: a retained one (a delete too)
+    /// into the retained stream only, which every node mirrors (`retained`), anything
+    /// else as a live message. Retained messages are sent in order without waiting for
+    /// each acknowledgement; at most `ACKS_IN_FLIGHT` are awaited at once.
     pub async fn publish(&self, message: &Message) -> Result<(), BridgeError> {
+        if message.retain {
+            let ack = self
+                .nats
+                .store_retained(
+                    &message.topic,
+                    message.meta(),
+                    message.payload.clone(),
+                    None,
+                )
+                .await?;
+            self.stats.retained_sent.fetch_add(1, Ordering::Relaxed);
+            // The waiter lives as long as the runtime; if it is gone the ack is dropped.
+            let _ = self.acks.send((message.topic.clone(), ack)).await;
+            return Ok(());
+        }
         self.nats
             .publish(&message.topic, message.meta(), message.payload.clone())
             .await?;
@@ -216,14 +254,45 @@ impl Bridge {
         Ok(())
     }
 
-    /// The next message another node published on a subject held here, each once; in
-    /// between, NATS subscriptions follow the local interest. Cancel safe.
+    /// Whether the retained stream is empty now: nothing to catch up with at start.
+    pub async fn retained_is_empty(&self) -> Result<bool, BridgeError> {
+        Mirror::is_empty(&self.nats).await
+    }
+
+    /// The next message of the retained stream, and whether it was the last one there
+    /// when it was read (the node has caught up with the cluster's retained messages).
+    /// [`Bridge::next`] returns them too; this is for the start, before clients come.
+    pub async fn next_retained(&mut self) -> (Message, bool) {
+        let mirrored = match self.mirror.recv().await {
+            Some(mirrored) => mirrored,
+            // The task ends only when the bridge drops the receiver.
+            None => std::future::pending().await,
+        };
+        self.stats.retained_applied.fetch_add(1, Ordering::Relaxed);
+        let caught_up = mirrored.pending == 0;
+        (Self::from_mirror(mirrored), caught_up)
+    }
+
+    fn from_mirror(mirrored: Mirrored) -> Message {
+        let mut message = Message::from_parts(mirrored.topic, mirrored.meta, mirrored.payload);
+        message.retain = true;
+        message.store_only = mirrored.store_only;
+        message
+    }
+
+    /// The next message another node published on a subject held here, each once, or the
+    /// next message of the retained stream (every node reads all of it); in between, NATS
+    /// subscriptions follow the local interest. Cancel safe.
     pub async fn next(&mut self) -> Message {
         loop {
             self.sync_subscriptions().await;
             let raw = tokio::select! {
                 biased;
                 () = self.interest.changed.notified() => continue,
+                Some(mirrored) = self.mirror.recv() => {
+                    self.stats.retained_applied.fetch_add(1, Ordering::Relaxed);
+                    return Self::from_mirror(mirrored);
+                }
                 raw = self.incoming.recv() => raw,
             };
             // `incoming_tx` lives in `self`, so the channel never closes.
@@ -290,6 +359,7 @@ impl Bridge {
 
 impl Drop for Bridge {
     fn drop(&mut self) {
+        self.mirror_task.abort();
         for task in self.subscriptions.values() {
             task.abort();
         }

@@ -12,7 +12,9 @@
 //!   message only to nodes that subscribed a matching subject, and a node subscribes
 //!   exactly the filters its local clients hold ([`interest`]).
 //! - **Retained messages**, presence included, into a JetStream stream holding one
-//!   message per subject (`{prefix}.r.{levels}`); an empty payload deletes.
+//!   message per subject (`{prefix}.r.{levels}`); an empty payload deletes. Every node
+//!   mirrors the whole stream into its router (module `retained`); a retained publish crosses
+//!   only this way, never also as a live message.
 //! - **Heartbeats**: each node's id and the time, into a JetStream KV bucket
 //!   ([`liveness`] judges them).
 //!
@@ -35,6 +37,7 @@ mod headers;
 mod interest;
 mod liveness;
 mod nats;
+mod retained;
 mod subject;
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! - KV bucket `{P}_nodes`: key = node id, value = the node's last heartbeat (unix ms).
 //!   One revision per key; entries expire after three `node_timeout`s.
 //! - stream `{P}_retained` on `{prefix}.r.>`: one message per subject (last value wins);
-//!   an empty payload deletes the subject's message.
+//!   an empty payload (a tombstone) deletes the subject's retained message.
 //!
 //! Both are replicated on up to three servers (as many as the NATS cluster announces).
 
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
-use async_nats::jetstream::context::Publish;
+use async_nats::jetstream::context::{Publish, PublishAckFuture};
 use async_nats::jetstream::{self, kv, stream};
 use async_nats::{ConnectOptions, Event, ServerAddr, Subscriber};
 use bytes::Bytes;
@@ -73,6 +73,7 @@ pub(crate) struct Nats {
     node_id: String,
     subjects: Subjects,
     client: async_nats::Client,
+    jetstream: jetstream::Context,
     nodes: kv::Store,
     retained: stream::Stream,
     /// This node's count of live messages put on NATS.
@@ -175,6 +176,7 @@ impl Nats {
             node_id,
             subjects,
             client,
+            jetstream: js,
             nodes,
             retained,
             sent: AtomicU64::new(0),
@@ -265,7 +267,7 @@ impl Nats {
     /// With `expected`, the store happens only if the topic's retained message is still
     /// the one with that sequence (0: there is none), which is how a survivor publishes
     /// a dead node's users offline without overwriting a newer online. Returns the new
-    /// message's sequence (0 for a delete); a failed expectation is an error.
+    /// message's sequence; a failed expectation is an error.
     pub(crate) async fn retain(
         &self,
         topic: &str,
@@ -273,15 +275,27 @@ impl Nats {
         payload: Bytes,
         expected: Option<u64>,
     ) -> Result<u64, BridgeError> {
+        let ack = self
+            .store_retained(topic, meta, payload, expected)
+            .await?
+            .await
+            .map_err(|e| nats_error("storing a retained message")(e.into()))?;
+        Ok(ack.sequence)
+    }
+
+    /// Sends the retained message of `topic` to the stream and returns without waiting
+    /// for the stream's acknowledgement (which the future resolves to), so a node can
+    /// keep many in flight, in order. An empty payload is stored as such: a tombstone,
+    /// which every node mirroring the stream applies as a delete (a purge would leave no
+    /// message for them to see). With `expected`: see [`Nats::retain`].
+    pub(crate) async fn store_retained(
+        &self,
+        topic: &str,
+        meta: Meta,
+        payload: Bytes,
+        expected: Option<u64>,
+    ) -> Result<PublishAckFuture, BridgeError> {
         let subject = self.subjects.topic(Space::Retained, topic);
-        if payload.is_empty() {
-            self.retained
-                .purge()
-                .filter(subject)
-                .await
-                .map_err(|e| nats_error("deleting a retained message")(e.into()))?;
-            return Ok(0);
-        }
         let mut meta = meta;
         meta.origin = self.node_id.clone();
         meta.retain = true;
@@ -294,13 +308,27 @@ impl Nats {
         if let Some(seq) = expected {
             publish = publish.expected_last_subject_sequence(seq);
         }
-        let ack = jetstream::new(self.client.clone())
+        self.jetstream
             .send_publish(subject, publish)
             .await
-            .map_err(|e| nats_error("storing a retained message")(e.into()))?
-            .await
-            .map_err(|e| nats_error("storing a retained message")(e.into()))?;
-        Ok(ack.sequence)
+            .map_err(|e| nats_error("storing a retained message")(e.into()))
+    }
+
+    /// The stream of retained messages, for the node's mirror (`retained`).
+    pub(crate) fn retained_stream(&self) -> &stream::Stream {
+        &self.retained
+    }
+
+    pub(crate) fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
+    }
+
+    pub(crate) fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub(crate) fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// The retained messages matching `filter`, at most `max`, in subject order per
@@ -346,6 +374,8 @@ impl Nats {
                     got += 1;
                     let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
                     match self.incoming(&message.message) {
+                        // A tombstone: the topic's retained message was deleted.
+                        Ok(incoming) if incoming.payload.is_empty() => {}
                         Ok(incoming) => found.push(Incoming { seq, ..incoming }),
                         // Not ours (another publisher on the prefix): skip, keep reading.
                         Err(error) => warn!(subject = %message.subject, "retained: {error}"),

@@ -59,7 +59,7 @@ pub(crate) async fn start(
     interest: LocalInterest,
     drain: Arc<Drain>,
 ) -> anyhow::Result<()> {
-    let bridge = Bridge::connect(cluster, interest)
+    let mut bridge = Bridge::connect(cluster, interest)
         .await
         .context("joining the cluster")?;
     let mut link = router
@@ -82,6 +82,9 @@ pub(crate) async fn start(
         anyhow::bail!("router dropped the bridge link");
     }
     let span = info_span!("bridge", node_id = bridge.node_id().to_owned());
+    crate::cluster_retained::catch_up(&mut bridge, &mut link)
+        .instrument(span.clone())
+        .await;
     info!(parent: &span, nats = %cluster.nats.join(","), "joined the cluster");
     tokio::spawn(run(bridge, link, drain).instrument(span));
     Ok(())
@@ -163,6 +166,7 @@ fn outgoing(link: &mut Link, notification: Notification) -> Option<Message> {
         response_topic: properties.response_topic,
         correlation_data: properties.correlation_data,
         user_properties: properties.user_properties,
+        store_only: false,
     })
 }
 
@@ -170,7 +174,8 @@ fn outgoing(link: &mut Link, notification: Notification) -> Option<Message> {
 /// (a QoS 2 one released at once) and with its retain flag, so this node's router keeps
 /// (or, empty, deletes) the retained message as the origin's did; subscribers get it as a
 /// live message, as on one node.
-fn incoming(message: Message, pkid: u16) -> Vec<Packet> {
+pub(crate) fn incoming(mut message: Message, pkid: u16) -> Vec<Packet> {
+    crate::cluster_retained::mark(&mut message);
     let qos = match message.qos {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,

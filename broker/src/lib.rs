@@ -15,6 +15,7 @@ mod accounts;
 mod ack_order;
 mod agent;
 mod bridge_link;
+mod cluster_retained;
 pub mod cli;
 mod codec;
 mod conn;
