@@ -197,19 +197,27 @@ async fn retained_messages_survive_the_stream_leader_being_killed() {
     let leader = leader.expect("a leader");
     nats.kill(leader);
     // Two of three servers elect a new leader; the nodes are (again) connected.
-    wait_nats("a new leader of the retained stream", || {
-        nats.stream_leader(STREAM).is_some()
+    wait_nats("a new JetStream meta leader and stream leader", || {
+        nats.meta_leader().is_some() && nats.stream_leader(STREAM).is_some()
     });
     wait_nats("both nodes connected", || {
         nats.connection("roost-a").is_some() && nats.connection("roost-b").is_some()
     });
 
     retain(&mut alice, "test/k", "after").await;
+    // If the killed server held b's mirror consumer, b notices by its missing heartbeats
+    // (10 s) and reads on from where it stopped.
+    bob.wait = NATS_WAIT;
     assert_eq!(next_test(&mut bob).await, got("test/k", "after", false));
     // A node joining now reads the replicated stream from the two survivors.
     let survivor = (0..3).find(|&i| i != leader).expect("a survivor");
     let c = node(&nats, survivor, "c", &db);
     let mut carol = Peer::connect(&c, "carol", &[]).await;
     carol.subscribe("test/k").await;
-    assert_eq!(next_test(&mut carol).await, got("test/k", "after", true));
+    assert_eq!(
+        next_test(&mut carol).await,
+        got("test/k", "after", true),
+        "{}",
+        c.log_text()
+    );
 }

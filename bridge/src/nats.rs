@@ -9,7 +9,8 @@
 //! written `_`, as stream and bucket names cannot hold a dot):
 //! - KV bucket `{P}_nodes`: key = node id, value = the node's last heartbeat (unix ms).
 //!   One revision per key; entries expire after three `node_timeout`s.
-//! - stream `{P}_retained` on `{prefix}.r.>`: one message per subject (last value wins);
+//! - stream `{P}_retained` on `{prefix}.r.>`: the last [`RETAINED_HISTORY`] messages per
+//!   subject (the last one is the retained message: last value wins);
 //!   an empty payload (a tombstone) deletes the subject's retained message.
 //!
 //! Both are replicated on up to three servers (as many as the NATS cluster announces).
@@ -28,6 +29,12 @@ use tracing::{info, warn};
 
 use crate::headers::{HeaderError, Meta};
 use crate::subject::{Space, SubjectError, Subjects};
+
+/// Messages kept per subject in the retained stream. Only the last is the retained
+/// message; the ones before it let a node whose mirror reads a little behind still deliver
+/// every value of a topic live (a consumer skips what the stream dropped before it got
+/// there). A node further behind than this on one topic delivers its last values only.
+pub(crate) const RETAINED_HISTORY: i64 = 8;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -166,7 +173,7 @@ impl Nats {
                 name: format!("{names}_retained"),
                 description: Some("roost retained messages".into()),
                 subjects: subjects.filter(Space::Retained, "#"),
-                max_messages_per_subject: 1,
+                max_messages_per_subject: RETAINED_HISTORY,
                 num_replicas: replicas,
                 ..Default::default()
             })

@@ -160,6 +160,21 @@ impl TestCluster {
             })
     }
 
+    /// The index of the JetStream meta leader, as a running server reports it, if it is a
+    /// running server (`None` during an election).
+    pub fn meta_leader(&self) -> Option<usize> {
+        self.servers
+            .iter()
+            .filter(|server| server.child.is_some())
+            .find_map(|server| {
+                let body = get(server.monitor_port, "/jsz")?;
+                let jsz: serde_json::Value = serde_json::from_str(&body).ok()?;
+                let leader = jsz["meta_cluster"]["leader"].as_str()?;
+                let i = leader.strip_prefix('n')?.parse::<usize>().ok()?.checked_sub(1)?;
+                self.servers.get(i)?.child.as_ref().map(|_| i)
+            })
+    }
+
     /// The index of the server leading JetStream stream `stream` now, as a running
     /// server's `/jsz` reports it; `None` while it has no leader (an election).
     pub fn stream_leader(&self, stream: &str) -> Option<usize> {
