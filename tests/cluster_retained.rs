@@ -46,9 +46,10 @@ async fn retain(peer: &mut Peer, topic: &str, payload: &str) {
 /// The next publish `peer` receives on a `test/` topic: (topic, payload, retain flag).
 async fn next_test(peer: &mut Peer) -> (String, String, bool) {
     let packet = peer
-        .expect("a publish on test/", |p| {
-            matches!(p, Packet::Publish(p) if p.topic.starts_with(b"test/"))
-        })
+        .expect(
+            "a publish on test/",
+            |p| matches!(p, Packet::Publish(p) if p.topic.starts_with(b"test/")),
+        )
         .await;
     let Packet::Publish(p) = packet else {
         unreachable!()
@@ -148,8 +149,22 @@ async fn a_node_started_later_or_restarted_has_the_retained_messages() {
     let token = common::token("zoe");
     let port = c.mqtt.port().to_string();
     let mut sub = Subscriber::start(&[
-        "-h", "127.0.0.1", "-p", &port, "-i", "zoe", "-u", "zoe", "-P", &token, "-t",
-        "test/late", "-C", "1", "-F", "%r %t %p",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-i",
+        "zoe",
+        "-u",
+        "zoe",
+        "-P",
+        &token,
+        "-t",
+        "test/late",
+        "-C",
+        "1",
+        "-F",
+        "%r %t %p",
     ]);
     sub.wait_for("1 test/late x");
     assert!(sub.exit_status().success());
@@ -157,9 +172,10 @@ async fn a_node_started_later_or_restarted_has_the_retained_messages() {
     let mut bob = Peer::connect(&c, "bob", &[]).await;
     bob.subscribe("im/presence/alice").await;
     let presence = bob
-        .expect("alice's presence", |p| {
-            matches!(p, Packet::Publish(p) if p.topic == "im/presence/alice")
-        })
+        .expect(
+            "alice's presence",
+            |p| matches!(p, Packet::Publish(p) if p.topic == "im/presence/alice"),
+        )
         .await;
     let Packet::Publish(presence) = presence else {
         unreachable!()

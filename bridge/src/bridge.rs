@@ -24,8 +24,8 @@ use crate::headers::Meta;
 use crate::interest::{Action, Interest};
 use crate::nats::{BridgeError, Nats};
 use crate::retained::{self, Mirror, Mirrored};
-use async_nats::jetstream::context::PublishAckFuture;
 use crate::subject::Subjects;
+use async_nats::jetstream::context::PublishAckFuture;
 
 /// Messages from NATS waiting for the node's router: when full, the subscriptions' own
 /// buffers fill, and NATS drops for this slow consumer (and says so in its log).

@@ -36,6 +36,10 @@ use crate::subject::{Space, SubjectError, Subjects};
 /// there). A node further behind than this on one topic delivers its last values only.
 pub(crate) const RETAINED_HISTORY: i64 = 8;
 
+/// Tries to reach JetStream at start (each try times out after the client's request
+/// timeout) before the node gives up.
+const JETSTREAM_ATTEMPTS: u32 = 3;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What can go wrong between the bridge and NATS.
@@ -143,42 +147,22 @@ impl Nats {
             })?;
 
         let subjects = Subjects::new(&cluster.subject_prefix);
-        let names = cluster.subject_prefix.replace('.', "_");
         let replicas = client.server_info().connect_urls.len().clamp(1, 3);
         let js = jetstream::new(client.clone());
-        // The bucket's stream is made here, as `kv::Config` would make it: async-nats'
-        // own bucket helper first reads account fields that NATS 2.9 (Debian's) lacks.
-        let bucket = format!("{names}_nodes");
-        js.get_or_create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
-            description: Some("roost node heartbeats".into()),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            max_age: cluster.node_timeout * 3,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            num_replicas: replicas,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| nats_error("creating the heartbeat bucket")(e.into()))?;
-        let nodes = js
-            .get_key_value(bucket)
-            .await
-            .map_err(|e| nats_error("opening the heartbeat bucket")(e.into()))?;
-        let retained = js
-            .get_or_create_stream(stream::Config {
-                name: format!("{names}_retained"),
-                description: Some("roost retained messages".into()),
-                subjects: subjects.filter(Space::Retained, "#"),
-                max_messages_per_subject: RETAINED_HISTORY,
-                num_replicas: replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_error("creating the retained stream")(e.into()))?;
+        // A NATS cluster that has just started answers JetStream requests only once it has
+        // elected a meta leader; a request sent before that times out. So a node started
+        // with its NATS tries a few times before it gives up.
+        let mut attempt = 1;
+        let (nodes, retained) = loop {
+            match jetstream_objects(&js, cluster, &subjects, replicas).await {
+                Ok(objects) => break objects,
+                Err(error) if attempt < JETSTREAM_ATTEMPTS => {
+                    warn!(node_id = %node_id, "JetStream not ready ({error}); trying again");
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        };
         Ok(Nats {
             node_id,
             subjects,
@@ -326,10 +310,6 @@ impl Nats {
         &self.retained
     }
 
-    pub(crate) fn jetstream(&self) -> &jetstream::Context {
-        &self.jetstream
-    }
-
     pub(crate) fn client(&self) -> &async_nats::Client {
         &self.client
     }
@@ -399,4 +379,48 @@ impl Nats {
         }
         Ok(found)
     }
+}
+
+/// The heartbeat bucket and the retained stream, created if missing.
+async fn jetstream_objects(
+    js: &jetstream::Context,
+    cluster: &Cluster,
+    subjects: &Subjects,
+    replicas: usize,
+) -> Result<(kv::Store, stream::Stream), BridgeError> {
+    let names = cluster.subject_prefix.replace('.', "_");
+    // The bucket's stream is made here, as `kv::Config` would make it: async-nats'
+    // own bucket helper first reads account fields that NATS 2.9 (Debian's) lacks.
+    let bucket = format!("{names}_nodes");
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some("roost node heartbeats".into()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age: cluster.node_timeout * 3,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| nats_error("creating the heartbeat bucket")(e.into()))?;
+    let nodes = js
+        .get_key_value(bucket)
+        .await
+        .map_err(|e| nats_error("opening the heartbeat bucket")(e.into()))?;
+    let retained = js
+        .get_or_create_stream(stream::Config {
+            name: format!("{names}_retained"),
+            description: Some("roost retained messages".into()),
+            subjects: subjects.filter(Space::Retained, "#"),
+            max_messages_per_subject: RETAINED_HISTORY,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats_error("creating the retained stream")(e.into()))?;
+    Ok((nodes, retained))
 }

@@ -189,7 +189,9 @@ impl Mirror {
                     }
                 }
                 // Not a roost message (another publisher on the prefix): not applied.
-                Err(error) => warn!(subject = %message.subject, "retained message refused: {error}"),
+                Err(error) => {
+                    warn!(subject = %message.subject, "retained message refused: {error}")
+                }
             }
         }
     }

@@ -23,7 +23,9 @@ const CATCH_UP: Duration = Duration::from_secs(10);
 /// property of that name from anywhere else (a client on another node) is dropped, so
 /// no client can make a publish silent.
 pub(crate) fn mark(message: &mut Message) {
-    message.user_properties.retain(|(key, _)| key != RETAIN_ONLY);
+    message
+        .user_properties
+        .retain(|(key, _)| key != RETAIN_ONLY);
     if message.store_only && message.retain {
         message
             .user_properties

@@ -170,7 +170,11 @@ impl TestCluster {
                 let body = get(server.monitor_port, "/jsz")?;
                 let jsz: serde_json::Value = serde_json::from_str(&body).ok()?;
                 let leader = jsz["meta_cluster"]["leader"].as_str()?;
-                let i = leader.strip_prefix('n')?.parse::<usize>().ok()?.checked_sub(1)?;
+                let i = leader
+                    .strip_prefix('n')?
+                    .parse::<usize>()
+                    .ok()?
+                    .checked_sub(1)?;
                 self.servers.get(i)?.child.as_ref().map(|_| i)
             })
     }
@@ -180,7 +184,11 @@ impl TestCluster {
     pub fn stream_leader(&self, stream: &str) -> Option<usize> {
         let detail = self.stream_detail(stream)?;
         let leader = detail["cluster"]["leader"].as_str()?;
-        let i = leader.strip_prefix('n')?.parse::<usize>().ok()?.checked_sub(1)?;
+        let i = leader
+            .strip_prefix('n')?
+            .parse::<usize>()
+            .ok()?
+            .checked_sub(1)?;
         self.servers.get(i)?.child.as_ref().map(|_| i)
     }
 
