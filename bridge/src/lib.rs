@@ -27,8 +27,8 @@
 //! - Messages nobody on another node subscribed to.
 //! - History: every node writes the one PostgreSQL itself; NATS carries no history.
 
-// Liveness, heartbeats and the retained stream are built and tested here; the node does
-// not use them yet (docs/cluster.md).
+// Liveness, heartbeats and the conditional retained store are built and tested here; the
+// node does not use them yet (docs/cluster.md). The retained stream's mirror it does.
 #![cfg_attr(not(test), allow(dead_code))]
 
 mod bridge;
