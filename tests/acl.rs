@@ -414,7 +414,12 @@ async fn signal_topics_follow_the_same_rules() {
     subs3(
         &mut bob,
         1,
-        &["im/sig/dm/bob/+", "im/sig/dm/+/bob", "im/sig/grp/team/+"],
+        &[
+            "im/sig/dm/bob/+",
+            "im/sig/dm/+/bob",
+            "im/sig/grp/team/+",
+            "im/dm/bob/+",
+        ],
     )
     .await;
     subs3(
@@ -431,15 +436,17 @@ async fn signal_topics_follow_the_same_rules() {
 
     let mut alice = v3(&node, "alice", &["team"]).await;
     assert_eq!(alice.subscribe("im/sys/alice").await, 1);
-    alice.publish("im/sig/dm/bob/alice", "typing").await;
+    // A signal payload (tests/signals.rs checks them).
+    let typing = r#"{"type":"typing","state":"start"}"#;
+    alice.publish("im/sig/dm/bob/alice", typing).await;
     assert_eq!(
         bob.next_publish().await,
-        ("im/sig/dm/bob/alice".into(), "typing".into())
+        ("im/sig/dm/bob/alice".into(), typing.into())
     );
-    alice.publish("im/sig/grp/team/alice", "typing").await;
+    alice.publish("im/sig/grp/team/alice", typing).await;
     assert_eq!(
         bob.next_publish().await,
-        ("im/sig/grp/team/alice".into(), "typing".into())
+        ("im/sig/grp/team/alice".into(), typing.into())
     );
 
     denied_publishes3(
@@ -450,10 +457,11 @@ async fn signal_topics_follow_the_same_rules() {
             "im/sig/grp/team/bob",
             "im/sig/grp/other/alice",
         ],
-        "im/sig/dm/bob/alice",
+        // The marker is a chat message: a DM (a signal carries none).
+        "im/dm/bob/alice",
     )
     .await;
-    assert_eq!(bob.next_publish().await.1, msg("marker"));
+    assert_eq!(id_of(bob.next_publish().await.1), "marker");
 }
 
 // ---- presence, requests, system -----------------------------------------------------------

@@ -184,8 +184,13 @@ async fn retain_is_refused_on_chat_topics() {
         alice.subscribe("im/sys/alice").await,
         SubscribeReasonCode::Success(_)
     ));
-    for topic in ["im/dm/bob/alice", "im/sig/dm/bob/alice", "im/req/alice"] {
-        let reason = publish5(&mut alice, topic, chat("k1", "kept?").as_bytes(), true).await;
+    let typing = r#"{"type":"typing","state":"start"}"#.to_owned();
+    for (topic, payload) in [
+        ("im/dm/bob/alice", chat("k1", "kept?")),
+        ("im/sig/dm/bob/alice", typing),
+        ("im/req/alice", chat("k1", "kept?")),
+    ] {
+        let reason = publish5(&mut alice, topic, payload.as_bytes(), true).await;
         assert_eq!(reason, PubAckReason::ImplementationSpecificError, "{topic}");
         let notice = alice.next_publish().await;
         let notice = String::from_utf8_lossy(&notice.payload).into_owned();

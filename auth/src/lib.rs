@@ -19,7 +19,7 @@ pub mod acl;
 pub mod password;
 pub mod token;
 
-pub use acl::{Acl, AclError, AclRule, Action, Grant, Permission};
+pub use acl::{Acl, AclError, AclRule, Action, Grant, Permission, PresenceScope};
 pub use token::{
     mint_hs256, random_secret, Claims, Identity, KeyError, KeySettings, Role, TokenError,
     UnknownRole, Verifier, LEEWAY_SECS,

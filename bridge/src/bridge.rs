@@ -21,9 +21,10 @@ use tracing::{debug, warn};
 
 use crate::dedup::Dedup;
 use crate::headers::Meta;
-use crate::interest::{Action, Interest};
+use crate::interest::{Action, Interest, Sub};
 use crate::nats::{BridgeError, Nats};
 use crate::retained::{self, Mirror, Mirrored};
+use crate::share::Share;
 use crate::subject::Subjects;
 use async_nats::jetstream::context::PublishAckFuture;
 
@@ -49,6 +50,11 @@ pub struct Message {
     /// From the retained stream, entered on this node: the router is to store it (or,
     /// empty, delete it) without delivering it (`retained`).
     pub store_only: bool,
+    /// From [`Bridge::next`] only: `Some(group)` when NATS picked this node's member of
+    /// the shared subscription of `group` (deliver to that group's members here, and to
+    /// no one else); `None` for a plain subscription's copy (deliver to subscriptions that
+    /// are not shared). Ignored by [`Bridge::publish`].
+    pub share_group: Option<String>,
 }
 
 impl Message {
@@ -62,6 +68,7 @@ impl Message {
             response_topic: self.response_topic.clone(),
             correlation_data: self.correlation_data.clone(),
             user_properties: self.user_properties.clone(),
+            served: Vec::new(),
         }
     }
 
@@ -76,6 +83,7 @@ impl Message {
             correlation_data: meta.correlation_data,
             user_properties: meta.user_properties,
             store_only: false,
+            share_group: None,
         }
     }
 }
@@ -89,6 +97,8 @@ pub struct Stats {
     pub delivered: AtomicU64,
     /// Extra copies dropped (one message matching several subjects held here).
     pub duplicates: AtomicU64,
+    /// Shared-subscription copies dropped because the origin node served the group.
+    pub served_at_origin: AtomicU64,
     /// NATS subjects subscribed now.
     pub subjects: AtomicU64,
     /// Local retained publishes (deletes included) sent to the retained stream.
@@ -99,8 +109,8 @@ pub struct Stats {
 
 struct Shared {
     interest: Interest,
-    /// Subjects whose subscription may have to change.
-    dirty: HashSet<String>,
+    /// NATS subscriptions that may have to change.
+    dirty: HashSet<Sub>,
 }
 
 /// The filters the node's local sessions hold, refcounted; shared between the router's
@@ -135,24 +145,30 @@ impl LocalInterest {
             return;
         }
         for action in actions {
-            let (Action::Subscribe(subject) | Action::Unsubscribe(subject)) = action;
-            shared.dirty.insert(subject);
+            let (Action::Subscribe(sub) | Action::Unsubscribe(sub)) = action;
+            shared.dirty.insert(sub);
         }
         drop(shared);
         self.changed.notify_one();
     }
 
-    /// The marked subjects, each with whether it is held now.
-    fn take_changes(&self) -> Vec<(String, bool)> {
+    /// The marked subscriptions, each with whether it is held now.
+    fn take_changes(&self) -> Vec<(Sub, bool)> {
         let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         let dirty = std::mem::take(&mut shared.dirty);
         dirty
             .into_iter()
-            .map(|subject| {
-                let held = shared.interest.holds(&subject);
-                (subject, held)
+            .map(|sub| {
+                let held = shared.interest.holds(&sub);
+                (sub, held)
             })
             .collect()
+    }
+
+    /// The shared subscriptions held here whose filter matches `topic`.
+    fn served(&self, topic: &str) -> Vec<Share> {
+        let shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        shared.interest.served(topic)
     }
 }
 
@@ -161,13 +177,14 @@ pub struct Bridge {
     nats: Arc<Nats>,
     node_id: String,
     interest: LocalInterest,
-    /// One task per subscribed subject, feeding `incoming`; aborting it unsubscribes.
-    subscriptions: HashMap<String, JoinHandle<()>>,
+    /// One task per NATS subscription, feeding `incoming`; aborting it unsubscribes.
+    subscriptions: HashMap<Sub, JoinHandle<()>>,
     /// Changes taken from `interest` and not carried out yet (kept across a cancelled
     /// `next`: a change leaves only once it is done).
-    pending: VecDeque<(String, bool)>,
-    incoming_tx: mpsc::Sender<async_nats::Message>,
-    incoming: mpsc::Receiver<async_nats::Message>,
+    pending: VecDeque<(Sub, bool)>,
+    /// Each message with the shared subscription whose queue it came through, if any.
+    incoming_tx: mpsc::Sender<(Option<Arc<Share>>, async_nats::Message)>,
+    incoming: mpsc::Receiver<(Option<Arc<Share>>, async_nats::Message)>,
     dedup: Dedup,
     stats: Arc<Stats>,
     /// The retained stream's messages, read by their own task (`mirror_task`).
@@ -193,7 +210,7 @@ impl Bridge {
                 .shared
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let held: Vec<String> = shared.interest.subjects().map(str::to_owned).collect();
+            let held: Vec<Sub> = shared.interest.subs_held().cloned().collect();
             shared.dirty.extend(held);
         }
         let nats = Arc::new(nats);
@@ -218,6 +235,16 @@ impl Bridge {
         &self.node_id
     }
 
+    /// This node's client-id claims (announce and read), for the node's front-end.
+    pub fn claims(&self) -> crate::claims::Claims {
+        crate::claims::Claims::new(self.nats.clone())
+    }
+
+    /// The NATS connection, for the node's membership (`members`).
+    pub(crate) fn nats(&self) -> Arc<Nats> {
+        self.nats.clone()
+    }
+
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
     }
@@ -227,11 +254,23 @@ impl Bridge {
         self.nats.is_connected()
     }
 
-    /// Puts a publish accepted on this node on NATS, once: a retained one (a delete too)
-    /// into the retained stream only, which every node mirrors (`retained`), anything
-    /// else as a live message. Retained messages are sent in order without waiting for
-    /// each acknowledgement; at most `ACKS_IN_FLIGHT` are awaited at once.
+    /// Puts a publish accepted on this node on NATS, once, naming the shared
+    /// subscriptions whose members here got it (their groups are served). A retained one
+    /// (a delete too) goes into the retained stream, which every node mirrors into its
+    /// router for its plain subscriptions (`retained`); it also goes out live, but only
+    /// for the shared subscriptions of other nodes (a group is one NATS queue
+    /// subscription across the cluster, which the mirror cannot serve): a plain copy of a
+    /// retained message is dropped on arrival ([`Bridge::next`]). Retained messages are
+    /// sent in order without waiting for each acknowledgement; at most `ACKS_IN_FLIGHT`
+    /// are awaited at once.
     pub async fn publish(&self, message: &Message) -> Result<(), BridgeError> {
+        let mut meta = message.meta();
+        meta.served = self
+            .interest
+            .served(&message.topic)
+            .into_iter()
+            .map(|s| (s.group, s.filter))
+            .collect();
         if message.retain {
             let ack = self
                 .nats
@@ -245,10 +284,9 @@ impl Bridge {
             self.stats.retained_sent.fetch_add(1, Ordering::Relaxed);
             // The waiter lives as long as the runtime; if it is gone the ack is dropped.
             let _ = self.acks.send((message.topic.clone(), ack)).await;
-            return Ok(());
         }
         self.nats
-            .publish(&message.topic, message.meta(), message.payload.clone())
+            .publish(&message.topic, meta, message.payload.clone())
             .await?;
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -296,7 +334,7 @@ impl Bridge {
                 raw = self.incoming.recv() => raw,
             };
             // `incoming_tx` lives in `self`, so the channel never closes.
-            let Some(raw) = raw else { continue };
+            let Some((share, raw)) = raw else { continue };
             let incoming = match self.nats.incoming(&raw) {
                 Ok(incoming) => incoming,
                 Err(error) => {
@@ -309,31 +347,63 @@ impl Bridge {
             if incoming.meta.origin == self.node_id {
                 continue;
             }
-            if !self.dedup.first(&incoming.meta.origin, incoming.meta.seq) {
-                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
+            let share_group = match share {
+                // A plain copy: once per node, however many subjects here match it.
+                None => {
+                    // A retained message reaches plain subscriptions through the mirror.
+                    if incoming.meta.retain {
+                        continue;
+                    }
+                    if !self.dedup.first(&incoming.meta.origin, incoming.meta.seq) {
+                        self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    None
+                }
+                // NATS picked this node for the shared subscription: unless the origin
+                // served it with a member of its own.
+                Some(share) => {
+                    let served = incoming
+                        .meta
+                        .served
+                        .iter()
+                        .any(|(g, f)| *g == share.group && *f == share.filter);
+                    if served {
+                        self.stats.served_at_origin.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Some(share.group.clone())
+                }
+            };
             self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-            return Message::from_parts(incoming.topic, incoming.meta, incoming.payload);
+            let mut message = Message::from_parts(incoming.topic, incoming.meta, incoming.payload);
+            if share_group.is_some() {
+                // The plain copy keeps the retained message here; the group's is live only.
+                message.retain = false;
+            }
+            message.share_group = share_group;
+            return message;
         }
     }
 
     async fn sync_subscriptions(&mut self) {
         self.pending.extend(self.interest.take_changes());
-        while let Some((subject, held)) = self.pending.front().cloned() {
-            match (held, self.subscriptions.contains_key(&subject)) {
-                (true, false) => match self.nats.subscribe(subject.clone()).await {
+        while let Some((sub, held)) = self.pending.front().cloned() {
+            let subject = &sub.subject;
+            match (held, self.subscriptions.contains_key(&sub)) {
+                (true, false) => match self.nats.subscribe(&sub).await {
                     Ok(mut subscriber) => {
-                        debug!(%subject, "NATS subscribe");
+                        debug!(%subject, share = ?sub.share, "NATS subscribe");
                         let tx = self.incoming_tx.clone();
+                        let share = sub.share.clone().map(Arc::new);
                         let task = tokio::spawn(async move {
                             while let Some(message) = subscriber.next().await {
-                                if tx.send(message).await.is_err() {
+                                if tx.send((share.clone(), message)).await.is_err() {
                                     return;
                                 }
                             }
                         });
-                        self.subscriptions.insert(subject, task);
+                        self.subscriptions.insert(sub, task);
                     }
                     Err(error) => {
                         // Not retried here: the client re-subscribes what it holds on
@@ -342,8 +412,8 @@ impl Bridge {
                     }
                 },
                 (false, true) => {
-                    debug!(%subject, "NATS unsubscribe");
-                    if let Some(task) = self.subscriptions.remove(&subject) {
+                    debug!(%subject, share = ?sub.share, "NATS unsubscribe");
+                    if let Some(task) = self.subscriptions.remove(&sub) {
                         task.abort();
                     }
                 }
@@ -378,7 +448,11 @@ mod tests {
         LocalInterest::new(&cluster)
     }
 
-    fn sorted(mut changes: Vec<(String, bool)>) -> Vec<(String, bool)> {
+    fn sorted(changes: Vec<(Sub, bool)>) -> Vec<(String, bool)> {
+        let mut changes: Vec<(String, bool)> = changes
+            .into_iter()
+            .map(|(s, held)| (s.subject, held))
+            .collect();
         changes.sort();
         changes
     }
@@ -396,14 +470,14 @@ mod tests {
                 ("roost.m.b".to_owned(), true)
             ]
         );
-        assert_eq!(i.take_changes(), []);
+        assert_eq!(sorted(i.take_changes()), []);
         // Gone again before the bridge looked: one change, not held.
         i.changed("c", true);
         i.changed("c", false);
-        assert_eq!(i.take_changes(), [("roost.m.c".to_owned(), false)]);
+        assert_eq!(sorted(i.take_changes()), [("roost.m.c".to_owned(), false)]);
         // A second holder changes nothing on NATS.
         i.changed("b", true);
         i.changed("b", false);
-        assert_eq!(i.take_changes(), []);
+        assert_eq!(sorted(i.take_changes()), []);
     }
 }

@@ -23,6 +23,7 @@ const CONTENT_TYPE: &str = "Roost-Content-Type";
 const RESPONSE_TOPIC: &str = "Roost-Response-Topic";
 const CORRELATION_DATA: &str = "Roost-Correlation-Data";
 const USER_PROPERTY: &str = "Roost-User-Property";
+const SERVED: &str = "Roost-Served";
 
 /// Escaped in text values; `=` too, since a user property is `key=value`.
 const TEXT: &AsciiSet = &CONTROLS.add(b'%').add(b' ').add(b'=');
@@ -50,6 +51,9 @@ pub(crate) struct Meta {
     pub(crate) correlation_data: Option<Bytes>,
     /// In order, repeats allowed, as MQTT 5 has them.
     pub(crate) user_properties: Vec<(String, String)>,
+    /// The shared subscriptions `(group, filter)` the origin node delivered the message
+    /// to with members of its own (`share`).
+    pub(crate) served: Vec<(String, String)>,
 }
 
 impl Meta {
@@ -72,6 +76,9 @@ impl Meta {
         }
         for (key, value) in &self.user_properties {
             headers.append(USER_PROPERTY, format!("{}={}", text(key), text(value)));
+        }
+        for (group, filter) in &self.served {
+            headers.append(SERVED, format!("{}={}", text(group), text(filter)));
         }
         headers
     }
@@ -108,18 +115,20 @@ impl Meta {
                     .map_err(|_| HeaderError::Bad(CORRELATION_DATA))?,
             )),
         };
-        let user_properties = headers
-            .get_all(USER_PROPERTY)
-            .map(|pair| {
-                let (key, value) = pair
-                    .as_str()
-                    .split_once('=')
-                    .ok_or(HeaderError::Bad(USER_PROPERTY))?;
-                untext(key)
-                    .zip(untext(value))
-                    .ok_or(HeaderError::Bad(USER_PROPERTY))
-            })
-            .collect::<Result<_, _>>()?;
+        let pairs = |name| {
+            headers
+                .get_all(name)
+                .map(|pair| {
+                    let (key, value) = pair
+                        .as_str()
+                        .split_once('=')
+                        .ok_or(HeaderError::Bad(name))?;
+                    untext(key).zip(untext(value)).ok_or(HeaderError::Bad(name))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let user_properties = pairs(USER_PROPERTY)?;
+        let served = pairs(SERVED)?;
         Ok(Meta {
             origin,
             seq,
@@ -129,15 +138,16 @@ impl Meta {
             response_topic: optional(RESPONSE_TOPIC)?,
             correlation_data,
             user_properties,
+            served,
         })
     }
 }
 
-fn text(value: &str) -> String {
+pub(crate) fn text(value: &str) -> String {
     utf8_percent_encode(value, TEXT).to_string()
 }
 
-fn untext(value: &str) -> Option<String> {
+pub(crate) fn untext(value: &str) -> Option<String> {
     percent_decode_str(value)
         .decode_utf8()
         .ok()
@@ -163,6 +173,10 @@ mod tests {
                 ("a=b".into(), "c=d\n%25".into()),
                 ("".into(), "".into()),
                 ("日本".into(), " trailing ".into()),
+            ],
+            served: vec![
+                ("g".into(), "jobs/+".into()),
+                ("g 2=x".into(), "a/#".into()),
             ],
         }
     }

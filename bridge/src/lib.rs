@@ -10,13 +10,22 @@
 //!   origin node, its sequence, QoS, retain and the MQTT 5 properties content type, user
 //!   properties, response topic and correlation data ([`headers`]). NATS forwards a
 //!   message only to nodes that subscribed a matching subject, and a node subscribes
-//!   exactly the filters its local clients hold ([`interest`]).
+//!   exactly the filters its local clients hold ([`interest`]). A shared subscription
+//!   `$share/{group}/{filter}` is a NATS queue subscription, so one node gets each message
+//!   ([`share`]); the headers name the shared subscriptions the origin served itself.
 //! - **Retained messages**, presence included, into a JetStream stream holding one
 //!   message per subject (`{prefix}.r.{levels}`); an empty payload deletes. Every node
-//!   mirrors the whole stream into its router (module `retained`); a retained publish crosses
-//!   only this way, never also as a live message.
-//! - **Heartbeats**: each node's id and the time, into a JetStream KV bucket
-//!   ([`liveness`] judges them).
+//!   mirrors the whole stream into its router for its plain subscriptions (module
+//!   `retained`); a retained publish also goes out live, for other nodes' shared
+//!   subscriptions only. Presence statuses never enter it: each node publishes them
+//!   locally from the presence bucket.
+//! - **Client-id claims**: the client id, node id and connection epoch of each accepted
+//!   CONNECT, into a JetStream stream that orders them for every node ([`claims`]).
+//! - **Heartbeats**: each node's id, the time, its connection count and whether it is a
+//!   standby, into a JetStream KV bucket (`liveness` judges them, `members` sends them).
+//! - **Presence and wills**: per user, the nodes where they have a device, and the will of
+//!   each connected client that has one, in two KV buckets (`presence`), so that every
+//!   node publishes the same statuses and a survivor publishes a dead node's wills.
 //!
 //! # What does not
 //!
@@ -27,19 +36,28 @@
 //! - Messages nobody on another node subscribed to.
 //! - History: every node writes the one PostgreSQL itself; NATS carries no history.
 
-// Liveness, heartbeats and the conditional retained store are built and tested here; the
-// node does not use them yet (docs/cluster.md). The retained stream's mirror it does.
+// The conditional retained store is built and tested here; the node does not use it
+// (docs/cluster.md). The retained stream's mirror it does.
 #![cfg_attr(not(test), allow(dead_code))]
 
 mod bridge;
+mod claims;
 mod dedup;
 mod headers;
 mod interest;
+mod kv;
 mod liveness;
+mod members;
 mod nats;
+mod presence;
 mod retained;
+mod share;
 mod subject;
 
+#[cfg(test)]
+mod claims_tests;
+#[cfg(test)]
+mod members_tests;
 #[cfg(test)]
 mod nats_tests;
 #[cfg(test)]
@@ -48,6 +66,9 @@ mod nats_tests;
 mod test_cluster;
 
 pub use crate::bridge::{Bridge, LocalInterest, Message, Stats};
+pub use crate::claims::{Claim, ClaimWatch, Claims};
 pub use crate::headers::HeaderError;
+pub use crate::members::{Event, Members, NodeLoad};
 pub use crate::nats::BridgeError;
+pub use crate::presence::Will;
 pub use crate::subject::SubjectError;

@@ -1,16 +1,14 @@
-//! Which nodes are alive, and whose users go offline when one dies, as plain data.
+//! Which nodes are alive, as plain data.
 //!
 //! Why: presence must survive a node killed with -9. Every node heartbeats into a NATS KV
 //! bucket; each node judges the others by when *it* last heard them (its own monotonic
-//! clock, so no clock agreement between Pis is needed). A node silent for
-//! `cluster.node_timeout` is dead, once; a heartbeat brings it back.
+//! clock, so no clock agreement between Pis is needed). A node silent longer than the
+//! judge's timeout is dead, once; a heartbeat brings it back. `members` judges with two
+//! heartbeat periods (two thirds of `cluster.node_timeout`), so that a dead node's users
+//! are offline within `node_timeout` of its last heartbeat.
 //!
-//! [`Presence`] holds, per user, the nodes where that user has devices. When a node dies,
-//! only users left with no device on any node go offline: a user who has meanwhile
-//! connected to another node is never marked offline. The offline publish itself is made
-//! conditional on the retained presence message still being the one last seen (NATS'
-//! expected-last-subject-sequence), which closes the race with a reconnect that lands
-//! between this decision and the publish; see `nats::Nats::publish_retained`.
+//! A node that drains takes its heartbeat away first ([`Liveness::left`]): it is
+//! forgotten, not judged. Whose users go offline when a node dies is `presence`'s part.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -44,6 +42,20 @@ impl Liveness {
         self.dead.remove(node)
     }
 
+    /// `node` took its heartbeat away (drained): forgotten, never judged dead.
+    pub(crate) fn left(&mut self, node: &str) {
+        self.last_heard.remove(node);
+        self.dead.remove(node);
+    }
+
+    /// This node could not hear anyone until `now` (its own NATS connection was down): the
+    /// silence is not the others' fault, so their clocks start again from `now`.
+    pub(crate) fn excuse(&mut self, now: Instant) {
+        for last in self.last_heard.values_mut() {
+            *last = (*last).max(now);
+        }
+    }
+
     /// Nodes that became dead by `now` (silent longer than the timeout), each reported
     /// once, in name order.
     pub(crate) fn expire(&mut self, now: Instant) -> Vec<String> {
@@ -58,6 +70,11 @@ impl Liveness {
         newly
     }
 
+    /// The nodes judged dead and not back, in name order.
+    pub(crate) fn dead(&self) -> Vec<String> {
+        self.dead.iter().cloned().collect()
+    }
+
     /// The nodes alive at `now`, this one included, in name order.
     pub(crate) fn alive(&self, now: Instant) -> Vec<String> {
         let mut alive: Vec<String> = self
@@ -70,51 +87,6 @@ impl Liveness {
         alive.sort();
         alive.dedup();
         alive
-    }
-}
-
-/// Where each user has devices, by node.
-#[derive(Debug, Default)]
-pub(crate) struct Presence {
-    nodes: HashMap<String, BTreeSet<String>>,
-}
-
-impl Presence {
-    /// `user` has a device on `node`. True if that makes them online (first node).
-    pub(crate) fn online(&mut self, user: &str, node: &str) -> bool {
-        let nodes = self.nodes.entry(user.to_string()).or_default();
-        nodes.insert(node.to_string()) && nodes.len() == 1
-    }
-
-    /// `user` has no device left on `node`. True if they are now offline everywhere.
-    pub(crate) fn offline(&mut self, user: &str, node: &str) -> bool {
-        let Some(nodes) = self.nodes.get_mut(user) else {
-            return false;
-        };
-        if !nodes.remove(node) || !nodes.is_empty() {
-            return false;
-        }
-        self.nodes.remove(user);
-        true
-    }
-
-    /// `node` died: the users who are now offline everywhere, in name order. Users who
-    /// also have a device on another node stay online.
-    pub(crate) fn node_dead(&mut self, node: &str) -> Vec<String> {
-        let mut gone: Vec<String> = Vec::new();
-        self.nodes.retain(|user, nodes| {
-            if nodes.remove(node) && nodes.is_empty() {
-                gone.push(user.clone());
-                return false;
-            }
-            true
-        });
-        gone.sort();
-        gone
-    }
-
-    pub(crate) fn is_online(&self, user: &str) -> bool {
-        self.nodes.contains_key(user)
     }
 }
 
@@ -164,34 +136,24 @@ mod tests {
     }
 
     #[test]
-    fn user_who_moved_to_another_node_stays_online() {
-        let mut p = Presence::default();
-        assert!(p.online("alice", "b"));
-        assert!(p.online("bob", "b"));
-        // b dies with alice's phone; alice has meanwhile connected to c.
-        assert!(!p.online("alice", "c"), "already online");
-        assert_eq!(p.node_dead("b"), ["bob"]);
-        assert!(p.is_online("alice"));
-        assert!(!p.is_online("bob"));
-        assert!(p.node_dead("b").is_empty(), "nothing left on b");
+    fn silence_while_this_node_was_cut_off_is_excused() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new("a", TIMEOUT);
+        l.heard("b", t0);
+        l.excuse(t0 + TIMEOUT * 2);
+        assert!(l.expire(t0 + TIMEOUT * 2).is_empty());
+        assert_eq!(l.expire(t0 + TIMEOUT * 3 + Duration::from_millis(1)), ["b"]);
     }
 
     #[test]
-    fn last_device_anywhere_takes_the_user_offline() {
-        let mut p = Presence::default();
-        p.online("alice", "a");
-        p.online("alice", "b");
-        assert!(!p.offline("alice", "a"), "still on b");
-        assert!(p.offline("alice", "b"));
-        assert!(!p.offline("alice", "b"), "not online any more");
-        assert!(!p.offline("carol", "a"), "never seen");
-    }
-
-    #[test]
-    fn reconnect_after_node_death_is_online_again() {
-        let mut p = Presence::default();
-        p.online("alice", "b");
-        assert_eq!(p.node_dead("b"), ["alice"]);
-        assert!(p.online("alice", "c"), "a fresh online");
+    fn a_node_that_left_is_never_judged_dead() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new("a", TIMEOUT);
+        l.heard("b", t0);
+        l.left("b");
+        assert!(l.expire(t0 + TIMEOUT * 2).is_empty());
+        assert_eq!(l.alive(t0), ["a"]);
+        l.heard("b", t0 + TIMEOUT * 3);
+        assert_eq!(l.alive(t0 + TIMEOUT * 3), ["a", "b"], "joined again");
     }
 }

@@ -7,16 +7,20 @@
 //!
 //! JetStream objects, created at start when missing (`{P}` is the subject prefix with `.`
 //! written `_`, as stream and bucket names cannot hold a dot):
-//! - KV bucket `{P}_nodes`: key = node id, value = the node's last heartbeat (unix ms).
-//!   One revision per key; entries expire after three `node_timeout`s.
+//! - KV bucket `{P}_nodes`: key = node id, value = the node's last heartbeat (JSON, see
+//!   `members`). One revision per key; entries expire after three `node_timeout`s.
+//! - KV buckets `{P}_presence` and `{P}_wills` (`presence`), entries never expire.
 //! - stream `{P}_retained` on `{prefix}.r.>`: the last [`RETAINED_HISTORY`] messages per
 //!   subject (the last one is the retained message: last value wins);
 //!   an empty payload (a tombstone) deletes the subject's retained message.
 //!
-//! Both are replicated on up to three servers (as many as the NATS cluster announces).
+//! - stream `{P}_claims` on `{prefix}.claim.>`: client-id claims (`claims`), in memory,
+//!   kept a minute.
+//!
+//! All are replicated on up to three servers (as many as the NATS cluster announces).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::context::{Publish, PublishAckFuture};
@@ -28,6 +32,7 @@ use roost_config::Cluster;
 use tracing::{info, warn};
 
 use crate::headers::{HeaderError, Meta};
+use crate::interest::Sub;
 use crate::subject::{Space, SubjectError, Subjects};
 
 /// Messages kept per subject in the retained stream. Only the last is the retained
@@ -65,7 +70,7 @@ pub enum BridgeError {
     Header(#[from] HeaderError),
 }
 
-fn nats_error(what: &'static str) -> impl FnOnce(BoxError) -> BridgeError {
+pub(crate) fn nats_error(what: &'static str) -> impl FnOnce(BoxError) -> BridgeError {
     move |source| BridgeError::Nats { what, source }
 }
 
@@ -84,9 +89,14 @@ pub(crate) struct Nats {
     node_id: String,
     subjects: Subjects,
     client: async_nats::Client,
-    jetstream: jetstream::Context,
+    js: jetstream::Context,
+    /// The prefix as it appears in bucket and stream names (`.` written `_`).
+    names: String,
+    replicas: usize,
     nodes: kv::Store,
     retained: stream::Stream,
+    /// Client-id claims (`claims`).
+    claims: stream::Stream,
     /// This node's count of live messages put on NATS.
     sent: AtomicU64,
 }
@@ -149,12 +159,13 @@ impl Nats {
         let subjects = Subjects::new(&cluster.subject_prefix);
         let replicas = client.server_info().connect_urls.len().clamp(1, 3);
         let js = jetstream::new(client.clone());
+        let names = cluster.subject_prefix.replace('.', "_");
         // A NATS cluster that has just started answers JetStream requests only once it has
         // elected a meta leader; a request sent before that times out. So a node started
         // with its NATS tries a few times before it gives up.
         let mut attempt = 1;
-        let (nodes, retained) = loop {
-            match jetstream_objects(&js, cluster, &subjects, replicas).await {
+        let (nodes, retained, claims) = loop {
+            match jetstream_objects(&js, cluster, &names, &subjects, replicas).await {
                 Ok(objects) => break objects,
                 Err(error) if attempt < JETSTREAM_ATTEMPTS => {
                     warn!(node_id = %node_id, "JetStream not ready ({error}); trying again");
@@ -167,11 +178,30 @@ impl Nats {
             node_id,
             subjects,
             client,
-            jetstream: js,
+            js,
+            names,
+            replicas,
             nodes,
             retained,
+            claims,
             sent: AtomicU64::new(0),
         })
+    }
+
+    pub(crate) fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub(crate) fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    pub(crate) fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub(crate) fn claims_stream(&self) -> &stream::Stream {
+        &self.claims
     }
 
     /// Whether the client is connected right now.
@@ -196,13 +226,19 @@ impl Nats {
             .map_err(|e| nats_error("publishing")(e.into()))
     }
 
-    /// Subscribes to one subject from `interest::Action::Subscribe`; dropping the
-    /// subscriber unsubscribes.
-    pub(crate) async fn subscribe(&self, subject: String) -> Result<Subscriber, BridgeError> {
-        self.client
-            .subscribe(subject)
-            .await
-            .map_err(|e| nats_error("subscribing")(e.into()))
+    /// Subscribes as `interest::Action::Subscribe` says: a subject, in the queue of its
+    /// shared subscription if it has one; dropping the subscriber unsubscribes.
+    pub(crate) async fn subscribe(&self, sub: &Sub) -> Result<Subscriber, BridgeError> {
+        let subject = sub.subject.clone();
+        let subscribed = match &sub.share {
+            None => self.client.subscribe(subject).await,
+            Some(share) => {
+                self.client
+                    .queue_subscribe(subject, share.queue_name())
+                    .await
+            }
+        };
+        subscribed.map_err(|e| nats_error("subscribing")(e.into()))
     }
 
     /// A live message from a subscription as topic, meta and payload. Messages this node
@@ -219,24 +255,29 @@ impl Nats {
         })
     }
 
-    /// Records that this node is alive, now.
-    pub(crate) async fn heartbeat(&self) -> Result<(), BridgeError> {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_millis();
+    /// Records that this node is alive, now, with `value` (JSON, see `members`).
+    pub(crate) async fn heartbeat(&self, value: Bytes) -> Result<(), BridgeError> {
         self.nodes
-            .put(&self.node_id, now_ms.to_string().into())
+            .put(&self.node_id, value)
             .await
             .map_err(|e| nats_error("heartbeat")(e.into()))?;
         Ok(())
     }
 
-    /// Every heartbeat of every node (this one included), as node ids, starting with the
-    /// latest one of each; feed them to `liveness::Liveness::heard`.
+    /// Takes this node's heartbeat away: it leaves the cluster (drain), and the others
+    /// forget it rather than judge it dead.
+    pub(crate) async fn remove_heartbeat(&self) -> Result<(), BridgeError> {
+        self.nodes
+            .delete(&self.node_id)
+            .await
+            .map_err(|e| nats_error("removing the heartbeat")(e.into()))
+    }
+
+    /// Every heartbeat of every node (this one included) as (node id, value), starting
+    /// with the latest one of each; a node that left comes as (node id, `None`).
     pub(crate) async fn heartbeats(
         &self,
-    ) -> Result<impl futures_util::Stream<Item = String>, BridgeError> {
+    ) -> Result<impl futures_util::Stream<Item = (String, Option<Bytes>)>, BridgeError> {
         let watch = self
             .nodes
             .watch_with_history(">")
@@ -244,14 +285,42 @@ impl Nats {
             .map_err(|e| nats_error("watching heartbeats")(e.into()))?;
         Ok(watch.filter_map(|entry| async move {
             match entry {
-                Ok(entry) if entry.operation == kv::Operation::Put => Some(entry.key),
-                Ok(_) => None,
+                Ok(entry) if entry.operation == kv::Operation::Put => {
+                    Some((entry.key, Some(entry.value)))
+                }
+                Ok(entry) => Some((entry.key, None)),
                 Err(error) => {
                     warn!("heartbeat watch: {error}");
                     None
                 }
             }
         }))
+    }
+
+    /// Opens (creating when missing) the cluster's bucket `{P}_{suffix}`; entries never
+    /// expire.
+    pub(crate) async fn bucket(
+        &self,
+        suffix: &str,
+        description: &str,
+    ) -> Result<kv::Store, BridgeError> {
+        crate::kv::bucket(
+            &self.js,
+            &self.names,
+            suffix,
+            description,
+            Duration::ZERO,
+            self.replicas,
+        )
+        .await
+    }
+
+    /// Unsubscribes everything, sends what is buffered and closes the connection: the
+    /// node leaves the cluster.
+    pub(crate) async fn close(&self) {
+        if let Err(error) = self.client.drain().await {
+            warn!("closing the NATS connection: {error}");
+        }
     }
 
     /// Stores the retained message of `topic`, or deletes it if `payload` is empty.
@@ -299,7 +368,7 @@ impl Nats {
         if let Some(seq) = expected {
             publish = publish.expected_last_subject_sequence(seq);
         }
-        self.jetstream
+        self.js
             .send_publish(subject, publish)
             .await
             .map_err(|e| nats_error("storing a retained message")(e.into()))
@@ -308,14 +377,6 @@ impl Nats {
     /// The stream of retained messages, for the node's mirror (`retained`).
     pub(crate) fn retained_stream(&self) -> &stream::Stream {
         &self.retained
-    }
-
-    pub(crate) fn client(&self) -> &async_nats::Client {
-        &self.client
-    }
-
-    pub(crate) fn node_id(&self) -> &str {
-        &self.node_id
     }
 
     /// The retained messages matching `filter`, at most `max`, in subject order per
@@ -385,32 +446,19 @@ impl Nats {
 async fn jetstream_objects(
     js: &jetstream::Context,
     cluster: &Cluster,
+    names: &str,
     subjects: &Subjects,
     replicas: usize,
-) -> Result<(kv::Store, stream::Stream), BridgeError> {
-    let names = cluster.subject_prefix.replace('.', "_");
-    // The bucket's stream is made here, as `kv::Config` would make it: async-nats'
-    // own bucket helper first reads account fields that NATS 2.9 (Debian's) lacks.
-    let bucket = format!("{names}_nodes");
-    js.get_or_create_stream(stream::Config {
-        name: format!("KV_{bucket}"),
-        description: Some("roost node heartbeats".into()),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        max_age: cluster.node_timeout * 3,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: stream::DiscardPolicy::New,
-        num_replicas: replicas,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| nats_error("creating the heartbeat bucket")(e.into()))?;
-    let nodes = js
-        .get_key_value(bucket)
-        .await
-        .map_err(|e| nats_error("opening the heartbeat bucket")(e.into()))?;
+) -> Result<(kv::Store, stream::Stream, stream::Stream), BridgeError> {
+    let nodes = crate::kv::bucket(
+        js,
+        names,
+        "nodes",
+        "roost node heartbeats",
+        cluster.node_timeout * 3,
+        replicas,
+    )
+    .await?;
     let retained = js
         .get_or_create_stream(stream::Config {
             name: format!("{names}_retained"),
@@ -422,5 +470,13 @@ async fn jetstream_objects(
         })
         .await
         .map_err(|e| nats_error("creating the retained stream")(e.into()))?;
-    Ok((nodes, retained))
+    let claims = js
+        .get_or_create_stream(crate::claims::stream_config(
+            names,
+            subjects.claims(),
+            replicas,
+        ))
+        .await
+        .map_err(|e| nats_error("creating the claims stream")(e.into()))?;
+    Ok((nodes, retained, claims))
 }

@@ -41,10 +41,10 @@ async fn subscribe(receiver: &Nats, filters: &[&str]) -> Vec<async_nats::Subscri
     let mut subscribers = Vec::new();
     for filter in filters {
         for action in interest.subscribe(filter) {
-            let Action::Subscribe(subject) = action else {
+            let Action::Subscribe(sub) = action else {
                 panic!("{action:?}")
             };
-            subscribers.push(receiver.subscribe(subject).await.unwrap());
+            subscribers.push(receiver.subscribe(&sub).await.unwrap());
         }
     }
     subscribers
@@ -180,20 +180,20 @@ async fn heartbeats_reach_every_node() {
     let a = node("a", vec![nats.url(0)]).await;
     let b = node("b", vec![nats.url(2)]).await;
 
-    a.heartbeat().await.unwrap();
+    a.heartbeat("{}".into()).await.unwrap();
     let mut beats = std::pin::pin!(b.heartbeats().await.unwrap());
     let mut liveness = Liveness::new("b", Duration::from_secs(3));
-    b.heartbeat().await.unwrap();
+    b.heartbeat("{}".into()).await.unwrap();
     let deadline = Instant::now() + WAIT;
     while liveness.alive(Instant::now()) != ["a", "b"] {
-        let node = timeout(WAIT, beats.next()).await.unwrap().unwrap();
+        let (node, _) = timeout(WAIT, beats.next()).await.unwrap().unwrap();
         liveness.heard(&node, Instant::now());
         assert!(Instant::now() < deadline);
     }
     // A later heartbeat of a is seen live, not only the stored one.
-    a.heartbeat().await.unwrap();
+    a.heartbeat("{}".into()).await.unwrap();
     loop {
-        let node = timeout(WAIT, beats.next()).await.unwrap().unwrap();
+        let (node, _) = timeout(WAIT, beats.next()).await.unwrap().unwrap();
         if node == "a" {
             break;
         }

@@ -128,6 +128,17 @@ impl Subjects {
         Ok((space, topic))
     }
 
+    /// The subject of a client-id claim (`claims`): `{prefix}.claim.{client id as one
+    /// escaped token}`.
+    pub(crate) fn claim(&self, client_id: &str) -> String {
+        format!("{}.claim.{}", self.prefix, escape_level(client_id))
+    }
+
+    /// Every claim's subject: what the claims stream holds.
+    pub(crate) fn claims(&self) -> String {
+        format!("{}.claim.>", self.prefix)
+    }
+
     fn base(&self, space: Space) -> String {
         format!("{}.{}", self.prefix, space.token())
     }

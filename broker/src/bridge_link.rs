@@ -8,12 +8,16 @@
 //! hook ([`interest_hook`]), which keeps the NATS subscriptions in line with them.
 //! Internal topics (`$…`, the history ingress `im/ingress/…`, history requests `im/req/…`)
 //! never cross: each node's own services answer them.
+//!
+//! The link also publishes to local subscribers only what the cluster's membership asks
+//! for (users' presence statuses, `cluster_presence.rs`): published by the bridge, they
+//! never reach its own `#` subscription, so they never go out on NATS.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use roost_bridge::{Bridge, LocalInterest, Message};
+use roost_bridge::{Bridge, Event, LocalInterest, Members, Message};
 use roost_config::Cluster;
 use rumqttd::protocol::{
     Filter, Packet, PubAck, PubAckReason, PubRel, PubRelReason, Publish, PublishProperties, QoS,
@@ -21,6 +25,7 @@ use rumqttd::protocol::{
 };
 use rumqttd::{InterestHook, Notification};
 use std::sync::Arc;
+use tokio::sync::mpsc;
 use tracing::{error, info, info_span, warn, Instrument as _};
 
 use crate::drain::Drain;
@@ -50,18 +55,38 @@ pub(crate) fn interest_hook(interest: LocalInterest) -> InterestHook {
     })
 }
 
-/// Connects to NATS and starts the bridge's link. Fails if no NATS server answers now;
-/// after that the NATS client reconnects by itself and `/healthz` says `degraded` while
-/// it is away.
+/// Messages for local subscribers only (cluster presence), waiting for the bridge's link.
+const LOCAL_QUEUE: usize = 1024;
+
+/// The node's part in the cluster, once joined.
+pub(crate) struct Joined {
+    pub(crate) members: Members,
+    /// What the membership asks the node to publish (`cluster_presence::run`).
+    pub(crate) events: mpsc::Receiver<Event>,
+    /// Publishes to local subscribers through the bridge's link: never sent to NATS.
+    pub(crate) local: mpsc::Sender<Message>,
+    /// The node's client-id claims (`cluster_claims`).
+    pub(crate) claims: roost_bridge::Claims,
+}
+
+/// Connects to NATS and starts the bridge's link and the node's membership (heartbeats
+/// carrying `connections()`). Fails if no NATS server answers now; after that the NATS
+/// client reconnects by itself and `/healthz` says `degraded` while it is away.
 pub(crate) async fn start(
     cluster: &Cluster,
     router: &Router,
     interest: LocalInterest,
     drain: Arc<Drain>,
-) -> anyhow::Result<()> {
+    connections: impl Fn() -> u64 + Send + Sync + 'static,
+) -> anyhow::Result<Joined> {
     let mut bridge = Bridge::connect(cluster, interest)
         .await
         .context("joining the cluster")?;
+    let (members, events) = bridge
+        .members(cluster.node_timeout, connections)
+        .await
+        .context("joining the cluster")?;
+    let (local, local_rx) = mpsc::channel(LOCAL_QUEUE);
     let mut link = router
         .link(keys::BRIDGE.to_owned(), true, true, None, None)
         .await?;
@@ -86,11 +111,29 @@ pub(crate) async fn start(
         .instrument(span.clone())
         .await;
     info!(parent: &span, nats = %cluster.nats.join(","), "joined the cluster");
-    tokio::spawn(run(bridge, link, drain).instrument(span));
-    Ok(())
+    let claims = bridge.claims();
+    let running = Running {
+        drain,
+        members: members.clone(),
+        local: local_rx,
+    };
+    tokio::spawn(run(bridge, link, running).instrument(span));
+    Ok(Joined {
+        members,
+        events,
+        local,
+        claims,
+    })
 }
 
-async fn run(mut bridge: Bridge, mut link: Link, drain: Arc<Drain>) {
+/// What the link's loop needs besides the bridge and the link.
+struct Running {
+    drain: Arc<Drain>,
+    members: Members,
+    local: mpsc::Receiver<Message>,
+}
+
+async fn run(mut bridge: Bridge, mut link: Link, mut running: Running) {
     let mut pkid: u16 = 0;
     let mut connected = true;
     let mut health = tokio::time::interval(HEALTH_EVERY);
@@ -114,9 +157,18 @@ async fn run(mut bridge: Bridge, mut link: Link, drain: Arc<Drain>) {
                     return;
                 }
             }
+            Some(message) = running.local.recv() => {
+                pkid = next_pkid(pkid);
+                if !link.try_send(incoming(message, pkid)) {
+                    error!("router is gone; the bridge stops");
+                    return;
+                }
+            }
             _ = health.tick() => {
                 let now = bridge.is_connected();
-                if now != connected {
+                // Leaving the cluster closes the connection on purpose.
+                if now != connected && !running.members.leaving() {
+                    let drain = &running.drain;
                     connected = now;
                     drain.set_degraded(!now);
                     if now {
@@ -167,6 +219,7 @@ fn outgoing(link: &mut Link, notification: Notification) -> Option<Message> {
         correlation_data: properties.correlation_data,
         user_properties: properties.user_properties,
         store_only: false,
+        share_group: None,
     })
 }
 
@@ -183,6 +236,7 @@ pub(crate) fn incoming(mut message: Message, pkid: u16) -> Vec<Packet> {
     };
     let mut publish = Publish::new(Bytes::from(message.topic), message.payload, message.retain);
     publish.set_qos(qos, pkid);
+    publish.set_scope(crate::cluster_share::scope(message.share_group));
     let has_properties = message.content_type.is_some()
         || message.response_topic.is_some()
         || message.correlation_data.is_some()

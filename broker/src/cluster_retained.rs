@@ -4,7 +4,7 @@
 //!
 //! Why a module of its own: the bridge link (`bridge_link`) moves messages between the
 //! router and NATS; what is special about retained ones (roost-bridge's `retained` mirror,
-//! and the router's store-only publish, ROOST-PATCHES entry 28) stays here.
+//! and the router's store-only publish, ROOST-PATCHES entry 29) stays here.
 
 use std::time::{Duration, Instant};
 

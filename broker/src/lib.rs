@@ -9,14 +9,18 @@
 //! and persistent sessions.
 //!
 //! It starts the history service (`roost-history`) on a router link of its own, and
-//! serves the history HTTP API. It does not link nodes into a cluster.
+//! serves the history HTTP API. With `[cluster]` it joins the other nodes through NATS
+//! (`bridge_link.rs`, `cluster_presence.rs`, docs/cluster.md).
 
 mod accounts;
 mod ack_order;
 mod agent;
 mod bridge_link;
 pub mod cli;
+mod cluster_claims;
+mod cluster_presence;
 mod cluster_retained;
+mod cluster_share;
 mod codec;
 mod conn;
 mod doctor;
@@ -38,3 +42,4 @@ mod retained;
 mod revoked;
 mod router;
 mod transport;
+mod visibility;

@@ -11,7 +11,7 @@ use roost_auth::{Acl, KeySettings, Verifier};
 use roost_config::{Config, Limits};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::{error, info, warn};
@@ -27,14 +27,20 @@ pub struct Context {
     pub router: Router,
     pub system: SystemPublisher,
     pub presence: Presence,
+    /// Whose presence each user sees (`presence.visibility = "groups"`); `None`: everyone's.
+    pub(crate) visibility: Option<Arc<crate::visibility::Scope>>,
     pub registry: Registry,
     pub(crate) retained: Retained,
     /// `history.delivery = "stamped"`: chat on stored topics goes to the history service's
     /// ingress, and reaches its recipients once stored (docs/protocol.md section 4).
     pub stamped: bool,
-    /// Signed-in connections right now.
-    pub active: AtomicUsize,
+    /// Signed-in connections right now (shared with the cluster heartbeat).
+    pub active: Arc<AtomicUsize>,
     pub drain: Arc<Drain>,
+    /// With `[cluster]`: this node's membership (presence and wills across nodes).
+    pub(crate) members: Option<roost_bridge::Members>,
+    /// With `[cluster]`: client-id claims across the cluster (`cluster_claims`).
+    pub(crate) claims: Option<roost_bridge::Claims>,
 }
 
 /// A started node: the addresses it listens on, and what a drain needs.
@@ -47,6 +53,9 @@ pub struct Bound {
     pid_file: PathBuf,
 }
 
+/// How long a draining node waits for its presence and wills to reach the cluster.
+const LEAVE_WITHIN: Duration = Duration::from_secs(5);
+
 impl Bound {
     /// Drains the node (see `drain.rs`): stop accepting, disconnect the clients over
     /// `cluster.drain_period`, let the history service store what it took.
@@ -54,6 +63,11 @@ impl Bound {
         crate::drain::run(&self.ctx, self.drain_period).await;
         self.remove_pid_file();
         self.history.finish(Duration::from_secs(30)).await;
+        // Last: what the history service stored has crossed; now the others forget this
+        // node instead of judging it dead.
+        if let Some(members) = &self.ctx.members {
+            members.leave(LEAVE_WITHIN).await;
+        }
     }
 
     /// Forgets the pid file (`roost drain` reads it); the node is going away.
@@ -76,7 +90,7 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
     let keys = key_settings(&config)?;
     let hs256 = keys.hs256_secret.clone();
     let verifier = Arc::new(Verifier::new(keys)?);
-    let acl = Acl::new(&config.acl.rules)?;
+    let mut acl = Acl::new(&config.acl.rules)?;
     // With `[cluster]`, the router tells the bridge which filters local sessions hold.
     let interest = config
         .cluster
@@ -110,11 +124,39 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         .await
         .context("linking the node to its router")?;
     let (history, service) = crate::history::start(&config, &router).await?;
+    let visibility = match config.presence.visibility {
+        roost_config::Visibility::All => None,
+        roost_config::Visibility::Groups => {
+            let scope = crate::visibility::Scope::new(history.clone());
+            acl = acl.with_presence_scope(Arc::new(crate::visibility::AclScope(scope.clone())));
+            Some(scope)
+        }
+    };
     let accounts = Arc::new(crate::accounts::Accounts::new(
         &config,
         history.clone(),
         hs256,
     ));
+    let active = Arc::new(AtomicUsize::new(0));
+    let drain = Arc::new(Drain::default());
+    // Before the listeners, so that every client publish reaches the bridge's link.
+    let joined = match interest {
+        Some(interest) => {
+            let active = active.clone();
+            let connections = move || active.load(Ordering::Relaxed) as u64;
+            let joined = crate::bridge_link::start(
+                &config.cluster,
+                &router,
+                interest,
+                drain.clone(),
+                connections,
+            )
+            .await?;
+            Some(joined)
+        }
+        None => None,
+    };
+    let members = joined.as_ref().map(|j| j.members.clone());
     let ctx = Arc::new(Context {
         verifier: verifier.clone(),
         accounts: accounts.clone(),
@@ -122,19 +164,27 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
         limits: config.limits.clone(),
         allow_anonymous: config.auth.allow_anonymous,
         router,
-        presence: Presence::new(system.clone()),
+        presence: Presence::new(system.clone(), members.clone()),
+        visibility,
         system,
         registry: Registry::default(),
         retained: Retained::new(config.limits.max_retained_per_user),
         stamped: config.history.delivery() == roost_config::Delivery::Stamped,
-        active: AtomicUsize::new(0),
-        drain: Arc::new(Drain::default()),
+        active,
+        drain,
+        members,
+        claims: joined.as_ref().map(|j| j.claims.clone()),
     });
-
-    // Before the listeners, so that every client publish reaches the bridge's link.
-    if let Some(interest) = interest {
-        crate::bridge_link::start(&config.cluster, &ctx.router, interest, ctx.drain.clone())
-            .await?;
+    if let Some(joined) = joined {
+        // Before the listeners: a claim read from now on takes over a session here.
+        crate::cluster_claims::start(ctx.clone(), joined.claims)
+            .await
+            .context("reading client-id claims")?;
+        tokio::spawn(crate::cluster_presence::run(
+            ctx.clone(),
+            joined.events,
+            joined.local,
+        ));
     }
 
     let mqtt = &config.mqtt;
@@ -152,7 +202,13 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
     if let (Some(addr), Some(tls)) = (mqtt.wss_listen, &tls) {
         listener::start(addr, Kind::Wss(tls.clone()), ctx.clone()).await?;
     }
-    let accounts_api = crate::accounts::api::routes(verifier.clone(), accounts);
+    // Ends connections of users disabled or deleted meanwhile (`accounts.recheck_interval`).
+    tokio::spawn({
+        let accounts = accounts.clone();
+        async move { accounts.recheck_forever().await }
+    });
+    let accounts_api =
+        crate::accounts::api::routes(verifier.clone(), accounts, config.http.header_timeout);
     let http = crate::http::start(&config.http, ctx.clone(), history, accounts_api).await?;
 
     if let Some(addr) = config.cluster.agent_listen {

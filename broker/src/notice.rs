@@ -3,7 +3,6 @@
 
 use crate::router::SystemMessage;
 use roost_proto::notice::Notice;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use roost_proto::chat::payload_id;
 pub use roost_proto::notice::code::{FORBIDDEN, INVALID_PAYLOAD};
@@ -28,9 +27,7 @@ pub fn error_at(topic: String, id: Option<&str>, code: &str, message: String) ->
     }
 }
 
+/// Unix milliseconds, for presence `ts` (roost-proto's clock, the one every `ts` uses).
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    u64::try_from(roost_proto::clock::now_ms()).unwrap_or(0)
 }

@@ -1,7 +1,10 @@
 //! Presence: a retained `im/presence/{user}` that says whether any of a user's devices is on.
 //!
 //! Users connect from several devices; the topic changes only when the first device of a
-//! user arrives and when the last one leaves, however it leaves.
+//! user arrives and when the last one leaves, however it leaves. In a cluster the node
+//! does not publish it: it tells the cluster that the user's first device here arrived or
+//! the last one here left, and every node publishes the user's status across all nodes
+//! (`cluster_presence.rs`).
 
 use crate::router::{SystemMessage, SystemPublisher};
 use roost_proto::presence::{Presence as Payload, Status};
@@ -13,13 +16,30 @@ pub struct Presence {
     /// next "online" of one user reach the router in the order they happened.
     devices: Mutex<HashMap<String, usize>>,
     system: SystemPublisher,
+    members: Option<roost_bridge::Members>,
 }
 
 impl Presence {
-    pub fn new(system: SystemPublisher) -> Presence {
+    pub fn new(system: SystemPublisher, members: Option<roost_bridge::Members>) -> Presence {
         Presence {
             devices: Mutex::new(HashMap::new()),
             system,
+            members,
+        }
+    }
+
+    /// The user's first device here arrived (`online`) or the last one here left.
+    async fn changed(&self, user: &str, online: bool) {
+        match &self.members {
+            Some(members) => members.device(user, online),
+            None => {
+                let status = if online {
+                    Status::Online
+                } else {
+                    Status::Offline
+                };
+                self.system.publish(message(user, status)).await
+            }
         }
     }
 
@@ -28,7 +48,7 @@ impl Presence {
         let count = devices.entry(user.to_owned()).or_insert(0);
         *count += 1;
         if *count == 1 {
-            self.system.publish(status(user, Status::Online)).await;
+            self.changed(user, true).await;
         }
     }
 
@@ -40,12 +60,31 @@ impl Presence {
         *count -= 1;
         if *count == 0 {
             devices.remove(user);
-            self.system.publish(status(user, Status::Offline)).await;
+            self.changed(user, false).await;
         }
     }
 }
 
-fn status(user: &str, status: Status) -> SystemMessage {
+impl Presence {
+    /// A device of `user` left because another node took its client id over: counted
+    /// out, and if it was the user's last device here, reported to the cluster as gone
+    /// from this node, never published: the user is online on the node that took over.
+    pub(crate) async fn moved(&self, user: &str) {
+        let mut devices = self.devices.lock().await;
+        let Some(count) = devices.get_mut(user) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            devices.remove(user);
+            if let Some(members) = &self.members {
+                members.device(user, false);
+            }
+        }
+    }
+}
+
+fn message(user: &str, status: Status) -> SystemMessage {
     let payload = Payload {
         status,
         ts: crate::notice::now_ms(),

@@ -38,6 +38,23 @@ struct Entry {
     owner: u64,
     /// A will waiting out its delay, with the epoch of the connection that left it.
     will: Option<(u64, AbortHandle)>,
+    /// Whether the owner's connection is open (signed in, not closed yet).
+    live: bool,
+    /// In a cluster: the owner's claim of the client id is on its way through the claims
+    /// stream; a claim of another node read meanwhile came earlier, so it loses.
+    claiming: Option<u64>,
+    /// The connection (epoch) another node took the client id from: it closes without
+    /// its will, and its session is not kept here.
+    moved: Option<u64>,
+}
+
+/// How a connection's end looked to the registry.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Closed {
+    /// An ordinary end (taken over on this node included).
+    Here,
+    /// Another node took the client id over: the client is on, elsewhere.
+    Moved,
 }
 
 impl Registry {
@@ -50,12 +67,16 @@ impl Registry {
 
     /// A connection signs in with `client_id`: it becomes the owner (the returned epoch
     /// names it), and a will still waiting out its delay is not published.
-    pub fn claim(&self, client_id: &str) -> u64 {
+    /// `clustered`: the claim goes through the cluster's claims stream next
+    /// (`cluster_claims`), and until it is back, claims of other nodes do not take it over.
+    pub fn claim(&self, client_id: &str, clustered: bool) -> u64 {
         let mut inner = self.lock();
         inner.epoch += 1;
         let epoch = inner.epoch;
         let entry = inner.clients.entry(client_id.to_owned()).or_default();
         entry.owner = epoch;
+        entry.live = true;
+        entry.claiming = clustered.then_some(epoch);
         if let Some((_, pending)) = entry.will.take() {
             pending.abort();
             info!(
@@ -64,6 +85,46 @@ impl Registry {
             );
         }
         epoch
+    }
+
+    /// The cluster-wide claim of connection `epoch` is through (read back from the claims
+    /// stream) or failed: from now on a later claim of another node takes it over.
+    pub(crate) fn claim_settled(&self, client_id: &str, epoch: u64) {
+        if let Some(entry) = self.lock().clients.get_mut(client_id) {
+            if entry.claiming == Some(epoch) {
+                entry.claiming = None;
+            }
+        }
+    }
+
+    /// Another node claimed `client_id` after this node's last claim of it. Returns
+    /// whether this node holds anything of it to take over (through the router, see
+    /// `cluster_claims`): a connection, which is then marked to close as moved (no will,
+    /// no offline), or a saved session, forgotten here. A will waiting out its delay is
+    /// dropped: the client is back, elsewhere. `false` while this node's own claim is
+    /// still on its way: that one is the later, and wins.
+    pub(crate) fn taken_elsewhere(&self, client_id: &str) -> bool {
+        let mut inner = self.lock();
+        let Some(entry) = inner.clients.get_mut(client_id) else {
+            return false;
+        };
+        if entry.claiming.is_some_and(|epoch| epoch == entry.owner) {
+            return false;
+        }
+        if let Some((_, pending)) = entry.will.take() {
+            pending.abort();
+            info!(
+                client_id,
+                "client back on another node; delayed will dropped"
+            );
+        }
+        entry.filters.clear();
+        if entry.live {
+            entry.moved = Some(entry.owner);
+        } else {
+            inner.clients.remove(client_id);
+        }
+        true
     }
 
     /// A new session starts for `client_id`: forget any filters of an earlier one.
@@ -121,15 +182,17 @@ impl Registry {
     /// forgotten; `will` is published now, or after its delay unless the client comes back
     /// first. A connection whose client id a newer one has claimed (taken over) leaves the
     /// session alone, and its delayed will is dropped: the client is back (MQTT 5
-    /// 3.1.3.2.2). A will without delay goes out at the close either way.
-    pub fn closed(
+    /// 3.1.3.2.2). A will without delay goes out at the close either way. A connection
+    /// another node took over ([`Registry::taken_elsewhere`]) publishes no will at all and
+    /// leaves nothing behind ([`Closed::Moved`]).
+    pub(crate) fn closed(
         &self,
         ctx: &Arc<Context>,
         client_id: &str,
         epoch: u64,
         clean_end: bool,
         will: Option<Will>,
-    ) {
+    ) -> Closed {
         let mut inner = self.lock();
         let entry = inner
             .clients
@@ -139,6 +202,22 @@ impl Registry {
                 ..Entry::default()
             });
         let owner = entry.owner == epoch;
+        if owner {
+            entry.live = false;
+        }
+        if entry.moved == Some(epoch) {
+            entry.moved = None;
+            if will.is_some() {
+                info!(
+                    client_id,
+                    "session taken over on another node; will dropped"
+                );
+            }
+            if owner {
+                inner.clients.remove(client_id);
+            }
+            return Closed::Moved;
+        }
         if owner && clean_end {
             entry.filters.clear();
         }
@@ -178,6 +257,7 @@ impl Registry {
         if clean_end {
             self.forget_if_unused(client_id, epoch);
         }
+        Closed::Here
     }
 
     /// Drops the entry of a client id that holds nothing any more and that no connection
@@ -196,7 +276,10 @@ impl Registry {
 
 /// The will as a message, unless it is retained and its user holds all the retained topics
 /// they may already.
-fn message(ctx: &Context, will: Will) -> Option<(SystemMessage, Option<PublishProperties>)> {
+pub(crate) fn message(
+    ctx: &Context,
+    will: Will,
+) -> Option<(SystemMessage, Option<PublishProperties>)> {
     if will.retain {
         if let Err(refusal) = ctx.retained.admit(&will.user, &will.topic, &will.payload) {
             let (user, topic, code) = (&will.user, &will.topic, refusal.code());
@@ -224,4 +307,36 @@ fn publish(ctx: &Arc<Context>, will: Will) {
         return;
     };
     tokio::spawn(async move { system.publish_with(message, props).await });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_claim_takes_over_only_once_the_own_claim_is_through() {
+        let registry = Registry::default();
+        assert!(!registry.taken_elsewhere("x"), "nothing of x here");
+        let first = registry.claim("x", true);
+        assert!(
+            !registry.taken_elsewhere("x"),
+            "x's own claim is on its way, so the other one came earlier"
+        );
+        registry.claim_settled("x", first);
+        assert!(registry.taken_elsewhere("x"), "a later claim takes x over");
+        // A newer local connection is on its way again: an older claim of its own epoch
+        // coming back does not settle it.
+        let second = registry.claim("x", true);
+        registry.claim_settled("x", first);
+        assert!(!registry.taken_elsewhere("x"));
+        registry.claim_settled("x", second);
+        assert!(registry.taken_elsewhere("x"));
+    }
+
+    #[test]
+    fn outside_a_cluster_nothing_is_on_its_way() {
+        let registry = Registry::default();
+        registry.claim("x", false);
+        assert!(registry.taken_elsewhere("x"));
+    }
 }

@@ -13,7 +13,9 @@
 //! `Acl::subscribe_grant`): then every delivery is checked (`screen_all`), as Mosquitto
 //! checks read access per delivered message, retained ones included. A filter granted whole
 //! only ever matches readable topics, so the check needs no filter matching, and a
-//! connection without such a grant pays nothing.
+//! connection without such a grant pays nothing. Presence filters granted partially
+//! (`[presence] visibility = "groups"`) have only the deliveries on `im/presence/...`
+//! checked (`screen_presence`), so a chat client pays for its presence, not its chat.
 //!
 //! The node's acks go to the router in the order of its deliveries (`AckOrder`): a dropped
 //! delivery's ack waits for the client's acks of the deliveries before it.
@@ -33,6 +35,8 @@ pub(crate) struct Revoked {
     releasing: HashSet<u16>,
     /// Check every delivery, whatever filter it came through.
     all: bool,
+    /// Check every delivery on `im/presence/...`.
+    presence: bool,
     /// PUBACKs and PUBRECs towards the router, in delivery order.
     acks: AckOrder,
     /// PUBCOMPs towards the router, in the order of its PUBRELs.
@@ -56,6 +60,7 @@ impl Revoked {
             filters,
             releasing: HashSet::new(),
             all: false,
+            presence: false,
             acks: AckOrder::new(usize::from(in_flight)),
             comps: AckOrder::new(usize::from(releasing)),
         }
@@ -64,6 +69,11 @@ impl Revoked {
     /// Checks every delivery from now on (a root wildcard was granted partially).
     pub(crate) fn screen_all(&mut self) {
         self.all = true;
+    }
+
+    /// Checks every presence delivery from now on (a presence filter was granted partially).
+    pub(crate) fn screen_presence(&mut self) {
+        self.presence = true;
     }
 
     /// `None` when `publish` may be delivered; otherwise it is dropped, and the router gets
@@ -109,14 +119,17 @@ impl Revoked {
     }
 
     fn drops(&self, topic: &[u8], may_read: impl Fn(&str) -> bool) -> bool {
-        if self.filters.is_empty() && !self.all {
+        if self.filters.is_empty() && !self.all && !self.presence {
             return false;
         }
         // Topics are UTF-8 (the front-end refuses others), so this never lets one through.
         let Ok(topic) = std::str::from_utf8(topic) else {
             return false;
         };
-        if !self.all && !self.filters.iter().any(|f| matches(topic, f)) {
+        let screened = self.all
+            || (self.presence && topic.starts_with("im/presence/"))
+            || self.filters.iter().any(|f| matches(topic, f));
+        if !screened {
             return false;
         }
         !may_read(topic)
@@ -221,6 +234,16 @@ mod tests {
         );
         assert_eq!(client(&mut r, comp), [(7, 4), (7, 3)]);
         assert!(r.release(3).is_none());
+    }
+
+    #[test]
+    fn screening_presence_checks_presence_deliveries_only() {
+        let mut r = Revoked::new(&[], 0, 0);
+        r.screen_presence();
+        let nobody = |_: &str| false;
+        assert!(r.drops(b"im/presence/bob", nobody));
+        assert!(!r.drops(b"im/dm/alice/bob", nobody), "chat is not screened");
+        assert!(!r.drops(b"im/presence/bob", |_| true));
     }
 
     #[test]

@@ -2,7 +2,6 @@
 
 use rand::Rng;
 use roost_proto::chat::ChatMessage;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A text message with a fresh random id and the current time.
 pub fn new_text(body: impl Into<String>) -> ChatMessage {
@@ -14,13 +13,8 @@ pub fn new_message_id() -> String {
     format!("{:016x}", rand::thread_rng().gen::<u64>())
 }
 
-/// Unix time in milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// Unix time in milliseconds (roost-proto's clock, the one every `ts` uses).
+pub use roost_proto::clock::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -26,6 +26,7 @@ pub struct Config {
     pub limits: Limits,
     pub history: History,
     pub accounts: Accounts,
+    pub presence: Presence,
     pub cluster: Cluster,
 }
 
@@ -260,6 +261,10 @@ pub struct Accounts {
     /// Login attempts per minute from one address, and for one user name; more are
     /// answered 429 (HTTP) or refused (MQTT failures). Default 10.
     pub login_attempts_per_minute: u32,
+    /// How often the node checks its signed-in users against the store: a user disabled or
+    /// deleted meanwhile (by `roost user` on any machine) is disconnected. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub recheck_interval: Duration,
 }
 
 impl Default for Accounts {
@@ -270,8 +275,29 @@ impl Default for Accounts {
             hash_workers: 2,
             hash_queue: 128,
             login_attempts_per_minute: 10,
+            recheck_interval: Duration::from_secs(10),
         }
     }
+}
+
+/// `[presence]`: who sees whose `im/presence/{user}`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Presence {
+    /// Default `groups`.
+    pub visibility: Visibility,
+}
+
+/// `presence.visibility`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Every signed-in user sees everyone's presence (the behaviour before `groups`).
+    All,
+    /// A user sees the presence of users who share a group or a conversation with them
+    /// (docs/protocol.md section 3, "Presence").
+    #[default]
+    Groups,
 }
 
 /// `[cluster]`: this node as one of several behind a load balancer, linked through NATS

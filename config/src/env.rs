@@ -32,6 +32,8 @@ const STRING_KEYS: &[&str] = &[
     "history.database_url",
     "history.max_age",
     "accounts.token_ttl",
+    "accounts.recheck_interval",
+    "presence.visibility",
     "history.delivery",
     "cluster.node_id",
     "cluster.nats_creds",

@@ -28,7 +28,8 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 
 pub use crate::config::{
-    Accounts, Acl, Auth, Cluster, Config, Delivery, History, Http, Limits, Mqtt, Node,
+    Accounts, Acl, Auth, Cluster, Config, Delivery, History, Http, Limits, Mqtt, Node, Presence,
+    Visibility,
 };
 pub use crate::error::{ConfigError, Origin};
 pub use crate::mask::mask_url;
@@ -80,5 +81,7 @@ fn default_node_id(config: &mut Config, figment: &Figment) -> Result<(), ConfigE
     }
 }
 
+#[cfg(test)]
+mod presence_tests;
 #[cfg(test)]
 mod tests;

@@ -152,6 +152,10 @@ fn operating_example_with_every_key() {
                 hash_workers: 2,
                 hash_queue: 64,
                 login_attempts_per_minute: 5,
+                recheck_interval: Duration::from_secs(10),
+            },
+            presence: Presence {
+                visibility: Visibility::Groups,
             },
             cluster: Cluster {
                 node_id: Some("pi1".into()),

@@ -53,6 +53,9 @@ pub fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
     if config.accounts.token_ttl.is_zero() {
         return fail("accounts.token_ttl", "must be greater than 0".into());
     }
+    if config.accounts.recheck_interval.is_zero() {
+        return fail("accounts.recheck_interval", "must be greater than 0".into());
+    }
     if config.accounts.hash_workers < 1 {
         return fail("accounts.hash_workers", "must be at least 1".into());
     }

@@ -12,6 +12,7 @@
 //! checks [`Conv::can_read`] before [`Store::history`] or [`Store::mark_read`].
 //! Group membership lives in tokens, never in the store.
 
+mod answer;
 mod conv;
 mod error;
 mod fair;
@@ -30,7 +31,7 @@ pub use conv::Conv;
 pub use error::HistoryError;
 pub use store::{
     Account, AccountError, Backend, Credentials, Group, Reads, Store, DEFAULT_POOL_SIZE,
-    SQLITE_POOL_SIZE,
+    MAX_CONTACTS, MAX_DISABLED, SQLITE_POOL_SIZE,
 };
 
 /// The `sync` cursor that stands for the end of the log: its page is empty, and its

@@ -10,7 +10,9 @@ pub mod nats;
 pub mod pg;
 pub mod process_log;
 pub mod raw;
+pub mod restart;
 pub mod tools;
+pub mod webdriver;
 
 #[allow(unused_imports)]
 pub(crate) use backend::{on_both_backends, Backend};
@@ -161,8 +163,16 @@ impl NodeBuilder {
         } else {
             "[http]\nlisten = \"127.0.0.1:0\"\n"
         };
+        // Tests written before presence visibility (issue 10) watch anyone's presence: they
+        // run with `visibility = "all"`. A test about visibility writes its own `[presence]`
+        // section (an empty one runs the default, `groups`).
+        let presence = if self.extra_toml.contains("[presence]") {
+            ""
+        } else {
+            "[presence]\nvisibility = \"all\"\n"
+        };
         let config = format!(
-            "[node]\ndata_dir = \"{}\"\n{mqtt}{http}{auth}{}",
+            "[node]\ndata_dir = \"{}\"\n{mqtt}{http}{auth}{presence}{}",
             dir.path().join("data").display(),
             self.extra_toml
         );

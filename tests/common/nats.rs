@@ -192,6 +192,32 @@ impl TestCluster {
         self.servers.get(i)?.child.as_ref().map(|_| i)
     }
 
+    /// The subscriptions of the client connection `name` now, each as its subject and
+    /// queue group (`None`: a plain subscription), sorted.
+    pub fn queue_subscriptions(&self, name: &str) -> Vec<(String, Option<String>)> {
+        let found = self.servers.iter().find_map(|server| {
+            let body = get(server.monitor_port, "/connz?subs=detail&limit=1024")?;
+            let connz: serde_json::Value = serde_json::from_str(&body).ok()?;
+            connz["connections"]
+                .as_array()?
+                .iter()
+                .find(|c| c["name"] == name)
+                .cloned()
+        });
+        let mut subs: Vec<(String, Option<String>)> = found
+            .and_then(|c| c["subscriptions_list_detail"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| {
+                let subject = s["subject"].as_str()?.to_owned();
+                let queue = s["qgroup"].as_str().map(str::to_owned);
+                Some((subject, queue))
+            })
+            .collect();
+        subs.sort();
+        subs
+    }
+
     /// Polls each server's monitoring port until `/healthz` answers 200 (up and routed)
     /// and `/jsz` names a JetStream meta leader (its JetStream API answers).
     fn wait_formed(&self) {

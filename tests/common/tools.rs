@@ -18,6 +18,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("psql", "postgresql-client"),
     ("openssl", "openssl"),
     ("python3", "python3"),
+    ("chromedriver", "chromium-driver"),
+    ("chromium", "chromium"),
     ("timeout", "coreutils"),
     ("stdbuf", "coreutils"),
 ];

@@ -97,7 +97,7 @@ def main():
     # Live, not readable by carol: others' DMs and signals, a group she is not in, bob's
     # notice and request, and what the config rules keep from her.
     alice.publish("im/dm/bob/alice", chat(1))
-    alice.publish("im/sig/dm/bob/alice", chat(2))
+    alice.publish("im/sig/dm/bob/alice", json.dumps({"type": "typing", "state": "start"}))
     alice.publish("im/grp/team/alice", chat(3))
     alice.publish("private/x/a/b", "secret")
     alice.publish("devices/alice/x/b", "alice's")

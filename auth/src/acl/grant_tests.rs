@@ -144,3 +144,63 @@ fn each_delivery_is_checked_against_the_read_rights() {
         assert!(!acl.can_read(&carol, "carol", topic), "{topic}");
     }
 }
+
+/// A scope that lets everyone see only "friend".
+#[derive(Debug)]
+struct OnlyFriend;
+
+impl PresenceScope for OnlyFriend {
+    fn sees(&self, _viewer: &Identity, user: &str) -> bool {
+        user == "friend"
+    }
+}
+
+#[test]
+fn a_presence_scope_screens_presence_filters_and_deliveries() {
+    let plain = open();
+    let acl = open().with_presence_scope(Arc::new(OnlyFriend));
+    let carol = who("carol", &[]);
+    let service = Identity {
+        role: Role::Service,
+        ..who("history", &[])
+    };
+    // Without a scope: whole, and everyone readable.
+    assert_eq!(
+        plain.subscribe_grant(&carol, "carol", "im/presence/+"),
+        Grant::Full
+    );
+    assert!(plain.can_read(&carol, "carol", "im/presence/stranger"));
+    // With one: other people's presence is granted partially, one's own whole.
+    for filter in [
+        "im/presence/+",
+        "im/presence/stranger",
+        "im/presence/friend",
+    ] {
+        assert_eq!(
+            acl.subscribe_grant(&carol, "carol", filter),
+            Grant::Partial,
+            "{filter}"
+        );
+    }
+    assert_eq!(
+        acl.subscribe_grant(&carol, "carol", "im/presence/carol"),
+        Grant::Full
+    );
+    assert_eq!(
+        acl.subscribe_grant(&carol, "carol", "im/dm/carol/+"),
+        Grant::Full
+    );
+    assert_eq!(
+        acl.subscribe_grant(&service, "history", "im/presence/+"),
+        Grant::Full
+    );
+    // Each delivery asks the scope; one's own and services' are never screened.
+    assert!(acl.can_read(&carol, "carol", "im/presence/friend"));
+    assert!(!acl.can_read(&carol, "carol", "im/presence/stranger"));
+    assert!(acl.can_read(&carol, "carol", "im/presence/carol"));
+    assert!(acl.can_read(&service, "history", "im/presence/stranger"));
+    // Root wildcards read presence through the same check.
+    assert_eq!(acl.subscribe_grant(&carol, "carol", "#"), Grant::Partial);
+    assert!(!acl.can_read(&carol, "carol", "im/presence/stranger"));
+    assert!(acl.can_read(&carol, "carol", "public/news"));
+}

@@ -21,9 +21,14 @@
 //! config lets the user read ([`Acl::subscribe_grant`]); the broker then checks
 //! every delivery with [`Acl::can_read`], as Mosquitto checks each delivered
 //! message. Filters under `im/` stay all or nothing.
+//!
+//! With a [`PresenceScope`] (`[presence] visibility = "groups"`), presence filters
+//! (`im/presence/+`, `im/presence/{user}`) are granted partially too: each delivery of
+//! someone else's presence is checked against the scope ([`presence`]).
 
 mod builtin;
 mod filter;
+mod presence;
 
 #[cfg(test)]
 mod grant_tests;
@@ -34,7 +39,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::token::{Identity, Role};
 use filter::{filter_levels, topic_levels, Pattern, Subject};
+pub use presence::PresenceScope;
+use presence::{needs_screening, presence_user};
 use roost_proto::topic::is_reserved;
+use std::sync::Arc;
 
 /// One `[[acl.rules]]` entry of the config.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -107,6 +115,8 @@ pub enum Grant {
 #[derive(Clone, Debug, Default)]
 pub struct Acl {
     rules: Vec<Rule>,
+    /// Whose presence each user sees; `None`: everyone's.
+    presence: Option<Arc<dyn PresenceScope>>,
 }
 
 #[derive(Clone, Debug)]
@@ -143,7 +153,16 @@ impl Acl {
                 pattern,
             });
         }
-        Ok(Acl { rules: compiled })
+        Ok(Acl {
+            rules: compiled,
+            presence: None,
+        })
+    }
+
+    /// From now on a user reads someone else's presence only when `scope` says so.
+    pub fn with_presence_scope(mut self, scope: Arc<dyn PresenceScope>) -> Acl {
+        self.presence = Some(scope);
+        self
     }
 
     /// May `who`, connected as `client_id`, publish to `topic`?
@@ -201,18 +220,34 @@ impl Acl {
     /// `topic`? The per-delivery check behind a [`Grant::Partial`] filter.
     pub fn can_read(&self, who: &Identity, client_id: &str, topic: &str) -> bool {
         // A concrete topic is a filter matching only itself.
-        topic_levels(topic).is_some() && self.can_subscribe(who, client_id, topic)
+        let Some(levels) = topic_levels(topic) else {
+            return false;
+        };
+        if !self.can_subscribe(who, client_id, topic) {
+            return false;
+        }
+        match (&self.presence, presence_user(&levels)) {
+            (Some(scope), Some(user)) if needs_screening(who, &levels) => scope.sees(who, user),
+            _ => true,
+        }
     }
 
     /// How much of `filter` `who`, connected as `client_id`, may read.
     ///
-    /// [`Grant::Full`] exactly when [`Acl::can_subscribe`] allows it. Otherwise a
+    /// [`Grant::Full`] when [`Acl::can_subscribe`] allows it (a presence filter under a
+    /// [`PresenceScope`]: [`Grant::Partial`]). Otherwise a
     /// root wildcard (first level `+` or `#`, shared or not) is [`Grant::Partial`]
     /// when some config rule could allow a topic outside `im/` it matches; every
     /// other filter, notably anything under `im/`, is [`Grant::Denied`] as before.
     pub fn subscribe_grant(&self, who: &Identity, client_id: &str, filter: &str) -> Grant {
         if self.can_subscribe(who, client_id, filter) {
-            return Grant::Full;
+            let screened = self.presence.is_some()
+                && filter_levels(filter).is_some_and(|levels| needs_screening(who, &levels));
+            return if screened {
+                Grant::Partial
+            } else {
+                Grant::Full
+            };
         }
         let inner = match filter.strip_prefix('$') {
             None => filter,

@@ -1,8 +1,10 @@
 //! The accounts HTTP API (docs/protocol.md section 2.2): `POST /api/v1/login`,
 //! `POST /api/v1/token`, and for `admin` tokens `/api/v1/users` and `/api/v1/groups`.
 //! Errors are `{"error": {"code", "message"}}` with stable codes. Request bodies are JSON
-//! of at most 16 KiB.
+//! of at most 16 KiB, sent within `http.header_timeout` (a body that trickles in or never
+//! comes is answered 408 and does not hold a connection slot).
 
+use super::connected::Ended;
 use super::{Accounts, LoginError};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -16,6 +18,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::{info, warn};
 
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -27,7 +30,11 @@ struct AccountsApi {
 }
 
 /// The routes, ready to merge into the node's HTTP router.
-pub(crate) fn routes(verifier: Arc<Verifier>, accounts: Arc<Accounts>) -> axum::Router {
+pub(crate) fn routes(
+    verifier: Arc<Verifier>,
+    accounts: Arc<Accounts>,
+    body_timeout: Duration,
+) -> axum::Router {
     axum::Router::new()
         .route("/api/v1/login", post(login))
         .route("/api/v1/token", post(refresh))
@@ -40,6 +47,7 @@ pub(crate) fn routes(verifier: Arc<Verifier>, accounts: Arc<Accounts>) -> axum::
             put(add_member).delete(remove_member),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .with_state(AccountsApi { verifier, accounts })
 }
 
@@ -128,12 +136,29 @@ fn body<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     match parsed {
         Ok(Json(v)) => Ok(v),
+        Err(rejection) if timed_out(&rejection) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body was not sent within http.header_timeout",
+        )),
         Err(rejection) => Err(error(
             rejection.status(),
             "bad_request",
             rejection.body_text(),
         )),
     }
+}
+
+/// Whether reading the body failed because it did not arrive in time.
+fn timed_out(rejection: &axum::extract::rejection::JsonRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 fn bearer(headers: &HeaderMap, verifier: &Verifier) -> Result<Identity, ApiError> {
@@ -270,6 +295,12 @@ async fn change_user(
     }
     if let Some(disabled) = change.disabled {
         store.set_disabled(&id, disabled).await?;
+        if disabled {
+            info!(user = %id, "admin: user disabled");
+            api.accounts.end_user(&id, Ended::Disabled);
+        } else {
+            api.accounts.connected().enabled(&id);
+        }
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -281,6 +312,8 @@ async fn delete_user(
 ) -> Result<Response, ApiError> {
     let store = admin(&headers, &api)?;
     store.delete_user(&id).await?;
+    info!(user = %id, "admin: user deleted");
+    api.accounts.end_user(&id, Ended::Deleted);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -7,18 +7,25 @@
 //! `hash_queue` wait for one, and any more are refused at once (CONNACK "server busy", HTTP 503) instead of
 //! queueing without bound. Unknown users are checked against a dummy hash, so that a
 //! wrong user and a wrong password take the same time and get the same answer.
+//!
+//! A password sign-in lasts `token_ttl`, like a token from login, and a user disabled or
+//! deleted while connected is disconnected ([`connected`]).
 
 pub(crate) mod api;
 pub mod cli;
+pub(crate) mod connected;
 mod limiter;
 pub(crate) mod mqtt;
 mod pool;
 
 use crate::history::History;
+use connected::{Connected, Ended};
 use limiter::Limiter;
 use pool::HashPool;
 use roost_auth::{mint_hs256, Claims, Identity, Role};
+use std::collections::HashSet;
 use std::time::Duration;
+use tracing::{info, warn};
 
 /// Why a password sign-in did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +56,8 @@ pub(crate) struct Accounts {
     hashing: HashPool,
     per_address: Limiter,
     per_user: Limiter,
+    /// This node's signed-in users, to end when their account goes.
+    connected: Connected,
 }
 
 impl Accounts {
@@ -66,6 +75,7 @@ impl Accounts {
             hashing: HashPool::new(settings.hash_workers, settings.hash_queue),
             per_address: Limiter::new(settings.login_attempts_per_minute),
             per_user: Limiter::new(settings.login_attempts_per_minute),
+            connected: Connected::default(),
             settings,
         }
     }
@@ -88,6 +98,73 @@ impl Accounts {
 
     pub(crate) fn history(&self) -> &History {
         &self.history
+    }
+
+    /// This node's signed-in users (see [`connected`]).
+    pub(crate) fn connected(&self) -> &Connected {
+        &self.connected
+    }
+
+    /// Ends `user`'s connections on this node at once (admin API); the other nodes of a
+    /// cluster find out at their next [`Accounts::recheck`].
+    pub(crate) fn end_user(&self, user: &str, why: Ended) {
+        let count = self.connected.end(user, why);
+        if count > 0 {
+            info!(user, count, reason = why.describe(), "connections ended");
+        }
+    }
+
+    /// Every `accounts.recheck_interval`, for as long as the node runs: [`Accounts::recheck`].
+    pub(crate) async fn recheck_forever(&self) {
+        let mut tick = tokio::time::interval(self.settings.recheck_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.recheck().await;
+        }
+    }
+
+    /// Looks at the store: the disabled accounts (their connections end, their token
+    /// sign-ins are refused from now on), and whether the users signed in here with a
+    /// password still have an account (those who do not are disconnected). A store that
+    /// does not answer leaves everything as it was until the next time.
+    pub(crate) async fn recheck(&self) {
+        let Some(store) = self.history.get() else {
+            return;
+        };
+        let disabled = match store.disabled_users().await {
+            Ok(disabled) => disabled,
+            Err(e) => {
+                warn!(error = %e, "account recheck: the store did not answer; next time");
+                return;
+            }
+        };
+        for user in self.connected.users(false) {
+            if disabled.contains(&user) {
+                self.end_user(&user, Ended::Disabled);
+            }
+        }
+        let count = disabled.len();
+        if self.connected.set_disabled(disabled) {
+            info!(
+                disabled = count,
+                "account recheck: disabled accounts changed"
+            );
+        }
+        let with_password = self.connected.users(true);
+        if with_password.is_empty() {
+            return;
+        }
+        let existing: HashSet<String> = match store.existing_users(&with_password).await {
+            Ok(existing) => existing,
+            Err(e) => {
+                warn!(error = %e, "account recheck: the store did not answer; next time");
+                return;
+            }
+        };
+        for user in with_password.iter().filter(|u| !existing.contains(*u)) {
+            self.end_user(user, Ended::Deleted);
+        }
     }
 
     /// Counts a login attempt from `address` for `user` (HTTP login: every attempt).
@@ -151,9 +228,9 @@ impl Accounts {
             user: user.to_owned(),
             groups,
             role: if admin { Role::Admin } else { Role::User },
-            // A password does not expire: an MQTT connection signed in with one stays
-            // until it ends (a token minted from it gets `token_ttl`).
-            expires_at: u64::MAX,
+            // An MQTT connection signed in with a password lasts as long as a token from
+            // login would (`token_ttl`); the client signs in again with the password.
+            expires_at: unix_now().saturating_add(self.settings.token_ttl.as_secs()),
         })
     }
 
@@ -172,6 +249,10 @@ impl Accounts {
         let token = mint_hs256(secret, &claims).map_err(|_| LoginError::NoSecret)?;
         Ok((token, exp))
     }
+}
+
+fn unix_now() -> u64 {
+    u64::try_from(roost_proto::clock::now_ms() / 1000).unwrap_or(0)
 }
 
 /// User names are limited case-sensitively as stored, but bounded in length so a long

@@ -1,6 +1,7 @@
 //! Why a connection ends, and what that means for the client: the v5 DISCONNECT reason
 //! it is told, and whether its will goes out.
 
+use crate::accounts::connected::Ended;
 use rumqttd::protocol::DisconnectReasonCode;
 
 /// Why a connection ended.
@@ -24,6 +25,10 @@ pub(crate) enum Close {
     Drain,
     /// Serving the connection panicked (a bug): it is closed and cleaned up all the same.
     Internal,
+    /// The user's account was disabled or deleted.
+    Account(Ended),
+    /// A password sign-in reached `accounts.token_ttl`.
+    SignInExpired,
 }
 
 impl Close {
@@ -31,7 +36,10 @@ impl Close {
     pub(crate) fn v5_reason(&self) -> Option<DisconnectReasonCode> {
         match self {
             Close::KeepAlive => Some(DisconnectReasonCode::KeepAliveTimeout),
-            Close::TokenExpired => Some(DisconnectReasonCode::MaximumConnectTime),
+            Close::TokenExpired | Close::SignInExpired => {
+                Some(DisconnectReasonCode::MaximumConnectTime)
+            }
+            Close::Account(_) => Some(DisconnectReasonCode::AdministrativeAction),
             Close::TakenOver => Some(DisconnectReasonCode::SessionTakenOver),
             Close::Protocol(code, _) => Some(*code),
             Close::Internal => Some(DisconnectReasonCode::ImplementationSpecificError),
@@ -46,6 +54,8 @@ impl Close {
         match self {
             Close::KeepAlive => "keepalive timeout",
             Close::TokenExpired => "token expired",
+            Close::SignInExpired => "sign-in expired; sign in again",
+            Close::Account(why) => why.describe(),
             Close::TakenOver => "session taken over by another connection",
             Close::Protocol(_, why) => why,
             Close::Internal => "internal error",

@@ -115,7 +115,9 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         .await;
         return None;
     }
-    let signed_in = match crate::accounts::mqtt::sign_in(&ctx, login.as_ref()).await {
+    let password = crate::accounts::mqtt::sign_in(&ctx, login.as_ref()).await;
+    let by_password = password.is_some();
+    let signed_in = match password {
         Some(Ok(identity)) => bind(identity, version, &connect.client_id, clean),
         Some(Err(refusal)) => Err(refusal),
         None => sign_in(
@@ -125,7 +127,15 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
             &connect.client_id,
             clean,
             login.as_ref(),
-        ),
+        )
+        .and_then(|s| {
+            // A disabled account's tokens are refused too (see `accounts::connected`).
+            if ctx.accounts.connected().is_disabled(&s.identity.user) {
+                Err(Refusal::AccountDisabled)
+            } else {
+                Ok(s)
+            }
+        }),
     };
     let SignIn {
         identity,
@@ -188,7 +198,8 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
     };
     // Claimed before the router takes the session over, so the connection it replaces
     // sees, when it closes, that its client is back (its delayed will is dropped).
-    let epoch = ctx.registry.claim(&client_id);
+    // In a cluster the claim also goes to every node (`cluster_claims`), once linked.
+    let epoch = ctx.registry.claim(&client_id, ctx.claims.is_some());
     let receive_maximum = connect_props.as_ref().and_then(|p| p.receive_maximum);
     // v5: the session ends this long after the connection (0xFFFFFFFF: never); v3.1.1
     // persistent sessions wait for the client.
@@ -208,6 +219,7 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         Ok(link) => link,
         Err(e) => {
             warn!(error = %e, "router refused the link");
+            ctx.registry.claim_settled(&client_id, epoch);
             refused(
                 &mut transport,
                 codec,
@@ -218,6 +230,8 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
             return None;
         }
     };
+
+    crate::cluster_claims::announce(&ctx, &client_id, epoch).await;
 
     // 4. Welcome.
     // v5 Clean Start 0 resumes a saved session even when this one ends with the connection.
@@ -251,12 +265,18 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
 
     // A resumed session keeps the subscriptions of earlier tokens; drop those this token no
     // longer allows (say, a group the user has left).
-    // A root wildcard it keeps only partially has its deliveries checked.
+    // A root wildcard it keeps only partially has its deliveries checked; someone else's
+    // presence (`[presence] visibility = "groups"`), its presence deliveries.
     let partial = std::cell::Cell::new(false);
+    let presence = std::cell::Cell::new(false);
     let revoked = if session_present {
         ctx.registry.revalidate(&client_id, |f| {
             match ctx.acl.subscribe_grant(&identity, &client_id, f) {
                 Grant::Full => true,
+                Grant::Partial if f.starts_with("im/presence/") => {
+                    presence.set(true);
+                    true
+                }
                 Grant::Partial => {
                     partial.set(true);
                     true
@@ -269,9 +289,15 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         Vec::new()
     };
 
-    ctx.presence.connected(&identity.user).await;
-
+    // Before anything is delivered (the router sends once the loop runs), and before this
+    // user's "online" goes out, so their groups are known to those who see it.
+    if let Some(scope) = &ctx.visibility {
+        Box::pin(scope.signed_in(&identity)).await;
+    }
     let will = will.map(|w| w.owned_by(&identity.user));
+    // Before presence: in a cluster the will is stored before the user shows online.
+    crate::cluster_presence::remember_will(&ctx, &client_id, epoch, will.as_ref());
+    ctx.presence.connected(&identity.user).await;
     let mut session = Session::new(
         version,
         identity,
@@ -283,8 +309,14 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
     session.revoke(&revoked);
     if partial.get() {
         session.screen_deliveries();
+    } else if presence.get() {
+        session.screen_presence();
     }
     session.set_client_max_packet(client_max_packet);
+    let ended = ctx
+        .accounts
+        .connected()
+        .add(&session.identity.user, epoch, by_password);
     let mut conn = Connection {
         ctx: ctx.clone(),
         codec,
@@ -295,6 +327,8 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
         session,
         epoch,
         client_max_packet,
+        ended,
+        by_password,
     };
     if !revoked.is_empty() {
         info!(filters = ?revoked, "resumed session: dropped subscriptions this token no longer allows");

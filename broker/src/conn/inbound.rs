@@ -53,16 +53,20 @@ pub(crate) fn ingress_topic(topic: &str) -> String {
     roost_proto::topic::ingress(topic).unwrap_or_else(|| topic.to_owned())
 }
 
-/// Why a status a user publishes on their own `im/presence/{me}` is refused, if it is
-/// (`roost_proto::presence::check_user_status`). Services publish what they like.
-pub(crate) fn presence_refusal(who: &Identity, topic: &str, payload: &[u8]) -> Option<String> {
+/// Why a status a user publishes on their own `im/presence/{me}`, or a signal on
+/// `im/sig/...`, is refused, if it is (`roost_proto::presence::check_user_status`,
+/// `roost_proto::signal::check_signal`). Services publish what they like.
+pub(crate) fn ephemeral_refusal(who: &Identity, topic: &str, payload: &[u8]) -> Option<String> {
     if who.role.is_trusted_backend() {
         return None;
     }
-    let Topic::Presence { .. } = Topic::parse(topic) else {
-        return None;
-    };
-    roost_proto::presence::check_user_status(payload).err()
+    match Topic::parse(topic) {
+        Topic::Presence { .. } => roost_proto::presence::check_user_status(payload).err(),
+        Topic::SigDm { .. } | Topic::SigGroup { .. } => {
+            roost_proto::signal::check_signal(payload).err()
+        }
+        _ => None,
+    }
 }
 
 /// A Response Topic with a wildcard: a Protocol Error (MQTT 5 section 3.3.2.3.5), whatever

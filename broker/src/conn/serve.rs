@@ -7,6 +7,7 @@ use super::session::{Actions, Close, Env, Session};
 use crate::codec::{Codec, Version};
 use crate::metrics;
 use crate::node::Context;
+use crate::registry::Closed;
 use crate::router::Link;
 use crate::transport::Transport;
 use bytes::BytesMut;
@@ -31,6 +32,10 @@ pub(super) struct Connection {
     pub(super) epoch: u64,
     /// The largest packet the client will take (v5 Maximum Packet Size).
     pub(super) client_max_packet: Option<u32>,
+    /// Resolves when the node ends this user's connections (account disabled or deleted).
+    pub(super) ended: tokio::sync::oneshot::Receiver<crate::accounts::connected::Ended>,
+    /// Signed in with an account password: its time is up at `accounts.token_ttl`.
+    pub(super) by_password: bool,
 }
 
 /// What handling one event decided.
@@ -82,7 +87,7 @@ impl Connection {
                     () = &mut timer => Err(if armed && Instant::now() >= write_by {
                         Close::SlowConsumer
                     } else {
-                        self.session.on_timer(Instant::now() >= expires)
+                        self.on_timer(Instant::now() >= expires)
                     }),
                 };
                 if let Err(close) = written {
@@ -116,10 +121,24 @@ impl Connection {
                     Some(first) => self.handle_notifications(first),
                     None => Flow::Close(Close::TakenOver),
                 },
-                () = &mut timer => Flow::Close(self.session.on_timer(Instant::now() >= expires)),
+                () = &mut timer => Flow::Close(self.on_timer(Instant::now() >= expires)),
                 // The sender lives in the context this connection holds: never an error.
                 _ = &mut turn => Flow::Close(Close::Drain),
+                // Registered until `finish`: a sender is dropped only once it has sent.
+                ended = &mut self.ended => Flow::Close(match ended {
+                    Ok(why) => Close::Account(why),
+                    Err(_) => Close::Internal,
+                }),
             };
+        }
+    }
+
+    /// Why the one timer ends the connection (see `Session::on_timer`); a password sign-in
+    /// has no token, so its end says so.
+    fn on_timer(&self, expired: bool) -> Close {
+        match self.session.on_timer(expired) {
+            Close::TokenExpired if self.by_password => Close::SignInExpired,
+            close => close,
         }
     }
 
@@ -250,17 +269,32 @@ impl Connection {
         self.link.close();
         let will = self.session.on_close(&close);
         let clean_end = !self.session.persistent && !matches!(close, Close::TakenOver);
-        self.ctx.registry.closed(
+        let closed = self.ctx.registry.closed(
             &self.ctx,
             &self.session.client_id,
             self.epoch,
             clean_end,
             will,
         );
+        // Moved or not, this node no longer owns the connection's will: out of the wills
+        // bucket, so no survivor publishes it either.
+        crate::cluster_presence::forget_will(&self.ctx, &self.session.client_id, self.epoch);
         self.ctx
-            .presence
-            .disconnected(&self.session.identity.user)
-            .await;
+            .accounts
+            .connected()
+            .remove(&self.session.identity.user, self.epoch);
+        if let Some(scope) = &self.ctx.visibility {
+            scope.signed_out(&self.session.identity.user);
+        }
+        let user = &self.session.identity.user;
+        match closed {
+            Closed::Here => self.ctx.presence.disconnected(user).await,
+            // Taken over by another node: the user is online there, no flap to offline.
+            Closed::Moved => {
+                self.ctx.presence.moved(user).await;
+                info!("session moved to another node: no will, presence stays online");
+            }
+        }
         metrics::connections(-1.0);
     }
 

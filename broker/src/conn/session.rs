@@ -11,7 +11,7 @@
 use super::aliases::Aliases;
 pub(crate) use super::close::Close;
 use super::inbound::{
-    decode_error, detach, foreign_response_topic, ingress_topic, presence_refusal,
+    decode_error, detach, ephemeral_refusal, foreign_response_topic, ingress_topic,
     response_topic_error, stamp_identity, valid_publish_topic,
 };
 use super::sign_in::Will;
@@ -356,9 +356,9 @@ impl Session {
             self.refuse_publish(qos, pkid, Refused::NotAuthorized, out);
             return Ok(());
         }
-        if let Some(why) = presence_refusal(&self.identity, topic, &publish.payload) {
+        if let Some(why) = ephemeral_refusal(&self.identity, topic, &publish.payload) {
             metrics::payload_refused(notice::INVALID_PAYLOAD);
-            info!(topic, "presence status refused");
+            info!(topic, "presence status or signal refused");
             let user = self.identity.user.as_str();
             out.notices
                 .push(notice::error(user, None, notice::INVALID_PAYLOAD, why));
@@ -544,6 +544,12 @@ impl Session {
     fn grant(&mut self, acl: &Acl, filter: &str) -> bool {
         match acl.subscribe_grant(&self.identity, &self.client_id, filter) {
             Grant::Full => true,
+            // Someone else's presence (`[presence] visibility = "groups"`): only presence
+            // deliveries need the check.
+            Grant::Partial if filter.starts_with("im/presence/") => {
+                self.screen_presence();
+                true
+            }
             Grant::Partial => {
                 self.screen_deliveries();
                 true
@@ -559,6 +565,16 @@ impl Session {
         }
         if let Some(revoked) = self.revoked.as_deref_mut() {
             revoked.screen_all();
+        }
+    }
+
+    /// From now on, every presence delivery is checked against the user's read rights.
+    pub(crate) fn screen_presence(&mut self) {
+        if self.revoked.is_none() {
+            self.revoked = Some(Box::new(self.new_revoked(&[])));
+        }
+        if let Some(revoked) = self.revoked.as_deref_mut() {
+            revoked.screen_presence();
         }
     }
 

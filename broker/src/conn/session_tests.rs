@@ -48,12 +48,18 @@ fn alice(version: Version) -> Session {
 
 /// A PUBLISH as the client sends it, decoded from its bytes.
 fn publish(topic: &str, qos: QoS, pkid: u16) -> Packet {
+    // Signals have a payload of their own (roost_proto::signal).
+    let payload: &[u8] = if topic.starts_with("im/sig/") {
+        br#"{"type":"typing","state":"start"}"#
+    } else {
+        CHAT
+    };
     let mut body = (topic.len() as u16).to_be_bytes().to_vec();
     body.extend_from_slice(topic.as_bytes());
     if qos != QoS::AtMostOnce {
         body.extend_from_slice(&pkid.to_be_bytes());
     }
-    body.extend_from_slice(CHAT);
+    body.extend_from_slice(payload);
     let mut frame = vec![0x30 | ((qos as u8) << 1), body.len() as u8];
     frame.extend(body);
     let mut buf = bytes::BytesMut::from(&frame[..]);

@@ -1,11 +1,14 @@
 //! The node's HTTP side: `/healthz` for load balancers (`ok`, `degraded`, `draining`),
-//! `/metrics` for Prometheus, and the app API under `/api/v1` ([`api`]: Bearer JWT, the
+//! `/metrics` for Prometheus, the app API under `/api/v1` ([`api`]: Bearer JWT, the
 //! same JSON and error codes as over MQTT, JSON errors for everything else too, CORS for
-//! `http.cors_origins`).
+//! `http.cors_origins`), the web chat app at `/` ([`web`]) and MQTT over WebSocket at
+//! `/mqtt` ([`ws`]), so the app needs one origin.
 
 mod api;
 mod error;
 mod exchange;
+mod web;
+mod ws;
 
 use crate::drain::{Drain, Health};
 use crate::history::History;
@@ -97,6 +100,10 @@ pub async fn start(
             }),
         )
         .nest("/api/v1", v1)
+        .route("/", get(web::index))
+        .route("/app.js", get(web::app_js))
+        .route("/style.css", get(web::style))
+        .route("/mqtt", get(ws::mqtt))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(api)
@@ -174,7 +181,11 @@ async fn serve(listener: TcpListener, app: axum::Router, config: roost_config::H
             app.clone()
                 .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
         );
-        let connection = http.serve_connection(TokioIo::new(socket), service);
+        // Upgrades: `/mqtt` turns the connection into MQTT over WebSocket (its slot here
+        // is then given back: the MQTT side has its own limits).
+        let connection = http
+            .serve_connection(TokioIo::new(socket), service)
+            .with_upgrades();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 if e.is_timeout() {

@@ -7,9 +7,9 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::sql::now_ms;
 use super::Store;
 use crate::HistoryError;
+use roost_proto::clock::now_ms;
 
 /// Longest display name, in characters.
 pub const MAX_DISPLAY_NAME_CHARS: usize = 100;

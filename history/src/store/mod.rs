@@ -10,12 +10,14 @@
 
 mod accounts;
 mod isolate;
+mod people;
 mod read;
 mod reads;
 mod retention;
 mod sql;
 mod write;
 
+pub use people::{MAX_CONTACTS, MAX_DISABLED};
 pub use reads::Reads;
 
 use std::future::Future;

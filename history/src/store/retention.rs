@@ -3,9 +3,9 @@
 
 use sqlx::Row;
 
-use super::sql::now_ms;
 use super::Store;
 use crate::{HistoryError, Retention};
+use roost_proto::clock::now_ms;
 
 /// Messages deleted per retention statement, so a big purge never holds
 /// SQLite's write lock for long.

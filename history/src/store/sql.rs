@@ -1,8 +1,6 @@
 //! The SQL-building helpers the store's statements share: numbered placeholder
 //! lists (portable `$n`, chunked to stay under both databases' bind limits), the
-//! conversation ids of a user's groups, and the clock.
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! conversation ids of a user's groups.
 
 use crate::{Conv, HistoryError};
 
@@ -58,13 +56,6 @@ pub(super) fn numbered(count: usize, start: usize) -> String {
         .map(|n| format!("${n}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-pub(super) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -10,9 +10,10 @@ use std::time::Instant;
 use sqlx::any::Any;
 use sqlx::{Row, Transaction};
 
-use super::sql::{now_ms, placeholders, ROWS_PER_STATEMENT};
+use super::sql::{placeholders, ROWS_PER_STATEMENT};
 use super::Store;
 use crate::{Conv, HistoryError, NewMessage, Stored};
+use roost_proto::clock::now_ms;
 
 type Tx = Transaction<'static, Any>;
 /// `(from, id)` -> `(conv, seq, ts)` of a stored message.

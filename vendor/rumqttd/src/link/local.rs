@@ -263,6 +263,7 @@ impl LinkTx {
             topic: topic.into(),
             pkid: 0,
             payload: payload.into(),
+            scope: Default::default(),
         };
 
         let len = self.push(Packet::Publish(publish, None))?;
@@ -282,6 +283,7 @@ impl LinkTx {
             topic: topic.into(),
             pkid: 0,
             payload: payload.into(),
+            scope: Default::default(),
         };
 
         let len = self.try_push(Packet::Publish(publish, None))?;

@@ -175,6 +175,35 @@ pub struct Publish {
     pub retain: bool,
     pub topic: Bytes,
     pub payload: Bytes,
+    /// ROOST PATCH (28): which subscriptions may get this publish; never on the wire.
+    pub(crate) scope: Scope,
+}
+
+/// ROOST PATCH (28): the subscriptions a publish is for. A publish from a client (decoded
+/// from the wire) is for all of them; a local link may narrow it (`Publish::set_scope`):
+/// roost's cluster bridge delivers a message another node published to the plain
+/// subscriptions only, or to one shared group only, so that each shared group gets one
+/// copy in the whole cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Every matching subscription, shared or not.
+    #[default]
+    All,
+    /// Subscriptions that are not shared (`$share/...`).
+    Plain,
+    /// The members of the shared group of this name only.
+    Group(std::sync::Arc<str>),
+}
+
+impl Scope {
+    /// Whether a subscription in `group` (`None`: not shared) may read the publish.
+    pub(crate) fn admits(&self, group: Option<&str>) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Plain => group.is_none(),
+            Scope::Group(name) => group == Some(&**name),
+        }
+    }
 }
 
 impl Publish {
@@ -188,7 +217,13 @@ impl Publish {
             retain,
             topic: topic.into(),
             payload: payload.into(),
+            scope: Scope::All,
         }
+    }
+
+    /// ROOST PATCH (28): narrows who may get this publish (see [`Scope`]).
+    pub fn set_scope(&mut self, scope: Scope) {
+        self.scope = scope;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -258,6 +293,7 @@ impl Publish {
             topic,
             pkid,
             payload,
+            scope: Scope::All,
         }
     }
 }

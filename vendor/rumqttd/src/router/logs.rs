@@ -185,6 +185,7 @@ impl DataLog {
         offset: Offset,
         len: u64,
         exclude_origin: Option<&str>,
+        group: Option<&str>,
     ) -> io::Result<(Position, Vec<(PubWithProp, Offset)>)> {
         // unwrap to get index of `self.native` is fine here, because when a new subscribe packet
         // arrives in `Router::handle_device_payload`, it first calls the function
@@ -202,6 +203,11 @@ impl DataLog {
         o.retain_mut(|(pubdata, _)| {
             // ROOST PATCH: No Local: a subscriber's own publishes are skipped (MQTT 5 3.8.3.1).
             if exclude_origin.is_some() && pubdata.origin.as_deref() == exclude_origin {
+                return false;
+            }
+            // ROOST PATCH (28): a publish narrowed to plain subscriptions or one shared
+            // group is skipped by the others.
+            if !pubdata.publish.scope.admits(group) {
                 return false;
             }
             // Keep data if no properties exists, which implies no message expiry!
@@ -257,6 +263,10 @@ impl DataLog {
             };
             for (pubdata, offset) in batch.drain(..) {
                 if exclude_origin.is_some() && pubdata.origin.as_deref() == exclude_origin {
+                    continue;
+                }
+                // ROOST PATCH (28): the backlog is a plain subscription's.
+                if !pubdata.publish.scope.admits(None) {
                     continue;
                 }
                 backlog.push((pubdata.timestamp, pubdata.publish.qos as u8, offset));

@@ -26,6 +26,8 @@ mod offline_queue;
 mod roost_delivery_test;
 #[cfg(test)]
 mod roost_retained_test;
+#[cfg(test)]
+mod roost_scope_test;
 mod routing;
 mod scheduler;
 pub(crate) mod shared_subs;

@@ -166,7 +166,7 @@ mod test {
     /// The payloads the request still delivers, reading its whole log.
     fn delivered(datalog: &DataLog, request: &mut DataRequest) -> Vec<String> {
         let (_, read) = datalog
-            .native_readv(request.filter_idx, request.cursor, 1000, None)
+            .native_readv(request.filter_idx, request.cursor, 1000, None, None)
             .unwrap();
         skip(request, read)
             .into_iter()

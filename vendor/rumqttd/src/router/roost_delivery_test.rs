@@ -56,7 +56,7 @@ impl Client {
         }
     }
 
-    fn send(&mut self, packet: Packet) {
+    pub(super) fn send(&mut self, packet: Packet) {
         self.rt.block_on(self.tx.send(packet)).unwrap();
     }
 
@@ -95,6 +95,7 @@ impl Client {
             topic: Bytes::copy_from_slice(topic.as_bytes()),
             pkid: if qos == QoS::AtMostOnce { 0 } else { self.pkid },
             payload: Bytes::copy_from_slice(payload.as_bytes()),
+            ..Default::default()
         };
         self.send(Packet::Publish(publish, properties));
     }
@@ -145,7 +146,7 @@ impl Client {
     }
 
     /// The next delivered publish (acknowledged if QoS 1), skipping acks.
-    fn delivery(&mut self) -> Forward {
+    pub(super) fn delivery(&mut self) -> Forward {
         loop {
             if let Notification::Forward(forward) = self.next() {
                 if forward.publish.qos == QoS::AtLeastOnce {
@@ -462,6 +463,7 @@ fn dup_is_not_passed_on() {
         retain: false,
         topic: Bytes::from_static(b"t/d"),
         payload: Bytes::from_static(b"again"),
+        ..Default::default()
     };
     publisher.send(Packet::Publish(publish, None));
     let got = sub.delivery();

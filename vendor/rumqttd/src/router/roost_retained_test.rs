@@ -66,7 +66,7 @@ fn retained_messages_beyond_the_receive_maximum_arrive_as_slots_free_up() {
     assert_eq!(forwards(&sub.ping_sync()), 0, "each delivered once");
 }
 
-/// ROOST PATCH 28: a node link's retained publish marked `RETAIN_ONLY` updates the store
+/// ROOST PATCH 29: a node link's retained publish marked `RETAIN_ONLY` updates the store
 /// (set, then delete) and reaches no subscriber; the marker is not kept, and from a
 /// network client's link (no `@`) it is an ordinary user property.
 #[test]

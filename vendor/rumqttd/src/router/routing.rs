@@ -110,7 +110,7 @@ pub struct Router {
     interest_hook: Option<InterestHook>,
 }
 
-/// ROOST PATCH: the user property that makes a retained publish of a node's own link
+/// ROOST PATCH (29): the user property that makes a retained publish of a node's own link
 /// (client id `@…`) store-only: it sets (or, empty, deletes) the topic's retained message
 /// and is delivered to nobody. The cluster bridge uses it to apply, in the cluster's
 /// order, retained messages its local subscribers already had.
@@ -1344,6 +1344,7 @@ impl Router {
             topic: will.topic,
             pkid: 0,
             payload: will.message,
+            scope: Default::default(),
         };
 
         let properties = will_props.map(|props| PublishProperties {
@@ -1463,7 +1464,7 @@ fn append_to_commitlog(
         }
     }
 
-    // ROOST PATCH: a node's own link (client id `@…`, which no network client has) may mark
+    // ROOST PATCH (29): a node's own link (client id `@…`, which no network client has) may mark
     // a retained publish store-only (the user property `RETAIN_ONLY`, taken off here): it
     // updates the retained store and is delivered to nobody.
     let store_only = publish.retain
@@ -1742,6 +1743,7 @@ fn forward_device_data(
             request.cursor,
             inflight_slots,
             request.nolocal.then_some(outgoing.client_id.as_str()),
+            request.group.as_deref(),
         ) {
             Ok(v) => v,
             Err(e) => {
@@ -1815,7 +1817,17 @@ fn forward_device_data(
     // println!("{:?} {:?} {}", start, next, request.read_count);
 
     if publishes.is_empty() {
-        return ConsumeStatus::FilterCaughtup;
+        // ROOST PATCH (28): what was read was all for other readers (publish scope, No
+        // Local, expired): a shared group's cursor moves past it too, and a read that is
+        // not done goes on instead of waiting for the next publish.
+        if let Some(share) = shared_group {
+            share.cursor = request.cursor;
+        }
+        return if caughtup || next == start {
+            ConsumeStatus::FilterCaughtup
+        } else {
+            ConsumeStatus::PartialRead
+        };
     }
 
     let broker_topic_aliases = &mut connection.broker_topic_aliases;

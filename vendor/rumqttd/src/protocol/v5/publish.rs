@@ -52,6 +52,7 @@ pub fn read(
         pkid,
         topic,
         payload: bytes,
+        scope: Default::default(),
     };
 
     Ok((publish, properties))
