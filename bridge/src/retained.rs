@@ -36,6 +36,11 @@ const ACKS_IN_FLIGHT: usize = 1024;
 /// consumer waits (JetStream flow control holds the server back).
 const MIRROR_QUEUE: usize = 1024;
 
+/// How long one try to open the consumer may take. Shorter than the client's request
+/// timeout (10 s): right after a NATS server is lost, a creation can be placed on it and
+/// never answered, and a starting node's catch-up (10 s) must have time for another try.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How long to wait before opening the consumer again after it ended.
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
 
@@ -121,15 +126,15 @@ impl Mirror {
             what: "mirroring the retained stream",
             source: e,
         };
-        let consumer = nats
-            .retained_stream()
-            .create_consumer(OrderedConfig {
-                deliver_subject: nats.client().new_inbox(),
-                filter_subject: filter,
-                deliver_policy,
-                ..Default::default()
-            })
+        let create = nats.retained_stream().create_consumer(OrderedConfig {
+            deliver_subject: nats.client().new_inbox(),
+            filter_subject: filter,
+            deliver_policy,
+            ..Default::default()
+        });
+        let consumer = tokio::time::timeout(OPEN_TIMEOUT, create)
             .await
+            .map_err(|e| error(e.into()))?
             .map_err(|e| error(e.into()))?;
         consumer.messages().await.map_err(|e| error(e.into()))
     }
