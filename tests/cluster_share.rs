@@ -190,4 +190,38 @@ async fn a_shared_group_gets_each_message_once_across_the_cluster() {
     }
     late.sort();
     assert_eq!(late, ends, "the plain subscriber got something twice");
+
+    // A retained publish on c (no member there) reaches the group once, live, and the
+    // plain subscriber once (it crosses through the retained stream for plain
+    // subscribers, and live for the groups only).
+    from_c
+        .client
+        .publish(
+            "jobs/kept",
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            true,
+            "kept",
+        )
+        .await
+        .expect("retained publish");
+    from_a.publish("jobs/end", "after-kept").await;
+    let expected: BTreeSet<String> = ["kept", "after-kept"].map(String::from).into();
+    let (kept_a, kept_b) = group_receives(&mut on_a, &mut on_b, &expected).await;
+    let mut kept = [kept_a, kept_b].concat();
+    kept.sort();
+    assert_eq!(
+        kept,
+        ["after-kept", "kept"],
+        "the group got the retained one once"
+    );
+    let mut kept = Vec::new();
+    while kept.len() < 2 {
+        kept.push(payload(&plain.next_publish().await));
+    }
+    kept.sort();
+    assert_eq!(
+        kept,
+        ["after-kept", "kept"],
+        "the plain subscriber got it once"
+    );
 }

@@ -23,8 +23,10 @@ use crate::dedup::Dedup;
 use crate::headers::Meta;
 use crate::interest::{Action, Interest, Sub};
 use crate::nats::{BridgeError, Nats};
+use crate::retained::{self, Mirror, Mirrored};
 use crate::share::Share;
 use crate::subject::Subjects;
+use async_nats::jetstream::context::PublishAckFuture;
 
 /// Messages from NATS waiting for the node's router: when full, the subscriptions' own
 /// buffers fill, and NATS drops for this slow consumer (and says so in its log).
@@ -45,6 +47,9 @@ pub struct Message {
     pub response_topic: Option<String>,
     pub correlation_data: Option<Bytes>,
     pub user_properties: Vec<(String, String)>,
+    /// From the retained stream, entered on this node: the router is to store it (or,
+    /// empty, delete it) without delivering it (`retained`).
+    pub store_only: bool,
     /// From [`Bridge::next`] only: `Some(group)` when NATS picked this node's member of
     /// the shared subscription of `group` (deliver to that group's members here, and to
     /// no one else); `None` for a plain subscription's copy (deliver to subscriptions that
@@ -77,6 +82,7 @@ impl Message {
             response_topic: meta.response_topic,
             correlation_data: meta.correlation_data,
             user_properties: meta.user_properties,
+            store_only: false,
             share_group: None,
         }
     }
@@ -95,6 +101,10 @@ pub struct Stats {
     pub served_at_origin: AtomicU64,
     /// NATS subjects subscribed now.
     pub subjects: AtomicU64,
+    /// Local retained publishes (deletes included) sent to the retained stream.
+    pub retained_sent: AtomicU64,
+    /// Messages read from the retained stream and handed to the local router.
+    pub retained_applied: AtomicU64,
 }
 
 struct Shared {
@@ -177,6 +187,11 @@ pub struct Bridge {
     incoming: mpsc::Receiver<(Option<Arc<Share>>, async_nats::Message)>,
     dedup: Dedup,
     stats: Arc<Stats>,
+    /// The retained stream's messages, read by their own task (`mirror_task`).
+    mirror: mpsc::Receiver<Mirrored>,
+    mirror_task: JoinHandle<()>,
+    /// Acknowledgements of retained messages sent, awaited off the loop.
+    acks: mpsc::Sender<(String, PublishAckFuture)>,
 }
 
 impl Bridge {
@@ -198,8 +213,13 @@ impl Bridge {
             let held: Vec<Sub> = shared.interest.subs_held().cloned().collect();
             shared.dirty.extend(held);
         }
+        let nats = Arc::new(nats);
+        let (mirror, mirror_task) = retained::spawn_mirror(nats.clone());
         Ok(Bridge {
-            nats: Arc::new(nats),
+            mirror,
+            mirror_task,
+            acks: retained::ack_waiter(),
+            nats,
             node_id,
             interest,
             subscriptions: HashMap::new(),
@@ -235,7 +255,14 @@ impl Bridge {
     }
 
     /// Puts a publish accepted on this node on NATS, once, naming the shared
-    /// subscriptions whose members here got it (their groups are served).
+    /// subscriptions whose members here got it (their groups are served). A retained one
+    /// (a delete too) goes into the retained stream, which every node mirrors into its
+    /// router for its plain subscriptions (`retained`); it also goes out live, but only
+    /// for the shared subscriptions of other nodes (a group is one NATS queue
+    /// subscription across the cluster, which the mirror cannot serve): a plain copy of a
+    /// retained message is dropped on arrival ([`Bridge::next`]). Retained messages are
+    /// sent in order without waiting for each acknowledgement; at most `ACKS_IN_FLIGHT`
+    /// are awaited at once.
     pub async fn publish(&self, message: &Message) -> Result<(), BridgeError> {
         let mut meta = message.meta();
         meta.served = self
@@ -244,6 +271,20 @@ impl Bridge {
             .into_iter()
             .map(|s| (s.group, s.filter))
             .collect();
+        if message.retain {
+            let ack = self
+                .nats
+                .store_retained(
+                    &message.topic,
+                    message.meta(),
+                    message.payload.clone(),
+                    None,
+                )
+                .await?;
+            self.stats.retained_sent.fetch_add(1, Ordering::Relaxed);
+            // The waiter lives as long as the runtime; if it is gone the ack is dropped.
+            let _ = self.acks.send((message.topic.clone(), ack)).await;
+        }
         self.nats
             .publish(&message.topic, meta, message.payload.clone())
             .await?;
@@ -251,14 +292,45 @@ impl Bridge {
         Ok(())
     }
 
-    /// The next message another node published on a subject held here, each once; in
-    /// between, NATS subscriptions follow the local interest. Cancel safe.
+    /// Whether the retained stream is empty now: nothing to catch up with at start.
+    pub async fn retained_is_empty(&self) -> Result<bool, BridgeError> {
+        Mirror::is_empty(&self.nats).await
+    }
+
+    /// The next message of the retained stream, and whether it was the last one there
+    /// when it was read (the node has caught up with the cluster's retained messages).
+    /// [`Bridge::next`] returns them too; this is for the start, before clients come.
+    pub async fn next_retained(&mut self) -> (Message, bool) {
+        let mirrored = match self.mirror.recv().await {
+            Some(mirrored) => mirrored,
+            // The task ends only when the bridge drops the receiver.
+            None => std::future::pending().await,
+        };
+        self.stats.retained_applied.fetch_add(1, Ordering::Relaxed);
+        let caught_up = mirrored.pending == 0;
+        (Self::from_mirror(mirrored), caught_up)
+    }
+
+    fn from_mirror(mirrored: Mirrored) -> Message {
+        let mut message = Message::from_parts(mirrored.topic, mirrored.meta, mirrored.payload);
+        message.retain = true;
+        message.store_only = mirrored.store_only;
+        message
+    }
+
+    /// The next message another node published on a subject held here, each once, or the
+    /// next message of the retained stream (every node reads all of it); in between, NATS
+    /// subscriptions follow the local interest. Cancel safe.
     pub async fn next(&mut self) -> Message {
         loop {
             self.sync_subscriptions().await;
             let raw = tokio::select! {
                 biased;
                 () = self.interest.changed.notified() => continue,
+                Some(mirrored) = self.mirror.recv() => {
+                    self.stats.retained_applied.fetch_add(1, Ordering::Relaxed);
+                    return Self::from_mirror(mirrored);
+                }
                 raw = self.incoming.recv() => raw,
             };
             // `incoming_tx` lives in `self`, so the channel never closes.
@@ -278,6 +350,10 @@ impl Bridge {
             let share_group = match share {
                 // A plain copy: once per node, however many subjects here match it.
                 None => {
+                    // A retained message reaches plain subscriptions through the mirror.
+                    if incoming.meta.retain {
+                        continue;
+                    }
                     if !self.dedup.first(&incoming.meta.origin, incoming.meta.seq) {
                         self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                         continue;
@@ -353,6 +429,7 @@ impl Bridge {
 
 impl Drop for Bridge {
     fn drop(&mut self) {
+        self.mirror_task.abort();
         for task in self.subscriptions.values() {
             task.abort();
         }

@@ -14,7 +14,11 @@
 //!   `$share/{group}/{filter}` is a NATS queue subscription, so one node gets each message
 //!   ([`share`]); the headers name the shared subscriptions the origin served itself.
 //! - **Retained messages**, presence included, into a JetStream stream holding one
-//!   message per subject (`{prefix}.r.{levels}`); an empty payload deletes.
+//!   message per subject (`{prefix}.r.{levels}`); an empty payload deletes. Every node
+//!   mirrors the whole stream into its router for its plain subscriptions (module
+//!   `retained`); a retained publish also goes out live, for other nodes' shared
+//!   subscriptions only. Presence statuses never enter it: each node publishes them
+//!   locally from the presence bucket.
 //! - **Client-id claims**: the client id, node id and connection epoch of each accepted
 //!   CONNECT, into a JetStream stream that orders them for every node ([`claims`]).
 //! - **Heartbeats**: each node's id, the time, its connection count and whether it is a
@@ -32,8 +36,8 @@
 //! - Messages nobody on another node subscribed to.
 //! - History: every node writes the one PostgreSQL itself; NATS carries no history.
 
-// The retained stream is built and tested here; the node does not use it yet
-// (docs/cluster.md).
+// The conditional retained store is built and tested here; the node does not use it
+// (docs/cluster.md). The retained stream's mirror it does.
 #![cfg_attr(not(test), allow(dead_code))]
 
 mod bridge;
@@ -46,6 +50,7 @@ mod liveness;
 mod members;
 mod nats;
 mod presence;
+mod retained;
 mod share;
 mod subject;
 

@@ -10,8 +10,9 @@
 //! - KV bucket `{P}_nodes`: key = node id, value = the node's last heartbeat (JSON, see
 //!   `members`). One revision per key; entries expire after three `node_timeout`s.
 //! - KV buckets `{P}_presence` and `{P}_wills` (`presence`), entries never expire.
-//! - stream `{P}_retained` on `{prefix}.r.>`: one message per subject (last value wins);
-//!   an empty payload deletes the subject's message.
+//! - stream `{P}_retained` on `{prefix}.r.>`: the last [`RETAINED_HISTORY`] messages per
+//!   subject (the last one is the retained message: last value wins);
+//!   an empty payload (a tombstone) deletes the subject's retained message.
 //!
 //! - stream `{P}_claims` on `{prefix}.claim.>`: client-id claims (`claims`), in memory,
 //!   kept a minute.
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
-use async_nats::jetstream::context::Publish;
+use async_nats::jetstream::context::{Publish, PublishAckFuture};
 use async_nats::jetstream::{self, kv, stream};
 use async_nats::{ConnectOptions, Event, ServerAddr, Subscriber};
 use bytes::Bytes;
@@ -33,6 +34,16 @@ use tracing::{info, warn};
 use crate::headers::{HeaderError, Meta};
 use crate::interest::Sub;
 use crate::subject::{Space, SubjectError, Subjects};
+
+/// Messages kept per subject in the retained stream. Only the last is the retained
+/// message; the ones before it let a node whose mirror reads a little behind still deliver
+/// every value of a topic live (a consumer skips what the stream dropped before it got
+/// there). A node further behind than this on one topic delivers its last values only.
+pub(crate) const RETAINED_HISTORY: i64 = 8;
+
+/// Tries to reach JetStream at start (each try times out after the client's request
+/// timeout) before the node gives up.
+const JETSTREAM_ATTEMPTS: u32 = 3;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -146,37 +157,23 @@ impl Nats {
             })?;
 
         let subjects = Subjects::new(&cluster.subject_prefix);
-        let names = cluster.subject_prefix.replace('.', "_");
         let replicas = client.server_info().connect_urls.len().clamp(1, 3);
         let js = jetstream::new(client.clone());
-        let nodes = crate::kv::bucket(
-            &js,
-            &names,
-            "nodes",
-            "roost node heartbeats",
-            cluster.node_timeout * 3,
-            replicas,
-        )
-        .await?;
-        let retained = js
-            .get_or_create_stream(stream::Config {
-                name: format!("{names}_retained"),
-                description: Some("roost retained messages".into()),
-                subjects: subjects.filter(Space::Retained, "#"),
-                max_messages_per_subject: 1,
-                num_replicas: replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_error("creating the retained stream")(e.into()))?;
-        let claims = js
-            .get_or_create_stream(crate::claims::stream_config(
-                &names,
-                subjects.claims(),
-                replicas,
-            ))
-            .await
-            .map_err(|e| nats_error("creating the claims stream")(e.into()))?;
+        let names = cluster.subject_prefix.replace('.', "_");
+        // A NATS cluster that has just started answers JetStream requests only once it has
+        // elected a meta leader; a request sent before that times out. So a node started
+        // with its NATS tries a few times before it gives up.
+        let mut attempt = 1;
+        let (nodes, retained, claims) = loop {
+            match jetstream_objects(&js, cluster, &names, &subjects, replicas).await {
+                Ok(objects) => break objects,
+                Err(error) if attempt < JETSTREAM_ATTEMPTS => {
+                    warn!(node_id = %node_id, "JetStream not ready ({error}); trying again");
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        };
         Ok(Nats {
             node_id,
             subjects,
@@ -330,7 +327,7 @@ impl Nats {
     /// With `expected`, the store happens only if the topic's retained message is still
     /// the one with that sequence (0: there is none), which is how a survivor publishes
     /// a dead node's users offline without overwriting a newer online. Returns the new
-    /// message's sequence (0 for a delete); a failed expectation is an error.
+    /// message's sequence; a failed expectation is an error.
     pub(crate) async fn retain(
         &self,
         topic: &str,
@@ -338,15 +335,27 @@ impl Nats {
         payload: Bytes,
         expected: Option<u64>,
     ) -> Result<u64, BridgeError> {
+        let ack = self
+            .store_retained(topic, meta, payload, expected)
+            .await?
+            .await
+            .map_err(|e| nats_error("storing a retained message")(e.into()))?;
+        Ok(ack.sequence)
+    }
+
+    /// Sends the retained message of `topic` to the stream and returns without waiting
+    /// for the stream's acknowledgement (which the future resolves to), so a node can
+    /// keep many in flight, in order. An empty payload is stored as such: a tombstone,
+    /// which every node mirroring the stream applies as a delete (a purge would leave no
+    /// message for them to see). With `expected`: see [`Nats::retain`].
+    pub(crate) async fn store_retained(
+        &self,
+        topic: &str,
+        meta: Meta,
+        payload: Bytes,
+        expected: Option<u64>,
+    ) -> Result<PublishAckFuture, BridgeError> {
         let subject = self.subjects.topic(Space::Retained, topic);
-        if payload.is_empty() {
-            self.retained
-                .purge()
-                .filter(subject)
-                .await
-                .map_err(|e| nats_error("deleting a retained message")(e.into()))?;
-            return Ok(0);
-        }
         let mut meta = meta;
         meta.origin = self.node_id.clone();
         meta.retain = true;
@@ -359,13 +368,15 @@ impl Nats {
         if let Some(seq) = expected {
             publish = publish.expected_last_subject_sequence(seq);
         }
-        let ack = jetstream::new(self.client.clone())
+        self.js
             .send_publish(subject, publish)
             .await
-            .map_err(|e| nats_error("storing a retained message")(e.into()))?
-            .await
-            .map_err(|e| nats_error("storing a retained message")(e.into()))?;
-        Ok(ack.sequence)
+            .map_err(|e| nats_error("storing a retained message")(e.into()))
+    }
+
+    /// The stream of retained messages, for the node's mirror (`retained`).
+    pub(crate) fn retained_stream(&self) -> &stream::Stream {
+        &self.retained
     }
 
     /// The retained messages matching `filter`, at most `max`, in subject order per
@@ -411,6 +422,8 @@ impl Nats {
                     got += 1;
                     let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
                     match self.incoming(&message.message) {
+                        // A tombstone: the topic's retained message was deleted.
+                        Ok(incoming) if incoming.payload.is_empty() => {}
                         Ok(incoming) => found.push(Incoming { seq, ..incoming }),
                         // Not ours (another publisher on the prefix): skip, keep reading.
                         Err(error) => warn!(subject = %message.subject, "retained: {error}"),
@@ -427,4 +440,43 @@ impl Nats {
         }
         Ok(found)
     }
+}
+
+/// The heartbeat bucket and the retained stream, created if missing.
+async fn jetstream_objects(
+    js: &jetstream::Context,
+    cluster: &Cluster,
+    names: &str,
+    subjects: &Subjects,
+    replicas: usize,
+) -> Result<(kv::Store, stream::Stream, stream::Stream), BridgeError> {
+    let nodes = crate::kv::bucket(
+        js,
+        names,
+        "nodes",
+        "roost node heartbeats",
+        cluster.node_timeout * 3,
+        replicas,
+    )
+    .await?;
+    let retained = js
+        .get_or_create_stream(stream::Config {
+            name: format!("{names}_retained"),
+            description: Some("roost retained messages".into()),
+            subjects: subjects.filter(Space::Retained, "#"),
+            max_messages_per_subject: RETAINED_HISTORY,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats_error("creating the retained stream")(e.into()))?;
+    let claims = js
+        .get_or_create_stream(crate::claims::stream_config(
+            names,
+            subjects.claims(),
+            replicas,
+        ))
+        .await
+        .map_err(|e| nats_error("creating the claims stream")(e.into()))?;
+    Ok((nodes, retained, claims))
 }

@@ -79,7 +79,7 @@ pub(crate) async fn start(
     drain: Arc<Drain>,
     connections: impl Fn() -> u64 + Send + Sync + 'static,
 ) -> anyhow::Result<Joined> {
-    let bridge = Bridge::connect(cluster, interest)
+    let mut bridge = Bridge::connect(cluster, interest)
         .await
         .context("joining the cluster")?;
     let (members, events) = bridge
@@ -107,6 +107,9 @@ pub(crate) async fn start(
         anyhow::bail!("router dropped the bridge link");
     }
     let span = info_span!("bridge", node_id = bridge.node_id().to_owned());
+    crate::cluster_retained::catch_up(&mut bridge, &mut link)
+        .instrument(span.clone())
+        .await;
     info!(parent: &span, nats = %cluster.nats.join(","), "joined the cluster");
     let claims = bridge.claims();
     let running = Running {
@@ -215,6 +218,7 @@ fn outgoing(link: &mut Link, notification: Notification) -> Option<Message> {
         response_topic: properties.response_topic,
         correlation_data: properties.correlation_data,
         user_properties: properties.user_properties,
+        store_only: false,
         share_group: None,
     })
 }
@@ -223,7 +227,8 @@ fn outgoing(link: &mut Link, notification: Notification) -> Option<Message> {
 /// (a QoS 2 one released at once) and with its retain flag, so this node's router keeps
 /// (or, empty, deletes) the retained message as the origin's did; subscribers get it as a
 /// live message, as on one node.
-fn incoming(message: Message, pkid: u16) -> Vec<Packet> {
+pub(crate) fn incoming(mut message: Message, pkid: u16) -> Vec<Packet> {
+    crate::cluster_retained::mark(&mut message);
     let qos = match message.qos {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,

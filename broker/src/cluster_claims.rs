@@ -45,9 +45,26 @@ pub(crate) async fn announce(ctx: &Context, client_id: &str, epoch: u64) {
     }
 }
 
+/// Tries to start reading the claims at start before the node gives up.
+const WATCH_ATTEMPTS: u32 = 3;
+
 /// Starts reading every node's claims, for as long as the node runs.
 pub(crate) async fn start(ctx: Arc<Context>, claims: Claims) -> anyhow::Result<()> {
-    let watch = claims.watch().await?;
+    // Right after a NATS server is lost, JetStream may time out a consumer's creation (it
+    // can be placed on the lost server until the cluster marks it offline); the next try
+    // lands elsewhere. So a starting node tries a few times, as for its other JetStream
+    // objects (roost-bridge `nats`).
+    let mut attempt = 1;
+    let watch = loop {
+        match claims.watch().await {
+            Ok(watch) => break watch,
+            Err(error) if attempt < WATCH_ATTEMPTS => {
+                warn!("client-id claims not read yet ({error}); trying again");
+                attempt += 1;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    };
     tokio::spawn(async move {
         let mut watch = watch;
         loop {

@@ -19,6 +19,7 @@ mod bridge_link;
 pub mod cli;
 mod cluster_claims;
 mod cluster_presence;
+mod cluster_retained;
 mod cluster_share;
 mod codec;
 mod conn;

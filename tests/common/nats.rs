@@ -135,6 +135,63 @@ impl TestCluster {
         subjects
     }
 
+    /// How many messages JetStream stream `stream` holds, as a running server's `/jsz`
+    /// reports it (0 if none answers).
+    pub fn stream_messages(&self, stream: &str) -> u64 {
+        self.stream_detail(stream)
+            .and_then(|detail| detail["state"]["messages"].as_u64())
+            .unwrap_or(0)
+    }
+
+    fn stream_detail(&self, stream: &str) -> Option<serde_json::Value> {
+        self.servers
+            .iter()
+            .filter(|server| server.child.is_some())
+            .find_map(|server| {
+                let body = get(server.monitor_port, "/jsz?accounts=true&streams=true")?;
+                let jsz: serde_json::Value = serde_json::from_str(&body).ok()?;
+                jsz["account_details"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|account| account["stream_detail"].as_array())
+                    .flatten()
+                    .find(|detail| detail["name"] == stream)
+                    .cloned()
+            })
+    }
+
+    /// The index of the JetStream meta leader, as a running server reports it, if it is a
+    /// running server (`None` during an election).
+    pub fn meta_leader(&self) -> Option<usize> {
+        self.servers
+            .iter()
+            .filter(|server| server.child.is_some())
+            .find_map(|server| {
+                let body = get(server.monitor_port, "/jsz")?;
+                let jsz: serde_json::Value = serde_json::from_str(&body).ok()?;
+                let leader = jsz["meta_cluster"]["leader"].as_str()?;
+                let i = leader
+                    .strip_prefix('n')?
+                    .parse::<usize>()
+                    .ok()?
+                    .checked_sub(1)?;
+                self.servers.get(i)?.child.as_ref().map(|_| i)
+            })
+    }
+
+    /// The index of the server leading JetStream stream `stream` now, as a running
+    /// server's `/jsz` reports it; `None` while it has no leader (an election).
+    pub fn stream_leader(&self, stream: &str) -> Option<usize> {
+        let detail = self.stream_detail(stream)?;
+        let leader = detail["cluster"]["leader"].as_str()?;
+        let i = leader
+            .strip_prefix('n')?
+            .parse::<usize>()
+            .ok()?
+            .checked_sub(1)?;
+        self.servers.get(i)?.child.as_ref().map(|_| i)
+    }
+
     /// The subscriptions of the client connection `name` now, each as its subject and
     /// queue group (`None`: a plain subscription), sorted.
     pub fn queue_subscriptions(&self, name: &str) -> Vec<(String, Option<String>)> {

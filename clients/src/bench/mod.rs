@@ -49,6 +49,8 @@ pub enum Scenario {
     roost-cli --secret S bench dm --users 4000 --messages 6 --interval 10s\n  \
     roost-cli --secret S bench group --groups 100 --members 20 --messages 5 --interval 5s\n  \
     roost-cli --plain --port 18830 bench dm --users 2000 --messages 500 --interval 0\n  \
+    roost-cli --secret S bench dm --nodes 127.0.0.1:1883,127.0.0.1:1884 --users 4000 \
+    --messages 6 --interval 10s (a cluster: users spread over the nodes)\n  \
     ROOST_BENCH_PASSWORD=pw roost-cli bench connections --users 1000 (users u0..u999 made \
     with roost user add)\n\
     In `group`, --groups G is the number of groups. The summary goes to stdout (--json: one \
@@ -119,6 +121,14 @@ pub struct BenchArgs {
     /// (docs/operating.md, "Accounts"). Measures password sign-in (a login storm).
     #[arg(long, env = "ROOST_BENCH_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// The MQTT addresses (HOST:PORT) of the nodes of a cluster, comma separated, instead
+    /// of --host/--port: user i connects to node i mod N, so with 2 nodes about half of
+    /// the random DMs cross between nodes.
+    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT")]
+    pub nodes: Vec<String>,
+    /// `dm` with --nodes: every DM goes to a user on another node (cross-node only).
+    #[arg(long)]
+    pub cross_node: bool,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -172,7 +182,8 @@ impl FromStr for Shard {
 /// What every simulated user needs to know.
 pub(crate) struct Plan {
     args: BenchArgs,
-    broker: SocketAddr,
+    /// One address, or the cluster's nodes (`--nodes`): user i connects to `i % len`.
+    brokers: Vec<SocketAddr>,
     sources: Vec<IpAddr>,
     /// HS256 secret to mint each user's token; `None` with `--plain` or `--password`.
     secret: Option<String>,
@@ -187,6 +198,11 @@ impl Plan {
     /// `--plain`: no token and no password, presence published by the users themselves.
     fn is_plain(&self) -> bool {
         self.secret.is_none() && self.password.is_none()
+    }
+
+    /// The node user `i` connects to.
+    fn broker_of(&self, i: u32) -> SocketAddr {
+        self.brokers[i as usize % self.brokers.len()]
     }
 
     /// The group of user `i` in the `group` scenario.
@@ -214,10 +230,25 @@ pub async fn run(conn: &ConnArgs, mut args: BenchArgs) -> Result<()> {
         }
         _ => bail!("bench: --groups is a count, for the `group` scenario only"),
     }
-    let broker = (conn.host.as_str(), conn.port)
-        .to_socket_addrs()?
-        .next()
-        .context("broker address")?;
+    let brokers = if args.nodes.is_empty() {
+        vec![(conn.host.as_str(), conn.port)
+            .to_socket_addrs()?
+            .next()
+            .context("broker address")?]
+    } else {
+        args.nodes
+            .iter()
+            .map(|node| {
+                node.to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .with_context(|| format!("--nodes: {node:?} is not a HOST:PORT address"))
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    if args.cross_node && (brokers.len() < 2 || args.scenario != Scenario::Dm) {
+        bail!("--cross-node needs `dm` and at least two --nodes");
+    }
     let secret = match (conn.plain, &conn.secret, &args.password) {
         (true, _, _) | (false, _, Some(_)) => None,
         (false, Some(secret), None) => Some(secret.clone()),
@@ -253,7 +284,7 @@ pub async fn run(conn: &ConnArgs, mut args: BenchArgs) -> Result<()> {
     let since_epoch = Duration::from_micros(now_us().saturating_sub(epoch_us));
     let plan = Arc::new(Plan {
         args: args.clone(),
-        broker,
+        brokers: brokers.clone(),
         sources,
         secret,
         password,
@@ -266,6 +297,11 @@ pub async fn run(conn: &ConnArgs, mut args: BenchArgs) -> Result<()> {
         return fleet::child(plan, shard).await;
     }
 
+    let broker = brokers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let mut report = Report::new(&args, broker, plan.is_plain());
     let started = Instant::now();
     let processes = args.processes.clamp(1, 64);

@@ -4,7 +4,6 @@ use super::{BenchArgs, Scenario};
 use roost_proto::topic::Topic;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -434,7 +433,7 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(args: &BenchArgs, broker: SocketAddr, plain: bool) -> Report {
+    pub fn new(args: &BenchArgs, broker: String, plain: bool) -> Report {
         let group = args.scenario == Scenario::Group;
         Report {
             scenario: match args.scenario {
@@ -442,7 +441,7 @@ impl Report {
                 Scenario::Dm => "dm",
                 Scenario::Group => "group",
             },
-            broker: broker.to_string(),
+            broker,
             plain,
             users: args.total_users(),
             groups: group.then_some(args.groups),

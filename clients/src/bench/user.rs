@@ -56,7 +56,7 @@ pub async fn run(
         let _permit = gate.acquire().await?;
         let login = token.as_deref().map(|t| (me.as_str(), t));
         let will = plain.then_some((presence_topic.as_str(), OFFLINE));
-        let mut wire = Wire::connect(plan.broker, source, &me, login, 60, will).await?;
+        let mut wire = Wire::connect(plan.broker_of(i), source, &me, login, 60, will).await?;
         wire.subscribe(&filters).await?;
         if plain {
             wire.publish_retained(&presence_topic, ONLINE)?;
@@ -141,9 +141,11 @@ fn publish(
         Some(g) => topic::group(g, me),
         None => {
             let users = plan.args.total_users();
+            let nodes = plan.brokers.len() as u32;
             let to = loop {
                 let j = rand::thread_rng().gen_range(0..users);
-                if j != i {
+                // --cross-node: only users on another node (j mod N is j's node).
+                if j != i && !(plan.args.cross_node && j % nodes == i % nodes) {
                     break j;
                 }
             };

@@ -26,6 +26,7 @@ pub use link::local;
 pub use link::meters;
 pub use router::{
     Alert, Forward, IncomingMeter, InterestHook, Meter, Notification, OutgoingMeter, Router,
+    RETAIN_ONLY,
 };
 use segments::Storage;
 pub use server::{Broker, LinkType, Server};

@@ -35,7 +35,7 @@ mod waiters;
 
 pub use alertlog::Alert;
 pub use connection::Connection;
-pub use routing::{InterestHook, Router};
+pub use routing::{InterestHook, Router, RETAIN_ONLY};
 pub use waiters::Waiters;
 
 pub const MAX_SCHEDULE_ITERATIONS: usize = 100;

@@ -8,7 +8,8 @@ use bytes::Bytes;
 
 use crate::local::{LinkBuilder, LinkRx, LinkTx};
 use crate::protocol::{
-    Filter, Packet, PubAck, PubAckReason, Publish, QoS, RetainForwardRule, Subscribe,
+    Filter, Packet, PubAck, PubAckReason, Publish, PublishProperties, QoS, RetainForwardRule,
+    Subscribe,
 };
 use crate::router::{Ack, Event, Forward};
 use crate::{ConnectionId, Notification, Router, RouterConfig};
@@ -75,6 +76,17 @@ impl Client {
     }
 
     pub(super) fn publish(&mut self, topic: &str, payload: &str, qos: QoS, retain: bool) {
+        self.publish_with(topic, payload, qos, retain, None);
+    }
+
+    pub(super) fn publish_with(
+        &mut self,
+        topic: &str,
+        payload: &str,
+        qos: QoS,
+        retain: bool,
+        properties: Option<PublishProperties>,
+    ) {
         self.pkid += 1;
         let publish = Publish {
             dup: false,
@@ -85,7 +97,7 @@ impl Client {
             payload: Bytes::copy_from_slice(payload.as_bytes()),
             ..Default::default()
         };
-        self.send(Packet::Publish(publish, None));
+        self.send(Packet::Publish(publish, properties));
     }
 
     pub(super) fn next(&mut self) -> Notification {

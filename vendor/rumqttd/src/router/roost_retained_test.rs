@@ -65,3 +65,54 @@ fn retained_messages_beyond_the_receive_maximum_arrive_as_slots_free_up() {
     assert_eq!(got, want);
     assert_eq!(forwards(&sub.ping_sync()), 0, "each delivered once");
 }
+
+/// ROOST PATCH 29: a node link's retained publish marked `RETAIN_ONLY` updates the store
+/// (set, then delete) and reaches no subscriber; the marker is not kept, and from a
+/// network client's link (no `@`) it is an ordinary user property.
+#[test]
+fn a_retain_only_publish_of_a_node_link_is_stored_and_delivered_to_nobody() {
+    use crate::protocol::PublishProperties;
+    use crate::RETAIN_ONLY;
+
+    let marked = || {
+        Some(PublishProperties {
+            user_properties: vec![(RETAIN_ONLY.to_owned(), String::new())],
+            ..Default::default()
+        })
+    };
+    let router = router();
+    let mut watcher = Client::new(&router, "watcher");
+    watcher.subscribe(filter("t/#", QoS::AtLeastOnce));
+    let mut node = Client::new(&router, "@node");
+    node.publish_with("t/a", "stored", QoS::AtLeastOnce, true, marked());
+    node.ping_sync();
+    assert_eq!(forwards(&watcher.ping_sync()), 0, "store-only reached a subscriber");
+
+    let mut later = Client::new(&router, "later");
+    later.subscribe(filter("t/a", QoS::AtLeastOnce));
+    let got = later.forward();
+    assert_eq!(payload(&got), b"stored");
+    assert!(got.publish.retain);
+    assert!(
+        got.properties.is_none(),
+        "marker kept: {:?}",
+        got.properties
+    );
+    later.ack(got.publish.pkid);
+
+    // An empty store-only publish deletes, silently too.
+    node.publish_with("t/a", "", QoS::AtLeastOnce, true, marked());
+    node.ping_sync();
+    assert_eq!(forwards(&watcher.ping_sync()), 0);
+    let mut last = Client::new(&router, "last");
+    last.subscribe(filter("t/a", QoS::AtLeastOnce));
+    assert_eq!(forwards(&last.ping_sync()), 0, "deleted retained message sent");
+
+    // A network client cannot use it: delivered, property and all.
+    let mut client = Client::new(&router, "client");
+    client.publish_with("t/b", "live", QoS::AtLeastOnce, true, marked());
+    let got = watcher.forward();
+    assert_eq!(payload(&got), b"live");
+    let properties = got.properties.expect("properties");
+    assert_eq!(properties.user_properties[0].0, RETAIN_ONLY);
+}

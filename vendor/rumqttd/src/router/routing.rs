@@ -110,6 +110,26 @@ pub struct Router {
     interest_hook: Option<InterestHook>,
 }
 
+/// ROOST PATCH (29): the user property that makes a retained publish of a node's own link
+/// (client id `@…`) store-only: it sets (or, empty, deletes) the topic's retained message
+/// and is delivered to nobody. The cluster bridge uses it to apply, in the cluster's
+/// order, retained messages its local subscribers already had.
+pub const RETAIN_ONLY: &str = "$roost-retain-only";
+
+/// Removes every `RETAIN_ONLY` user property; whether there was one.
+fn take_retain_only(properties: &mut Option<PublishProperties>) -> bool {
+    let Some(props) = properties.as_mut() else {
+        return false;
+    };
+    let before = props.user_properties.len();
+    props.user_properties.retain(|(key, _)| key != RETAIN_ONLY);
+    let found = props.user_properties.len() != before;
+    if found && *props == PublishProperties::default() {
+        *properties = None;
+    }
+    found
+}
+
 /// ROOST PATCH: `(client_id, filter, held)`: a session started holding `filter` (`true`) or
 /// stopped (`false`). Runs on the router thread, so it must be quick and never block.
 pub type InterestHook = Box<dyn FnMut(&str, &str, bool) + Send>;
@@ -1444,10 +1464,20 @@ fn append_to_commitlog(
         }
     }
 
+    // ROOST PATCH (29): a node's own link (client id `@…`, which no network client has) may mark
+    // a retained publish store-only (the user property `RETAIN_ONLY`, taken off here): it
+    // updates the retained store and is delivered to nobody.
+    let store_only = publish.retain
+        && connection.client_id.starts_with('@')
+        && take_retain_only(&mut properties);
+
     if publish.payload.is_empty() {
         datalog.remove_from_retained_publishes(topic.to_owned());
     } else if publish.retain {
         datalog.insert_to_retained_publishes(publish.clone(), properties.clone(), topic.to_owned());
+    }
+    if store_only {
+        return Ok((0, 0));
     }
 
     // ROOST PATCH: the retain flag stays in the log; `forward_device_data` clears it unless
