@@ -5,7 +5,8 @@
 //! - kill -9 one of three nodes while 30 users chat: its users are back, through HAProxy,
 //!   on the others within 10 s; every message that got an `ack` is in history, and a user
 //!   who resends what was not acked with the same id (docs/protocol.md) loses nothing and
-//!   stores nothing twice.
+//!   stores nothing twice. Presence ends right: once pi1's death is cleaned up, a watcher on
+//!   a survivor last saw every user (all of them connected again) `online`.
 //! - a node started later with the same `[cluster]` config serves as soon as HAProxy's
 //!   checks see it: new users land on it and chat with users on the other nodes; no other
 //!   node restarts.
@@ -13,11 +14,14 @@
 mod common;
 
 use common::chatters::{chat, cluster_toml, connect, expected, stored, wait_acked, Plan};
+use common::history::Peer;
 use common::lb::{self, node_of, wait_interest, Front, Pi};
 use common::nats::TestCluster;
 use common::pg::PgDb;
 use common::Node;
-use std::collections::BTreeSet;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +47,10 @@ async fn kill_9_one_of_three_nodes_users_come_back_and_nothing_acked_is_lost() {
         .collect();
     let front = Front::free();
     let _haproxy = lb::haproxy(&front, &pis, &[]).await;
+    // Watches everyone's presence (the harness runs `visibility = "all"`) on pi2, which
+    // survives, from before anyone connects.
+    let mut watcher = Peer::connect(&nodes[1], "watcher", &[]).await;
+    watcher.subscribe("im/presence/+").await;
 
     let users: Vec<String> = (0..USERS).map(|i| format!("u{i:02}")).collect();
     let mut peers = Vec::new();
@@ -89,9 +97,12 @@ async fn kill_9_one_of_three_nodes_users_come_back_and_nothing_acked_is_lost() {
 
     let mut back = Vec::new();
     let mut resent = 0;
+    // Every user stays connected to the end, for the presence check.
+    let mut connected = Vec::new();
     for chat in chats {
         let chatted = chat.await.expect("a chatting user failed");
         resent += chatted.resent;
+        connected.push(chatted.peer);
         match chatted.lost {
             Some((lost, again)) => {
                 assert!(
@@ -128,6 +139,67 @@ async fn kill_9_one_of_three_nodes_users_come_back_and_nothing_acked_is_lost() {
         expected(&users, MESSAGES),
         "history after the failover"
     );
+
+    let statuses = presence_once_settled(&mut watcher, &nodes).await;
+    let mut offline_between = Vec::new();
+    for user in &users {
+        let seen = statuses.get(user).map(Vec::as_slice).unwrap_or_default();
+        assert_eq!(
+            seen.last().map(String::as_str),
+            Some("online"),
+            "{user} (on pi1: {}) is connected, but its presence went {seen:?}",
+            on_pi1.contains(user)
+        );
+        if seen.iter().any(|s| s == "offline") {
+            assert!(on_pi1.contains(user), "{user} was not on pi1: {seen:?}");
+            offline_between.push(user.clone());
+        }
+    }
+    eprintln!(
+        "presence: all {USERS} users online in the end; {} of pi1's {} went offline between: \
+         {offline_between:?}",
+        offline_between.len(),
+        on_pi1.len()
+    );
+    drop(connected);
+}
+
+/// Every presence status the `watcher` saw, per user, in order, once the statuses after
+/// pi1's death are all out: pi2, the cleaner (the first live node by name), has removed
+/// pi1 from every entry, and then a fence user connects; its `online` comes from a later
+/// write to the presence bucket, and every node publishes the bucket's changes in order,
+/// so once the watcher has it no earlier change is still to come.
+async fn presence_once_settled(
+    watcher: &mut Peer,
+    nodes: &[Node],
+) -> BTreeMap<String, Vec<String>> {
+    nodes[1]
+        .wait_for_log_where(Duration::from_secs(60), "pi1 cleaned up", |l| {
+            l.contains("dead node cleaned up") && l.contains("pi1")
+        })
+        .await;
+    let _fence = Peer::connect(&nodes[2], "fence", &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut statuses: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(Packet::Publish(p)) = watcher
+            .take(
+                left,
+                |p| matches!(p, Packet::Publish(p) if p.topic.starts_with(b"im/presence/")),
+            )
+            .await
+        else {
+            panic!("the fence's presence never came; seen so far: {statuses:?}");
+        };
+        let user = String::from_utf8_lossy(&p.topic["im/presence/".len()..]).into_owned();
+        let payload: Value = serde_json::from_slice(&p.payload).expect("presence is JSON");
+        let status = payload["status"].as_str().unwrap_or_default().to_owned();
+        if user == "fence" && status == "online" {
+            return statuses;
+        }
+        statuses.entry(user).or_default().push(status);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,6 +80,8 @@ pub struct Chatted {
     pub lost: Option<(Instant, Instant)>,
     /// How many sends were retries of a message not acked.
     pub resent: usize,
+    /// Its connection at the end, still open, for the test to keep or end.
+    pub peer: Peer,
 }
 
 /// How a user chats: `count` messages to `to`, a pause of `pace` after each ack; then it
@@ -103,11 +105,8 @@ pub async fn chat(
     acked: Arc<AtomicUsize>,
 ) -> Chatted {
     let user = peer.user.clone();
-    let mut out = Chatted {
-        user: user.clone(),
-        lost: None,
-        resent: 0,
-    };
+    let mut lost_at = None;
+    let mut resent = 0;
     let topic = format!("im/dm/{}/{user}", plan.to);
     for k in 0..plan.count {
         let id = format!("{user}-{k}");
@@ -129,13 +128,13 @@ pub async fn chat(
             };
             match waited {
                 Ok(Some(_)) => break,
-                Ok(None) => out.resent += 1,
+                Ok(None) => resent += 1,
                 Err(_ended) => {
                     let lost = Instant::now();
-                    assert!(out.lost.is_none(), "{user} lost its connection twice");
+                    assert!(lost_at.is_none(), "{user} lost its connection twice");
                     peer = connect(front, &user).await;
-                    out.lost = Some((lost, Instant::now()));
-                    out.resent += 1;
+                    lost_at = Some((lost, Instant::now()));
+                    resent += 1;
                 }
             }
         }
@@ -144,13 +143,17 @@ pub async fn chat(
         tokio::time::sleep(plan.pace).await;
     }
     // Lingering until moved once: a user already moved has nothing left to show.
-    if out.lost.is_none() && peer.try_take(plan.linger, |_| false).await.is_err() {
+    if lost_at.is_none() && peer.try_take(plan.linger, |_| false).await.is_err() {
         let lost = Instant::now();
-        assert!(out.lost.is_none(), "{user} lost its connection twice");
-        let _back = connect(front, &user).await;
-        out.lost = Some((lost, Instant::now()));
+        peer = connect(front, &user).await;
+        lost_at = Some((lost, Instant::now()));
     }
-    out
+    Chatted {
+        user,
+        lost: lost_at,
+        resent,
+        peer,
+    }
 }
 
 /// Waits (bounded) until `acked` reaches `at`.
