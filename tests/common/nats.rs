@@ -9,7 +9,7 @@
 //! (`bridge/src/lib.rs` includes this file).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,11 +31,23 @@ pub struct TestCluster {
     dir: TempDir,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// A TCP port nobody listens on right now, below the kernel's ephemeral range: a port is
+/// picked here and bound later by a server or node (sometimes stopped and started again on
+/// it), and a port from the ephemeral range can be taken by some outgoing connection in
+/// between. The one port picker of the tests (tests/common: pg, lb re-export it).
+pub fn free_port() -> u16 {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Tests of one process run side by side: each call starts its search elsewhere.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let offset = NEXT.fetch_add(97, std::sync::atomic::Ordering::Relaxed);
+    let start = 20_000 + (std::process::id() as u16 % 5_000).wrapping_add(offset) % 10_000;
+    (start..ephemeral_start)
+        .chain(20_000..start)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 impl TestCluster {
@@ -115,6 +127,30 @@ impl TestCluster {
                 .iter()
                 .find(|c| c["name"] == name)
                 .cloned()
+        })
+    }
+
+    /// How many messages NATS delivered to the connection `name` through its subscriptions
+    /// on subjects starting with `prefix` (`/connz?subs=detail` counts per subscription), so
+    /// a test can count live chat traffic apart from the KV watches and heartbeats on the
+    /// same connection. `None` if no server holds the connection.
+    pub fn delivered(&self, name: &str, prefix: &str) -> Option<u64> {
+        self.servers.iter().find_map(|server| {
+            let body = get(server.monitor_port, "/connz?subs=detail&limit=1024")?;
+            let connz: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let connection = connz["connections"]
+                .as_array()?
+                .iter()
+                .find(|c| c["name"] == name)?
+                .clone();
+            let subs = connection["subscriptions_list_detail"].as_array().cloned();
+            Some(
+                subs.unwrap_or_default()
+                    .iter()
+                    .filter(|s| s["subject"].as_str().is_some_and(|s| s.starts_with(prefix)))
+                    .filter_map(|s| s["msgs"].as_u64())
+                    .sum(),
+            )
         })
     }
 

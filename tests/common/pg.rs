@@ -335,20 +335,4 @@ impl Drop for PrivatePg {
     }
 }
 
-/// A TCP port nobody listens on right now, below the kernel's ephemeral range: the private
-/// server is stopped and started again on the same port, and a port from the ephemeral
-/// range can be taken by some outgoing connection in between.
-pub fn free_port() -> u16 {
-    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    // Tests of one process run side by side: each call starts its search elsewhere.
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let offset = NEXT.fetch_add(97, std::sync::atomic::Ordering::Relaxed);
-    let start = 20_000 + (std::process::id() as u16 % 5_000).wrapping_add(offset) % 10_000;
-    (start..ephemeral_start)
-        .chain(20_000..start)
-        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
-        .expect("a free port below the ephemeral range")
-}
+pub use super::nats::free_port;
