@@ -15,32 +15,15 @@ use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode as V5Code, DisconnectReasonCo
 use rumqttc::v5::{ConnectionError, StateError};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-const ROOST: &str = env!("CARGO_BIN_EXE_roost");
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// `roost ARGS --config NODE_CONFIG`, with `stdin` written to its standard input; must
 /// succeed.
 fn roost(node: &Node, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(ROOST)
-        .args(args)
-        .arg("--config")
-        .arg(node.dir.path().join("roost.toml"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run roost");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = node.roost(args, stdin);
     assert!(out.status.success(), "roost {args:?}: {}", describe(&out));
     out
 }

@@ -18,24 +18,7 @@ const ROOST: &str = env!("CARGO_BIN_EXE_roost");
 
 /// `roost ARGS --config NODE_CONFIG`, with `stdin` written to its standard input.
 fn roost(node: &Node, args: &[&str], stdin: &str) -> Output {
-    let config = node.dir.path().join("roost.toml");
-    let mut child = Command::new(ROOST)
-        .args(args)
-        .arg("--config")
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run roost");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    node.roost(args, stdin)
 }
 
 fn ok(out: Output) -> String {

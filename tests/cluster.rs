@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::cluster_toml;
 use common::history::Peer;
 use common::http::http_get;
 use common::nats::TestCluster;
@@ -20,11 +21,7 @@ const INTEREST_WAIT: Duration = Duration::from_secs(15);
 /// A node of the cluster, named `node_id`, connected to NATS server `server`.
 fn node(nats: &TestCluster, server: usize, node_id: &str, db: &PgDb) -> Node {
     Node::builder()
-        .toml(&format!(
-            "[history]\ndatabase_url = \"{}\"\n\n[cluster]\nnode_id = \"{node_id}\"\nnats = [\"{}\"]\n",
-            db.url,
-            nats.url(server)
-        ))
+        .toml(&cluster_toml(nats, server, node_id, db, ""))
         .start()
 }
 

@@ -7,6 +7,7 @@
 mod common;
 
 use common::client::{options, Client};
+use common::cluster_toml;
 use common::history::{chat, Peer};
 use common::http::http_get;
 use common::nats::TestCluster;
@@ -23,13 +24,10 @@ const NODE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A node of the cluster, named `node_id`, connected to NATS server `server`.
 fn node(nats: &TestCluster, server: usize, node_id: &str, db: &PgDb) -> Node {
+    let timeout = NODE_TIMEOUT.as_secs();
+    let extra = format!("node_timeout = \"{timeout}s\"\ndrain_period = \"1s\"\n");
     Node::builder()
-        .toml(&format!(
-            "[history]\ndatabase_url = \"{}\"\n\n[cluster]\nnode_id = \"{node_id}\"\nnats = [\"{}\"]\nnode_timeout = \"{}s\"\ndrain_period = \"1s\"\n",
-            db.url,
-            nats.url(server),
-            NODE_TIMEOUT.as_secs()
-        ))
+        .toml(&cluster_toml(nats, server, node_id, db, &extra))
         .start()
 }
 

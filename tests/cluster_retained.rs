@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::cluster_toml;
 use common::history::Peer;
 use common::nats::TestCluster;
 use common::pg::PgDb;
@@ -22,14 +23,10 @@ const NATS_WAIT: Duration = Duration::from_secs(30);
 
 /// A node named `node_id` on NATS server `server`; every user may use `test/#`.
 fn node(nats: &TestCluster, server: usize, node_id: &str, db: &PgDb) -> Node {
+    let test_topics =
+        "\n[[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"test/#\"\n";
     Node::builder()
-        .toml(&format!(
-            "[history]\ndatabase_url = \"{}\"\n\n\
-             [[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"test/#\"\n\n\
-             [cluster]\nnode_id = \"{node_id}\"\nnats = [\"{}\"]\n",
-            db.url,
-            nats.url(server)
-        ))
+        .toml(&cluster_toml(nats, server, node_id, db, test_topics))
         .start()
 }
 

@@ -7,6 +7,7 @@
 mod common;
 
 use common::client::{Client, Mqtt5};
+use common::cluster_toml;
 use common::nats::TestCluster;
 use common::pg::PgDb;
 use common::Node;
@@ -18,13 +19,9 @@ const INTEREST_WAIT: Duration = Duration::from_secs(15);
 
 /// A node of the cluster where anyone may use topics under `jobs/`.
 fn node(nats: &TestCluster, server: usize, node_id: &str, db: &PgDb) -> Node {
+    let jobs = "\n[[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"jobs/#\"\n";
     Node::builder()
-        .toml(&format!(
-            "[history]\ndatabase_url = \"{}\"\n\n[cluster]\nnode_id = \"{node_id}\"\nnats = [\"{}\"]\n\n\
-             [[acl.rules]]\npermission = \"allow\"\naction = \"all\"\ntopic = \"jobs/#\"\n",
-            db.url,
-            nats.url(server)
-        ))
+        .toml(&cluster_toml(nats, server, node_id, db, jobs))
         .start()
 }
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::cluster_toml;
 use common::history::{chat, Peer};
 use common::nats::TestCluster;
 use common::pg::PgDb;
@@ -22,11 +23,7 @@ fn node(nats: &TestCluster, server: usize, node_id: &str, db: &PgDb) -> Node {
 /// A node as [`node`], with more `[cluster]` keys (`extra`, TOML lines).
 fn node_with(nats: &TestCluster, server: usize, node_id: &str, db: &PgDb, extra: &str) -> Node {
     Node::builder()
-        .toml(&format!(
-            "[history]\ndatabase_url = \"{}\"\n\n[cluster]\nnode_id = \"{node_id}\"\nnats = [\"{}\"]\n{extra}",
-            db.url,
-            nats.url(server)
-        ))
+        .toml(&cluster_toml(nats, server, node_id, db, extra))
         .start()
 }
 

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::cluster_toml;
 use common::history::Peer;
 use common::lb::{self, node_of, wait_interest, Front, Pi};
 use common::nats::TestCluster;
@@ -15,14 +16,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn cluster_node(nats: &TestCluster, server: usize, id: &str, db: &PgDb) -> Node {
+    let agent = "agent_listen = \"127.0.0.1:0\"\n";
     Node::builder()
         .ws()
-        .toml(&format!(
-            "[history]\ndatabase_url = \"{}\"\n[cluster]\nnode_id = \"{id}\"\nnats = [\"{}\"]\n\
-             agent_listen = \"127.0.0.1:0\"\n",
-            db.url,
-            nats.url(server)
-        ))
+        .toml(&cluster_toml(nats, server, id, db, agent))
         .start()
 }
 

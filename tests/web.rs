@@ -12,9 +12,7 @@ use common::tools::describe;
 use common::webdriver::{Browser, Driver};
 use common::{token, Node};
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 const ALICE_PASSWORD: &str = "correct horse alice";
 const BOB_PASSWORD: &str = "battery staple bob";
@@ -24,20 +22,7 @@ const SEEDED: usize = 40;
 
 /// `roost ARGS --config NODE_CONFIG` with `stdin`; panics unless it succeeds.
 fn roost(node: &Node, args: &[&str], stdin: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
-        .args(args)
-        .arg("--config")
-        .arg(node.dir.path().join("roost.toml"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run roost");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).unwrap();
-    drop(input);
-    let out = child.wait_with_output().unwrap();
+    let out = node.roost(args, stdin);
     assert!(out.status.success(), "roost {args:?}: {}", describe(&out));
 }
 

@@ -52,7 +52,47 @@ pub struct NodeBuilder {
     at: Option<[SocketAddr; 3]>,
 }
 
+/// The config of a cluster node named `node_id` on NATS server `server` of `nats`, with the
+/// history in `db` (a cluster needs PostgreSQL); `extra` goes on in the `[cluster]` table
+/// (more keys) or after it (more tables).
+pub fn cluster_toml(
+    nats: &nats::TestCluster,
+    server: usize,
+    node_id: &str,
+    db: &pg::PgDb,
+    extra: &str,
+) -> String {
+    format!(
+        "[history]\ndatabase_url = \"{}\"\n\n[cluster]\nnode_id = \"{node_id}\"\nnats = [\"{}\"]\n{extra}",
+        db.url,
+        nats.url(server)
+    )
+}
+
 impl Node {
+    /// `roost ARGS --config THIS_NODE'S_CONFIG` (an admin command such as `user add`), with
+    /// `stdin` written to its standard input (passwords never go in argv); its output,
+    /// success or not.
+    pub fn roost(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.path().join("roost.toml"))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run roost");
+        let mut input = child.stdin.take().expect("roost's stdin");
+        input
+            .write_all(stdin.as_bytes())
+            .expect("write roost's stdin");
+        drop(input);
+        child.wait_with_output().expect("roost's output")
+    }
+
     pub fn start() -> Node {
         Node::builder().start()
     }
