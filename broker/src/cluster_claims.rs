@@ -45,42 +45,41 @@ pub(crate) async fn announce(ctx: &Context, client_id: &str, epoch: u64) {
     }
 }
 
-/// Tries to start reading the claims at start before the node gives up.
-const WATCH_ATTEMPTS: u32 = 3;
-
 /// Starts reading every node's claims, for as long as the node runs.
-pub(crate) async fn start(ctx: Arc<Context>, claims: Claims) -> anyhow::Result<()> {
+pub(crate) async fn start(ctx: Arc<Context>, claims: Claims) {
     // Right after a NATS server is lost, JetStream may time out a consumer's creation (it
-    // can be placed on the lost server until the cluster marks it offline); the next try
-    // lands elsewhere. So a starting node tries a few times, as for its other JetStream
-    // objects (roost-bridge `nats`).
-    let mut attempt = 1;
-    let watch = loop {
-        match claims.watch().await {
-            Ok(watch) => break watch,
-            Err(error) if attempt < WATCH_ATTEMPTS => {
-                warn!("client-id claims not read yet ({error}); trying again");
-                attempt += 1;
-            }
-            Err(error) => return Err(error.into()),
+    // can be placed on the lost server until the cluster marks it offline, which took over
+    // 30 s in CI); a later try lands elsewhere. The node serves meanwhile, as it does while
+    // NATS is unreachable: only takeovers from other nodes wait until the claims are read.
+    let watch = match claims.watch().await {
+        Ok(watch) => Some(watch),
+        Err(error) => {
+            warn!(
+                "client-id claims not read yet ({error}): serving meanwhile, takeovers from \
+                 other nodes wait until they are; trying again"
+            );
+            None
         }
     };
     tokio::spawn(async move {
         let mut watch = watch;
         loop {
-            while let Some(claim) = watch.next().await {
-                match claim {
-                    Ok(claim) => handle(&ctx, claim).await,
-                    Err(error) => warn!("client-id claim skipped: {error}"),
+            if let Some(watch) = watch.as_mut() {
+                while let Some(claim) = watch.next().await {
+                    match claim {
+                        Ok(claim) => handle(&ctx, claim).await,
+                        Err(error) => warn!("client-id claim skipped: {error}"),
+                    }
                 }
             }
             // The ordered reader resumes by itself across reconnects; it ends only when
-            // its subscription does. Start a new one.
+            // its subscription does (or never started). Start a new one.
             loop {
                 tokio::time::sleep(REWATCH_AFTER).await;
                 match claims.watch().await {
                     Ok(fresh) => {
-                        watch = fresh;
+                        info!("client-id claims read");
+                        watch = Some(fresh);
                         break;
                     }
                     Err(error) => warn!("reading client-id claims again: {error}"),
@@ -88,7 +87,6 @@ pub(crate) async fn start(ctx: Arc<Context>, claims: Claims) -> anyhow::Result<(
             }
         }
     });
-    Ok(())
 }
 
 async fn handle(ctx: &Arc<Context>, claim: Claim) {

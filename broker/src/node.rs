@@ -186,9 +186,7 @@ pub async fn start(config: Config) -> anyhow::Result<Bound> {
             ));
         }
         // Before the listeners: a claim read from now on takes over a session here.
-        crate::cluster_claims::start(ctx.clone(), joined.claims)
-            .await
-            .context("reading client-id claims")?;
+        crate::cluster_claims::start(ctx.clone(), joined.claims).await;
         tokio::spawn(crate::cluster_presence::run(
             ctx.clone(),
             joined.events,
