@@ -354,7 +354,10 @@ pub async fn run(conn: &ConnArgs, mut args: BenchArgs) -> Result<()> {
         )
         .await;
         report.measure_idle();
-        let (_, error) = fleet.stop(&Histogram::default()).await;
+        // In a `connections` run the users record their connect-to-CONNACK times there.
+        let connack = Histogram::default();
+        let (_, error) = fleet.stop(&connack).await;
+        report.connack(&connack);
         report.set_error(error);
     } else {
         report.measure_idle();

@@ -391,6 +391,9 @@ pub struct Report {
     broker_before: Option<Usage>,
     connect_secs: f64,
     connects_per_sec: f64,
+    /// `connections` runs: each user's TCP connect to CONNACK (a sign-in's wait, queueing
+    /// for the node's password hashing included).
+    connack: Option<Latency>,
     connected: u64,
     failed: u64,
     broker_idle: Option<Usage>,
@@ -458,6 +461,7 @@ impl Report {
             broker_before: args.broker_pid.and_then(usage),
             connect_secs: 0.0,
             connects_per_sec: 0.0,
+            connack: None,
             connected: 0,
             failed: 0,
             broker_idle: None,
@@ -494,6 +498,11 @@ impl Report {
         self.failed = c.failed;
         self.connect_secs = took.as_secs_f64();
         self.connects_per_sec = self.connected as f64 / took.as_secs_f64().max(1e-9);
+    }
+
+    /// The connect-to-CONNACK latencies of a `connections` run.
+    pub fn connack(&mut self, latency: &Histogram) {
+        self.connack = latency.percentiles();
     }
 
     pub fn measure_idle(&mut self) {
@@ -593,6 +602,12 @@ impl Report {
             "connect               {:.2} s ({:.0} connections/s)",
             self.connect_secs, self.connects_per_sec
         );
+        if let Some(l) = self.connack {
+            println!(
+                "connect to CONNACK    p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+                l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
+            );
+        }
         println!("broker rss before     {}", mib(self.broker_before));
         println!("broker rss idle       {}", mib(self.broker_idle));
         if let Some(per) = self.rss_per_connection_kib {

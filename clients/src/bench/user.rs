@@ -56,7 +56,12 @@ pub async fn run(
         let _permit = gate.acquire().await?;
         let login = token.as_deref().map(|t| (me.as_str(), t));
         let will = plain.then_some((presence_topic.as_str(), OFFLINE));
+        let asked = std::time::Instant::now();
         let mut wire = Wire::connect(plan.broker_of(i), source, &me, login, 60, will).await?;
+        if args.scenario == Scenario::Connections {
+            // The latency histogram is otherwise unused in this scenario (nothing is sent).
+            stats.latency.record(asked.elapsed().as_micros() as u64);
+        }
         wire.subscribe(&filters).await?;
         if plain {
             wire.publish_retained(&presence_topic, ONLINE)?;
