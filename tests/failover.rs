@@ -13,7 +13,9 @@
 
 mod common;
 
-use common::chatters::{chat, cluster_toml, connect, expected, stored, wait_acked, Plan};
+use common::chatters::{
+    chat, cluster_toml, connect, expected, start_cluster, stored, wait_acked, Plan,
+};
 use common::history::Peer;
 use common::lb::{self, node_of, wait_interest, Front, Pi};
 use common::nats::TestCluster;
@@ -33,18 +35,7 @@ async fn kill_9_one_of_three_nodes_users_come_back_and_nothing_acked_is_lost() {
     let nats = TestCluster::start();
     let db = PgDb::create();
     let pis = [Pi::free(), Pi::free(), Pi::free()];
-    let mut nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            pis[i].start(&cluster_toml(
-                &nats,
-                i,
-                &format!("pi{}", i + 1),
-                &pis[i],
-                &db,
-                "",
-            ))
-        })
-        .collect();
+    let mut nodes = start_cluster(&nats, &db, &pis);
     let front = Front::free();
     let _haproxy = lb::haproxy(&front, &pis, &[]).await;
     // Watches everyone's presence (the harness runs `visibility = "all"`) on pi2, which

@@ -9,7 +9,9 @@
 
 mod common;
 
-use common::chatters::{chat, cluster_toml, connect, expected, stored, wait_acked, Chatted, Plan};
+use common::chatters::{
+    chat, cluster_toml, connect, expected, start_cluster, stored, wait_acked, Chatted, Plan,
+};
 use common::history::Peer;
 use common::lb::{self, Front, Pi};
 use common::nats::TestCluster;
@@ -155,18 +157,7 @@ async fn failover_figures() {
     let nats = TestCluster::start();
     let db = PgDb::create();
     let pis = [Pi::free(), Pi::free(), Pi::free()];
-    let mut nodes: Vec<_> = (0..3)
-        .map(|i| {
-            pis[i].start(&cluster_toml(
-                &nats,
-                i,
-                &format!("pi{}", i + 1),
-                &pis[i],
-                &db,
-                "",
-            ))
-        })
-        .collect();
+    let mut nodes = start_cluster(&nats, &db, &pis);
     let front = Front::free();
     let _haproxy = lb::haproxy(&front, &pis, &[]).await;
     let users = load.users();

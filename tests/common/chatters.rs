@@ -29,13 +29,17 @@ pub fn cluster_toml(
     db: &PgDb,
     extra: &str,
 ) -> String {
-    format!(
-        "[history]\ndatabase_url = \"{}\"\n[cluster]\nnode_id = \"{id}\"\nnats = [\"{}\"]\n\
-         agent_listen = \"{}\"\n{extra}",
-        db.url,
-        nats.url(server),
-        pi.agent
-    )
+    let agent = format!("agent_listen = \"{}\"\n{extra}", pi.agent);
+    super::cluster_toml(nats, server, id, db, &agent)
+}
+
+/// Starts one cluster node per Pi, `pi1`, `pi2`, ..., node i on NATS server i, all with the
+/// history in `db`.
+pub fn start_cluster(nats: &TestCluster, db: &PgDb, pis: &[Pi]) -> Vec<super::Node> {
+    pis.iter()
+        .enumerate()
+        .map(|(i, pi)| pi.start(&cluster_toml(nats, i, &format!("pi{}", i + 1), pi, db, "")))
+        .collect()
 }
 
 /// Connects `user` through the balancer at `front` and subscribes to its DMs, trying again
