@@ -234,36 +234,8 @@ impl NodeBuilder {
         let config_path = dir.path().join("roost.toml");
         std::fs::write(&config_path, config).unwrap();
 
-        let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env("ROOST_LOG", "info,rumqttd=warn")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start roost");
-
-        // The log: listening addresses now, the rest for assertions.
-        let (tx, rx) = mpsc::channel();
-        let log = ProcessLog::read(child.stderr.take().unwrap(), "roost", Some(tx));
-
-        let mut addrs = std::collections::HashMap::new();
         let expected = 2 + usize::from(self.ws) + 2 * usize::from(self.tls);
-        while addrs.len() < expected {
-            let line = match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) => line,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("roost did not start; log:\n{}", log.text());
-                }
-            };
-            if let Some((kind, addr)) = parse_listening(&line) {
-                addrs.insert(kind, addr);
-            }
-        }
+        let (child, log, addrs) = serve(&config_path, expected, "roost did not start");
         Node {
             child,
             dir,
@@ -285,6 +257,45 @@ impl Drop for Node {
 }
 
 /// `... listening kind="mqtt" addr=127.0.0.1:40841` -> ("mqtt", addr)
+/// Starts `roost serve --config CONFIG` and waits (20 s per line at most) until its log
+/// names `listeners` distinct listening addresses, by kind; panics with `what` and the log
+/// if it does not.
+fn serve(
+    config: &Path,
+    listeners: usize,
+    what: &str,
+) -> (
+    Child,
+    ProcessLog,
+    std::collections::HashMap<String, SocketAddr>,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("ROOST_LOG", "info,rumqttd=warn")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start roost");
+    // The log: listening addresses now, the rest for assertions.
+    let (tx, rx) = mpsc::channel();
+    let log = ProcessLog::read(child.stderr.take().unwrap(), "roost", Some(tx));
+    let mut addrs = std::collections::HashMap::new();
+    while addrs.len() < listeners {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) else {
+            let _ = child.kill();
+            panic!("{what}; log:\n{}", log.text());
+        };
+        if let Some((kind, addr)) = parse_listening(&line) {
+            addrs.insert(kind, addr);
+        }
+    }
+    (child, log, addrs)
+}
+
 fn parse_listening(line: &str) -> Option<(String, SocketAddr)> {
     if !line.contains("listening") {
         return None;

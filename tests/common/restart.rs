@@ -2,11 +2,7 @@
 //! and started again on the same data directory and the same addresses, so clients that
 //! were connected to it can reconnect by themselves to where it was.
 
-use super::process_log::ProcessLog;
-use super::{parse_listening, Node};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use super::{serve, Node};
 
 impl Node {
     /// Kills the node (SIGKILL: no goodbye to anyone) and waits for it to be gone.
@@ -33,29 +29,9 @@ impl Node {
             .replacen(any, &format!("listen = \"{}\"", self.http), 1);
         std::fs::write(&path, config).unwrap();
 
-        let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .env("ROOST_LOG", "info,rumqttd=warn")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start roost again");
-        let (tx, rx) = mpsc::channel();
-        let log = ProcessLog::read(child.stderr.take().unwrap(), "roost", Some(tx));
-        let mut listening = 0;
-        while listening < 2 {
-            let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) else {
-                let _ = child.kill();
-                panic!("roost did not start again; log:\n{}", log.text());
-            };
-            if let Some((_, addr)) = parse_listening(&line) {
-                assert!(addr == self.mqtt || addr == self.http, "moved to {addr}");
-                listening += 1;
-            }
+        let (child, log, addrs) = serve(&path, 2, "roost did not start again");
+        for addr in addrs.values() {
+            assert!(*addr == self.mqtt || *addr == self.http, "moved to {addr}");
         }
         self.child = child;
         self.log = log;
