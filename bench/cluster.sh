@@ -57,6 +57,8 @@ wait_port() {
     echo "nothing listens on port $1" >&2; return 1
 }
 rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# An unlabelled metric of the node at HTTP address $1, as an integer (0 if absent).
+metric() { { curl -fsS "http://$1/metrics" 2>/dev/null || true; } | awk -v m="$2" '$1==m{printf "%d", $2; f=1} END{if(!f) print 0}'; }
 SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export ROOST_LOG=${ROOST_LOG:-warn}
 
@@ -99,8 +101,9 @@ fresh_db() {
 # ---- roost nodes ------------------------------------------------------------------------
 NODE_PIDS=()
 NODE_ADDRS=()
+NODE_HTTP=()
 start_nodes() { # COUNT CLUSTERED(0|1)
-    NODE_PIDS=(); NODE_ADDRS=()
+    NODE_PIDS=(); NODE_ADDRS=(); NODE_HTTP=()
     local n mqtt http env
     for n in $(seq 1 "$1"); do
         mqtt=$(free_port); http=$(free_port)
@@ -119,6 +122,7 @@ start_nodes() { # COUNT CLUSTERED(0|1)
         env "${env[@]}" "$ROOST" serve >"$OUT/node$n-$RUN.log" 2>&1 &
         NODE_PIDS+=($!); PIDS+=($!)
         NODE_ADDRS+=("127.0.0.1:$mqtt")
+        NODE_HTTP+=("127.0.0.1:$http")
     done
     for addr in "${NODE_ADDRS[@]}"; do wait_port "${addr#*:}"; done
     sleep 1 # settle before the baseline RSS
@@ -155,7 +159,9 @@ for RUN in $RUNS; do
     fi
     node_rss=0; for pid in "${NODE_PIDS[@]}"; do node_rss=$((node_rss + $(rss_kib "$pid"))); done
     nats_rss=0; for pid in "${NATS_PIDS[@]}"; do nats_rss=$((nats_rss + $(rss_kib "$pid"))); done
-    echo "{\"nodes\": ${#NODE_PIDS[@]}, \"node_rss_kib\": $node_rss, \"nats_rss_kib\": $nats_rss}" >"$OUT/$RUN.rss.json"
+    # NATS subjects the nodes subscribed for their local subscriptions (0 on a single node).
+    subjects=0; for http in "${NODE_HTTP[@]}"; do subjects=$((subjects + $(metric "$http" roost_cluster_subjects))); done
+    echo "{\"nodes\": ${#NODE_PIDS[@]}, \"node_rss_kib\": $node_rss, \"nats_rss_kib\": $nats_rss, \"subjects\": $subjects}" >"$OUT/$RUN.rss.json"
     stop_nodes
     stop_nats
 done
@@ -169,8 +175,8 @@ def load(name):
             return json.loads(f.read().strip().splitlines()[-1])
     except (OSError, ValueError, IndexError):
         return None
-print("| run | nodes | users | sent | received / expected | lost | dup | delivered msg/s | p50 ms | p99 ms | max ms | node RSS MiB (all) | NATS RSS MiB (3) |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| run | nodes | users | sent | received / expected | lost | dup | delivered msg/s | p50 ms | p99 ms | max ms | node RSS MiB (all) | NATS subjects (all) | NATS RSS MiB (3) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for run in runs:
     r, m = load(f"{run}.json"), load(f"{run}.rss.json") or {}
     if r is None:
@@ -179,6 +185,6 @@ for run in runs:
     f = lambda v, fmt: "-" if v is None else fmt.format(v)
     print(f"| {run} | {m.get('nodes','?')} | {r['users']} | {r['sent']} | {r['received']} / {r['expected']} | {r['lost']} | {r['duplicates']} | "
           f"{f(r.get('delivered_per_sec'), '{:.0f}')} | {f(lat.get('p50_ms'), '{:.2f}')} | {f(lat.get('p99_ms'), '{:.2f}')} | {f(lat.get('max_ms'), '{:.1f}')} | "
-          f"{m.get('node_rss_kib', 0) / 1024:.1f} | {m.get('nats_rss_kib', 0) / 1024:.1f} |")
+          f"{m.get('node_rss_kib', 0) / 1024:.1f} | {m.get('subjects', '-')} | {m.get('nats_rss_kib', 0) / 1024:.1f} |")
 PY
 cat "$OUT/header.md" "$OUT/table.md"

@@ -166,6 +166,13 @@ async fn a_message_crosses_only_to_a_node_with_a_subscriber() {
     alice.dm("bob", "b1", "for bob").await;
     assert_eq!(bodies_until(&mut bob, "for bob").await, ["for bob"]);
     assert_eq!(live() - before, 1, "NATS sent node b only bob's message");
+    // The nodes' /metrics count the same: b got one message from the cluster, a put all
+    // 21 on NATS (each stamped copy once, whoever wants it).
+    b.wait_metric("roost_cluster_received_total", |n| n == 1.0)
+        .await;
+    a.wait_metric("roost_cluster_sent_total", |n| n >= 21.0)
+        .await;
+    assert!(b.metric("roost_cluster_subjects").is_some_and(|n| n >= 1.0));
 
     // The last local unsubscribe takes the node's interest away.
     bob.mqtt
@@ -200,6 +207,8 @@ async fn nats_unreachable_degrades_healthz_and_the_node_recovers() {
     }
     a.wait_for_log(&["NATS unreachable", "degraded"]).await;
     assert_eq!(health(&a), (200, "degraded".to_owned()));
+    a.wait_metric("roost_cluster_nats_connected", |v| v == 0.0)
+        .await;
     // The node keeps serving its own clients.
     alice.dm("erin", "e1", "while alone").await;
     assert_eq!(
@@ -214,6 +223,8 @@ async fn nats_unreachable_degrades_healthz_and_the_node_recovers() {
     a.wait_for_log(&["NATS reachable again"]).await;
     b.wait_for_log(&["NATS reachable again"]).await;
     assert_eq!(health(&a), (200, "ok".to_owned()));
+    a.wait_metric("roost_cluster_nats_connected", |v| v == 1.0)
+        .await;
     // Node b announced its interest again: chat crosses as before.
     wait_subject(&nats, "b", "roost.m.im.dm.bob.*", true);
     alice.dm("bob", "b1", "back").await;

@@ -9,7 +9,6 @@ mod common;
 use common::client::{options, Client};
 use common::cluster_toml;
 use common::history::{chat, Peer};
-use common::http::http_get;
 use common::nats::TestCluster;
 use common::pg::PgDb;
 use common::{token, Node};
@@ -64,29 +63,6 @@ async fn no_status_yet(peer: &mut Peer, user: &str) {
         "{}: unexpected presence of {user}: {seen:?}",
         peer.client_id
     );
-}
-
-/// The `roost_connections` gauge of `node`.
-fn connections(node: &Node) -> f64 {
-    let answer = http_get(node.http, "/metrics", None, Duration::from_secs(10));
-    answer
-        .body
-        .lines()
-        .find_map(|l| l.strip_prefix("roost_connections "))
-        .map_or(0.0, |v| v.trim().parse().expect("a number"))
-}
-
-/// Waits (bounded) until `node` has closed every connection but `want` (a closed
-/// connection's presence has been handed to the cluster by then).
-async fn connections_down_to(node: &Node, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while connections(node) != want {
-        assert!(
-            Instant::now() < deadline,
-            "roost_connections never reached {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// `user`, client id = user, on `node`, with a will: a DM to `to` with body `body`.
@@ -160,7 +136,7 @@ async fn presence_does_not_flap_with_devices_on_two_nodes() {
         assert_eq!(status(obs, "fay").await, "online");
     }
     phone.mqtt.client.disconnect().await.expect("disconnect");
-    connections_down_to(&a, 1.0).await;
+    a.wait_metric("roost_connections", |v| v == 1.0).await;
     // gus arrives on a after fay's phone left it: every node sees the cluster's changes in
     // one order, so a flap of fay would come before gus's online.
     let _gus = Peer::connect(&a, "gus", &[]).await;

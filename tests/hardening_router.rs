@@ -4,43 +4,13 @@
 //! filters leaves no router state (logs, trie nodes, meters) behind once it leaves.
 mod common;
 
-use common::client::{Client, Mqtt3, WAIT};
-use common::http::http_get;
+use common::client::{Client, Mqtt3};
 use common::raw::{self, Raw, DISCONNECT_NORMAL, SUBACK, V311, V5};
 use common::Node;
 use rumqttc::Packet;
 use serde_json::Value;
-use std::time::Duration;
-use tokio::time::Instant;
 
 const PRESENCE: &str = "im/presence/mallory";
-
-/// The `roost_connections` gauge.
-fn connections(node: &Node) -> f64 {
-    let answer = http_get(node.http, "/metrics", None, WAIT);
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    answer
-        .body
-        .lines()
-        .find_map(|l| l.strip_prefix("roost_connections "))
-        .map_or(0.0, |v| v.trim().parse().expect("a number"))
-}
-
-/// Waits (bounded by WAIT) for the gauge to read `want`.
-async fn connections_back_to(node: &Node, want: f64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let now = connections(node);
-        if now == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "roost_connections is {now}, expected {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// The next status on mallory's presence topic.
 async fn next_status(watcher: &mut Client<Mqtt3>) -> String {
@@ -134,7 +104,7 @@ async fn server_only_packets_close_the_connection_and_clean_up() {
     assert_eq!(carol.subscribe("im/dm/carol/+").await, 1);
     let mut watcher = Client::<Mqtt3>::user(&node, "watcher").await;
     assert_eq!(watcher.subscribe(PRESENCE).await, 1);
-    let baseline = connections(&node);
+    let baseline = node.metric("roost_connections").unwrap_or(0.0);
 
     for level in [V311, V5] {
         for (name, bad, cause) in server_only_packets(level) {
@@ -160,7 +130,8 @@ async fn server_only_packets_close_the_connection_and_clean_up() {
                 "offline",
                 "level {level} {name}"
             );
-            connections_back_to(&node, baseline).await;
+            node.wait_metric("roost_connections", |v| v == baseline)
+                .await;
         }
     }
     still_talk(&mut node, &mut bob, &mut carol).await;

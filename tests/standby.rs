@@ -9,7 +9,6 @@ mod common;
 
 use common::chatters::{cluster_toml, connect};
 use common::history::Peer;
-use common::http::http_get;
 use common::lb::{self, agent_reply, node_of, wait_interest, Front, Pi, Proxy};
 use common::nats::TestCluster;
 use common::pg::PgDb;
@@ -18,16 +17,6 @@ use std::time::{Duration, Instant};
 
 /// Short enough for a test: heartbeats every 2/3 s.
 const TIMING: &str = "node_timeout = \"2s\"\ndrain_period = \"1s\"\n";
-
-/// `roost_standby_active` on `node`'s /metrics.
-fn standby_active(node: &Node) -> Option<f64> {
-    let metrics = http_get(node.http, "/metrics", None, Duration::from_secs(5));
-    metrics
-        .body
-        .lines()
-        .find_map(|l| l.strip_prefix("roost_standby_active "))
-        .and_then(|v| v.trim().parse().ok())
-}
 
 /// Waits (bounded) until HAProxy's log holds `times` lines with every one of `needles`.
 async fn wait_log_times(proxy: &Proxy, needles: &[&str], times: usize) {
@@ -72,7 +61,7 @@ async fn a_standby_takes_users_when_the_load_rises_and_gives_them_back_when_it_f
     pi3.wait_for_log(&["standby: at rest"]).await;
     assert_eq!(agent_reply(pis[2].agent), "drain\n");
     wait_log_times(&haproxy, &["roost_mqtt/pi3 enters drain state"], 1).await;
-    assert_eq!(standby_active(&pi3), Some(0.0));
+    assert_eq!(pi3.metric("roost_standby_active"), Some(0.0));
     let nodes = [&pi1, &pi2, &pi3];
     let wait = Duration::from_secs(10);
     let mut early = Vec::new();
@@ -89,7 +78,7 @@ async fn a_standby_takes_users_when_the_load_rises_and_gives_them_back_when_it_f
     let line = pi3.wait_for_log(&["standby: taking users"]).await;
     assert!(line.contains("load=\"2.0\""), "{line}");
     wait_log_times(&haproxy, &["roost_mqtt/pi3", "leaving forced drain"], 1).await;
-    assert_eq!(standby_active(&pi3), Some(1.0));
+    assert_eq!(pi3.metric("roost_standby_active"), Some(1.0));
     // leastconn: the standby has nobody, so the next user lands there, and chats.
     let mut newcomer = connect(front.mqtt, "n1").await;
     assert_eq!(node_of(&nodes, "n1", wait).await, 2);
@@ -117,7 +106,7 @@ async fn a_standby_takes_users_when_the_load_rises_and_gives_them_back_when_it_f
     assert!(ended.contains("ServerShuttingDown"), "{ended}");
     pi3.wait_for_log(&["standby: at rest again"]).await;
     assert_eq!(agent_reply(pis[2].agent), "drain\n");
-    assert_eq!(standby_active(&pi3), Some(0.0));
+    assert_eq!(pi3.metric("roost_standby_active"), Some(0.0));
     wait_log_times(&haproxy, &["roost_mqtt/pi3 enters drain state"], 2).await;
     let _back = connect(front.mqtt, "n1").await;
     // n1's second sign-in is on an active node (its first was on pi3).

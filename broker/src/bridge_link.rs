@@ -32,7 +32,8 @@ use crate::drain::Drain;
 use crate::keys;
 use crate::router::{Link, Router};
 
-/// How often the link checks the NATS connection for `/healthz`.
+/// How often the link checks the NATS connection for `/healthz` and updates the cluster's
+/// metrics.
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
 
 /// Whether a topic or filter is the node's own business, never crossing the cluster.
@@ -137,6 +138,7 @@ async fn run(mut bridge: Bridge, mut link: Link, mut running: Running) {
     let mut pkid: u16 = 0;
     let mut connected = true;
     let mut health = tokio::time::interval(HEALTH_EVERY);
+    let stats = bridge.stats();
     loop {
         tokio::select! {
             notification = link.recv() => {
@@ -166,6 +168,7 @@ async fn run(mut bridge: Bridge, mut link: Link, mut running: Running) {
             }
             _ = health.tick() => {
                 let now = bridge.is_connected();
+                crate::metrics::cluster(&stats, now);
                 // Leaving the cluster closes the connection on purpose.
                 if now != connected && !running.members.leaving() {
                     let drain = &running.drain;

@@ -3,11 +3,15 @@
 //! Names (all prefixed `roost_`): `connections` (gauge), `sign_ins_total{result, reason}`,
 //! `messages_in_total`, `messages_out_total`, `acl_denials_total{action}`, `payloads_refused_total{code}`,
 //! `protocol_errors_total{cause}`, `slow_consumers_total`, `limit_refusals_total{limit}`,
-//! `http_refused_total{reason}`, `standby_active` (gauge), `standby_changes_total{to}`; the history's (`roost_history::metrics`) render here too.
+//! `http_refused_total{reason}`, `standby_active` (gauge), `standby_changes_total{to}`; with
+//! `[cluster]`: `cluster_nats_connected` and `cluster_subjects` (gauges),
+//! `cluster_sent_total`, `cluster_received_total`, `cluster_duplicates_dropped_total`. The
+//! history's (`roost_history::metrics`) render here too.
 //! Every metric is described, so each has a `# HELP` line.
 
 use metrics::{describe_counter, describe_gauge, Counter, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -110,6 +114,18 @@ pub fn standby_resting() {
     metrics::gauge!("roost_standby_active").set(0.0);
 }
 
+/// The cluster bridge's counts, copied from its stats once a second (`bridge_link`).
+/// `cluster_subjects` is what a node's NATS subscriptions cost memory by: async-nats keeps
+/// a channel per subject (BENCHMARKS.md, "Cluster").
+pub fn cluster(stats: &roost_bridge::Stats, nats_connected: bool) {
+    let count = |n: &AtomicU64| n.load(Ordering::Relaxed);
+    metrics::gauge!("roost_cluster_nats_connected").set(if nats_connected { 1.0 } else { 0.0 });
+    metrics::gauge!("roost_cluster_subjects").set(count(&stats.subjects) as f64);
+    metrics::counter!("roost_cluster_sent_total").absolute(count(&stats.sent));
+    metrics::counter!("roost_cluster_received_total").absolute(count(&stats.delivered));
+    metrics::counter!("roost_cluster_duplicates_dropped_total").absolute(count(&stats.duplicates));
+}
+
 /// The `# HELP` line of every metric the node exports.
 fn describe() {
     describe_gauge!(
@@ -176,6 +192,31 @@ fn describe() {
         "roost_standby_changes_total",
         Unit::Count,
         "An elastic standby's changes, by what it changed to (active, rest)."
+    );
+    describe_gauge!(
+        "roost_cluster_nats_connected",
+        Unit::Count,
+        "[cluster]: 1 while the node's NATS connection is up, 0 while it serves its own clients only."
+    );
+    describe_gauge!(
+        "roost_cluster_subjects",
+        Unit::Count,
+        "[cluster]: NATS subjects the node subscribes for its local subscriptions."
+    );
+    describe_counter!(
+        "roost_cluster_sent_total",
+        Unit::Count,
+        "[cluster]: local publishes put on NATS."
+    );
+    describe_counter!(
+        "roost_cluster_received_total",
+        Unit::Count,
+        "[cluster]: messages from other nodes handed to local subscribers."
+    );
+    describe_counter!(
+        "roost_cluster_duplicates_dropped_total",
+        Unit::Count,
+        "[cluster]: extra copies of one message (matching several subjects held here) dropped."
     );
     roost_history::metrics::describe();
 }

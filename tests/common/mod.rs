@@ -161,6 +161,33 @@ impl Node {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The value of the unlabelled metric `name` on the node's `/metrics`; `None` while the
+    /// node does not show it.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let answer = http::http_get(self.http, "/metrics", None, client::WAIT);
+        assert_eq!(answer.status, 200, "/metrics: {}", answer.body);
+        answer.body.lines().find_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            (key == name).then(|| value.trim().parse().expect("a number"))
+        })
+    }
+
+    /// Waits (up to [`client::WAIT`]) until metric `name` shows a value `want` accepts, and
+    /// returns it; panics with the last value otherwise.
+    pub async fn wait_metric(&self, name: &str, want: impl Fn(f64) -> bool) -> f64 {
+        let deadline = std::time::Instant::now() + client::WAIT;
+        loop {
+            let value = self.metric(name);
+            match value {
+                Some(v) if want(v) => return v,
+                _ if std::time::Instant::now() >= deadline => {
+                    panic!("{name} is {value:?} after {:?}", client::WAIT)
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
 }
 
 impl NodeBuilder {
