@@ -11,8 +11,8 @@
 #                 NODES), so with 2 nodes about half of the DMs cross between nodes
 #   single-max    1 node:      MAX_USERS users sending as fast as acknowledged
 #   cluster-max   NODES nodes: the same, every DM to a user on another node (--cross-node)
-# It prints a table (latency, loss, node and NATS RSS) and writes it and every run's JSON
-# under $OUT (default bench/results/cluster-DATE).
+# It prints a table (latency, loss, node and NATS RSS, the most NATS subjects the nodes
+# held) and writes it and every run's JSON under $OUT (default bench/results/cluster-DATE).
 #
 #   bench/cluster.sh                              # defaults below
 #   USERS=2000 NODES=3 RUNS="single-chat cluster-chat" bench/cluster.sh
@@ -152,15 +152,24 @@ for RUN in $RUNS; do
         cluster-*) start_nats; start_nodes "$NODES" 1 ;;
     esac
     log "$RUN: roost-cli bench $args --nodes $(IFS=,; echo "${NODE_ADDRS[*]}")"
+    # NATS subjects the nodes subscribe for their local subscriptions, at most during the
+    # run (the users unsubscribe as they leave at its end); 0 on a single node.
+    echo 0 >"$OUT/$RUN.subjects"
+    ( max=0; while :; do
+        now=0; for http in "${NODE_HTTP[@]}"; do now=$((now + $(metric "$http" roost_cluster_subjects))); done
+        [ "$now" -gt "$max" ] && max=$now && echo "$max" >"$OUT/$RUN.subjects"
+        sleep 2
+    done ) &
+    SAMPLER=$!
     # shellcheck disable=SC2086
     if ! "$ROOST_CLI" "--secret" "$SECRET" bench $args --nodes "$(IFS=,; echo "${NODE_ADDRS[*]}")" \
         --json >"$OUT/$RUN.json"; then
         echo "warning: $RUN failed (see above)" >&2
     fi
+    kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true
     node_rss=0; for pid in "${NODE_PIDS[@]}"; do node_rss=$((node_rss + $(rss_kib "$pid"))); done
     nats_rss=0; for pid in "${NATS_PIDS[@]}"; do nats_rss=$((nats_rss + $(rss_kib "$pid"))); done
-    # NATS subjects the nodes subscribed for their local subscriptions (0 on a single node).
-    subjects=0; for http in "${NODE_HTTP[@]}"; do subjects=$((subjects + $(metric "$http" roost_cluster_subjects))); done
+    subjects=$(cat "$OUT/$RUN.subjects")
     echo "{\"nodes\": ${#NODE_PIDS[@]}, \"node_rss_kib\": $node_rss, \"nats_rss_kib\": $nats_rss, \"subjects\": $subjects}" >"$OUT/$RUN.rss.json"
     stop_nodes
     stop_nats
@@ -175,7 +184,7 @@ def load(name):
             return json.loads(f.read().strip().splitlines()[-1])
     except (OSError, ValueError, IndexError):
         return None
-print("| run | nodes | users | sent | received / expected | lost | dup | delivered msg/s | p50 ms | p99 ms | max ms | node RSS MiB (all) | NATS subjects (all) | NATS RSS MiB (3) |")
+print("| run | nodes | users | sent | received / expected | lost | dup | delivered msg/s | p50 ms | p99 ms | max ms | node RSS MiB (all) | NATS subjects (all, most) | NATS RSS MiB (3) |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for run in runs:
     r, m = load(f"{run}.json"), load(f"{run}.rss.json") or {}

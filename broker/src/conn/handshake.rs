@@ -156,7 +156,7 @@ pub(super) async fn accept(mut transport: Transport, ctx: Arc<Context>) -> Optio
     span.record("user", identity.user.as_str());
     span.record("client_id", client_id.as_str());
 
-    let will = match Will::from_connect(will, will_props.as_ref(), session_expiry) {
+    let will = match Will::from_connect(will, will_props.as_deref(), session_expiry) {
         Ok(w) => w,
         Err(refusal) => {
             refused(&mut transport, codec, refusal, client_max_packet).await;

@@ -11,11 +11,14 @@ use rumqttd::protocol::{self, DisconnectReasonCode, Publish, PublishProperties};
 
 use super::close::Close;
 
-/// The publish with its topic and payload in allocations of their own. Decoded, they are
-/// slices of the connection's read buffer, and each message the router keeps in a filter's
-/// log would keep that whole buffer alive.
-pub(crate) fn detach(mut publish: Publish) -> Publish {
-    publish.topic = bytes::Bytes::copy_from_slice(&publish.topic);
+/// The publish with its topic and payload in allocations of their own, on `topic` if given
+/// (the history ingress). Decoded, they are slices of the connection's read buffer, and
+/// each message the router keeps in a filter's log would keep that whole buffer alive.
+pub(crate) fn detach(mut publish: Publish, topic: Option<String>) -> Publish {
+    publish.topic = match topic {
+        Some(topic) => topic.into(),
+        None => bytes::Bytes::copy_from_slice(&publish.topic),
+    };
     publish.payload = bytes::Bytes::copy_from_slice(&publish.payload);
     publish
 }
@@ -27,13 +30,13 @@ pub(crate) fn stamp_identity(
     props: Option<PublishProperties>,
     who: &Identity,
     (client_id, max_packet): (&str, Option<u32>),
-    topic: &str,
+    topic: Topic,
 ) -> Option<PublishProperties> {
     let mut props = props;
     if let Some(p) = props.as_mut() {
         stamp::strip(&mut p.user_properties);
     }
-    if let Topic::Req { .. } = Topic::parse(topic) {
+    if let Topic::Req { .. } = topic {
         let p = props.get_or_insert_with(Default::default);
         stamp::stamp(
             &mut p.user_properties,
@@ -56,11 +59,11 @@ pub(crate) fn ingress_topic(topic: &str) -> String {
 /// Why a status a user publishes on their own `im/presence/{me}`, or a signal on
 /// `im/sig/...`, is refused, if it is (`roost_proto::presence::check_user_status`,
 /// `roost_proto::signal::check_signal`). Services publish what they like.
-pub(crate) fn ephemeral_refusal(who: &Identity, topic: &str, payload: &[u8]) -> Option<String> {
+pub(crate) fn ephemeral_refusal(who: &Identity, topic: Topic, payload: &[u8]) -> Option<String> {
     if who.role.is_trusted_backend() {
         return None;
     }
-    match Topic::parse(topic) {
+    match topic {
         Topic::Presence { .. } => roost_proto::presence::check_user_status(payload).err(),
         Topic::SigDm { .. } | Topic::SigGroup { .. } => {
             roost_proto::signal::check_signal(payload).err()
@@ -85,10 +88,10 @@ pub(crate) fn response_topic_error(props: Option<&PublishProperties>) -> Option<
 pub(crate) fn foreign_response_topic(
     who: &Identity,
     client_id: &str,
-    topic: &str,
+    topic: Topic,
     props: &Option<PublishProperties>,
 ) -> Option<SystemMessage> {
-    let Topic::Req { user } = Topic::parse(topic) else {
+    let Topic::Req { user } = topic else {
         return None;
     };
     let response = props.as_ref()?.response_topic.as_deref()?;

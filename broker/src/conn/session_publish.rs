@@ -18,6 +18,7 @@ use roost_proto::chat::ChatMessage;
 use roost_proto::delivered::MAX_STAMPED_PAYLOAD;
 use roost_proto::limits::MAX_CHAT_PAYLOAD;
 use roost_proto::stamp;
+use roost_proto::topic::Topic;
 use rumqttd::protocol::{
     DisconnectReasonCode, Packet, PubAck, PubAckReason, PubRec, PubRecReason, Publish,
     PublishProperties,
@@ -94,8 +95,10 @@ impl Session {
             self.refuse_publish(qos, pkid, Refused::NotAuthorized, out);
             return Ok(());
         }
+        // Parsed once here for the checks below that need the topic's shape.
+        let parsed = Topic::parse(topic);
         if let Some(refusal) =
-            foreign_response_topic(&self.identity, &self.client_id, topic, &props)
+            foreign_response_topic(&self.identity, &self.client_id, parsed, &props)
         {
             metrics::acl_denied("response_topic");
             info!(
@@ -106,7 +109,7 @@ impl Session {
             self.refuse_publish(qos, pkid, Refused::NotAuthorized, out);
             return Ok(());
         }
-        if let Some(why) = ephemeral_refusal(&self.identity, topic, &publish.payload) {
+        if let Some(why) = ephemeral_refusal(&self.identity, parsed, &publish.payload) {
             metrics::payload_refused(notice::INVALID_PAYLOAD);
             info!(topic, "presence status or signal refused");
             let user = self.identity.user.as_str();
@@ -158,7 +161,7 @@ impl Session {
             props,
             &self.identity,
             (&self.client_id, self.client_max_packet.map(u32::from)),
-            topic,
+            parsed,
         );
         match qos {
             1 => {
@@ -172,16 +175,13 @@ impl Session {
         metrics::message_in();
         // Stamped delivery: to the history service, which delivers it once stored.
         let ingress = (stored && env.stamped && !stamped_copy).then(|| ingress_topic(topic));
-        let mut publish = detach(publish);
-        if let Some(ingress) = ingress {
-            publish.topic = ingress.into();
-            if qos == 2 {
-                // The history service reads at QoS 1; the copy goes out at the QoS sent.
-                let p = props.get_or_insert_with(Default::default);
-                p.user_properties
-                    .push((stamp::QOS.to_owned(), "2".to_owned()));
-            }
+        if ingress.is_some() && qos == 2 {
+            // The history service reads at QoS 1; the copy goes out at the QoS sent.
+            let p = props.get_or_insert_with(Default::default);
+            p.user_properties
+                .push((stamp::QOS.to_owned(), "2".to_owned()));
         }
+        let publish = detach(publish, ingress);
         out.to_router.push(Packet::Publish(publish, props));
         Ok(())
     }

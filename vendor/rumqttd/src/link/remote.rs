@@ -97,7 +97,7 @@ impl<P: Protocol> RemoteLink<P> {
             .tenant_id(tenant_id)
             .clean_session(clean_session)
             .last_will(lastwill)
-            .last_will_properties(lastwill_props)
+            .last_will_properties(lastwill_props.map(|p| *p))
             .dynamic_filters(dynamic_filters)
             .topic_alias_max(topic_alias_max.unwrap_or(0))
             .build()?;

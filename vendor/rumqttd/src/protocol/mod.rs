@@ -18,11 +18,13 @@ use crate::Notification;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Packet {
+    // roost patch 30: the two property sets boxed, so that a Packet is the size of a publish
+    // (248 bytes instead of 392; see ROOST-PATCHES.md).
     Connect(
         Connect,
-        Option<ConnectProperties>,
+        Option<Box<ConnectProperties>>,
         Option<LastWill>,
-        Option<LastWillProperties>,
+        Option<Box<LastWillProperties>>,
         Option<Login>,
     ),
     ConnAck(ConnAck, Option<ConnAckProperties>),
@@ -864,4 +866,23 @@ pub trait Protocol {
     /// ROOST PATCH: reads the next packet a server sent (the client's side, for the bridge).
     fn read_reply_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error>;
     fn write(&self, packet: Packet, write: &mut BytesMut) -> Result<usize, Error>;
+}
+
+// roost patch 30
+#[cfg(test)]
+mod roost_packet_size_test {
+    use super::*;
+    use std::mem::size_of;
+
+    /// Packets are moved by value through every queue and vector between a connection and
+    /// the router: none may be larger than a publish with its properties needs.
+    #[test]
+    fn a_packet_is_no_larger_than_a_publish() {
+        let publish = size_of::<Publish>() + size_of::<Option<PublishProperties>>();
+        assert!(
+            size_of::<Packet>() <= publish + 8,
+            "Packet is {} bytes, a publish {publish}",
+            size_of::<Packet>()
+        );
+    }
 }

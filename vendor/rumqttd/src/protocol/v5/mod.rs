@@ -415,7 +415,13 @@ fn read_body(
         PacketType::Connect => {
             let (connect, properties, will, willproperties, login) =
                 connect::read(fixed_header, packet)?;
-            Packet::Connect(connect, properties, will, willproperties, login)
+            Packet::Connect(
+                connect,
+                properties.map(Box::new),
+                will,
+                willproperties.map(Box::new),
+                login,
+            )
         }
         PacketType::Publish => {
             let (publish, properties) = publish::read(fixed_header, packet)?;
@@ -487,9 +493,9 @@ impl Protocol for V5 {
                 login,
             ) => connect::write(
                 &connect,
-                &connect_properties,
+                &connect_properties.map(|p| *p),
                 &last_will,
-                &last_will_properties,
+                &last_will_properties.map(|p| *p),
                 &login,
                 buffer,
             )?,
