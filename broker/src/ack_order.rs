@@ -7,6 +7,10 @@
 //! before it. This keeps that order: the client's own acks and the node's held ones leave
 //! together, oldest first. It holds at most one entry per delivery in flight, which the
 //! router bounds by the Receive Maximum.
+//!
+//! Every chat client watching presence under `visibility = "groups"` keeps one, so an entry
+//! is small: a held ack is boxed (held acks are the rare case), and an ack for the oldest
+//! delivery, the usual one, goes straight out without being held.
 
 use rumqttd::protocol::Packet;
 use std::collections::VecDeque;
@@ -17,7 +21,7 @@ pub(crate) struct AckOrder {
     older: usize,
     /// Deliveries since then, oldest first: `None` awaits the client's ack, `Some` holds
     /// the ack to pass on when its turn comes.
-    queue: VecDeque<(u16, Option<Packet>)>,
+    queue: VecDeque<(u16, Option<Box<Packet>>)>,
 }
 
 impl AckOrder {
@@ -37,7 +41,7 @@ impl AckOrder {
     /// `pkid` was dropped; `ack` answers it in the client's place. What may go to the router
     /// now is appended to `out`.
     pub(crate) fn dropped(&mut self, pkid: u16, ack: Packet, out: &mut Vec<Packet>) {
-        self.queue.push_back((pkid, Some(ack)));
+        self.queue.push_back((pkid, Some(Box::new(ack))));
         self.flush(out);
     }
 
@@ -45,10 +49,15 @@ impl AckOrder {
     pub(crate) fn client_ack(&mut self, pkid: u16, ack: Packet, out: &mut Vec<Packet>) {
         match self
             .queue
-            .iter_mut()
-            .find(|(p, held)| *p == pkid && held.is_none())
+            .iter()
+            .position(|(p, held)| *p == pkid && held.is_none())
         {
-            Some(slot) => slot.1 = Some(ack),
+            // The oldest delivery, nothing owed before it: its ack's turn is now.
+            Some(0) if self.older == 0 => {
+                self.queue.pop_front();
+                out.push(ack);
+            }
+            Some(i) => self.queue[i].1 = Some(Box::new(ack)),
             None => {
                 // One of the older deliveries (or one the router will call unsolicited).
                 self.older = self.older.saturating_sub(1);
@@ -64,7 +73,7 @@ impl AckOrder {
         }
         while self.queue.front().is_some_and(|(_, held)| held.is_some()) {
             if let Some((_, Some(ack))) = self.queue.pop_front() {
-                out.push(ack);
+                out.push(*ack);
             }
         }
     }
@@ -108,6 +117,25 @@ mod tests {
         o.dropped(3, ack(3), &mut out);
         assert_eq!(pkids(&out), [9, 1, 2, 3]);
         assert!(o.queue.is_empty());
+    }
+
+    #[test]
+    fn in_order_acks_pass_straight_through() {
+        let mut o = AckOrder::new(0);
+        let mut out = Vec::new();
+        for pkid in 1..=3 {
+            o.delivered(pkid);
+        }
+        o.client_ack(1, ack(1), &mut out);
+        assert_eq!(pkids(&out), [1]);
+        o.dropped(4, ack(4), &mut out);
+        o.client_ack(2, ack(2), &mut out);
+        assert_eq!(pkids(&out), [1, 2]);
+        o.client_ack(3, ack(3), &mut out);
+        assert_eq!(pkids(&out), [1, 2, 3, 4]);
+        assert!(o.queue.is_empty());
+        // Kept for the connection's life: an entry is a packet id and a pointer.
+        assert!(std::mem::size_of::<(u16, Option<Box<Packet>>)>() <= 16);
     }
 
     #[test]
