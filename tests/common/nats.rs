@@ -205,27 +205,25 @@ impl TestCluster {
             .find_map(|server| {
                 let body = get(server.monitor_port, "/jsz")?;
                 let jsz: serde_json::Value = serde_json::from_str(&body).ok()?;
-                let leader = jsz["meta_cluster"]["leader"].as_str()?;
-                let i = leader
-                    .strip_prefix('n')?
-                    .parse::<usize>()
-                    .ok()?
-                    .checked_sub(1)?;
-                self.servers.get(i)?.child.as_ref().map(|_| i)
+                self.running_index(jsz["meta_cluster"]["leader"].as_str()?)
             })
+    }
+
+    /// The index of the server named `name` (`n1`, `n2`, ...), if it is running.
+    fn running_index(&self, name: &str) -> Option<usize> {
+        let i = name
+            .strip_prefix('n')?
+            .parse::<usize>()
+            .ok()?
+            .checked_sub(1)?;
+        self.servers.get(i)?.child.as_ref().map(|_| i)
     }
 
     /// The index of the server leading JetStream stream `stream` now, as a running
     /// server's `/jsz` reports it; `None` while it has no leader (an election).
     pub fn stream_leader(&self, stream: &str) -> Option<usize> {
         let detail = self.stream_detail(stream)?;
-        let leader = detail["cluster"]["leader"].as_str()?;
-        let i = leader
-            .strip_prefix('n')?
-            .parse::<usize>()
-            .ok()?
-            .checked_sub(1)?;
-        self.servers.get(i)?.child.as_ref().map(|_| i)
+        self.running_index(detail["cluster"]["leader"].as_str()?)
     }
 
     /// The subscriptions of the client connection `name` now, each as its subject and
