@@ -50,6 +50,21 @@ async fn presence_until_marker(peer: &mut Peer, marker: &str) -> Vec<(String, St
     }
 }
 
+/// Returns once `watcher` has seen every (user, status) of `statuses`, in any order.
+async fn watcher_waits_for<const N: usize>(
+    watcher: &mut Client<Mqtt3>,
+    statuses: [(&str, &str); N],
+) {
+    let mut pending = BTreeSet::from(statuses);
+    while !pending.is_empty() {
+        let (topic, payload) = watcher.next_publish().await;
+        let status: Value = serde_json::from_str(&payload).unwrap();
+        let user = topic.trim_start_matches("im/presence/");
+        let status = status["status"].as_str().unwrap_or_default();
+        pending.retain(|(u, s)| !(*u == user && *s == status));
+    }
+}
+
 /// A `service` client subscribed to everyone's presence (services see all of it).
 async fn service_watcher(node: &Node) -> Client<Mqtt3> {
     let token = token_with("watcher", &[], Role::Service, Duration::from_secs(3600));
@@ -96,20 +111,14 @@ async fn groups_show_group_mates_and_conversation_partners_only() {
     for peer in [&carol, &bob, &frank] {
         peer.mqtt.client.disconnect().await.unwrap();
     }
-    let mut pending = BTreeSet::from([
+    let published = [
         ("erin", "online"),
         ("frank", "online"),
         ("carol", "offline"),
         ("bob", "offline"),
         ("frank", "offline"),
-    ]);
-    while !pending.is_empty() {
-        let (topic, payload) = watcher.next_publish().await;
-        let status: Value = serde_json::from_str(&payload).unwrap();
-        let user = topic.trim_start_matches("im/presence/");
-        let status = status["status"].as_str().unwrap_or_default();
-        pending.retain(|(u, s)| !(*u == user && *s == status));
-    }
+    ];
+    watcher_waits_for(&mut watcher, published).await;
     let live = presence_until_marker(&mut alice, "m2").await;
     assert_eq!(
         live,
@@ -138,17 +147,12 @@ async fn a_resumed_session_gets_only_the_presence_it_sees() {
     let mut alice = Client::connect(persistent()).await.expect("alice");
     alice.subscribe("im/presence/+").await;
     alice.client.disconnect().await.unwrap();
+    // Her `offline` is published after the router let her connection go: from then on
+    // presence queues up for her session instead of going to the closing connection.
+    watcher_waits_for(&mut watcher, [("alice", "offline")]).await;
     let _bob = Peer::connect(&node, "bob", &["class-a"]).await;
     let _carol = Peer::connect(&node, "carol", &["class-b"]).await;
-    let mut pending =
-        BTreeSet::from([("alice", "offline"), ("bob", "online"), ("carol", "online")]);
-    while !pending.is_empty() {
-        let (topic, payload) = watcher.next_publish().await;
-        let status: Value = serde_json::from_str(&payload).unwrap();
-        let user = topic.trim_start_matches("im/presence/");
-        let status = status["status"].as_str().unwrap_or_default();
-        pending.retain(|(u, s)| !(*u == user && *s == status));
-    }
+    watcher_waits_for(&mut watcher, [("bob", "online"), ("carol", "online")]).await;
 
     let mut alice = Client::connect(persistent()).await.expect("alice again");
     assert!(alice.connack.session_present, "the session resumed");

@@ -38,7 +38,8 @@ impl Presence {
                 } else {
                     Status::Offline
                 };
-                self.system.publish(message(user, status)).await
+                // In order: see `publish_in_order`; `connected` runs before the CONNACK.
+                self.system.publish_in_order(message(user, status)).await
             }
         }
     }

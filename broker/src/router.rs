@@ -10,7 +10,7 @@ use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet, Publish, Publi
 use rumqttd::{Notification, RouterConfig, SegmentConfig};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
 /// One link to the router: a client's, the history service's or the node's own.
@@ -283,8 +283,16 @@ pub struct SystemMessage {
 /// Publishes presence, notices and wills through the node's own link. Cheap to clone.
 #[derive(Clone)]
 pub struct SystemPublisher {
-    /// With the publish properties of the rare message that has some (a will's).
-    tx: mpsc::Sender<(SystemMessage, Option<PublishProperties>)>,
+    tx: mpsc::Sender<Queued>,
+}
+
+/// A system message waiting for the router.
+struct Queued {
+    message: SystemMessage,
+    /// The publish properties of the rare message that has some (a will's).
+    props: Option<PublishProperties>,
+    /// Told once the message is in the router's queue (`publish_in_order`).
+    handed: Option<oneshot::Sender<()>>,
 }
 
 /// How many system messages may wait for the router before publishers wait.
@@ -306,24 +314,54 @@ impl SystemPublisher {
 
     /// Publishes `message` with MQTT 5 properties (a will's user properties, in order).
     pub async fn publish_with(&self, message: SystemMessage, props: Option<PublishProperties>) {
-        if self.tx.send((message, props)).await.is_err() {
-            error!("system link is gone; a presence, notice or will was not published");
+        self.queue(message, props, None).await;
+    }
+
+    /// Publishes `message` and returns once it is in the router's queue, so that whatever
+    /// reaches the router after the call returns is routed after it. Why: a user's
+    /// `online` must be in the retained store before their CONNACK goes out; otherwise a
+    /// status the client publishes at once, or a subscription it makes, could reach the
+    /// router first (a client's `away` overwritten by the late `online`).
+    pub async fn publish_in_order(&self, message: SystemMessage) {
+        let (handed, done) = oneshot::channel();
+        if self.queue(message, None, Some(handed)).await {
+            // An error means the link dropped it (the router is gone): nothing to wait for.
+            let _ = done.await;
         }
+    }
+
+    async fn queue(
+        &self,
+        message: SystemMessage,
+        props: Option<PublishProperties>,
+        handed: Option<oneshot::Sender<()>>,
+    ) -> bool {
+        let queued = Queued {
+            message,
+            props,
+            handed,
+        };
+        if self.tx.send(queued).await.is_err() {
+            error!("system link is gone; a presence, notice or will was not published");
+            return false;
+        }
+        true
     }
 }
 
-async fn run_system_link(
-    mut link: Link,
-    mut rx: mpsc::Receiver<(SystemMessage, Option<PublishProperties>)>,
-) {
+async fn run_system_link(mut link: Link, mut rx: mpsc::Receiver<Queued>) {
     loop {
         tokio::select! {
-            message = rx.recv() => {
-                let Some((message, props)) = message else { return };
+            queued = rx.recv() => {
+                let Some(Queued { message, props, handed }) = queued else { return };
                 let publish = Publish::new(message.topic.into_bytes(), message.payload, message.retain);
                 if !link.try_send(vec![Packet::Publish(publish, props)]) {
                     error!("router is gone; system link stops");
                     return;
+                }
+                if let Some(handed) = handed {
+                    // The caller may have stopped waiting (its connection gone).
+                    let _ = handed.send(());
                 }
             }
             // The router answers nothing the node needs; draining keeps its buffers empty.
