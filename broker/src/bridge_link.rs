@@ -211,7 +211,7 @@ fn outgoing(link: &mut Link, notification: Notification) -> Option<Message> {
     if internal(&topic) {
         return None;
     }
-    let properties = forward.properties.unwrap_or_default();
+    let properties = forward.properties.map(|p| *p).unwrap_or_default();
     Some(Message {
         topic,
         payload: publish.payload.clone(),

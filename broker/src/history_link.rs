@@ -110,7 +110,7 @@ impl Bus for LinkBus {
                 // shows at the next `recv`.
                 self.link.try_send(vec![Packet::PubAck(puback, None)]);
             }
-            let props = forward.properties.unwrap_or_default();
+            let props = forward.properties.map(|p| *p).unwrap_or_default();
             return Some(Delivery {
                 topic,
                 qos: publish.qos() as u8,

@@ -32,7 +32,7 @@ impl Session {
                     self.out_unacked = self.out_unacked.saturating_add(1);
                 }
                 metrics::messages_out(1);
-                Packet::Publish(forward.publish, forward.properties)
+                Packet::Publish(forward.publish, forward.properties.map(|p| *p))
             }
             Notification::DeviceAck(ack) => {
                 self.on_ack(Packet::from(ack), out);

@@ -885,4 +885,20 @@ mod roost_packet_size_test {
             size_of::<Packet>()
         );
     }
+
+    // roost patch 31
+    /// Every connection's outgoing buffer in the router holds notifications: a delivery
+    /// (a publish, its log cursor and a pointer to its properties) is the largest.
+    #[test]
+    fn a_notification_is_no_larger_than_a_delivery() {
+        let delivery = size_of::<Option<(u64, u64)>>()
+            + size_of::<usize>()
+            + size_of::<Publish>()
+            + size_of::<Option<Box<PublishProperties>>>();
+        assert!(
+            size_of::<Notification>() <= delivery + 8,
+            "Notification is {} bytes, a delivery {delivery}",
+            size_of::<Notification>()
+        );
+    }
 }

@@ -110,7 +110,9 @@ type MaybePacket = Option<Packet>;
 impl From<Notification> for MaybePacket {
     fn from(notification: Notification) -> Self {
         let packet: Packet = match notification {
-            Notification::Forward(forward) => Packet::Publish(forward.publish, forward.properties),
+            Notification::Forward(forward) => {
+                Packet::Publish(forward.publish, forward.properties.map(|p| *p))
+            }
             Notification::DeviceAck(ack) => ack.into(),
             Notification::Unschedule => return None,
             Notification::Disconnect(disconnect, props) => Packet::Disconnect(disconnect, props),
@@ -128,13 +130,16 @@ pub struct Forward {
     pub cursor: Option<(u64, u64)>,
     pub size: usize,
     pub publish: Publish,
-    pub properties: Option<PublishProperties>,
+    /// ROOST PATCH: boxed, so a `Notification` is the size of a publish rather than of
+    /// its property set (ROOST-PATCHES.md 31).
+    pub properties: Option<Box<PublishProperties>>,
 }
 
 #[derive(Debug, Clone)]
 #[allow(clippy::enum_variant_names)]
 pub enum Ack {
-    ConnAck(ConnectionId, ConnAck, Option<ConnAckProperties>),
+    /// ROOST PATCH: the property set boxed (ROOST-PATCHES.md 31).
+    ConnAck(ConnectionId, ConnAck, Option<Box<ConnAckProperties>>),
     // NOTE: using Option may be a better choice than new variant
     // ConnAckWithProperties(ConnectionId, ConnAck, ConnAckProperties),
     // TODO: merge the other variants as well using the same pattern
@@ -155,7 +160,7 @@ pub enum Ack {
 impl From<Ack> for Packet {
     fn from(value: Ack) -> Self {
         match value {
-            Ack::ConnAck(_id, connack, props) => Packet::ConnAck(connack, props),
+            Ack::ConnAck(_id, connack, props) => Packet::ConnAck(connack, props.map(|p| *p)),
             Ack::PubAck(puback) => Packet::PubAck(puback, None),
             Ack::PubAckWithProperties(puback, prop) => Packet::PubAck(puback, Some(prop)),
             Ack::SubAck(suback) => Packet::SubAck(suback, None),

@@ -1877,7 +1877,7 @@ fn forward_device_data(
                 cursor: offset,
                 size: 0,
                 publish,
-                properties,
+                properties: properties.map(Box::new),
             }
         });
 
