@@ -105,14 +105,27 @@ impl Claims {
     /// Every claim from now on, in the stream's order, this node's own included. The
     /// reader resumes by itself after a NATS reconnect.
     pub async fn watch(&self) -> Result<ClaimWatch, BridgeError> {
+        self.watch_after(0).await
+    }
+
+    /// Like [`Claims::watch`], but from the claim after stream sequence `last_seq` (a
+    /// reader's [`ClaimWatch::last_seq`]; all that the stream still holds after it), or
+    /// from now on when it is 0: a reader that ended is replaced without missing a claim.
+    pub async fn watch_after(&self, last_seq: u64) -> Result<ClaimWatch, BridgeError> {
         let inbox = self.nats.client().new_inbox();
+        let deliver_policy = match last_seq {
+            0 => DeliverPolicy::New,
+            seq => DeliverPolicy::ByStartSequence {
+                start_sequence: seq + 1,
+            },
+        };
         let consumer = self
             .nats
             .claims_stream()
             .create_consumer(OrderedConfig {
                 deliver_subject: inbox,
                 filter_subject: self.nats.subjects().claims(),
-                deliver_policy: DeliverPolicy::New,
+                deliver_policy,
                 ..Default::default()
             })
             .await
@@ -124,6 +137,7 @@ impl Claims {
         Ok(ClaimWatch {
             messages,
             node_id: self.nats.node_id().to_owned(),
+            last_seq,
         })
     }
 }
@@ -146,18 +160,34 @@ fn watch_error(source: Box<dyn std::error::Error + Send + Sync>) -> BridgeError 
 pub struct ClaimWatch {
     messages: Ordered,
     node_id: String,
+    /// The stream sequence of the last claim read (0: none yet).
+    last_seq: u64,
 }
 
 impl ClaimWatch {
-    /// The next claim; `None` when the reader ended for good (the connection closed).
-    /// A damaged claim is an error and is skipped by the caller.
+    /// The next claim; `None` when the reader ended (the connection closed, or the ordered
+    /// consumer failed: it then fails at every read, so reading on would spin): replace it
+    /// with [`Claims::watch_after`]. A damaged claim is an error and is skipped by the
+    /// caller.
     pub async fn next(&mut self) -> Option<Result<Claim, BridgeError>> {
         let message = match self.messages.next().await? {
             Ok(message) => message,
-            Err(error) => return Some(Err(watch_error(error.into()))),
+            Err(error) => {
+                tracing::warn!("client-id claims reader failed: {error}; it is replaced");
+                return None;
+            }
         };
+        if let Ok(info) = message.info() {
+            self.last_seq = info.stream_sequence;
+        }
         let headers = message.headers.clone().unwrap_or_default();
         Some(parse(&headers, &message.payload, &self.node_id))
+    }
+
+    /// The stream sequence of the last claim read (0: none yet), for
+    /// [`Claims::watch_after`].
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
     }
 }
 

@@ -71,3 +71,46 @@ async fn simultaneous_claims_are_read_in_one_order_everywhere() {
         assert_eq!(claim.own, claim.node == "b", "{claim:?}");
     }
 }
+
+/// A reader replaced (after it ended) starts after the last claim it read, so no claim is
+/// missed; a reader whose consumer failed for good (here: the claims stream deleted
+/// under it) ends, instead of failing at every read (its caller looped on it at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_reader_misses_no_claim_and_a_failed_one_ends() {
+    let cluster = TestCluster::start();
+    let nats = Arc::new(
+        Nats::connect(&Cluster {
+            node_id: Some("a".into()),
+            nats: vec![cluster.url(0)],
+            subject_prefix: "roosttest".into(),
+            ..Cluster::default()
+        })
+        .await
+        .expect("connects"),
+    );
+    let a = Claims::new(nats.clone());
+    let mut first = a.watch().await.unwrap();
+    a.announce("x", 1).await.unwrap();
+    assert_eq!(read(&mut first, 1).await[0].epoch, 1);
+    // Claims the first reader has not read when it is replaced.
+    a.announce("x", 2).await.unwrap();
+    a.announce("x", 3).await.unwrap();
+    let mut second = a.watch_after(first.last_seq()).await.unwrap();
+    drop(first);
+    let epochs: Vec<u64> = read(&mut second, 2).await.iter().map(|c| c.epoch).collect();
+    assert_eq!(epochs, [2, 3]);
+
+    let stream = nats.claims_stream().cached_info().config.name.clone();
+    let js = async_nats::jetstream::new(nats.client().clone());
+    js.delete_stream(&stream).await.unwrap();
+    let deadline = std::time::Instant::now() + 4 * WAIT;
+    loop {
+        if let Ok(None) = timeout(WAIT, second.next()).await {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed reader does not end"
+        );
+    }
+}

@@ -274,7 +274,8 @@ impl Nats {
     }
 
     /// Every heartbeat of every node (this one included) as (node id, value), starting
-    /// with the latest one of each; a node that left comes as (node id, `None`).
+    /// with the latest one of each; a node that left comes as (node id, `None`). Ends at
+    /// the watch's first error (see [`until_error`]): watch again.
     pub(crate) async fn heartbeats(
         &self,
     ) -> Result<impl futures_util::Stream<Item = (String, Option<Bytes>)>, BridgeError> {
@@ -283,17 +284,9 @@ impl Nats {
             .watch_with_history(">")
             .await
             .map_err(|e| nats_error("watching heartbeats")(e.into()))?;
-        Ok(watch.filter_map(|entry| async move {
-            match entry {
-                Ok(entry) if entry.operation == kv::Operation::Put => {
-                    Some((entry.key, Some(entry.value)))
-                }
-                Ok(entry) => Some((entry.key, None)),
-                Err(error) => {
-                    warn!("heartbeat watch: {error}");
-                    None
-                }
-            }
+        Ok(until_error(watch, "heartbeat watch").map(|entry| {
+            let value = (entry.operation == kv::Operation::Put).then_some(entry.value);
+            (entry.key, value)
         }))
     }
 
@@ -479,4 +472,22 @@ async fn jetstream_objects(
         .await
         .map_err(|e| nats_error("creating the claims stream")(e.into()))?;
     Ok((nodes, retained, claims))
+}
+
+/// A key-value watch's entries until its first error, which is logged and ends the stream.
+/// Why: once the watch's consumer has failed (its task closed, e.g. while the connection
+/// shuts down) every read fails at once, so a reader that skipped errors would spin,
+/// never yielding its thread and logging without end. The caller watches again.
+pub(crate) fn until_error(
+    watch: kv::Watch,
+    what: &'static str,
+) -> impl futures_util::Stream<Item = kv::Entry> {
+    watch
+        .take_while(move |entry| {
+            if let Err(error) = entry {
+                warn!("{what}: {error}; watching again");
+            }
+            std::future::ready(entry.is_ok())
+        })
+        .filter_map(|entry| std::future::ready(entry.ok()))
 }

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::kv::key;
-use crate::nats::{nats_error, BridgeError, Nats};
+use crate::nats::{nats_error, until_error, BridgeError, Nats};
 
 /// How often one compare-and-set is tried against writers on other nodes before it is
 /// left for the next round.
@@ -268,24 +268,20 @@ impl Store {
             .watch_with_history(">")
             .await
             .map_err(|e| nats_error("watching presence")(e.into()))?;
-        Ok(watch.filter_map(|entry| async move {
-            match entry {
-                Ok(entry) if entry.operation == kv::Operation::Put => {
-                    match serde_json::from_slice::<UserNodes>(&entry.value) {
-                        Ok(user) => Some(user),
-                        Err(error) => {
-                            warn!(key = entry.key, "presence entry refused: {error}");
-                            None
-                        }
+        Ok(
+            until_error(watch, "presence watch").filter_map(|entry| async move {
+                if entry.operation != kv::Operation::Put {
+                    return None;
+                }
+                match serde_json::from_slice::<UserNodes>(&entry.value) {
+                    Ok(user) => Some(user),
+                    Err(error) => {
+                        warn!(key = entry.key, "presence entry refused: {error}");
+                        None
                     }
                 }
-                Ok(_) => None,
-                Err(error) => {
-                    warn!("presence watch: {error}");
-                    None
-                }
-            }
-        }))
+            }),
+        )
     }
 
     fn will_key(node: &str, client_id: &str) -> String {

@@ -72,11 +72,13 @@ pub(crate) async fn start(ctx: Arc<Context>, claims: Claims) {
                     }
                 }
             }
-            // The ordered reader resumes by itself across reconnects; it ends only when
-            // its subscription does (or never started). Start a new one.
+            // The ordered reader resumes by itself across reconnects; it ends when its
+            // subscription does or it failed (or never started). Start a new one after the
+            // last claim read.
+            let last_seq = watch.as_ref().map_or(0, |w| w.last_seq());
             loop {
                 tokio::time::sleep(REWATCH_AFTER).await;
-                match claims.watch().await {
+                match claims.watch_after(last_seq).await {
                     Ok(fresh) => {
                         info!("client-id claims read");
                         watch = Some(fresh);

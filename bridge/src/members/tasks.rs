@@ -95,7 +95,9 @@ pub(super) async fn judge(
                 }
             }
         }
+        // Not at once: a watch that fails as soon as it is made must not spin.
         debug!("heartbeat watch ended; watching again");
+        tokio::time::sleep(RETRY).await;
     }
 }
 
@@ -179,6 +181,7 @@ pub(super) async fn watch_presence(
             }
         }
         debug!("presence watch ended; watching again");
+        tokio::time::sleep(RETRY).await;
     }
 }
 
