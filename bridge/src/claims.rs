@@ -112,12 +112,18 @@ impl Claims {
     /// reader's [`ClaimWatch::last_seq`]; all that the stream still holds after it), or
     /// from now on when it is 0: a reader that ended is replaced without missing a claim.
     pub async fn watch_after(&self, last_seq: u64) -> Result<ClaimWatch, BridgeError> {
+        // "From now on" is after the stream's last claim, so that a reader that ends
+        // before it reads any claim still has a place to resume from.
+        let last_seq = match last_seq {
+            0 => {
+                let info = self.nats.claims_stream().get_info().await;
+                info.map_err(|e| watch_error(e.into()))?.state.last_sequence
+            }
+            seq => seq,
+        };
         let inbox = self.nats.client().new_inbox();
-        let deliver_policy = match last_seq {
-            0 => DeliverPolicy::New,
-            seq => DeliverPolicy::ByStartSequence {
-                start_sequence: seq + 1,
-            },
+        let deliver_policy = DeliverPolicy::ByStartSequence {
+            start_sequence: last_seq + 1,
         };
         let consumer = self
             .nats
@@ -160,7 +166,8 @@ fn watch_error(source: Box<dyn std::error::Error + Send + Sync>) -> BridgeError 
 pub struct ClaimWatch {
     messages: Ordered,
     node_id: String,
-    /// The stream sequence of the last claim read (0: none yet).
+    /// The stream sequence of the last claim read, or of the stream's last claim when
+    /// the reader started (none read yet).
     last_seq: u64,
 }
 
@@ -184,8 +191,8 @@ impl ClaimWatch {
         Some(parse(&headers, &message.payload, &self.node_id))
     }
 
-    /// The stream sequence of the last claim read (0: none yet), for
-    /// [`Claims::watch_after`].
+    /// The stream sequence to resume after (the last claim read, or the stream's last
+    /// when this reader started), for [`Claims::watch_after`].
     pub fn last_seq(&self) -> u64 {
         self.last_seq
     }

@@ -72,8 +72,8 @@ async fn simultaneous_claims_are_read_in_one_order_everywhere() {
     }
 }
 
-/// A reader replaced (after it ended) starts after the last claim it read, so no claim is
-/// missed; a reader whose consumer failed for good (here: the claims stream deleted
+/// A reader replaced (after it ended) starts after the last claim it read, or where it
+/// started if it read none, so no claim is missed; a reader whose consumer failed for good (here: the claims stream deleted
 /// under it) ends, instead of failing at every read (its caller looped on it at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_reader_misses_no_claim_and_a_failed_one_ends() {
@@ -99,6 +99,12 @@ async fn a_replaced_reader_misses_no_claim_and_a_failed_one_ends() {
     drop(first);
     let epochs: Vec<u64> = read(&mut second, 2).await.iter().map(|c| c.epoch).collect();
     assert_eq!(epochs, [2, 3]);
+    // A reader replaced before it read any claim resumes from where it started.
+    let unread = a.watch().await.unwrap();
+    a.announce("x", 4).await.unwrap();
+    let mut third = a.watch_after(unread.last_seq()).await.unwrap();
+    drop(unread);
+    assert_eq!(read(&mut third, 1).await[0].epoch, 4);
 
     let stream = nats.claims_stream().cached_info().config.name.clone();
     let js = async_nats::jetstream::new(nats.client().clone());
