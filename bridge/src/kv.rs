@@ -4,6 +4,11 @@
 //! (Debian's) does not send, so roost creates each bucket's stream itself, with the
 //! settings a NATS KV bucket has. Keys may only hold `[-/_=.a-zA-Z0-9]`, and `.` splits
 //! them into tokens, so user names, client ids and node ids are written with [`key`].
+//!
+//! Reads go to the stream's leader (no "direct get"): every read here comes before a
+//! compare-and-set, and a direct get may be answered by a follower that has not applied
+//! the last acknowledged write yet. A stale read that already shows the change wanted
+//! writes nothing, and the change is lost (a user shown offline while connected).
 
 use std::time::Duration;
 
@@ -22,21 +27,33 @@ pub(crate) async fn bucket(
     replicas: usize,
 ) -> Result<kv::Store, BridgeError> {
     let bucket = format!("{names}_{suffix}");
-    js.get_or_create_stream(stream::Config {
-        name: format!("KV_{bucket}"),
-        description: Some(description.into()),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        max_age,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: stream::DiscardPolicy::New,
-        num_replicas: replicas,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| nats_error("creating a KV bucket")(e.into()))?;
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some(description.into()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: false,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats_error("creating a KV bucket")(e.into()))?;
+    // A bucket made by an earlier release allows direct gets: changed in place.
+    let config = &stream.cached_info().config;
+    if config.allow_direct {
+        let config = stream::Config {
+            allow_direct: false,
+            ..config.clone()
+        };
+        js.update_stream(&config)
+            .await
+            .map_err(|e| nats_error("updating a KV bucket")(e.into()))?;
+    }
     js.get_key_value(bucket)
         .await
         .map_err(|e| nats_error("opening a KV bucket")(e.into()))

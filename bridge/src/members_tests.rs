@@ -158,3 +158,86 @@ async fn writers_on_two_nodes_keep_every_node_of_a_user() {
         assert_eq!(nodes, ["y"], "{u}");
     }
 }
+
+/// A node that takes its name out of a user's entry and puts it back at once (a takeover
+/// back to it) ends with its name in the entry. The entry is read before each
+/// compare-and-set; a read answered by a replica that had not applied the last write yet
+/// (a KV "direct get" served by a follower) still showed the name, nothing was written,
+/// and the user showed offline once the other node took its name out (a CI failure of
+/// `takeovers_back_and_forth_never_show_the_user_offline`). Before the fix 1 in ~300 of
+/// these lost the name; three writers at once, one per server (two of them followers of
+/// the bucket's stream), make it likely in every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_taken_out_and_put_back_at_once_stays_in_the_entry() {
+    const USERS: usize = 400;
+    let nats = TestCluster::start();
+    let mut writers = Vec::new();
+    for server in 0..3 {
+        let node = format!("n{server}");
+        let nats = Nats::connect(&config(&node, nats.url(server)))
+            .await
+            .unwrap();
+        let store = Store::open(&nats).await.unwrap();
+        writers.push(tokio::spawn(async move {
+            for i in 0..USERS {
+                let user = format!("{node}.user.{i}");
+                store.set(&user, &node, true).await.unwrap();
+                store.set(&user, &node, false).await.unwrap();
+                store.set(&user, &node, true).await.unwrap();
+            }
+            (nats, store)
+        }));
+    }
+    let mut stores = Vec::new();
+    for writer in writers {
+        stores.push(writer.await.unwrap());
+    }
+    use futures_util::StreamExt;
+    let mut entries = Box::pin(stores[0].1.watch().await.unwrap());
+    let mut lost = Vec::new();
+    for _ in 0..3 * USERS {
+        let entry = tokio::time::timeout(WAIT, entries.next())
+            .await
+            .expect("entries")
+            .expect("stream");
+        if entry.nodes.is_empty() {
+            lost.push(entry.user);
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {} users lost their node: {lost:?}",
+        lost.len(),
+        3 * USERS
+    );
+}
+
+/// A presence bucket made by an earlier release (direct gets allowed) is changed in place
+/// when a node opens it: its reads then go to the stream's leader too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_of_an_earlier_release_stops_allowing_direct_gets() {
+    use async_nats::jetstream::stream;
+    let nats = TestCluster::start();
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url(0)).await.unwrap());
+    let name = "KV_roostmembers_presence";
+    js.create_stream(stream::Config {
+        name: name.into(),
+        subjects: vec!["$KV.roostmembers_presence.>".into()],
+        max_messages_per_subject: 1,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let node = Nats::connect(&config("x", nats.url(1))).await.unwrap();
+    let store = Store::open(&node).await.unwrap();
+    store.set("alice", "x", true).await.unwrap();
+    let mut stream = js.get_stream(name).await.unwrap();
+    let info = stream.info().await.unwrap();
+    assert!(!info.config.allow_direct);
+    assert_eq!(info.state.messages, 1, "the bucket kept working");
+}
