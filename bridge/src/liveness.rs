@@ -19,6 +19,8 @@ pub(crate) struct Liveness {
     me: String,
     timeout: Duration,
     last_heard: HashMap<String, Instant>,
+    /// The revision of each node's heartbeat entry last seen (this node's too).
+    revisions: HashMap<String, u64>,
     dead: BTreeSet<String>,
 }
 
@@ -28,8 +30,17 @@ impl Liveness {
             me: me.to_string(),
             timeout,
             last_heard: HashMap::new(),
+            revisions: HashMap::new(),
             dead: BTreeSet::new(),
         }
+    }
+
+    /// Whether `node`'s heartbeat entry at `revision` was seen already, as a watch made
+    /// again delivers each node's last entry again: that is no sign of life (a node dead
+    /// since would come back, a node that cannot hear itself would seem to). Notes the
+    /// revision.
+    pub(crate) fn replayed(&mut self, node: &str, revision: u64) -> bool {
+        self.revisions.insert(node.to_string(), revision) == Some(revision)
     }
 
     /// `node` heartbeated at `now`. True when it had been declared dead: it is back.
@@ -45,6 +56,7 @@ impl Liveness {
     /// `node` took its heartbeat away (drained): forgotten, never judged dead.
     pub(crate) fn left(&mut self, node: &str) {
         self.last_heard.remove(node);
+        self.revisions.remove(node);
         self.dead.remove(node);
     }
 
@@ -115,6 +127,22 @@ mod tests {
         assert!(l.heard("b", t0 + TIMEOUT * 3), "back from the dead");
         assert!(!l.heard("b", t0 + TIMEOUT * 3));
         assert_eq!(l.alive(t0 + TIMEOUT * 3), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_heartbeat_seen_again_is_no_sign_of_life() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new("a", TIMEOUT);
+        assert!(!l.replayed("b", 7));
+        l.heard("b", t0);
+        assert_eq!(l.expire(t0 + TIMEOUT * 2), ["b"]);
+        // The watch was made again: b's last entry comes again, not a new heartbeat.
+        assert!(l.replayed("b", 7));
+        assert!(!l.replayed("b", 8), "a new heartbeat");
+        assert!(l.heard("b", t0 + TIMEOUT * 2), "back from the dead");
+        assert!(!l.replayed("a", 3) && l.replayed("a", 3), "this node's too");
+        l.left("b");
+        assert!(!l.replayed("b", 8), "forgotten with the node");
     }
 
     #[test]

@@ -84,6 +84,15 @@ pub(crate) struct Incoming {
     pub(crate) seq: u64,
 }
 
+/// One entry of the heartbeat bucket.
+pub(crate) struct Beat {
+    pub(crate) node: String,
+    /// The entry's revision (its stream sequence): the same entry seen twice has the same.
+    pub(crate) revision: u64,
+    /// The heartbeat; `None` when the node took it away (left the cluster).
+    pub(crate) value: Option<Bytes>,
+}
+
 /// This node's NATS connection and the cluster's JetStream objects.
 pub(crate) struct Nats {
     node_id: String,
@@ -273,20 +282,21 @@ impl Nats {
             .map_err(|e| nats_error("removing the heartbeat")(e.into()))
     }
 
-    /// Every heartbeat of every node (this one included) as (node id, value), starting
-    /// with the latest one of each; a node that left comes as (node id, `None`). Ends at
-    /// the watch's first error (see [`until_error`]): watch again.
+    /// Every heartbeat of every node (this one included), starting with the latest one of
+    /// each (which a watch made again delivers again, with the same revision). Ends at the
+    /// watch's first error (see [`until_error`]): watch again.
     pub(crate) async fn heartbeats(
         &self,
-    ) -> Result<impl futures_util::Stream<Item = (String, Option<Bytes>)>, BridgeError> {
+    ) -> Result<impl futures_util::Stream<Item = Beat>, BridgeError> {
         let watch = self
             .nodes
             .watch_with_history(">")
             .await
             .map_err(|e| nats_error("watching heartbeats")(e.into()))?;
-        Ok(until_error(watch, "heartbeat watch").map(|entry| {
-            let value = (entry.operation == kv::Operation::Put).then_some(entry.value);
-            (entry.key, value)
+        Ok(until_error(watch, "heartbeat watch").map(|entry| Beat {
+            value: (entry.operation == kv::Operation::Put).then_some(entry.value),
+            node: entry.key,
+            revision: entry.revision,
         }))
     }
 

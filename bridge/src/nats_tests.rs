@@ -186,15 +186,25 @@ async fn heartbeats_reach_every_node() {
     b.heartbeat("{}".into()).await.unwrap();
     let deadline = Instant::now() + WAIT;
     while liveness.alive(Instant::now()) != ["a", "b"] {
-        let (node, _) = timeout(WAIT, beats.next()).await.unwrap().unwrap();
-        liveness.heard(&node, Instant::now());
+        let beat = timeout(WAIT, beats.next()).await.unwrap().unwrap();
+        liveness.heard(&beat.node, Instant::now());
         assert!(Instant::now() < deadline);
     }
     // A later heartbeat of a is seen live, not only the stored one.
     a.heartbeat("{}".into()).await.unwrap();
+    let last = loop {
+        let beat = timeout(WAIT, beats.next()).await.unwrap().unwrap();
+        if beat.node == "a" {
+            break beat.revision;
+        }
+    };
+    // A watch made again delivers that heartbeat again, with the same revision: the judge
+    // tells it from a new one by that (`Liveness::replayed`).
+    let mut again = std::pin::pin!(b.heartbeats().await.unwrap());
     loop {
-        let (node, _) = timeout(WAIT, beats.next()).await.unwrap().unwrap();
-        if node == "a" {
+        let beat = timeout(WAIT, again.next()).await.unwrap().unwrap();
+        if beat.node == "a" {
+            assert_eq!(beat.revision, last);
             break;
         }
     }
@@ -399,8 +409,8 @@ async fn a_failed_heartbeat_watch_ends() {
     let a = node("a", vec![nats.url(0)]).await;
     a.heartbeat("{}".into()).await.unwrap();
     let mut beats = Box::pin(a.heartbeats().await.unwrap());
-    let (node, _) = timeout(WAIT, beats.next()).await.unwrap().unwrap();
-    assert_eq!(node, "a");
+    let beat = timeout(WAIT, beats.next()).await.unwrap().unwrap();
+    assert_eq!(beat.node, "a");
 
     let js = async_nats::jetstream::new(a.client().clone());
     js.delete_stream("KV_roosttest_nodes").await.unwrap();

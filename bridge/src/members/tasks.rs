@@ -41,8 +41,12 @@ pub(super) async fn judge(
         loop {
             tokio::select! {
                 beat = beats.next() => {
-                    let Some((node, value)) = beat else { break };
-                    match value {
+                    let Some(beat) = beat else { break };
+                    let node = beat.node;
+                    if lock(&shared.liveness).replayed(&node, beat.revision) {
+                        continue;
+                    }
+                    match beat.value {
                         Some(value) => {
                             if node == shared.me {
                                 self_heard = Instant::now();
