@@ -211,33 +211,3 @@ async fn a_name_taken_out_and_put_back_at_once_stays_in_the_entry() {
         3 * USERS
     );
 }
-
-/// A presence bucket made by an earlier release (direct gets allowed) is changed in place
-/// when a node opens it: its reads then go to the stream's leader too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bucket_of_an_earlier_release_stops_allowing_direct_gets() {
-    use async_nats::jetstream::stream;
-    let nats = TestCluster::start();
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url(0)).await.unwrap());
-    let name = "KV_roostmembers_presence";
-    js.create_stream(stream::Config {
-        name: name.into(),
-        subjects: vec!["$KV.roostmembers_presence.>".into()],
-        max_messages_per_subject: 1,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: stream::DiscardPolicy::New,
-        num_replicas: 3,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let node = Nats::connect(&config("x", nats.url(1))).await.unwrap();
-    let store = Store::open(&node).await.unwrap();
-    store.set("alice", "x", true).await.unwrap();
-    let mut stream = js.get_stream(name).await.unwrap();
-    let info = stream.info().await.unwrap();
-    assert!(!info.config.allow_direct);
-    assert_eq!(info.state.messages, 1, "the bucket kept working");
-}

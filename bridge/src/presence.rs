@@ -31,7 +31,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::kv::key;
+use crate::kv::{key, latest, Latest};
 use crate::nats::{nats_error, until_error, BridgeError, Nats};
 
 /// How often one compare-and-set is tried against writers on other nodes before it is
@@ -221,23 +221,24 @@ impl Store {
     ) -> Result<(), BridgeError> {
         let k = key(user);
         for _ in 0..CAS_TRIES {
-            let entry = self
-                .users
-                .entry(k.clone())
-                .await
-                .map_err(|e| nats_error("reading presence")(e.into()))?;
-            let (current, revision) = match entry {
-                Some(e) if e.operation == kv::Operation::Put => {
-                    let current = serde_json::from_slice::<UserNodes>(&e.value)
+            let (current, revision) = match latest(&self.users, &k, "reading presence").await? {
+                Some(Latest {
+                    revision,
+                    value: Some(value),
+                }) => {
+                    let current = serde_json::from_slice::<UserNodes>(&value)
                         .ok()
                         .filter(|c| c.user == user)
                         .unwrap_or_else(|| {
                             warn!(user, "presence entry damaged; written anew");
                             UserNodes::new(user)
                         });
-                    (current, Some(e.revision))
+                    (current, Some(revision))
                 }
-                Some(e) => (UserNodes::new(user), Some(e.revision)),
+                Some(Latest {
+                    revision,
+                    value: None,
+                }) => (UserNodes::new(user), Some(revision)),
                 None => (UserNodes::new(user), None),
             };
             let Some(next) = current.with(node, present, now_ms()) else {
@@ -331,23 +332,22 @@ impl Store {
         }
         let mut claimed = Vec::new();
         for k in mine {
-            let entry = self
-                .wills
-                .entry(k.clone())
-                .await
-                .map_err(|e| nats_error("reading a will")(e.into()))?;
-            let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+            let Some(Latest {
+                revision,
+                value: Some(value),
+            }) = latest(&self.wills, &k, "reading a will").await?
+            else {
                 continue;
             };
             if self
                 .wills
-                .delete_expect_revision(&k, Some(entry.revision))
+                .delete_expect_revision(&k, Some(revision))
                 .await
                 .is_err()
             {
                 continue; // claimed already, or the owner is back
             }
-            match serde_json::from_slice::<StoredWill>(&entry.value)
+            match serde_json::from_slice::<StoredWill>(&value)
                 .ok()
                 .and_then(StoredWill::will)
             {
