@@ -221,25 +221,17 @@ impl Store {
     ) -> Result<(), BridgeError> {
         let k = key(user);
         for _ in 0..CAS_TRIES {
-            let (current, revision) = match latest(&self.users, &k, "reading presence").await? {
-                Some(Latest {
-                    revision,
-                    value: Some(value),
-                }) => {
-                    let current = serde_json::from_slice::<UserNodes>(&value)
-                        .ok()
-                        .filter(|c| c.user == user)
-                        .unwrap_or_else(|| {
-                            warn!(user, "presence entry damaged; written anew");
-                            UserNodes::new(user)
-                        });
-                    (current, Some(revision))
-                }
-                Some(Latest {
-                    revision,
-                    value: None,
-                }) => (UserNodes::new(user), Some(revision)),
-                None => (UserNodes::new(user), None),
+            let read = latest(&self.users, &k, "reading presence").await?;
+            let revision = read.as_ref().map(|l| l.revision);
+            let current = match read.and_then(|l| l.value) {
+                Some(value) => serde_json::from_slice::<UserNodes>(&value)
+                    .ok()
+                    .filter(|c| c.user == user)
+                    .unwrap_or_else(|| {
+                        warn!(user, "presence entry damaged; written anew");
+                        UserNodes::new(user)
+                    }),
+                None => UserNodes::new(user),
             };
             let Some(next) = current.with(node, present, now_ms()) else {
                 return Ok(());
